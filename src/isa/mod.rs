@@ -1,0 +1,437 @@
+//! Everything that differs by architecture, behind one trait.
+//!
+//! Each supported ISA has one file here (`x64.rs`, `aarch64.rs`, `riscv64.rs`,
+//! `s390x.rs`) holding its frame layout, registers, relocation patching and the
+//! hand-written throw/resume stubs. The rest of the crate reaches an ISA only
+//! through [`IsaSpec`], obtained with [`Arch::spec`].
+
+use std::fmt;
+
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::isa::unwind::UnwindInst;
+
+mod aarch64;
+mod riscv64;
+mod s390x;
+mod x64;
+
+/// One of the four architectures cranelift-exn supports (all Linux, 64-bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Arch {
+    /// x86-64 (System V ABI).
+    X86_64,
+    /// AArch64 (AAPCS64).
+    Aarch64,
+    /// RISC-V RV64GC (LP64D).
+    Riscv64,
+    /// IBM z/Architecture (s390x ELF ABI), big-endian.
+    S390x,
+}
+
+impl Arch {
+    /// All supported architectures, in a stable order.
+    pub const ALL: [Arch; 4] = [Arch::X86_64, Arch::Aarch64, Arch::Riscv64, Arch::S390x];
+
+    /// The architecture named by a target triple, if supported.
+    pub fn from_triple(triple: &target_lexicon::Triple) -> Option<Arch> {
+        use target_lexicon::Architecture as A;
+        match triple.architecture {
+            A::X86_64 => Some(Arch::X86_64),
+            A::Aarch64(_) => Some(Arch::Aarch64),
+            A::Riscv64(_) => Some(Arch::Riscv64),
+            A::S390x => Some(Arch::S390x),
+            _ => None,
+        }
+    }
+
+    /// The architecture this process runs on, if it is one of the four.
+    pub fn host() -> Option<Arch> {
+        Arch::from_triple(&target_lexicon::Triple::host())
+    }
+
+    /// The name used on filetest `target` lines (`x86_64`, `aarch64`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+            Arch::Riscv64 => "riscv64",
+            Arch::S390x => "s390x",
+        }
+    }
+
+    /// The Linux target triple for this architecture.
+    pub fn triple(self) -> target_lexicon::Triple {
+        let name = match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Aarch64 => "aarch64-unknown-linux-gnu",
+            Arch::Riscv64 => "riscv64gc-unknown-linux-gnu",
+            Arch::S390x => "s390x-unknown-linux-gnu",
+        };
+        name.parse().expect("static triple parses")
+    }
+
+    /// Byte order of data in memory.
+    pub fn endianness(self) -> Endianness {
+        match self {
+            Arch::S390x => Endianness::Big,
+            _ => Endianness::Little,
+        }
+    }
+
+    /// The facts and code for this architecture.
+    pub fn spec(self) -> &'static dyn IsaSpec {
+        match self {
+            Arch::X86_64 => &x64::X64,
+            Arch::Aarch64 => &aarch64::Aarch64,
+            Arch::Riscv64 => &riscv64::Riscv64,
+            Arch::S390x => &s390x::S390x,
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endianness {
+    /// Least significant byte first.
+    Little,
+    /// Most significant byte first.
+    Big,
+}
+
+impl Endianness {
+    /// Decode a 64-bit word.
+    pub fn read_u64(self, bytes: [u8; 8]) -> u64 {
+        match self {
+            Endianness::Little => u64::from_le_bytes(bytes),
+            Endianness::Big => u64::from_be_bytes(bytes),
+        }
+    }
+
+    /// Encode a 64-bit word.
+    pub fn write_u64(self, value: u64) -> [u8; 8] {
+        match self {
+            Endianness::Little => value.to_le_bytes(),
+            Endianness::Big => value.to_be_bytes(),
+        }
+    }
+}
+
+/// A register file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RegClass {
+    /// General-purpose (integer) registers.
+    Int,
+    /// Floating-point / vector registers (only the low 64 bits are callee-saved
+    /// on any of the four ISAs).
+    Float,
+}
+
+/// A machine register: its file and its hardware encoding, as Cranelift's
+/// `RealReg::hw_enc` numbers it (x86-64: rax=0 … r15=15; aarch64: x0…x30;
+/// riscv64: x0…x31; s390x: r0…r15; floats likewise per file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reg {
+    /// Register file.
+    pub class: RegClass,
+    /// Hardware number within the file.
+    pub hw: u8,
+}
+
+impl Reg {
+    /// An integer register.
+    pub const fn int(hw: u8) -> Reg {
+        Reg {
+            class: RegClass::Int,
+            hw,
+        }
+    }
+
+    /// A floating-point register.
+    pub const fn float(hw: u8) -> Reg {
+        Reg {
+            class: RegClass::Float,
+            hw,
+        }
+    }
+
+    /// Convert Cranelift's register description.
+    pub fn from_cranelift(reg: cranelift_codegen::RealReg) -> Option<Reg> {
+        use cranelift_codegen::RegClass as C;
+        match reg.class() {
+            C::Int => Some(Reg::int(reg.hw_enc())),
+            C::Float => Some(Reg::float(reg.hw_enc())),
+            C::Vector => None,
+        }
+    }
+}
+
+/// Where a frame keeps its link to the caller, relative to the frame's
+/// frame-pointer value (on s390x, the back-chain value: the frame's incoming
+/// stack pointer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLinks {
+    /// Offset of the caller's frame-pointer value.
+    pub caller_fp_offset: i64,
+    /// Offset of the return address into the caller.
+    pub return_address_offset: i64,
+}
+
+/// A callee-saved register a function stores in its frame, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedRegister {
+    /// The register.
+    pub reg: Reg,
+    /// Offset of its 8-byte slot from the function's frame-pointer value.
+    pub fp_offset: i64,
+}
+
+/// A hand-written machine-code stub with the listing it must disassemble to.
+#[derive(Clone, Copy, Debug)]
+pub struct Stub {
+    /// Machine code.
+    pub code: &'static [u8],
+    /// One instruction per line, `mnemonic operands` exactly as capstone prints
+    /// them (as in Cranelift's disassembly), without addresses.
+    pub listing: &'static str,
+}
+
+/// Word indices in the register context shared by the throw stub, the host
+/// unwinder and the resume stub. The context is an array of 64-bit words in the
+/// target's byte order.
+pub mod context {
+    /// Program counter: on capture, the throw stub's return address; on resume,
+    /// where to jump.
+    pub const PC: usize = 0;
+    /// Stack pointer: on capture, the caller's stack pointer once the throw stub
+    /// has returned; on resume, the value to install.
+    pub const SP: usize = 1;
+    /// Frame pointer: on capture, the caller's frame-pointer value (s390x: the
+    /// back chain stored at the caller's stack pointer); on resume, the value
+    /// to install (ignored on s390x, which has no frame-pointer register).
+    pub const FP: usize = 2;
+    /// First exception payload, installed in the ISA's first payload register.
+    pub const PAYLOAD0: usize = 3;
+    /// Second exception payload.
+    pub const PAYLOAD1: usize = 4;
+    /// The six integer arguments the throw stub was called with, in order:
+    /// `entry_fp, exit_fp, exit_pc, tag, payload1, payload2`.
+    pub const ARGS: usize = 5;
+    /// Number of argument words.
+    pub const ARG_COUNT: usize = 6;
+    /// First callee-saved register, in [`super::IsaSpec::callee_saved`] order.
+    pub const SAVED: usize = ARGS + ARG_COUNT;
+
+    /// Size in bytes of a context for an ISA with `saved` callee-saved
+    /// registers, rounded up to 16 bytes.
+    pub const fn size_bytes(saved: usize) -> usize {
+        ((SAVED + saved) * 8).div_ceil(16) * 16
+    }
+}
+
+/// One relocation to apply, with everything an ISA needs to patch it.
+pub struct RelocSite<'a> {
+    /// The relocation kind.
+    pub kind: Reloc,
+    /// The whole function's code; the field to patch starts at `offset`.
+    pub code: &'a mut [u8],
+    /// Offset of the field in `code`.
+    pub offset: usize,
+    /// Absolute address of `code[offset]` once loaded.
+    pub place: u64,
+    /// Absolute address of the target: a symbol, a GOT slot (see
+    /// [`IsaSpec::uses_got`]), or for a label relocation the labelled offset
+    /// inside this same function.
+    pub target: u64,
+    /// Cranelift's addend.
+    pub addend: i64,
+    /// `target + addend` of the relocation applied at a given absolute
+    /// address, if any: a RISC-V `%pcrel_lo` relocation names its `auipc`
+    /// by label and takes its value from the `%pcrel_hi`/`%got_hi`
+    /// relocation there.
+    pub value_at: &'a dyn Fn(u64) -> Option<u64>,
+}
+
+/// A relocation the ISA could not apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelocError {
+    /// This ISA does not implement the relocation kind.
+    Unsupported,
+    /// The displacement does not fit the instruction field.
+    OutOfRange {
+        /// The displacement (or value) that was to be encoded.
+        value: i64,
+    },
+    /// The value is not aligned as the field requires.
+    Misaligned {
+        /// The displacement (or value) that was to be encoded.
+        value: i64,
+    },
+    /// The bytes at the site are not the instruction the relocation expects.
+    UnexpectedInstruction,
+}
+
+impl fmt::Display for RelocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelocError::Unsupported => f.write_str("unsupported relocation kind for this ISA"),
+            RelocError::OutOfRange { value } => {
+                write!(f, "value {value:#x} out of range for the field")
+            }
+            RelocError::Misaligned { value } => write!(f, "value {value:#x} is misaligned"),
+            RelocError::UnexpectedInstruction => {
+                f.write_str("instruction at the site does not match the relocation")
+            }
+        }
+    }
+}
+
+/// The facts and code of one architecture.
+///
+/// Stub contracts (all stubs are entered with the platform C calling
+/// convention and use the [`context`] layout):
+///
+/// * **throw stub** — what JIT code calls as `__cranelift_throw(entry_fp,
+///   exit_fp, exit_pc, tag, payload1, payload2)`. It reserves a context of
+///   [`context::size_bytes`]`(callee_saved().len())` bytes on its own stack
+///   (keeping the stack aligned for a call), stores PC, SP, FP, the six
+///   arguments and every register of [`IsaSpec::callee_saved`], then calls the
+///   host function whose address is the 8-byte word (target byte order)
+///   immediately *before* the stub's first byte, with the context's address as
+///   its only argument. When the host function returns, the context holds a
+///   resume state; the stub puts the context address in the resume stub's
+///   input register and falls through into the resume stub, which is placed
+///   immediately after it.
+/// * **resume stub** — takes the context address in the first C argument
+///   register. Installs every `SAVED` register, then both payload registers
+///   (payloads win where a payload register is also callee-saved, as on
+///   s390x), then FP (where the ISA has a frame-pointer register), then SP, and
+///   jumps to PC. It never writes a register it still has to read from.
+pub trait IsaSpec: Sync {
+    /// Which architecture.
+    fn arch(&self) -> Arch;
+    /// Where each frame links to its caller.
+    fn frame_links(&self) -> FrameLinks;
+    /// The two exception payload registers (`exn0`, `exn1`).
+    fn payload_regs(&self) -> [Reg; 2];
+    /// Callee-saved registers the throw stub captures and the resume stub
+    /// installs, in context order. Excludes the stack and frame pointers.
+    fn callee_saved(&self) -> &'static [Reg];
+    /// The stack-pointer register.
+    fn stack_pointer(&self) -> Reg;
+    /// The frame-pointer register, if the ISA has one.
+    fn frame_pointer(&self) -> Option<Reg>;
+    /// Integer argument registers of the C calling convention, in order.
+    fn int_arg_regs(&self) -> &'static [Reg];
+    /// The register holding the return address on entry to a function, or
+    /// `None` when the call instruction pushes it (x86-64).
+    fn link_register(&self) -> Option<Reg>;
+    /// The assembler name of a register.
+    fn register_name(&self, reg: Reg) -> String;
+    /// Whether relocations of this kind refer to a GOT slot holding the
+    /// symbol's address rather than to the symbol itself (the linker then
+    /// passes the slot's address as `target`).
+    fn uses_got(&self, kind: Reloc) -> bool;
+    /// Patch one relocation. See [`RelocSite`].
+    fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError>;
+    /// Where a function saves callee-saved registers, from Cranelift's unwind
+    /// instructions for it, as offsets from the frame-pointer value.
+    fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String>;
+    /// The throw-capture stub.
+    fn throw_stub(&self) -> Stub;
+    /// The resume stub.
+    fn resume_stub(&self) -> Stub;
+}
+
+/// The common decoding of Cranelift's unwind instructions for ISAs whose
+/// frame-pointer register points at the saved (caller FP, return address)
+/// pair: a `SaveReg` slot sits at `FP - offset_downward_to_clobbers +
+/// clobber_offset`.
+pub(crate) fn fp_relative_saved_registers(
+    unwind: &[(u32, UnwindInst)],
+) -> Result<Vec<SavedRegister>, String> {
+    let mut downward = None;
+    let mut saved = Vec::new();
+    for (_, inst) in unwind {
+        match inst {
+            UnwindInst::DefineNewFrame {
+                offset_downward_to_clobbers,
+                ..
+            } => downward = Some(i64::from(*offset_downward_to_clobbers)),
+            UnwindInst::SaveReg {
+                clobber_offset,
+                reg,
+            } => {
+                let downward =
+                    downward.ok_or("unwind info saves a register before defining a frame")?;
+                let reg = Reg::from_cranelift(*reg)
+                    .ok_or("unwind info saves a vector-class register")?;
+                saved.push(SavedRegister {
+                    reg,
+                    fp_offset: i64::from(*clobber_offset) - downward,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(saved)
+}
+
+/// Disassemble `code` with Cranelift's capstone set-up for `arch`, one
+/// instruction per line as `mnemonic operands` (the format of [`Stub::listing`]).
+pub fn disassemble(arch: Arch, code: &[u8]) -> Result<String, String> {
+    let isa = crate::compile::default_isa(arch).map_err(|e| e.to_string())?;
+    let cs = isa.to_capstone().map_err(|e| e.to_string())?;
+    let insns = cs.disasm_all(code, 0).map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
+    let mut decoded = 0;
+    for insn in insns.iter() {
+        decoded += insn.bytes().len();
+        let mnemonic = insn.mnemonic().unwrap_or("");
+        let operands = insn.op_str().unwrap_or("");
+        lines.push(if operands.is_empty() {
+            mnemonic.to_string()
+        } else {
+            format!("{mnemonic} {operands}")
+        });
+    }
+    if decoded != code.len() {
+        return Err(format!(
+            "capstone decoded {decoded} of {} bytes for {arch}",
+            code.len()
+        ));
+    }
+    Ok(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stub disassembles to exactly the listing written beside it.
+    #[test]
+    fn stubs_match_their_listings() {
+        for arch in Arch::ALL {
+            let spec = arch.spec();
+            for (what, stub) in [("throw", spec.throw_stub()), ("resume", spec.resume_stub())] {
+                let actual = disassemble(arch, stub.code).unwrap();
+                assert_eq!(actual, stub.listing, "{arch} {what} stub listing");
+                assert!(!stub.code.is_empty(), "{arch} {what} stub is empty");
+            }
+        }
+    }
+
+    #[test]
+    fn context_size_is_16_byte_aligned() {
+        for arch in Arch::ALL {
+            let n = arch.spec().callee_saved().len();
+            assert_eq!(context::size_bytes(n) % 16, 0);
+            assert!(context::size_bytes(n) >= (context::SAVED + n) * 8);
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! x86-64 (System V): frame layout, registers, relocations and stubs.
+
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::isa::unwind::UnwindInst;
+
+use super::{
+    Arch, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister, Stub,
+    fp_relative_saved_registers,
+};
+
+/// x86-64.
+pub struct X64;
+
+const RAX: Reg = Reg::int(0);
+const RCX: Reg = Reg::int(1);
+const RDX: Reg = Reg::int(2);
+const RBX: Reg = Reg::int(3);
+const RSP: Reg = Reg::int(4);
+const RBP: Reg = Reg::int(5);
+const RSI: Reg = Reg::int(6);
+const RDI: Reg = Reg::int(7);
+const R8: Reg = Reg::int(8);
+const R9: Reg = Reg::int(9);
+
+/// rbx, r12–r15; rbp is the frame pointer and handled on its own.
+static CALLEE_SAVED: [Reg; 5] = [RBX, Reg::int(12), Reg::int(13), Reg::int(14), Reg::int(15)];
+static INT_ARGS: [Reg; 6] = [RDI, RSI, RDX, RCX, R8, R9];
+
+/// Throw-capture stub. The context (16 words = 128 bytes) is at the stack
+/// pointer after `sub $0x88`: 136 bytes keep the stack 16-byte aligned at the
+/// host call (it is 8 mod 16 on entry).
+static THROW_CODE: [u8; 104] = [
+    0x48, 0x81, 0xec, 0x88, 0x00, 0x00, 0x00, 0x48, 0x89, 0x7c, 0x24, 0x28, //
+    0x48, 0x89, 0x74, 0x24, 0x30, 0x48, 0x89, 0x54, 0x24, 0x38, 0x48, 0x89, //
+    0x4c, 0x24, 0x40, 0x4c, 0x89, 0x44, 0x24, 0x48, 0x4c, 0x89, 0x4c, 0x24, //
+    0x50, 0x48, 0x89, 0x5c, 0x24, 0x58, 0x4c, 0x89, 0x64, 0x24, 0x60, 0x4c, //
+    0x89, 0x6c, 0x24, 0x68, 0x4c, 0x89, 0x74, 0x24, 0x70, 0x4c, 0x89, 0x7c, //
+    0x24, 0x78, 0x48, 0x89, 0x6c, 0x24, 0x10, 0x48, 0x8b, 0x84, 0x24, 0x88, //
+    0x00, 0x00, 0x00, 0x48, 0x89, 0x04, 0x24, 0x48, 0x8d, 0x84, 0x24, 0x90, //
+    0x00, 0x00, 0x00, 0x48, 0x89, 0x44, 0x24, 0x08, 0x48, 0x89, 0xe7, 0xff, //
+    0x15, 0x93, 0xff, 0xff, 0xff, 0x48, 0x89, 0xe7,
+];
+
+/// Capstone (AT&T) listing of [`THROW_CODE`]. The host function is the word
+/// 8 bytes before the stub: `callq *-0x6d(%rip)` from offset 0x5f+6.
+const THROW_LISTING: &str = "\
+subq $0x88, %rsp
+movq %rdi, 0x28(%rsp)
+movq %rsi, 0x30(%rsp)
+movq %rdx, 0x38(%rsp)
+movq %rcx, 0x40(%rsp)
+movq %r8, 0x48(%rsp)
+movq %r9, 0x50(%rsp)
+movq %rbx, 0x58(%rsp)
+movq %r12, 0x60(%rsp)
+movq %r13, 0x68(%rsp)
+movq %r14, 0x70(%rsp)
+movq %r15, 0x78(%rsp)
+movq %rbp, 0x10(%rsp)
+movq 0x88(%rsp), %rax
+movq %rax, (%rsp)
+leaq 0x90(%rsp), %rax
+movq %rax, 8(%rsp)
+movq %rsp, %rdi
+callq *-0x6d(%rip)
+movq %rsp, %rdi";
+
+/// Resume stub: the context pointer arrives in rdi, which is never written.
+/// The target pc goes through rcx, a scratch register that is neither
+/// callee-saved nor a payload register; rsp is installed last before the
+/// jump, so every load reads the context while it is still intact.
+static RESUME_CODE: [u8; 41] = [
+    0x48, 0x8b, 0x5f, 0x58, 0x4c, 0x8b, 0x67, 0x60, 0x4c, 0x8b, 0x6f, 0x68, //
+    0x4c, 0x8b, 0x77, 0x70, 0x4c, 0x8b, 0x7f, 0x78, 0x48, 0x8b, 0x47, 0x18, //
+    0x48, 0x8b, 0x57, 0x20, 0x48, 0x8b, 0x6f, 0x10, 0x48, 0x8b, 0x0f, 0x48, //
+    0x8b, 0x67, 0x08, 0xff, 0xe1,
+];
+
+const RESUME_LISTING: &str = "\
+movq 0x58(%rdi), %rbx
+movq 0x60(%rdi), %r12
+movq 0x68(%rdi), %r13
+movq 0x70(%rdi), %r14
+movq 0x78(%rdi), %r15
+movq 0x18(%rdi), %rax
+movq 0x20(%rdi), %rdx
+movq 0x10(%rdi), %rbp
+movq (%rdi), %rcx
+movq 8(%rdi), %rsp
+jmpq *%rcx";
+
+fn write_i32(code: &mut [u8], offset: usize, value: i64) -> Result<(), RelocError> {
+    let field = i32::try_from(value).map_err(|_| RelocError::OutOfRange { value })?;
+    let slot = code
+        .get_mut(offset..offset + 4)
+        .ok_or(RelocError::OutOfRange { value })?;
+    slot.copy_from_slice(&field.to_le_bytes());
+    Ok(())
+}
+
+impl IsaSpec for X64 {
+    fn arch(&self) -> Arch {
+        Arch::X86_64
+    }
+
+    fn frame_links(&self) -> FrameLinks {
+        // push %rbp; mov %rsp, %rbp: [rbp] = caller's rbp, [rbp+8] = return address.
+        FrameLinks {
+            caller_fp_offset: 0,
+            return_address_offset: 8,
+        }
+    }
+
+    fn payload_regs(&self) -> [Reg; 2] {
+        [RAX, RDX]
+    }
+
+    fn callee_saved(&self) -> &'static [Reg] {
+        &CALLEE_SAVED
+    }
+
+    fn stack_pointer(&self) -> Reg {
+        RSP
+    }
+
+    fn frame_pointer(&self) -> Option<Reg> {
+        Some(RBP)
+    }
+
+    fn int_arg_regs(&self) -> &'static [Reg] {
+        &INT_ARGS
+    }
+
+    fn link_register(&self) -> Option<Reg> {
+        None
+    }
+
+    fn register_name(&self, reg: Reg) -> String {
+        const INT: [&str; 16] = [
+            "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11",
+            "r12", "r13", "r14", "r15",
+        ];
+        match reg.class {
+            RegClass::Int => INT
+                .get(usize::from(reg.hw))
+                .map_or_else(|| format!("int{}", reg.hw), |n| n.to_string()),
+            RegClass::Float => format!("xmm{}", reg.hw),
+        }
+    }
+
+    fn uses_got(&self, kind: Reloc) -> bool {
+        matches!(kind, Reloc::X86GOTPCRel4)
+    }
+
+    fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError> {
+        let RelocSite {
+            kind,
+            code,
+            offset,
+            place,
+            target,
+            addend,
+            ..
+        } = site;
+        let value = target.wrapping_add_signed(addend);
+        match kind {
+            Reloc::Abs8 => {
+                let slot = code
+                    .get_mut(offset..offset + 8)
+                    .ok_or(RelocError::OutOfRange { value: value as i64 })?;
+                slot.copy_from_slice(&value.to_le_bytes());
+                Ok(())
+            }
+            Reloc::Abs4 => {
+                let field = u32::try_from(value).map_err(|_| RelocError::OutOfRange {
+                    value: value as i64,
+                })?;
+                let slot = code
+                    .get_mut(offset..offset + 4)
+                    .ok_or(RelocError::OutOfRange { value: value as i64 })?;
+                slot.copy_from_slice(&field.to_le_bytes());
+                Ok(())
+            }
+            // All are S + A - P into a 32-bit field; the -4 for the end of the
+            // instruction is already in Cranelift's addend. The GOT kind
+            // arrives with `target` = the GOT slot.
+            Reloc::X86PCRel4 | Reloc::X86CallPCRel4 | Reloc::X86CallPLTRel4 | Reloc::X86GOTPCRel4 => {
+                write_i32(code, offset, value.wrapping_sub(place) as i64)
+            }
+            _ => Err(RelocError::Unsupported),
+        }
+    }
+
+    fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String> {
+        fp_relative_saved_registers(unwind)
+    }
+
+    fn throw_stub(&self) -> Stub {
+        Stub {
+            code: &THROW_CODE,
+            listing: THROW_LISTING,
+        }
+    }
+
+    fn resume_stub(&self) -> Stub {
+        Stub {
+            code: &RESUME_CODE,
+            listing: RESUME_LISTING,
+        }
+    }
+}
