@@ -16,8 +16,10 @@ pub enum HostFunction {
 pub trait HostServices {
     /// Handle [`HostFunction::Throw`]: `context` is the address of the
     /// register context the throw stub filled; on `Ok` it holds the resume
-    /// state the stub will install.
-    fn throw(&mut self, memory: &mut dyn Memory, context: u64) -> Result<(), Error>;
+    /// state the stub will install. `buffer` is the target address of the
+    /// innermost [`Machine::call_entry`] buffer (its header holds the entry
+    /// trampoline's handler record).
+    fn throw(&mut self, memory: &mut dyn Memory, context: u64, buffer: u64) -> Result<(), Error>;
 }
 
 /// A target that can hold code and run it: the host CPU or an emulated one.

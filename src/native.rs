@@ -1,0 +1,264 @@
+//! Running code on the host CPU.
+
+use std::cell::Cell;
+use std::ptr;
+
+use crate::error::Error;
+use crate::isa::{Arch, Endianness};
+use crate::machine::{HostFunction, HostServices, Machine};
+use crate::memory::Memory;
+
+/// One region of code memory: mapped read-write, then read-execute.
+struct Region {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+/// The host CPU as a [`Machine`]. Code memory is never writable and
+/// executable at once (W^X).
+pub struct NativeMachine {
+    arch: Arch,
+    regions: Vec<Region>,
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+impl NativeMachine {
+    /// A machine for the host, if the host is one of the four ISAs.
+    pub fn new() -> Result<NativeMachine, Error> {
+        let arch = Arch::host()
+            .ok_or_else(|| Error::Machine("the host architecture is not supported".into()))?;
+        Ok(NativeMachine {
+            arch,
+            regions: Vec::new(),
+        })
+    }
+
+    fn region(&self, base: u64) -> Option<&Region> {
+        self.regions.iter().find(|r| r.addr as u64 == base)
+    }
+}
+
+impl Drop for NativeMachine {
+    fn drop(&mut self) {
+        for r in &self.regions {
+            // SAFETY: each region was mapped by us with this length; nothing
+            // runs in it once the machine is dropped.
+            unsafe { libc::munmap(r.addr, r.len) };
+        }
+    }
+}
+
+/// The call in progress on this thread: its host services and buffer.
+#[derive(Clone, Copy)]
+struct Active {
+    host: *mut dyn HostServices,
+    buffer: u64,
+}
+
+thread_local! {
+    static ACTIVE: Cell<Option<Active>> = const { Cell::new(None) };
+}
+
+/// Reads and writes of the process's own memory, limited to the current
+/// thread's stack, so that a corrupted frame chain yields an error rather
+/// than a fault.
+struct NativeMemory {
+    stack: (u64, u64),
+}
+
+impl NativeMemory {
+    fn current() -> NativeMemory {
+        NativeMemory {
+            stack: thread_stack_bounds().unwrap_or((0, u64::MAX)),
+        }
+    }
+
+    fn check(&self, addr: u64, len: usize) -> Result<(), Error> {
+        let end = addr.checked_add(len as u64);
+        match end {
+            Some(end) if addr >= self.stack.0 && end <= self.stack.1 => Ok(()),
+            _ => Err(Error::Memory {
+                address: addr,
+                message: format!(
+                    "outside the thread's stack {:#x}..{:#x}",
+                    self.stack.0, self.stack.1
+                ),
+            }),
+        }
+    }
+}
+
+impl Memory for NativeMemory {
+    fn endianness(&self) -> Endianness {
+        if cfg!(target_endian = "big") {
+            Endianness::Big
+        } else {
+            Endianness::Little
+        }
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.check(addr, buf.len())?;
+        // SAFETY: the range lies inside this thread's mapped stack.
+        unsafe { ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
+        self.check(addr, data.len())?;
+        // SAFETY: the range lies inside this thread's mapped stack, below the
+        // frames of the JIT code that is suspended in the throw stub.
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
+        Ok(())
+    }
+}
+
+/// The current thread's stack as `(lowest, highest)` address.
+fn thread_stack_bounds() -> Option<(u64, u64)> {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; we
+    // destroy it after reading the stack range.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (rc == 0).then(|| (addr as u64, addr as u64 + size as u64))
+    }
+}
+
+/// The host function behind the throw stub (C ABI, called from JIT code).
+extern "C" fn native_throw(context: *mut u64) {
+    let Some(active) = ACTIVE.with(|a| a.get()) else {
+        eprintln!("cranelift-exn: __cranelift_throw called outside any entry; aborting");
+        std::process::abort();
+    };
+    let mut memory = NativeMemory::current();
+    // SAFETY: `host` points at the `&mut dyn HostServices` borrowed by the
+    // `call_entry` frame below us on this thread, which outlives this call.
+    let host = unsafe { &mut *active.host };
+    if let Err(e) = host.throw(&mut memory, context as u64, active.buffer) {
+        // Returning would resume at a garbage context; the services deliver
+        // every recoverable failure to the entry, so this is unrecoverable.
+        eprintln!("cranelift-exn: throw failed and could not reach the entry: {e}");
+        std::process::abort();
+    }
+}
+
+impl Machine for NativeMachine {
+    fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
+        let len = size.max(1).next_multiple_of(page_size());
+        // SAFETY: an anonymous private mapping with no address hint.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::Memory {
+                address: 0,
+                message: format!("mmap of {len} bytes: {}", std::io::Error::last_os_error()),
+            });
+        }
+        self.regions.push(Region { addr, len });
+        Ok(addr as u64)
+    }
+
+    fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
+        let region = self.region(base).ok_or_else(|| Error::Memory {
+            address: base,
+            message: "not a region from allocate_code".into(),
+        })?;
+        if bytes.len() > region.len {
+            return Err(Error::Memory {
+                address: base,
+                message: format!("{} bytes do not fit a {}-byte region", bytes.len(), region.len),
+            });
+        }
+        // SAFETY: the region is ours, writable, and at least `bytes.len()` long.
+        unsafe {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), region.addr as *mut u8, bytes.len());
+            if libc::mprotect(region.addr, region.len, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+                return Err(Error::Memory {
+                    address: base,
+                    message: format!("mprotect: {}", std::io::Error::last_os_error()),
+                });
+            }
+        }
+        flush_icache(base, bytes.len());
+        Ok(())
+    }
+
+    fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
+        match function {
+            HostFunction::Throw => Ok(native_throw as *const () as u64),
+        }
+    }
+
+    fn call_entry(
+        &mut self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        if self
+            .regions
+            .iter()
+            .all(|r| entry < r.addr as u64 || entry >= r.addr as u64 + r.len as u64)
+        {
+            return Err(Error::Machine(format!("entry {entry:#x} is not loaded code")));
+        }
+        if (buffer.as_ptr() as usize) % 8 != 0 {
+            return Err(Error::Machine("call buffer is not 8-byte aligned".into()));
+        }
+        // SAFETY: lifetime erasure only; the pointer is cleared (restored)
+        // before this function returns, while `host` is still borrowed.
+        let host: *mut (dyn HostServices + '_) = host;
+        let host: *mut (dyn HostServices + 'static) = unsafe { std::mem::transmute(host) };
+        let previous = ACTIVE.with(|a| {
+            a.replace(Some(Active {
+                host,
+                buffer: buffer.as_mut_ptr() as u64,
+            }))
+        });
+        // SAFETY: `entry` is an entry trampoline in our executable memory with
+        // the C signature `fn(callee, buffer)`; the buffer is large enough for
+        // the callee's signature (checked by the caller that built it).
+        let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry as usize) };
+        f(callee, buffer.as_mut_ptr() as u64);
+        ACTIVE.with(|a| a.set(previous));
+        Ok(())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn flush_icache(_base: u64, _len: usize) {
+    // x86-64 keeps instruction fetch coherent with stores.
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn flush_icache(base: u64, len: usize) {
+    unsafe extern "C" {
+        fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
+    }
+    // SAFETY: the range is mapped code we just wrote.
+    unsafe { __clear_cache(base as *mut libc::c_char, (base + len as u64) as *mut libc::c_char) };
+}

@@ -1,0 +1,119 @@
+//! Entry trampolines: the only way host code calls JIT code.
+//!
+//! For a signature `S`, two functions are generated in CLIF:
+//!
+//! * an *inner* trampoline, `tail` convention, `(callee, buffer)`: loads the
+//!   arguments from the buffer's slots, calls `callee` with `S`, stores the
+//!   results back;
+//! * an *entry* trampoline, C convention, `(callee, buffer)`: records the
+//!   address of its own catch-all handler (`get_exception_handler_address`),
+//!   its stack pointer and frame-pointer value in the buffer header, then
+//!   `try_call`s the inner trampoline with a `default` handler. An exception
+//!   nobody else catches lands there and sets the buffer's status word.
+//!
+//! Because the inner trampoline uses `tail`, the entry trampoline's
+//! `try_call` treats every register as clobbered on the exceptional edge, so
+//! the entry trampoline restores the host's callee-saved registers itself.
+
+use cranelift_codegen::ir::{self, types};
+
+use crate::exception_table::ENTRY_TRAMPOLINE_PREFIX;
+
+/// Buffer header: status word (0 = returned, 1 = exception reached the
+/// entry trampoline).
+pub const STATUS_OFFSET: i32 = 0;
+/// Buffer header: handler address recorded by the entry trampoline.
+pub const HANDLER_PC_OFFSET: i32 = 8;
+/// Buffer header: stack pointer recorded by the entry trampoline.
+pub const HANDLER_SP_OFFSET: i32 = 16;
+/// Buffer header: frame-pointer value recorded by the entry trampoline.
+pub const HANDLER_FP_OFFSET: i32 = 24;
+/// Offset of the first value slot.
+pub const VALUES_OFFSET: i32 = 32;
+/// Bytes per value slot (fits every scalar and 128-bit vector).
+pub const SLOT_SIZE: i32 = 16;
+
+/// Status word value: the callee returned normally.
+pub const STATUS_RETURNED: u64 = 0;
+/// Status word value: an exception (or an unwind error) reached the entry.
+pub const STATUS_EXCEPTION: u64 = 1;
+
+/// Bytes a buffer needs for `sig`.
+pub fn buffer_size(sig: &ir::Signature) -> usize {
+    let slots = sig.params.len().max(sig.returns.len());
+    VALUES_OFFSET as usize + slots * SLOT_SIZE as usize
+}
+
+/// Names of the two trampolines for signature number `index`.
+pub fn names(index: usize) -> (String, String) {
+    (
+        format!("{ENTRY_TRAMPOLINE_PREFIX}{index}"),
+        format!("%__cranelift_exn_inner_{index}"),
+    )
+}
+
+/// CLIF text of both trampolines for `sig`; `index` makes their names unique.
+pub fn clif(sig: &ir::Signature, index: usize) -> String {
+    let (entry, inner) = names(index);
+    let mut loads = String::new();
+    let mut args = Vec::new();
+    for (i, p) in sig.params.iter().enumerate() {
+        let v = 10 + i;
+        let off = VALUES_OFFSET + SLOT_SIZE * i as i32;
+        loads.push_str(&format!(
+            "    v{v} = load.{} notrap aligned v1+{off}\n",
+            p.value_type
+        ));
+        args.push(format!("v{v}"));
+    }
+    let first_result = 10 + sig.params.len();
+    let results: Vec<String> = (0..sig.returns.len())
+        .map(|i| format!("v{}", first_result + i))
+        .collect();
+    let call = if results.is_empty() {
+        format!("    call_indirect sig0, v0({})\n", args.join(", "))
+    } else {
+        format!(
+            "    {} = call_indirect sig0, v0({})\n",
+            results.join(", "),
+            args.join(", ")
+        )
+    };
+    let mut stores = String::new();
+    for (i, r) in results.iter().enumerate() {
+        let off = VALUES_OFFSET + SLOT_SIZE * i as i32;
+        stores.push_str(&format!("    store notrap aligned {r}, v1+{off}\n"));
+    }
+    let ptr = types::I64;
+    format!(
+        "function {inner}({ptr}, {ptr}) tail {{
+    sig0 = {sig}
+block0(v0: {ptr}, v1: {ptr}):
+{loads}{call}{stores}    return
+}}
+
+function {entry}({ptr}, {ptr}) system_v {{
+    sig0 = ({ptr}, {ptr}) tail
+    fn0 = colocated {inner}(i64, i64) tail
+block0(v0: {ptr}, v1: {ptr}):
+    v2 = get_exception_handler_address.{ptr} block1, 0
+    v3 = get_stack_pointer.{ptr}
+    v4 = get_frame_pointer.{ptr}
+    store notrap aligned v2, v1+{HANDLER_PC_OFFSET}
+    store notrap aligned v3, v1+{HANDLER_SP_OFFSET}
+    store notrap aligned v4, v1+{HANDLER_FP_OFFSET}
+    jump block1
+block1:
+    try_call fn0(v0, v1), sig0, block2(), [ default: block3(exn0, exn1) ]
+block2:
+    v5 = iconst.{ptr} {STATUS_RETURNED}
+    store notrap aligned v5, v1+{STATUS_OFFSET}
+    return
+block3(v6: {ptr}, v7: {ptr}):
+    v8 = iconst.{ptr} {STATUS_EXCEPTION}
+    store notrap aligned v8, v1+{STATUS_OFFSET}
+    return
+}}
+"
+    )
+}

@@ -1,0 +1,75 @@
+//! Moving [`DataValue`]s through an entry trampoline's buffer, in the
+//! target's byte order.
+
+use cranelift_codegen::data_value::DataValue;
+use cranelift_codegen::ir;
+
+use crate::error::Error;
+use crate::isa::Endianness;
+use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET, buffer_size};
+
+/// A zeroed buffer for `sig` holding `args`.
+pub fn encode_arguments(
+    sig: &ir::Signature,
+    args: &[DataValue],
+    endianness: Endianness,
+) -> Result<Vec<u8>, Error> {
+    if args.len() != sig.params.len() {
+        return Err(Error::Signature(format!(
+            "{} arguments given, the signature {sig} takes {}",
+            args.len(),
+            sig.params.len()
+        )));
+    }
+    let mut buffer = vec![0u8; buffer_size(sig)];
+    for (i, (arg, param)) in args.iter().zip(&sig.params).enumerate() {
+        if arg.ty() != param.value_type {
+            return Err(Error::Signature(format!(
+                "argument {i} is {} but the parameter is {}",
+                arg.ty(),
+                param.value_type
+            )));
+        }
+        let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
+        let bytes = param.value_type.bytes() as usize;
+        let slot = &mut buffer[start..start + bytes];
+        match endianness {
+            Endianness::Little => arg.write_to_slice_le(slot),
+            Endianness::Big => arg.write_to_slice_be(slot),
+        }
+    }
+    Ok(buffer)
+}
+
+/// The results of `sig` read back from `buffer`.
+pub fn decode_results(
+    sig: &ir::Signature,
+    buffer: &[u8],
+    endianness: Endianness,
+) -> Result<Vec<DataValue>, Error> {
+    if buffer.len() < buffer_size(sig) {
+        return Err(Error::Signature("result buffer too small".into()));
+    }
+    Ok(sig
+        .returns
+        .iter()
+        .enumerate()
+        .map(|(i, ret)| {
+            let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
+            let bytes = ret.value_type.bytes() as usize;
+            let slot = &buffer[start..start + bytes];
+            match endianness {
+                Endianness::Little => DataValue::read_from_slice_le(slot, ret.value_type),
+                Endianness::Big => DataValue::read_from_slice_be(slot, ret.value_type),
+            }
+        })
+        .collect())
+}
+
+/// Read a header word of the buffer.
+pub fn header_word(buffer: &[u8], offset: i32, endianness: Endianness) -> u64 {
+    let at = offset as usize;
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&buffer[at..at + 8]);
+    endianness.read_u64(bytes)
+}

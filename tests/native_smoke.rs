@@ -1,0 +1,42 @@
+use cranelift_exn::codegen::data_value::DataValue;
+use cranelift_exn::compile::default_isa;
+use cranelift_exn::isa::Arch;
+use cranelift_exn::native::NativeMachine;
+use cranelift_exn::{CallError, Module};
+
+fn module(text: &str) -> Module {
+    let funcs = cranelift_exn::reader::parse_functions(text).unwrap();
+    let isa = default_isa(Arch::X86_64).unwrap();
+    Module::new(Box::new(NativeMachine::new().unwrap()), isa.as_ref(), funcs).unwrap()
+}
+
+#[test]
+fn upstream_throw_shape_is_caught() {
+    let text = std::fs::read_to_string(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/upstream-filetests/filetests/runtests/throw.clif"),
+    )
+    .unwrap();
+    let mut m = module(&text);
+    assert_eq!(m.call("%entry", &[]).unwrap(), vec![DataValue::I64(58)]);
+}
+
+#[test]
+fn uncaught_reaches_entry() {
+    let mut m = module(
+        "function %thrower(i64) -> i64 {
+            sig0 = (i64, i64, i64, i32, i64, i64)
+            fn0 = %__cranelift_throw(i64, i64, i64, i32, i64, i64)
+        block0(v0: i64):
+            v1 = get_frame_pointer.i64
+            v2 = iconst.i32 7
+            v3 = iconst.i64 11
+            v4 = iconst.i64 22
+            call fn0(v1, v1, v1, v2, v3, v4)
+            return v0
+        }",
+    );
+    assert_eq!(
+        m.call("%thrower", &[DataValue::I64(5)]),
+        Err(CallError::Exception { tag: 7, payloads: [11, 22] })
+    );
+}
