@@ -38,6 +38,9 @@ pub fn build_isa(
     let mut isa_builder =
         cranelift_codegen::isa::lookup(arch.triple()).map_err(|e| isa_error(arch, e))?;
     for value in isa_flags {
+        if value.kind() == settings::SettingKind::Preset {
+            continue;
+        }
         isa_builder
             .set(value.name, &value.value_string())
             .map_err(|e| isa_error(arch, e))?;

@@ -11,6 +11,7 @@
 pub mod compile;
 pub mod error;
 pub mod exception_table;
+pub mod filetest;
 pub mod isa;
 pub mod link;
 pub mod machine;

@@ -1,54 +1,1007 @@
-//! s390x: frame layout, registers, relocations and stubs. (Being written.)
+//! s390x (z/Architecture, Linux ELF ABI, big-endian): frame layout,
+//! registers, relocations and stubs.
+//!
+//! # Frames
+//!
+//! s390x has no frame-pointer register. With `preserve_frame_pointers`,
+//! Cranelift keeps the ABI's optional *back chain* instead: the prologue
+//! (`gen_clobber_save` in Cranelift's `isa/s390x/abi.rs`) copies the incoming
+//! stack pointer to `%r1`, allocates the frame and stores `%r1` at `0(%r15)`,
+//! and `get_frame_pointer` lowers to a load of `0(%r15)`. So the
+//! *frame-pointer value* of a frame, as this crate uses the word, is its back
+//! chain value:
+//!
+//! ```text
+//! fp = incoming %r15 (+ incoming stack-argument size for a `tail` callee)
+//!    = the caller's %r15 while the caller's body runs
+//!    = CFA - 160
+//! ```
+//!
+//! (A `tail` callee's incoming arguments are allocated by the caller *below*
+//! its own frame, so its entry `%r15` is lower than the caller's by the
+//! argument area; the prologue adds that size back before storing the back
+//! chain, and its epilogue pops it.)
+//!
+//! From there:
+//!
+//! * `STMG %rN, %r15, 8*N(fp)` saves the callee-saved GPRs in the 160-byte
+//!   register save area the caller provides at `fp`: `%ri` at `fp + 8*i`, so
+//!   the return address `%r14` is at `fp + 112` (Cranelift's
+//!   `memarg_return_address_offset` is `InitialSPOffset + 112`, and
+//!   `InitialSPOffset` resolves to exactly this `fp`, also for `tail`).
+//! * `fp` is the caller's stack pointer, and the caller's back chain — the
+//!   caller's own fp value — is stored at the caller's stack pointer: the
+//!   caller's fp is `[fp + 0]`. Nothing overwrites it: callees store from
+//!   `fp + 48` upward. A non-tail call to a `tail` callee with stack
+//!   arguments writes a temporary copy of the back chain below, which does
+//!   not matter here since `fp` already skips the argument area.
+//! * A call site's `frame_offset` is Cranelift's `sp_to_fp()` =
+//!   outgoing args + fixed frame + clobber area, which is exactly
+//!   `fp - %r15` in the function body (for `tail` functions too: the
+//!   prologue subtracts the incoming-argument size it adds to `fp`). That is
+//!   the stack pointer to resume a handler with. (During a call to a `tail`
+//!   callee with stack arguments the stack pointer is transiently lower by
+//!   the argument area; the callee pops it before returning.)
+//!
+//! Float callee-saves (`%f8`–`%f15`) live in the clobber area just below
+//! `fp`; see [`S390x::saved_registers`](IsaSpec::saved_registers).
 
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
-use super::{Arch, FrameLinks, IsaSpec, Reg, RelocError, RelocSite, SavedRegister, Stub};
+use super::{
+    Arch, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister, Stub, context,
+};
 
 /// s390x.
 pub struct S390x;
+
+const R2: Reg = Reg::int(2);
+const R3: Reg = Reg::int(3);
+const R4: Reg = Reg::int(4);
+const R5: Reg = Reg::int(5);
+const R6: Reg = Reg::int(6);
+const R7: Reg = Reg::int(7);
+const R14: Reg = Reg::int(14);
+const R15: Reg = Reg::int(15);
+
+/// The ELF ABI's register save area every caller provides at its stack
+/// pointer for its callee (Cranelift's `REG_SAVE_AREA_SIZE`).
+const REG_SAVE_AREA: i64 = 160;
+
+/// `%r6`–`%r13`, then `%f8`–`%f15`: the psABI callee-saved registers minus
+/// `%r14` and `%r15`. `%r15` is the stack pointer (installed from
+/// `context::SP`). `%r14` is the return address: Cranelift adds it to the
+/// clobbers of every call instruction (`link` in `Inst::Call`), so no value
+/// ever lives in it across a call and nothing needs it restored. `%r11` has
+/// no special role in Cranelift code (it does not use a frame-pointer
+/// register), so it is an ordinary callee-saved register here. For the
+/// `tail` convention `%r6`/`%r7` are not callee-saved, which is harmless: the
+/// unwinder restores what frames saved, and the payloads overwrite both.
+static CALLEE_SAVED: [Reg; 16] = [
+    R6,
+    R7,
+    Reg::int(8),
+    Reg::int(9),
+    Reg::int(10),
+    Reg::int(11),
+    Reg::int(12),
+    Reg::int(13),
+    Reg::float(8),
+    Reg::float(9),
+    Reg::float(10),
+    Reg::float(11),
+    Reg::float(12),
+    Reg::float(13),
+    Reg::float(14),
+    Reg::float(15),
+];
+
+/// C-convention (`system_v`) integer argument registers. A sixth integer
+/// argument goes on the stack at `160(%r15)` (only `tail` uses `%r7`).
+static INT_ARGS: [Reg; 5] = [R2, R3, R4, R5, R6];
+
+/// Size of the throw stub's frame: the register save area it owes its own
+/// callee (the host function) plus the context right above it.
+const THROW_FRAME: usize = REG_SAVE_AREA as usize + context::size_bytes(CALLEE_SAVED.len());
+
+// The stubs below hard-code these numbers; fail the build if the context
+// layout they were written against changes.
+const _: () = {
+    assert!(context::PC == 0 && context::SP == 1 && context::FP == 2);
+    assert!(context::PAYLOAD0 == 3 && context::PAYLOAD1 == 4);
+    assert!(context::ARGS == 5 && context::ARG_COUNT == 6 && context::SAVED == 11);
+    assert!(context::size_bytes(CALLEE_SAVED.len()) == 224);
+    assert!(THROW_FRAME == 384);
+};
+
+/// Throw-capture stub, assembled with GNU as (`s390x-linux-gnu-as`,
+/// `objcopy -O binary`).
+///
+/// On entry (C ABI, `system_v`): `%r2`–`%r6` hold the first five arguments,
+/// the sixth is in the caller's outgoing argument area at `160(%r15)`, `%r14`
+/// holds the return address and `0(%r15)` the caller's back chain.
+///
+/// * `stmg %r14,%r15,112(%r15)`: a standard s390x prologue store into the
+///   save area the caller provides, so the stub's own frame is walkable like
+///   any other (its return address at fp + 112).
+/// * The old `%r15` is kept in `%r1` (scratch, not an argument), the frame of
+///   384 bytes = 160 (save area for the host function) + 224 (context) is
+///   allocated, and the back chain (old `%r15`) is stored at `0(%r15)`. The
+///   context starts at `160(%r15)`; all offsets below are 160 + 8 × word.
+/// * PC = `%r14`, SP = old `%r15`, FP = `0(old %r15)` (the caller's back
+///   chain) — `mvc` copies memory to memory without a spare register.
+/// * `stmg %r2,%r6` stores ARGS[0..5] in one go (the argument words are
+///   consecutive), `mvc` copies ARGS[5] from `160(old %r15)`.
+/// * `stmg %r6,%r13` and eight `std` store the callee-saved registers. `%r6`
+///   is stored twice (argument 5 and callee-saved register 0): both are
+///   right, it is both.
+/// * The host function's address is the 8-byte word just before the stub:
+///   `larl %r1` (pc-relative, halfword-scaled: -0x30 halfwords from offset
+///   0x58 is byte -8) then `lg %r1,0(%r1)`. `larl` + `lg` instead of `lgrl`
+///   because `lgrl` requires its operand to be doubleword-aligned, and the
+///   contract does not promise that the stub starts 8-byte aligned.
+/// * `basr %r14,%r1` with `%r2` = context. `%r15` is callee-saved for the
+///   host, so afterwards `la %r2,160(%r15)` re-derives the context address
+///   and execution falls through into the resume stub.
+static THROW_CODE: [u8; 110] = [
+    0xeb, 0xef, 0xf0, 0x70, 0x00, 0x24, 0xb9, 0x04, 0x00, 0x1f, 0xa7, 0xfb, //
+    0xfe, 0x80, 0xe3, 0x10, 0xf0, 0x00, 0x00, 0x24, 0xe3, 0xe0, 0xf0, 0xa0, //
+    0x00, 0x24, 0xe3, 0x10, 0xf0, 0xa8, 0x00, 0x24, 0xd2, 0x07, 0xf0, 0xb0, //
+    0x10, 0x00, 0xeb, 0x26, 0xf0, 0xc8, 0x00, 0x24, 0xd2, 0x07, 0xf0, 0xf0, //
+    0x10, 0xa0, 0xeb, 0x6d, 0xf0, 0xf8, 0x00, 0x24, 0x60, 0x80, 0xf1, 0x38, //
+    0x60, 0x90, 0xf1, 0x40, 0x60, 0xa0, 0xf1, 0x48, 0x60, 0xb0, 0xf1, 0x50, //
+    0x60, 0xc0, 0xf1, 0x58, 0x60, 0xd0, 0xf1, 0x60, 0x60, 0xe0, 0xf1, 0x68, //
+    0x60, 0xf0, 0xf1, 0x70, 0xc0, 0x10, 0xff, 0xff, 0xff, 0xd0, 0xe3, 0x10, //
+    0x10, 0x00, 0x00, 0x04, 0x41, 0x20, 0xf0, 0xa0, 0x0d, 0xe1, 0x41, 0x20, //
+    0xf0, 0xa0,
+];
+
+/// Capstone listing of [`THROW_CODE`] (offsets in hex: 0xa0 = 160 is the
+/// context, 0xa8 = SP, 0xb0 = FP, 0xc8 = ARGS, 0xf0 = ARGS[5], 0xf8 = SAVED,
+/// 0x138 = the first float; `larl %r1, -0x60` is pc-relative from 0x58).
+const THROW_LISTING: &str = "\
+stmg %r14, %r15, 0x70(%r15)
+lgr %r1, %r15
+aghi %r15, -0x180
+stg %r1, 0(%r15)
+stg %r14, 0xa0(%r15)
+stg %r1, 0xa8(%r15)
+mvc 0xb0(8, %r15), 0(%r1)
+stmg %r2, %r6, 0xc8(%r15)
+mvc 0xf0(8, %r15), 0xa0(%r1)
+stmg %r6, %r13, 0xf8(%r15)
+std %f8, 0x138(%r15)
+std %f9, 0x140(%r15)
+std %f10, 0x148(%r15)
+std %f11, 0x150(%r15)
+std %f12, 0x158(%r15)
+std %f13, 0x160(%r15)
+std %f14, 0x168(%r15)
+std %f15, 0x170(%r15)
+larl %r1, -8
+lg %r1, 0(%r1)
+la %r2, 0xa0(%r15)
+basr %r14, %r1
+la %r2, 0xa0(%r15)";
+
+/// Resume stub: the context address arrives in `%r2`, which is never
+/// written, so every load reads an intact context.
+///
+/// Order: the callee-saved floats and `%r6`–`%r13` first, *then* the
+/// payloads into `%r6`/`%r7` (they are callee-saved *and* payload
+/// registers, so loading the saved values last would lose the payloads).
+/// There is no frame-pointer register to install: the back chain lives in
+/// memory at the target stack pointer already. The target pc goes to `%r1`
+/// (scratch: neither callee-saved, nor a payload, nor the input), `%r15` is
+/// loaded last, and `br %r1` jumps.
+static RESUME_CODE: [u8; 58] = [
+    0x68, 0x80, 0x20, 0x98, 0x68, 0x90, 0x20, 0xa0, 0x68, 0xa0, 0x20, 0xa8, //
+    0x68, 0xb0, 0x20, 0xb0, 0x68, 0xc0, 0x20, 0xb8, 0x68, 0xd0, 0x20, 0xc0, //
+    0x68, 0xe0, 0x20, 0xc8, 0x68, 0xf0, 0x20, 0xd0, 0xeb, 0x6d, 0x20, 0x58, //
+    0x00, 0x04, 0xeb, 0x67, 0x20, 0x18, 0x00, 0x04, 0xe3, 0x10, 0x20, 0x00, //
+    0x00, 0x04, 0xe3, 0xf0, 0x20, 0x08, 0x00, 0x04, 0x07, 0xf1,
+];
+
+/// Capstone listing of [`RESUME_CODE`] (0x98 = SAVED float 0, 0x58 = SAVED,
+/// 0x18 = PAYLOAD0 and PAYLOAD1, 0 = PC, 8 = SP).
+const RESUME_LISTING: &str = "\
+ld %f8, 0x98(%r2)
+ld %f9, 0xa0(%r2)
+ld %f10, 0xa8(%r2)
+ld %f11, 0xb0(%r2)
+ld %f12, 0xb8(%r2)
+ld %f13, 0xc0(%r2)
+ld %f14, 0xc8(%r2)
+ld %f15, 0xd0(%r2)
+lmg %r6, %r13, 0x58(%r2)
+lmg %r6, %r7, 0x18(%r2)
+lg %r1, 0(%r2)
+lg %r15, 8(%r2)
+br %r1";
+
+/// Read the 32-bit big-endian field of a RIL-format instruction whose field
+/// starts at `offset`, after checking the instruction's opcode with `ok`
+/// (first opcode byte, low opcode nibble of the second byte).
+fn ril_field<'c>(
+    code: &'c mut [u8],
+    offset: usize,
+    ok: impl Fn(u8, u8) -> bool,
+) -> Result<&'c mut [u8], RelocError> {
+    let start = offset
+        .checked_sub(2)
+        .ok_or(RelocError::UnexpectedInstruction)?;
+    let insn = code
+        .get_mut(start..offset + 4)
+        .ok_or(RelocError::UnexpectedInstruction)?;
+    if !ok(insn[0], insn[1] & 0x0f) {
+        return Err(RelocError::UnexpectedInstruction);
+    }
+    Ok(&mut insn[2..])
+}
+
+/// Whether a RIL opcode is a branch Cranelift emits with
+/// `S390xPLTRel32Dbl`: BRASL (`c0x5`, calls) or BRCL (`c0x4`, `jg` for tail
+/// calls).
+fn is_plt_branch(op1: u8, op2: u8) -> bool {
+    op1 == 0xc0 && matches!(op2, 0x4 | 0x5)
+}
+
+/// Whether a RIL opcode takes a halfword-scaled pc-relative 32-bit operand:
+/// LARL / BRCL / BRASL (`c0x0/4/5`), the relative-long loads and stores
+/// (`c4xx`: LLHRL, LGHRL, LHRL, LLGHRL, STHRL, LGRL, STGRL, LGFRL, LRL,
+/// LLGFRL, STRL) and the relative-long compares, EXRL and PFDRL (`c6xx`).
+fn is_pcrel_ril(op1: u8, op2: u8) -> bool {
+    match op1 {
+        0xc0 => matches!(op2, 0x0 | 0x4 | 0x5),
+        0xc4 => matches!(op2, 0x2 | 0x4..=0x8 | 0xb..=0xf),
+        0xc6 => matches!(op2, 0x0 | 0x2 | 0x4..=0x8 | 0xa | 0xc..=0xf),
+        _ => false,
+    }
+}
+
+/// Patch a halfword-scaled pc-relative field: `(S + A - P) >> 1`, where `P`
+/// is the address of the field itself (Cranelift places these relocations
+/// at instruction + 2 and adds 2 to the addend, so `S + A - P` is the
+/// distance from the instruction's first byte, which is what the hardware
+/// adds to).
+fn write_pcrel_dbl(field: &mut [u8], value: i64) -> Result<(), RelocError> {
+    if value & 1 != 0 {
+        return Err(RelocError::Misaligned { value });
+    }
+    let halfwords = i32::try_from(value >> 1).map_err(|_| RelocError::OutOfRange { value })?;
+    field.copy_from_slice(&halfwords.to_be_bytes());
+    Ok(())
+}
 
 impl IsaSpec for S390x {
     fn arch(&self) -> Arch {
         Arch::S390x
     }
+
     fn frame_links(&self) -> FrameLinks {
-        FrameLinks { caller_fp_offset: 0, return_address_offset: 8 }
+        // fp = back chain value = the caller's stack pointer: the caller's
+        // back chain (its fp) is at [fp], and STMG put %r14 at fp + 8*14.
+        FrameLinks {
+            caller_fp_offset: 0,
+            return_address_offset: 14 * 8,
+        }
     }
+
     fn payload_regs(&self) -> [Reg; 2] {
-        [Reg::int(0), Reg::int(1)]
+        // `exception_payload_regs` in Cranelift's s390x abi.rs, for system_v
+        // and tail alike.
+        [R6, R7]
     }
+
     fn callee_saved(&self) -> &'static [Reg] {
-        &[]
+        &CALLEE_SAVED
     }
+
     fn stack_pointer(&self) -> Reg {
-        Reg::int(31)
+        R15
     }
+
     fn frame_pointer(&self) -> Option<Reg> {
         None
     }
+
     fn int_arg_regs(&self) -> &'static [Reg] {
-        &[]
+        &INT_ARGS
     }
+
     fn link_register(&self) -> Option<Reg> {
-        None
+        Some(R14)
     }
+
     fn register_name(&self, reg: Reg) -> String {
-        format!("{reg:?}")
+        match reg.class {
+            RegClass::Int => format!("%r{}", reg.hw),
+            RegClass::Float => format!("%f{}", reg.hw),
+        }
     }
+
     fn uses_got(&self, _kind: Reloc) -> bool {
+        // Cranelift 0.135 reaches far symbols on s390x through an inline
+        // 8-byte literal (`bras %r1, 12; .quad sym; lg`, an Abs8
+        // relocation), never through a GOT.
         false
     }
-    fn apply_relocation(&self, _site: RelocSite<'_>) -> Result<(), RelocError> {
-        Err(RelocError::Unsupported)
+
+    fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError> {
+        let RelocSite {
+            kind,
+            code,
+            offset,
+            place,
+            target,
+            addend,
+            ..
+        } = site;
+        let value = target.wrapping_add_signed(addend);
+        match kind {
+            // Far call / func_addr / symbol_value: the literal after
+            // `bras %r1, 12` (LoadSymbolReloc), big-endian.
+            Reloc::Abs8 => {
+                let slot = code
+                    .get_mut(offset..offset + 8)
+                    .ok_or(RelocError::OutOfRange {
+                        value: value as i64,
+                    })?;
+                slot.copy_from_slice(&value.to_be_bytes());
+                Ok(())
+            }
+            Reloc::Abs4 => {
+                let field = u32::try_from(value).map_err(|_| RelocError::OutOfRange {
+                    value: value as i64,
+                })?;
+                let slot = code
+                    .get_mut(offset..offset + 4)
+                    .ok_or(RelocError::OutOfRange {
+                        value: value as i64,
+                    })?;
+                slot.copy_from_slice(&field.to_be_bytes());
+                Ok(())
+            }
+            // Near calls (`brasl %r14`) and near tail calls (`jg`).
+            Reloc::S390xPLTRel32Dbl => {
+                let field = ril_field(code, offset, is_plt_branch)?;
+                write_pcrel_dbl(field, value.wrapping_sub(place) as i64)
+            }
+            // Near func_addr / symbol_value (`larl`) and symbol loads and
+            // stores (`lgrl`, `strl`, ...).
+            Reloc::S390xPCRel32Dbl => {
+                let field = ril_field(code, offset, is_pcrel_ril)?;
+                write_pcrel_dbl(field, value.wrapping_sub(place) as i64)
+            }
+            // S390xTlsGd64 / S390xTlsGdCall (TLS), and other ISAs' kinds.
+            _ => Err(RelocError::Unsupported),
+        }
     }
-    fn saved_registers(&self, _unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String> {
-        Err("not yet".into())
+
+    /// Cranelift's s390x unwind instructions are relative to the *entry*
+    /// stack pointer `S`, not to a frame-pointer register:
+    /// `DefineNewFrame` is emitted before any stack adjustment and says the
+    /// CFA is `S + offset_upward_to_caller_sp` and the clobber area starts
+    /// at `S - offset_downward_to_clobbers`; a `SaveReg` slot is at
+    /// `S - offset_downward_to_clobbers + clobber_offset` (the CFA-relative
+    /// form Cranelift's DWARF writer uses is the same).
+    ///
+    /// This crate's fp is the back chain value, `CFA - 160` (for system_v
+    /// `S`, for a `tail` callee with incoming stack arguments `S` plus their
+    /// size, which Cranelift folds into `offset_upward_to_caller_sp`). So:
+    ///
+    /// ```text
+    /// slot = fp + 160 - offset_upward_to_caller_sp
+    ///           - offset_downward_to_clobbers + clobber_offset
+    /// ```
+    ///
+    /// which puts `%ri` (saved by STMG) at `fp + 8*i` and `%f8`... at
+    /// `fp - clobber area size + 8*k` — the clobber area ends at fp. The
+    /// generic [`super::fp_relative_saved_registers`] would be wrong for
+    /// `tail` functions with stack arguments.
+    ///
+    /// `%r14` (return address, see [`IsaSpec::frame_links`]) and `%r15` (the
+    /// stack pointer, sometimes described by `RegStackOffset` instead) are
+    /// not callee-saved registers in this crate's sense and are skipped.
+    fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String> {
+        let mut base = None;
+        let mut saved = Vec::new();
+        for (_, inst) in unwind {
+            match inst {
+                UnwindInst::DefineNewFrame {
+                    offset_upward_to_caller_sp,
+                    offset_downward_to_clobbers,
+                } => {
+                    base = Some(
+                        REG_SAVE_AREA
+                            - i64::from(*offset_upward_to_caller_sp)
+                            - i64::from(*offset_downward_to_clobbers),
+                    );
+                }
+                UnwindInst::SaveReg {
+                    clobber_offset,
+                    reg,
+                } => {
+                    let base =
+                        base.ok_or("unwind info saves a register before defining a frame")?;
+                    let reg = Reg::from_cranelift(*reg)
+                        .ok_or("unwind info saves a vector-class register")?;
+                    if reg == R14 || reg == R15 {
+                        continue;
+                    }
+                    saved.push(SavedRegister {
+                        reg,
+                        fp_offset: base + i64::from(*clobber_offset),
+                    });
+                }
+                // `RegStackOffset` only ever describes %r15 (the unwound SP
+                // of a tail callee); `StackAlloc` moves SP, not fp.
+                _ => {}
+            }
+        }
+        Ok(saved)
     }
+
     fn throw_stub(&self) -> Stub {
-        Stub { code: &[], listing: "" }
+        Stub {
+            code: &THROW_CODE,
+            listing: THROW_LISTING,
+        }
     }
+
     fn resume_stub(&self) -> Stub {
-        Stub { code: &[], listing: "" }
+        Stub {
+            code: &RESUME_CODE,
+            listing: RESUME_LISTING,
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::compile::{CompiledFunction, RelocTarget, compile_function, default_isa};
+    use crate::isa::disassemble;
+
+    fn no_values(_: u64) -> Option<u64> {
+        None
+    }
+
+    /// Apply one relocation to `code` loaded at `base`.
+    fn apply(
+        kind: Reloc,
+        code: &mut [u8],
+        offset: usize,
+        base: u64,
+        target: u64,
+        addend: i64,
+    ) -> Result<(), RelocError> {
+        S390x.apply_relocation(RelocSite {
+            kind,
+            code,
+            offset,
+            place: base + offset as u64,
+            target,
+            addend,
+            value_at: &no_values,
+        })
+    }
+
+    /// The address a RIL pc-relative instruction at `insn` refers to.
+    fn ril_target(code: &[u8], insn: usize, base: u64) -> u64 {
+        let field = i32::from_be_bytes(code[insn + 2..insn + 6].try_into().unwrap());
+        (base + insn as u64).wrapping_add_signed(2 * i64::from(field))
+    }
+
+    fn compile(clif: &str) -> Vec<CompiledFunction> {
+        let isa = default_isa(Arch::S390x).unwrap();
+        cranelift_reader::parse_functions(clif)
+            .unwrap()
+            .into_iter()
+            .map(|f| compile_function(&*isa, f).unwrap())
+            .collect()
+    }
+
+    /// Parse a capstone displacement/immediate such as `0x30`, `-0xb8`, `8`.
+    fn num(text: &str) -> i64 {
+        let (neg, t) = match text.strip_prefix('-') {
+            Some(t) => (true, t),
+            None => (false, text),
+        };
+        let v = match t.strip_prefix("0x") {
+            Some(h) => i64::from_str_radix(h, 16).unwrap(),
+            None => t.parse().unwrap(),
+        };
+        if neg { -v } else { v }
+    }
+
+    /// `mnemonic` lines of a listing, split as (operands...).
+    fn operands<'a>(listing: &'a str, mnemonic: &str) -> Vec<Vec<&'a str>> {
+        listing
+            .lines()
+            .filter_map(|l| l.strip_prefix(mnemonic)?.strip_prefix(' '))
+            .map(|ops| ops.split(", ").collect())
+            .collect()
+    }
+
+    /// `D(%r15)` → D.
+    fn sp_disp(operand: &str) -> i64 {
+        num(operand.strip_suffix("(%r15)").expect("an %r15-based operand"))
+    }
+
+    #[test]
+    fn registers_and_frame_facts() {
+        let s = &S390x;
+        assert_eq!(s.payload_regs(), [Reg::int(6), Reg::int(7)]);
+        assert_eq!(s.stack_pointer(), Reg::int(15));
+        assert_eq!(s.frame_pointer(), None);
+        assert_eq!(s.link_register(), Some(Reg::int(14)));
+        assert_eq!(s.int_arg_regs(), &[R2, R3, R4, R5, R6]);
+        let names: Vec<String> = s.callee_saved().iter().map(|r| s.register_name(*r)).collect();
+        assert_eq!(
+            names.join(" "),
+            "%r6 %r7 %r8 %r9 %r10 %r11 %r12 %r13 %f8 %f9 %f10 %f11 %f12 %f13 %f14 %f15"
+        );
+        assert_eq!(
+            s.frame_links(),
+            FrameLinks {
+                caller_fp_offset: 0,
+                return_address_offset: 112
+            }
+        );
+        assert!(!s.uses_got(Reloc::S390xPCRel32Dbl));
+        assert!(!s.uses_got(Reloc::S390xPLTRel32Dbl));
+        assert!(!s.uses_got(Reloc::Abs8));
+    }
+
+    #[test]
+    fn plt_rel32_dbl_patches_brasl_and_jg() {
+        let base = 0x1000_0000;
+        // brasl %r14, . ; jg .
+        let mut code = vec![0xc0, 0xe5, 0, 0, 0, 0, 0xc0, 0xf4, 0, 0, 0, 0];
+        // Cranelift: offset = instruction + 2, addend = 2.
+        apply(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, 0x1234_5678, 2).unwrap();
+        apply(Reloc::S390xPLTRel32Dbl, &mut code, 8, base, 0x0fff_0000, 2).unwrap();
+        assert_eq!(ril_target(&code, 0, base), 0x1234_5678);
+        assert_eq!(ril_target(&code, 6, base), 0x0fff_0000);
+        // Disassembled at address 0, the targets read relative to `base`.
+        assert_eq!(
+            disassemble(Arch::S390x, &code).unwrap(),
+            format!(
+                "brasl %r14, {:#x}\njg -{:#x}",
+                0x1234_5678 - base,
+                base - 0x0fff_0000
+            )
+        );
+    }
+
+    #[test]
+    fn pc_rel32_dbl_patches_larl_and_relative_long_loads() {
+        let base = 0x2000;
+        // larl %r3, . ; lgrl %r4, . ; stgrl %r5, .
+        let mut code = vec![
+            0xc0, 0x30, 0, 0, 0, 0, 0xc4, 0x48, 0, 0, 0, 0, 0xc4, 0x5b, 0, 0, 0, 0,
+        ];
+        // A symbol_value with offset 6 has addend 6 + 2.
+        apply(Reloc::S390xPCRel32Dbl, &mut code, 2, base, 0x8_0000, 8).unwrap();
+        apply(Reloc::S390xPCRel32Dbl, &mut code, 8, base, 0x8_0000, 2).unwrap();
+        apply(Reloc::S390xPCRel32Dbl, &mut code, 14, base, 0x1000, 2).unwrap();
+        assert_eq!(ril_target(&code, 0, base), 0x8_0006);
+        assert_eq!(ril_target(&code, 6, base), 0x8_0000);
+        assert_eq!(ril_target(&code, 12, base), 0x1000);
+        assert_eq!(
+            disassemble(Arch::S390x, &code).unwrap(),
+            "larl %r3, 0x7e006\nlgrl %r4, 0x7e000\nstgrl %r5, -0x1000"
+        );
+    }
+
+    #[test]
+    fn pc_relative_range_and_alignment_errors() {
+        let base = 0x2_0000_0000;
+        let brasl = [0xc0, 0xe5, 0, 0, 0, 0];
+        let larl = [0xc0, 0x10, 0, 0, 0, 0];
+        // The largest reachable displacements: ±4 GiB in halfwords.
+        let max_fwd = base + (i32::MAX as u64) * 2;
+        let max_back = base - (1u64 << 32);
+        for (target, ok) in [
+            (max_fwd, true),
+            (max_fwd + 2, false),
+            (max_back, true),
+            (max_back - 2, false),
+        ] {
+            let mut code = brasl.to_vec();
+            let r = apply(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, target, 2);
+            if ok {
+                r.unwrap();
+                assert_eq!(ril_target(&code, 0, base), target);
+            } else {
+                let value = target.wrapping_sub(base) as i64;
+                assert_eq!(r, Err(RelocError::OutOfRange { value }));
+                assert_eq!(code, brasl, "a failed patch leaves the code alone");
+            }
+        }
+        // Odd distances cannot be encoded in halfwords.
+        let mut code = larl.to_vec();
+        assert_eq!(
+            apply(Reloc::S390xPCRel32Dbl, &mut code, 2, base, base + 0x101, 2),
+            Err(RelocError::Misaligned { value: 0x101 })
+        );
+        let mut code = brasl.to_vec();
+        assert_eq!(
+            apply(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, base - 3, 2),
+            Err(RelocError::Misaligned { value: -3 })
+        );
+    }
+
+    #[test]
+    fn pc_relative_kinds_check_the_instruction() {
+        let larl = [0xc0, 0x10, 0, 0, 0, 0];
+        let brasl = [0xc0, 0xe5, 0, 0, 0, 0];
+        let lg = [0xe3, 0x10, 0x10, 0x00, 0x00, 0x04];
+        let cases: [(Reloc, &[u8], usize); 6] = [
+            // A call relocation on a larl, or on a non-RIL instruction.
+            (Reloc::S390xPLTRel32Dbl, &larl, 2),
+            (Reloc::S390xPLTRel32Dbl, &lg, 2),
+            (Reloc::S390xPCRel32Dbl, &lg, 2),
+            // The field must sit 2 bytes into a whole 6-byte instruction.
+            (Reloc::S390xPCRel32Dbl, &larl, 0),
+            (Reloc::S390xPLTRel32Dbl, &brasl, 4),
+            (Reloc::S390xPCRel32Dbl, &larl, 1),
+        ];
+        for (kind, bytes, offset) in cases {
+            let mut code = bytes.to_vec();
+            assert_eq!(
+                apply(kind, &mut code, offset, 0x1000, 0x2000, 2),
+                Err(RelocError::UnexpectedInstruction),
+                "{kind:?} at {offset} on {bytes:x?}"
+            );
+            assert_eq!(code, bytes);
+        }
+        // brasl is a valid PCRel32Dbl site too (it is pc-relative).
+        let mut code = brasl.to_vec();
+        apply(Reloc::S390xPCRel32Dbl, &mut code, 2, 0x1000, 0x2000, 2).unwrap();
+    }
+
+    #[test]
+    fn absolute_relocations_are_big_endian() {
+        let mut code = vec![0xaa; 16];
+        apply(Reloc::Abs8, &mut code, 4, 0, 0x0102_0304_0506_0700, 8).unwrap();
+        assert_eq!(
+            code,
+            [
+                0xaa, 0xaa, 0xaa, 0xaa, 1, 2, 3, 4, 5, 6, 7, 8, 0xaa, 0xaa, 0xaa, 0xaa
+            ]
+        );
+        let mut code = vec![0xaa; 6];
+        apply(Reloc::Abs4, &mut code, 1, 0, 0x8765_4320, 1).unwrap();
+        assert_eq!(code, [0xaa, 0x87, 0x65, 0x43, 0x21, 0xaa]);
+        assert_eq!(
+            apply(Reloc::Abs4, &mut code, 1, 0, 0x1_0000_0000, 0),
+            Err(RelocError::OutOfRange {
+                value: 0x1_0000_0000
+            })
+        );
+        assert_eq!(
+            apply(Reloc::Abs8, &mut code, 1, 0, 0, 0),
+            Err(RelocError::OutOfRange { value: 0 }),
+            "field past the end of the code"
+        );
+    }
+
+    #[test]
+    fn tls_and_foreign_kinds_are_unsupported() {
+        for kind in [
+            Reloc::S390xTlsGd64,
+            Reloc::S390xTlsGdCall,
+            Reloc::X86PCRel4,
+            Reloc::Arm64Call,
+            Reloc::RiscvCallPlt,
+        ] {
+            let mut code = vec![0xc0, 0xe5, 0, 0, 0, 0, 0, 0, 0, 0];
+            assert_eq!(
+                apply(kind, &mut code, 2, 0, 0, 0),
+                Err(RelocError::Unsupported),
+                "{kind:?}"
+            );
+        }
+    }
+
+    /// Every kind Cranelift emits for s390x calls (plain, tail and try),
+    /// func_addr, symbol_value and symbol loads/stores, near and far.
+    const RELOCS_CLIF: &str = r#"
+function %refs(i64) -> i64 system_v {
+    gv0 = symbol colocated %near_data
+    gv1 = symbol %far_data
+    gv2 = symbol colocated %near_data+6
+    fn0 = colocated %near(i64) -> i64 system_v
+    fn1 = %far(i64) -> i64 system_v
+block0(v0: i64):
+    v1 = call fn0(v0)
+    v2 = call fn1(v1)
+    v3 = func_addr.i64 fn0
+    v4 = func_addr.i64 fn1
+    v5 = symbol_value.i64 gv0
+    v6 = symbol_value.i64 gv1
+    v7 = symbol_value.i64 gv2
+    v8 = iadd v2, v3
+    v9 = iadd v8, v4
+    v10 = iadd v9, v5
+    v11 = iadd v10, v6
+    v12 = iadd v11, v7
+    return v12
+}
+
+function %loads(i64) -> i64 system_v {
+    gv0 = symbol colocated %near_data
+block0(v0: i64):
+    v1 = symbol_value.i64 gv0
+    v2 = load.i64 notrap aligned v1
+    store notrap aligned v0, v1
+    return v2
+}
+
+function %tail_near(i64) -> i64 tail {
+    fn0 = colocated %near_tail(i64) -> i64 tail
+block0(v0: i64):
+    return_call fn0(v0)
+}
+
+function %tail_far(i64) -> i64 tail {
+    fn0 = %far_tail(i64) -> i64 tail
+block0(v0: i64):
+    return_call fn0(v0)
+}
+
+function %try(i64) -> i64 system_v {
+    sig0 = (i64) -> i64 system_v
+    fn0 = colocated %near(i64) -> i64 system_v
+    fn1 = %far(i64) -> i64 system_v
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ default: block3(exn0) ]
+block1(v1: i64):
+    try_call fn1(v1), sig0, block2(ret0), [ tag1: block3(exn1) ]
+block2(v2: i64):
+    return v2
+block3(v3: i64):
+    return v3
+}
+"#;
+
+    #[test]
+    fn every_relocation_cranelift_emits_is_applied() {
+        let symbols: BTreeMap<&str, u64> = [
+            ("%near", 0x4_0000),
+            ("%near_tail", 0x4_1000),
+            ("%near_data", 0x5_0008),
+            ("%far", 0x1234_5678_9abc_def0),
+            ("%far_tail", 0x0fed_cba9_8765_4320),
+            ("%far_data", 0x7fff_0000_0000_0008),
+        ]
+        .into();
+        let base = 0x1_0000;
+        let mut kinds = BTreeSet::new();
+        for func in compile(RELOCS_CLIF) {
+            let mut code = func.code.clone();
+            for r in &func.relocs {
+                let RelocTarget::Symbol(name) = &r.target else {
+                    panic!("{}: unexpected label relocation {r:?}", func.name);
+                };
+                let target = symbols[name.as_str()];
+                let offset = r.offset as usize;
+                apply(r.kind, &mut code, offset, base, target, r.addend)
+                    .unwrap_or_else(|e| panic!("{}: {r:?}: {e}", func.name));
+                kinds.insert(format!("{:?}", r.kind));
+                let expected = target.wrapping_add_signed(r.addend);
+                match r.kind {
+                    Reloc::Abs8 => {
+                        let word = code[offset..offset + 8].try_into().unwrap();
+                        assert_eq!(u64::from_be_bytes(word), expected, "{r:?}");
+                    }
+                    Reloc::S390xPLTRel32Dbl | Reloc::S390xPCRel32Dbl => {
+                        // The field is 2 bytes in and the addend carries +2.
+                        assert_eq!(r.addend - 2, (expected - target) as i64 - 2);
+                        assert_eq!(ril_target(&code, offset - 2, base), expected - 2, "{r:?}");
+                    }
+                    other => panic!("unexpected kind {other:?}"),
+                }
+            }
+            // The patched code still disassembles, with the right targets
+            // (capstone prints pc-relative targets as addresses from 0).
+            let listing = disassemble(Arch::S390x, &code).unwrap();
+            let rel = |sym: &str| format!("{:#x}", symbols[sym] - base);
+            match func.name.as_str() {
+                "%refs" => {
+                    assert!(listing.contains(&format!("brasl %r14, {}", rel("%near"))));
+                    assert!(listing.contains(&format!(", {}\n", rel("%near"))), "larl fn0");
+                    assert!(listing.contains(&format!(", {}\n", rel("%near_data"))));
+                    let plus6 = format!("{:#x}", symbols["%near_data"] + 6 - base);
+                    assert!(listing.contains(&format!(", {plus6}\n")), "{listing}");
+                }
+                "%loads" => {
+                    for mnemonic in ["lgrl", "stgrl"] {
+                        let ops = operands(&listing, mnemonic);
+                        assert_eq!(ops.len(), 1, "{mnemonic} in {listing}");
+                        assert_eq!(ops[0][1], rel("%near_data"));
+                    }
+                }
+                "%tail_near" => assert!(listing.contains(&format!("jg {}", rel("%near_tail")))),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["Abs8", "S390xPCRel32Dbl", "S390xPLTRel32Dbl"]
+        );
+    }
+
+    /// A system_v function that keeps 15 integers and 32 floats live, so
+    /// that it clobbers %r6–%r14 and %f8–%f15.
+    fn clobber_clif() -> String {
+        let mut body = String::new();
+        for i in 0..15 {
+            body += &format!("    vi{i} = load.i64 v0+{}\n", 8 * i);
+        }
+        for i in 0..32 {
+            body += &format!("    vf{i} = load.f64 v0+{}\n", 8 * (i + 15));
+        }
+        for i in (0..15).rev() {
+            body += &format!("    store vi{i}, v1+{}\n", 8 * i);
+        }
+        for i in (0..32).rev() {
+            body += &format!("    store vf{i}, v1+{}\n", 8 * (i + 15));
+        }
+        // CLIF value names are vN: number them after v0, v1.
+        let mut n = 2;
+        for prefix in ["vi", "vf"] {
+            let count = if prefix == "vi" { 15 } else { 32 };
+            for i in 0..count {
+                body = body.replace(&format!("{prefix}{i} "), &format!("v{} ", n + i));
+                body = body.replace(&format!("{prefix}{i},"), &format!("v{},", n + i));
+            }
+            n += count;
+        }
+        format!("function %clobber(i64, i64) system_v {{\nblock0(v0: i64, v1: i64):\n{body}    return\n}}\n")
+    }
+
+    /// The prologue: the instructions before the first one that is not a
+    /// `stmg`, `lgr %r1`, `la %r1`, `aghi %r15`, `stg %r1, 0(%r15)` or a
+    /// `std` to the stack.
+    fn prologue(listing: &str) -> String {
+        listing
+            .lines()
+            .take_while(|l| {
+                l.starts_with("stmg ")
+                    || l.starts_with("lgr %r1, ")
+                    || l.starts_with("la %r1, ")
+                    || l.starts_with("aghi %r15, ")
+                    || *l == "stg %r1, 0(%r15)"
+                    || (l.starts_with("std ") && l.ends_with("(%r15)"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The expected slots, read off the prologue's `stmg`, `aghi` and `std`
+    /// instructions: `fp = entry %r15 + incoming`.
+    fn slots_from_prologue(listing: &str, incoming: i64) -> Vec<SavedRegister> {
+        let prologue = prologue(listing);
+        let stmg = &operands(&prologue, "stmg")[0];
+        let first: u8 = stmg[0].trim_start_matches("%r").parse().unwrap();
+        assert_eq!(stmg[1], "%r15");
+        let stmg_disp = sp_disp(stmg[2]);
+        let frame = -num(operands(&prologue, "aghi")[0][1]);
+        let mut slots = Vec::new();
+        for r in first..=13 {
+            slots.push(SavedRegister {
+                reg: Reg::int(r),
+                // %rN at entry %r15 + stmg_disp + 8 (N - first).
+                fp_offset: stmg_disp + 8 * i64::from(r - first) - incoming,
+            });
+        }
+        for ops in operands(&prologue, "std") {
+            let f: u8 = ops[0].trim_start_matches("%f").parse().unwrap();
+            // Stored via the body %r15 = entry %r15 - frame.
+            slots.push(SavedRegister {
+                reg: Reg::float(f),
+                fp_offset: sp_disp(ops[1]) - frame - incoming,
+            });
+        }
+        slots
+    }
+
+    #[test]
+    fn saved_registers_match_a_system_v_prologue() {
+        let func = compile(&clobber_clif()).remove(0);
+        let listing = disassemble(Arch::S390x, &func.code).unwrap();
+        println!("{listing}");
+        assert!(listing.starts_with("stmg %r6, %r15, 0x30(%r15)\nlgr %r1, %r15\naghi %r15, -"));
+        let expected = slots_from_prologue(&listing, 0);
+        assert_eq!(func.saved_registers, expected);
+        // Every callee-saved register of the crate's list is there, ints at
+        // fp + 8*i in the caller-provided save area, floats in the clobber
+        // area that ends at fp.
+        let regs: Vec<Reg> = func.saved_registers.iter().map(|s| s.reg).collect();
+        assert_eq!(regs, S390x.callee_saved());
+        for s in &func.saved_registers {
+            match s.reg.class {
+                RegClass::Int => assert_eq!(s.fp_offset, 8 * i64::from(s.reg.hw)),
+                RegClass::Float => {
+                    assert_eq!(s.fp_offset, -64 + 8 * (i64::from(s.reg.hw) - 8))
+                }
+            }
+        }
+    }
+
+    /// A `tail` function with two stack arguments: its fp is entry %r15 +
+    /// 16 + 160, it reads its fp and return address, passes a sixth
+    /// argument to a system_v callee and has a try_call.
+    const TAIL_CLIF: &str = r#"
+function %tailargs(i64, i64, i64, i64, i64, i64, i64, i64) -> i64 tail {
+    sig0 = (i64, i64, i64, i64, i64, i64) -> i64 system_v
+    fn0 = colocated %callee(i64, i64, i64, i64, i64, i64) -> i64 system_v
+block0(v0: i64, v1: i64, v2: i64, v3: i64, v4: i64, v5: i64, v6: i64, v7: i64):
+    v8 = get_frame_pointer.i64
+    v9 = get_return_address.i64
+    try_call fn0(v0, v1, v2, v3, v4, v7), sig0, block1(ret0), [ default: block2(exn0) ]
+block1(v10: i64):
+    v11 = iadd v10, v8
+    v12 = iadd v11, v9
+    v13 = iadd v12, v6
+    return v13
+block2(v14: i64):
+    return v14
+}
+"#;
+
+    #[test]
+    fn tail_frames_with_stack_arguments() {
+        let func = compile(TAIL_CLIF).remove(0);
+        let listing = disassemble(Arch::S390x, &func.code).unwrap();
+        println!("{listing}");
+        // Back chain = entry %r15 + incoming argument area (2 * 8 + 160).
+        let incoming = 16 + 160;
+        assert!(listing.contains(&format!("\nla %r1, {incoming:#x}(%r15)\n")));
+        let frame = -num(operands(&listing, "aghi")[0][1]);
+        assert!(listing.contains("\nstg %r1, 0(%r15)\n"));
+        // STMG lands at fp + 8*N.
+        let stmg = &operands(&listing, "stmg")[0];
+        assert_eq!(sp_disp(stmg[2]) - incoming, 8 * 8);
+        assert_eq!(stmg[0], "%r8");
+        assert_eq!(func.saved_registers, slots_from_prologue(&listing, incoming));
+        // get_frame_pointer loads the back chain at 0(%r15);
+        // get_return_address loads fp + 112 = body %r15 + frame + incoming + 112.
+        assert!(listing.contains("lg %r8, 0(%r15)") || listing.contains(", 0(%r15)\n"));
+        let ra = frame + incoming + 112;
+        assert!(
+            operands(&listing, "lg")
+                .iter()
+                .any(|ops| ops[1] == format!("{ra:#x}(%r15)")),
+            "return address load at {ra:#x}"
+        );
+        // The sixth argument of a system_v call goes to 160(%r15).
+        assert!(
+            operands(&listing, "stg")
+                .iter()
+                .any(|ops| ops[1] == "0xa0(%r15)")
+        );
+        // frame_offset = fp - body %r15.
+        let site = func.call_sites.iter().find(|s| s.frame_offset.is_some()).unwrap();
+        assert_eq!(i64::from(site.frame_offset.unwrap()), frame + incoming);
+    }
+
+    #[test]
+    fn system_v_try_call_frame_offset() {
+        let func = compile(RELOCS_CLIF)
+            .into_iter()
+            .find(|f| f.name == "%try")
+            .unwrap();
+        let listing = disassemble(Arch::S390x, &func.code).unwrap();
+        let frame = -num(operands(&listing, "aghi")[0][1]);
+        let offsets: Vec<_> = func.call_sites.iter().map(|s| s.frame_offset).collect();
+        assert_eq!(offsets, [Some(frame as u32), Some(frame as u32)]);
     }
 }

@@ -1,0 +1,113 @@
+//! Per-architecture facts for running code in unicorn-engine.
+//!
+//! Each file here holds, for one architecture, everything the emulator needs
+//! that differs by ISA: the unicorn architecture and mode, the CPU model, the
+//! control-register writes that make Cranelift's code runnable, how this
+//! crate's [`Reg`] maps to unicorn register ids, the bytes that fill the
+//! host-function page, how a call is entered and how a host function returns.
+//! The rest of the crate reaches them only through [`EmuArch`], obtained with
+//! [`for_arch`].
+
+use cranelift_exn::Error;
+use cranelift_exn::isa::{Arch, Reg};
+use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
+
+use crate::core::Core;
+
+mod aarch64;
+mod riscv64;
+mod s390x;
+mod x86_64;
+
+/// How a [`Reg`] is reached through unicorn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegSlot {
+    /// A register of at most 64 bits, read and written as one `u64`.
+    Word(i32),
+    /// The low 64 bits (little-endian) of a 128-bit register, which unicorn
+    /// only reads and writes whole (x86-64 `xmm`).
+    Low64Of128(i32),
+}
+
+/// The CPU model an architecture is emulated with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CpuModel {
+    /// unicorn's `uc_cpu_*` number.
+    pub id: i32,
+    /// Human-readable name, for messages and documentation.
+    pub name: &'static str,
+}
+
+/// Everything about one architecture that the emulator needs.
+pub(crate) trait EmuArch: Sync {
+    /// The architecture.
+    fn arch(&self) -> Arch;
+    /// unicorn's architecture and mode for it.
+    fn unicorn_mode(&self) -> (UcArch, Mode);
+    /// The CPU model selected right after the engine is opened.
+    fn cpu_model(&self) -> CpuModel;
+    /// Control-register writes needed before Cranelift code can run (enable
+    /// the FPU/vector unit and so on).
+    fn setup(&self, core: &mut Core<'_>) -> Result<(), Error>;
+    /// The unicorn register behind `reg`, if it exists.
+    fn reg_slot(&self, reg: Reg) -> Option<RegSlot>;
+    /// The unicorn id of the program counter.
+    fn pc_id(&self) -> i32;
+    /// A byte pattern, repeated to fill the host-function page, that decodes
+    /// as an undefined instruction: executing the page anywhere but at a
+    /// hooked host-function address is an error, never a silent slide.
+    fn trap_fill(&self) -> &'static [u8];
+    /// Make the next instruction executed behave as the first of a function
+    /// called with the C ABI: the stack pointer is derived from `stack_top`
+    /// (16-byte aligned, the highest usable address plus one) and the
+    /// function returns to `return_address`.
+    fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64)
+    -> Result<(), Error>;
+    /// Leave a host function the way its C `return` would: the program
+    /// counter goes back to the caller and the stack is as the caller left it.
+    fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error>;
+}
+
+/// The emulator facts for `arch`.
+pub(crate) fn for_arch(arch: Arch) -> &'static dyn EmuArch {
+    match arch {
+        Arch::X86_64 => &x86_64::X86_64,
+        Arch::Aarch64 => &aarch64::Aarch64,
+        Arch::Riscv64 => &riscv64::Riscv64,
+        Arch::S390x => &s390x::S390x,
+    }
+}
+
+/// The register the C ABI returns through on an ISA with a link register,
+/// from the ISA's spec.
+fn link_register(arch: Arch) -> Result<Reg, Error> {
+    arch.spec().link_register().ok_or_else(|| {
+        Error::Machine(format!(
+            "{arch}: the ISA spec names no link register to return through"
+        ))
+    })
+}
+
+/// Enter a function on an ISA whose call instruction leaves the return
+/// address in a link register: `sp = stack_top - reserve`, `lr =
+/// return_address`.
+fn enter_with_link_register(
+    core: &mut Core<'_>,
+    arch: Arch,
+    stack_top: u64,
+    reserve: u64,
+    return_address: u64,
+) -> Result<u64, Error> {
+    let sp = stack_top
+        .checked_sub(reserve)
+        .ok_or_else(|| Error::Machine(format!("{arch}: stack top {stack_top:#x} too low")))?;
+    core.write_reg(arch.spec().stack_pointer(), sp)?;
+    core.write_reg(link_register(arch)?, return_address)?;
+    Ok(sp)
+}
+
+/// Return from a host function on an ISA with a link register: `pc = lr`.
+fn return_through_link_register(core: &mut Core<'_>, arch: Arch) -> Result<(), Error> {
+    let target = core.read_reg(link_register(arch)?)?;
+    core.set_pc(target)
+}

@@ -1,0 +1,83 @@
+//! RISC-V 64 in unicorn-engine.
+//!
+//! * CPU model: `any` — RV64IMAFDC with privileged spec 1.11, every extension
+//!   QEMU 5's TCG implements (Cranelift emits RV64GC by default; the
+//!   bit-manipulation and vector extensions are newer than QEMU 5 and so
+//!   unavailable on every model).
+//! * Set-up: `mstatus.FS = Dirty` (0x6000); with `FS = Off` the first
+//!   floating-point instruction raises an illegal-instruction exception.
+//! * Calls leave the return address in `ra` (x1); a host function returns
+//!   with `pc = ra`.
+
+use cranelift_exn::Error;
+use cranelift_exn::isa::{Arch, Reg, RegClass};
+use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
+use unicorn_engine::{RegisterRISCV, Riscv64CpuModel};
+
+use super::{CpuModel, EmuArch, RegSlot};
+use crate::core::Core;
+
+/// RISC-V 64.
+pub(crate) struct Riscv64;
+
+/// `mstatus.FS` = 0b11 (Dirty): the FPU is on.
+const MSTATUS_FS: u64 = 0x6000;
+
+/// An all-zero halfword is the defined illegal instruction (`c.unimp`): the
+/// host page is filled with it.
+const ILLEGAL: [u8; 2] = [0; 2];
+
+impl EmuArch for Riscv64 {
+    fn arch(&self) -> Arch {
+        Arch::Riscv64
+    }
+
+    fn unicorn_mode(&self) -> (UcArch, Mode) {
+        (UcArch::RISCV, Mode::RISCV64)
+    }
+
+    fn cpu_model(&self) -> CpuModel {
+        CpuModel {
+            id: Riscv64CpuModel::ANY as i32,
+            name: "any",
+        }
+    }
+
+    fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
+        let id = RegisterRISCV::MSTATUS as i32;
+        let mstatus = core.read_raw(id, "mstatus")?;
+        core.write_raw(id, "mstatus", mstatus | MSTATUS_FS)
+    }
+
+    fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
+        let hw = i32::from(reg.hw);
+        match (reg.class, reg.hw) {
+            (RegClass::Int, 0..=31) => Some(RegSlot::Word(RegisterRISCV::X0 as i32 + hw)),
+            (RegClass::Float, 0..=31) => Some(RegSlot::Word(RegisterRISCV::F0 as i32 + hw)),
+            _ => None,
+        }
+    }
+
+    fn pc_id(&self) -> i32 {
+        RegisterRISCV::PC as i32
+    }
+
+    fn trap_fill(&self) -> &'static [u8] {
+        &ILLEGAL
+    }
+
+    fn enter(
+        &self,
+        core: &mut Core<'_>,
+        stack_top: u64,
+        return_address: u64,
+    ) -> Result<(), Error> {
+        // LP64D: sp 16-byte aligned at the call, return address in ra.
+        super::enter_with_link_register(core, Arch::Riscv64, stack_top, 0, return_address)
+            .map(drop)
+    }
+
+    fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error> {
+        super::return_through_link_register(core, Arch::Riscv64)
+    }
+}

@@ -1,0 +1,95 @@
+//! s390x (z/Architecture, big-endian) in unicorn-engine.
+//!
+//! * CPU model: `gen15a` (z15), the newest machine unicorn 2.1.5 defines
+//!   (there is no z16). Cranelift's default target is z14 (arch12), which
+//!   z15 includes; `has_mie2`/`has_vxrs_ext2` code needs z15.
+//! * Set-up: CR0 bits 45 and 46 (in the 64-bit register: 0x40000, AFP
+//!   registers, and 0x20000, vector facility), i.e. `CR0 |= 0x60000`; without
+//!   them `std %f8` in a prologue raises a data exception.
+//! * Calls leave the return address in r14; the caller reserves the 160-byte
+//!   register save area above r15 for the callee and stores the back chain
+//!   (zero for the outermost frame) at `0(%r15)`. A host function returns
+//!   with `pc = r14`.
+
+use cranelift_exn::Error;
+use cranelift_exn::isa::{Arch, Reg, RegClass};
+use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
+use unicorn_engine::{RegisterS390X, S390xCpuModel};
+
+use super::{CpuModel, EmuArch, RegSlot};
+use crate::core::Core;
+
+/// s390x.
+pub(crate) struct S390x;
+
+/// CR0: additional-floating-point-register control (0x40000) and vector
+/// enablement control (0x20000).
+const CR0_AFP_VECTOR: u64 = 0x6_0000;
+
+/// The register save area a caller provides above its stack pointer.
+const REGISTER_SAVE_AREA: u64 = 160;
+
+/// Opcode 0x00 is not assigned: the host page is filled with it.
+const ILLEGAL: [u8; 2] = [0; 2];
+
+impl EmuArch for S390x {
+    fn arch(&self) -> Arch {
+        Arch::S390x
+    }
+
+    fn unicorn_mode(&self) -> (UcArch, Mode) {
+        (UcArch::S390X, Mode::BIG_ENDIAN)
+    }
+
+    fn cpu_model(&self) -> CpuModel {
+        CpuModel {
+            id: S390xCpuModel::GEN15A as i32,
+            name: "gen15a (z15)",
+        }
+    }
+
+    fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
+        let id = RegisterS390X::CR0 as i32;
+        let cr0 = core.read_raw(id, "cr0")?;
+        core.write_raw(id, "cr0", cr0 | CR0_AFP_VECTOR)
+    }
+
+    fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
+        let hw = i32::from(reg.hw);
+        match (reg.class, reg.hw) {
+            (RegClass::Int, 0..=15) => Some(RegSlot::Word(RegisterS390X::R0 as i32 + hw)),
+            // The FPRs are the leftmost doublewords of v0–v15.
+            (RegClass::Float, 0..=15) => Some(RegSlot::Word(RegisterS390X::F0 as i32 + hw)),
+            _ => None,
+        }
+    }
+
+    fn pc_id(&self) -> i32 {
+        RegisterS390X::PC as i32
+    }
+
+    fn trap_fill(&self) -> &'static [u8] {
+        &ILLEGAL
+    }
+
+    fn enter(
+        &self,
+        core: &mut Core<'_>,
+        stack_top: u64,
+        return_address: u64,
+    ) -> Result<(), Error> {
+        let sp = super::enter_with_link_register(
+            core,
+            Arch::S390x,
+            stack_top,
+            REGISTER_SAVE_AREA,
+            return_address,
+        )?;
+        // The outermost frame's back chain is zero.
+        core.write_u64(sp, 0)
+    }
+
+    fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error> {
+        super::return_through_link_register(core, Arch::S390x)
+    }
+}

@@ -1,0 +1,568 @@
+//! [`EmulatedMachine`]: a [`Machine`] backed by unicorn-engine.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use cranelift_exn::Error;
+use cranelift_exn::isa::{Arch, Reg};
+use cranelift_exn::machine::{HostFunction, HostServices, Machine};
+use cranelift_exn::memory::Memory;
+use unicorn_engine::Unicorn;
+use unicorn_engine::unicorn_const::{HookType, MemType, Prot, uc_error};
+
+use crate::arch::{self, EmuArch};
+use crate::core::{self, Core};
+use crate::memory::EmulatedMemory;
+
+/// Host-function page: one 16-byte slot per [`HostFunction`], filled with
+/// undefined instructions; a code hook on the slots runs the host side.
+const HOST_BASE: u64 = 0x1000_0000;
+const HOST_SIZE: u64 = 0x1_0000;
+const HOST_SLOT: u64 = 16;
+/// Host functions in slot order.
+const HOST_FUNCTIONS: [HostFunction; 1] = [HostFunction::Throw];
+/// Where the entry trampoline returns to; reaching it ends a call.
+const HALT_ADDRESS: u64 = HOST_BASE + 0x8000;
+
+/// The `call_entry` buffer is copied here.
+const BUFFER_BASE: u64 = 0x2000_0000;
+const BUFFER_INITIAL: u64 = 0x1_0000;
+const BUFFER_MAX: u64 = 0x1000_0000;
+
+const STACK_BASE: u64 = 0x3000_0000;
+const STACK_SIZE: u64 = 0x10_0000;
+/// The stack pointer starts 256 bytes below the end of the stack mapping.
+const STACK_TOP: u64 = STACK_BASE + STACK_SIZE - 0x100;
+
+/// Code is bump-allocated from here, mapped read-write-execute in chunks.
+const CODE_BASE: u64 = 0x4000_0000;
+const CODE_LIMIT: u64 = 0x8000_0000;
+const CODE_CHUNK: u64 = 0x10_0000;
+
+/// The default bound on instructions per [`Machine::call_entry`].
+pub const DEFAULT_INSTRUCTION_LIMIT: u64 = 2_000_000_000;
+
+/// Where an [`EmulatedMachine`] puts things. Addresses below
+/// [`Layout::host_functions`] are never mapped, so any access there faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Start of the host-function page; `host_function_address` values are
+    /// inside it.
+    pub host_functions: u64,
+    /// The return address `call_entry` gives the entry trampoline.
+    pub halt: u64,
+    /// Where `call_entry` copies its buffer.
+    pub buffer: u64,
+    /// Lowest stack address.
+    pub stack_base: u64,
+    /// Size of the stack mapping in bytes.
+    pub stack_size: u64,
+    /// The 16-byte-aligned address the stack pointer is derived from at each
+    /// call (x86-64: minus the pushed return address; s390x: minus the
+    /// 160-byte register save area).
+    pub stack_top: u64,
+    /// Start of the code region.
+    pub code_base: u64,
+}
+
+/// An invalid memory access recorded by the memory hook.
+#[derive(Clone, Copy, Debug)]
+struct MemFault {
+    kind: MemType,
+    address: u64,
+    size: usize,
+}
+
+impl fmt::Display for MemFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            MemType::READ_UNMAPPED => "read of unmapped memory",
+            MemType::WRITE_UNMAPPED => "write to unmapped memory",
+            MemType::FETCH_UNMAPPED => "instruction fetch from unmapped memory",
+            MemType::READ_PROT => "read of read-protected memory",
+            MemType::WRITE_PROT => "write to write-protected memory",
+            MemType::FETCH_PROT => "instruction fetch from non-executable memory",
+            _ => "invalid memory access",
+        };
+        write!(f, "{what}: {} bytes at {:#x}", self.size, self.address)
+    }
+}
+
+/// State shared between the machine and its hooks (unicorn's per-engine
+/// data).
+#[derive(Default)]
+pub(crate) struct HookState {
+    /// The `host` argument of the running [`Machine::call_entry`], with its
+    /// lifetime erased.
+    ///
+    /// Safety argument: it is set from a `&mut dyn HostServices` at the start
+    /// of `call_entry`'s emulation and reset to `None` (by [`HostGuard`]'s
+    /// `Drop`, so on every path) before `call_entry` returns, i.e. strictly
+    /// within that borrow. It is dereferenced only by the host-call hook,
+    /// which unicorn runs only inside `emu_start`, on the calling thread (the
+    /// engine is `!Send`), while `call_entry` is blocked in `emu_start` and
+    /// does not touch `host` itself — so the `&mut` it recreates is the only
+    /// live access. Host services get only an [`EmulatedMemory`], never the
+    /// machine, so they cannot re-enter `call_entry`.
+    host: Option<NonNull<dyn HostServices>>,
+    /// The target address of the running call's buffer.
+    buffer: u64,
+    /// An error raised inside a hook; it stopped the emulation and wins over
+    /// whatever unicorn reports.
+    error: Option<Error>,
+    /// The last invalid memory access, for the error message.
+    fault: Option<MemFault>,
+}
+
+/// Clears [`HookState::host`] when dropped.
+struct HostGuard(Unicorn<'static, HookState>);
+
+impl Drop for HostGuard {
+    fn drop(&mut self) {
+        let state = self.0.get_data_mut();
+        state.host = None;
+        state.buffer = 0;
+    }
+}
+
+/// A [`Machine`] that runs aarch64, riscv64, s390x or x86-64 code in
+/// unicorn-engine.
+///
+/// Memory ([`Layout`]): a host-function page, a buffer area for
+/// [`Machine::call_entry`], a 1 MiB stack and a code region that grows in
+/// 1 MiB read-write-execute chunks. Calls to [`HostFunction`] addresses are
+/// intercepted by a code hook and dispatched to the [`HostServices`] given to
+/// `call_entry`, which then returns to the caller as a C function would.
+///
+/// Each call runs at most [`DEFAULT_INSTRUCTION_LIMIT`] instructions unless
+/// changed with [`EmulatedMachine::set_instruction_limit`]; running out, any
+/// emulator fault and any host-service error end the call with an `Err`.
+///
+/// The machine is not `Send`: unicorn engines stay on the thread that
+/// created them.
+pub struct EmulatedMachine {
+    uc: Unicorn<'static, HookState>,
+    emu: &'static dyn EmuArch,
+    /// Next free code byte.
+    code_next: u64,
+    /// End of the mapped code region.
+    code_end: u64,
+    /// Size of the mapped buffer area.
+    buffer_size: u64,
+    instruction_limit: Option<u64>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for EmulatedMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatedMachine")
+            .field("arch", &self.emu.arch())
+            .field("cpu_model", &self.emu.cpu_model().name)
+            .field("code", &(CODE_BASE..self.code_next))
+            .field("instruction_limit", &self.instruction_limit)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn engine_error(arch: Arch, what: &str, e: uc_error) -> Error {
+    Error::Machine(format!("{arch}: {what}: {e} ({e:?})"))
+}
+
+fn map_error(arch: Arch, address: u64, size: u64, e: uc_error) -> Error {
+    Error::Memory {
+        address,
+        message: format!("{arch}: mapping {size:#x} bytes: {e} ({e:?})"),
+    }
+}
+
+fn align_up(value: u64, align: u64) -> Option<u64> {
+    Some(value.checked_add(align - 1)? & !(align - 1))
+}
+
+/// The host-function slot of `function`.
+fn host_slot(function: HostFunction) -> u64 {
+    match function {
+        HostFunction::Throw => 0,
+    }
+}
+
+impl EmulatedMachine {
+    /// A fresh machine for `arch`, with its CPU model selected and set up to
+    /// run Cranelift code.
+    pub fn new(arch: Arch) -> Result<Self, Error> {
+        let emu = arch::for_arch(arch);
+        let (uc_arch, mode) = emu.unicorn_mode();
+        let mut uc = Unicorn::new_with_data(uc_arch, mode, HookState::default())
+            .map_err(|e| engine_error(arch, "opening unicorn", e))?;
+        let model = emu.cpu_model();
+        uc.ctl_set_cpu_model(model.id)
+            .map_err(|e| engine_error(arch, &format!("selecting CPU model {}", model.name), e))?;
+
+        for (base, size, prot) in [
+            (HOST_BASE, HOST_SIZE, Prot::READ | Prot::EXEC),
+            (BUFFER_BASE, BUFFER_INITIAL, Prot::READ | Prot::WRITE),
+            (STACK_BASE, STACK_SIZE, Prot::READ | Prot::WRITE),
+        ] {
+            uc.mem_map(base, size, prot)
+                .map_err(|e| map_error(arch, base, size, e))?;
+        }
+        let fill = emu.trap_fill();
+        let page: Vec<u8> = fill.iter().copied().cycle().take(HOST_SIZE as usize).collect();
+        uc.mem_write(HOST_BASE, &page).map_err(|e| Error::Memory {
+            address: HOST_BASE,
+            message: format!("{arch}: filling the host-function page: {e}"),
+        })?;
+
+        emu.setup(&mut Core::new(&mut uc, emu))?;
+
+        let slots_end = HOST_BASE + HOST_SLOT * HOST_FUNCTIONS.len() as u64 - 1;
+        uc.add_code_hook(HOST_BASE, slots_end, move |uc, address, _size| {
+            on_host_call(uc, emu, address);
+        })
+        .map_err(|e| engine_error(arch, "adding the host-function hook", e))?;
+        // begin > end: every address.
+        uc.add_mem_hook(
+            HookType::MEM_INVALID,
+            1,
+            0,
+            |uc, kind, address, size, _value| {
+                uc.get_data_mut().fault = Some(MemFault {
+                    kind,
+                    address,
+                    size,
+                });
+                false
+            },
+        )
+        .map_err(|e| engine_error(arch, "adding the memory-fault hook", e))?;
+
+        Ok(EmulatedMachine {
+            uc,
+            emu,
+            code_next: CODE_BASE,
+            code_end: CODE_BASE,
+            buffer_size: BUFFER_INITIAL,
+            instruction_limit: Some(DEFAULT_INSTRUCTION_LIMIT),
+            timeout: None,
+        })
+    }
+
+    /// The unicorn CPU model this machine emulates (see the crate docs).
+    pub fn cpu_model(&self) -> &'static str {
+        self.emu.cpu_model().name
+    }
+
+    /// Where this machine puts things.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            host_functions: HOST_BASE,
+            halt: HALT_ADDRESS,
+            buffer: BUFFER_BASE,
+            stack_base: STACK_BASE,
+            stack_size: STACK_SIZE,
+            stack_top: STACK_TOP,
+            code_base: CODE_BASE,
+        }
+    }
+
+    /// The bound on instructions executed per `call_entry`; `None` means
+    /// unbounded.
+    pub fn instruction_limit(&self) -> Option<u64> {
+        self.instruction_limit
+    }
+
+    /// Bound the instructions executed per `call_entry` (`None`: unbounded;
+    /// `Some(0)` behaves as `Some(1)`). Exceeding it makes the call fail.
+    pub fn set_instruction_limit(&mut self, limit: Option<u64>) {
+        self.instruction_limit = limit;
+    }
+
+    /// The wall-clock bound per `call_entry`; `None` (the default) means
+    /// unbounded.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Bound the wall-clock time per `call_entry` (microsecond resolution).
+    /// Exceeding it makes the call fail.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Read a register: integer registers whole, float registers' low 64
+    /// bits.
+    pub fn read_reg(&self, reg: Reg) -> Result<u64, Error> {
+        core::read_reg(&self.uc, self.emu, reg)
+    }
+
+    /// Write a register (a float register's low 64 bits; the rest of the
+    /// vector register is kept).
+    pub fn write_reg(&mut self, reg: Reg, value: u64) -> Result<(), Error> {
+        core::write_reg(&mut self.uc, self.emu, reg, value)
+    }
+
+    /// The program counter.
+    pub fn pc(&self) -> Result<u64, Error> {
+        core::read_pc(&self.uc, self.emu)
+    }
+
+    /// Set the program counter.
+    pub fn set_pc(&mut self, pc: u64) -> Result<(), Error> {
+        core::write_pc(&mut self.uc, self.emu, pc)
+    }
+
+    /// The machine's memory.
+    pub fn memory(&mut self) -> EmulatedMemory<'_> {
+        let endianness = self.emu.arch().endianness();
+        EmulatedMemory::new(&mut self.uc, endianness)
+    }
+
+    /// Make the buffer area at least `len` bytes.
+    fn reserve_buffer(&mut self, len: usize) -> Result<(), Error> {
+        let arch = self.emu.arch();
+        let len = len as u64;
+        if len <= self.buffer_size {
+            return Ok(());
+        }
+        let size = align_up(len, BUFFER_INITIAL)
+            .filter(|&size| size <= BUFFER_MAX)
+            .ok_or_else(|| Error::Memory {
+                address: BUFFER_BASE,
+                message: format!(
+                    "{arch}: call buffer of {len:#x} bytes exceeds the {BUFFER_MAX:#x}-byte area"
+                ),
+            })?;
+        self.uc
+            .mem_unmap(BUFFER_BASE, self.buffer_size)
+            .map_err(|e| map_error(arch, BUFFER_BASE, self.buffer_size, e))?;
+        self.buffer_size = 0;
+        self.uc
+            .mem_map(BUFFER_BASE, size, Prot::READ | Prot::WRITE)
+            .map_err(|e| map_error(arch, BUFFER_BASE, size, e))?;
+        self.buffer_size = size;
+        Ok(())
+    }
+
+    /// Run from `entry` until the halt address, dispatching host calls to
+    /// `host`.
+    fn run(&mut self, entry: u64, host: &mut dyn HostServices) -> Result<(), Error> {
+        let arch = self.emu.arch();
+        let host = NonNull::from(host);
+        // SAFETY: only the trait object's lifetime bound changes (same
+        // layout); see `HookState::host` for why the pointer is never used
+        // after the borrow ends.
+        let host = unsafe {
+            std::mem::transmute::<NonNull<dyn HostServices + '_>, NonNull<dyn HostServices>>(host)
+        };
+        {
+            let state = self.uc.get_data_mut();
+            state.host = Some(host);
+            state.buffer = BUFFER_BASE;
+            state.error = None;
+            state.fault = None;
+        }
+        let guard = HostGuard(self.uc.clone());
+        let count = self
+            .instruction_limit
+            .map_or(0, |n| usize::try_from(n.max(1)).unwrap_or(usize::MAX));
+        let timeout = self.timeout.map_or(0, |t| {
+            u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1)
+        });
+        let outcome = self.uc.emu_start(entry, HALT_ADDRESS, timeout, count);
+        drop(guard);
+
+        let state = self.uc.get_data_mut();
+        let hook_error = state.error.take();
+        let fault = state.fault.take();
+        if let Some(error) = hook_error {
+            return Err(error);
+        }
+        let pc = self.pc()?;
+        match outcome {
+            Err(e) => {
+                let fault = fault.map(|f| format!("; {f}")).unwrap_or_default();
+                Err(Error::Machine(format!(
+                    "{arch}: emulation failed at pc {pc:#x}: {e} ({e:?}){fault}"
+                )))
+            }
+            Ok(()) if pc == HALT_ADDRESS => Ok(()),
+            Ok(()) => Err(Error::Machine(format!(
+                "{arch}: emulation stopped at pc {pc:#x} before the entry returned: \
+                 instruction limit ({:?}) or timeout ({:?}) reached",
+                self.instruction_limit, self.timeout
+            ))),
+        }
+    }
+}
+
+/// The code hook on the host-function slots.
+fn on_host_call(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, address: u64) {
+    if let Err(error) = dispatch_host_call(uc, emu, address) {
+        uc.get_data_mut().error = Some(error);
+        // Stopping can only fail if the engine is not running, and it is.
+        let _ = uc.emu_stop();
+    }
+}
+
+/// Run the host side of the host function at `address`, then return to its
+/// caller.
+fn dispatch_host_call(
+    uc: &mut Unicorn<'_, HookState>,
+    emu: &'static dyn EmuArch,
+    address: u64,
+) -> Result<(), Error> {
+    let arch = emu.arch();
+    let offset = address - HOST_BASE;
+    let function = HOST_FUNCTIONS
+        .get((offset / HOST_SLOT) as usize)
+        .filter(|_| offset % HOST_SLOT == 0)
+        .copied()
+        .ok_or_else(|| {
+            Error::Machine(format!(
+                "{arch}: jump to {address:#x}, inside the host-function page but not to a host function"
+            ))
+        })?;
+    let (host, buffer) = {
+        let state = uc.get_data();
+        (state.host, state.buffer)
+    };
+    let host = host.ok_or_else(|| {
+        Error::Machine(format!(
+            "{arch}: host function {function:?} called outside call_entry"
+        ))
+    })?;
+    let spec = arch.spec();
+    let context_reg = *spec.int_arg_regs().first().ok_or_else(|| {
+        Error::Machine(format!("{arch}: the ISA spec names no argument registers"))
+    })?;
+    let context = core::read_reg(&*uc, emu, context_reg)?;
+
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut memory = EmulatedMemory::new(&mut *uc, arch.endianness());
+        // SAFETY: `host` is the live `&mut dyn HostServices` of the running
+        // `call_entry`; see `HookState::host`.
+        let host = unsafe { &mut *host.as_ptr() };
+        match function {
+            HostFunction::Throw => host.throw(&mut memory, context, buffer),
+        }
+    }));
+    match outcome {
+        Ok(result) => result?,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_string());
+            return Err(Error::Machine(format!(
+                "{arch}: host function {function:?} panicked: {message}"
+            )));
+        }
+    }
+    emu.return_from_host(&mut Core::new(uc, emu))
+}
+
+impl Machine for EmulatedMachine {
+    fn arch(&self) -> Arch {
+        self.emu.arch()
+    }
+
+    fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
+        let arch = self.emu.arch();
+        let exhausted = |start: u64| Error::Memory {
+            address: start,
+            message: format!(
+                "{arch}: code region exhausted allocating {size:#x} bytes (limit {CODE_LIMIT:#x})"
+            ),
+        };
+        let start = align_up(self.code_next, 16).ok_or_else(|| exhausted(self.code_next))?;
+        let end = start
+            .checked_add(size as u64)
+            .filter(|&end| end <= CODE_LIMIT)
+            .ok_or_else(|| exhausted(start))?;
+        if end > self.code_end {
+            let new_end = align_up(end, CODE_CHUNK)
+                .map(|e| e.min(CODE_LIMIT))
+                .ok_or_else(|| exhausted(start))?;
+            let grow = new_end - self.code_end;
+            self.uc
+                .mem_map(self.code_end, grow, Prot::ALL)
+                .map_err(|e| map_error(arch, self.code_end, grow, e))?;
+            self.code_end = new_end;
+        }
+        self.code_next = end;
+        Ok(start)
+    }
+
+    fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
+        let arch = self.emu.arch();
+        let end = base.checked_add(bytes.len() as u64);
+        if base < CODE_BASE || end.is_none_or(|end| end > self.code_next) {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{arch}: installing {:#x} bytes outside allocated code {CODE_BASE:#x}..{:#x}",
+                    bytes.len(),
+                    self.code_next
+                ),
+            });
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.memory().write(base, bytes)?;
+        // Drop any translation of the old bytes (instruction-cache coherence).
+        let end = base + bytes.len() as u64;
+        self.uc
+            .ctl_remove_cache(base, end)
+            .map_err(|e| engine_error(arch, "invalidating translated code", e))
+    }
+
+    fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
+        Ok(HOST_BASE + HOST_SLOT * host_slot(function))
+    }
+
+    fn call_entry(
+        &mut self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        let arch = self.emu.arch();
+        let spec = arch.spec();
+        let [arg0, arg1, ..] = *spec.int_arg_regs() else {
+            return Err(Error::Machine(format!(
+                "{arch}: the ISA spec names fewer than two argument registers"
+            )));
+        };
+        self.reserve_buffer(buffer.len())?;
+        self.memory().write(BUFFER_BASE, buffer)?;
+        {
+            let mut core = Core::new(&mut self.uc, self.emu);
+            if let Some(fp) = spec.frame_pointer() {
+                core.write_reg(fp, 0)?;
+            }
+            self.emu.enter(&mut core, STACK_TOP, HALT_ADDRESS)?;
+            core.write_reg(arg0, callee)?;
+            core.write_reg(arg1, BUFFER_BASE)?;
+        }
+        self.run(entry, host)?;
+        self.memory().read(BUFFER_BASE, buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_slots_round_trip() {
+        for (index, function) in HOST_FUNCTIONS.iter().enumerate() {
+            assert_eq!(host_slot(*function), index as u64);
+        }
+    }
+}
