@@ -149,7 +149,10 @@ pub struct CompiledFunction {
 }
 
 /// Compile one function for `isa`.
-pub fn compile_function(isa: &dyn TargetIsa, func: ir::Function) -> Result<CompiledFunction, Error> {
+pub fn compile_function(
+    isa: &dyn TargetIsa,
+    func: ir::Function,
+) -> Result<CompiledFunction, Error> {
     let arch = Arch::from_triple(isa.triple()).ok_or_else(|| Error::Compile {
         function: func.name.to_string(),
         message: format!("unsupported target {}", isa.triple()),

@@ -9,7 +9,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use cranelift_codegen::data_value::DataValue;
-use cranelift_codegen::ir;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings;
 use cranelift_reader::{IsaSpec, ParseOptions, RunCommand, parse_run_command, parse_test};
@@ -289,7 +288,10 @@ fn display_values(values: &[DataValue]) -> String {
         [one] => one.to_string(),
         many => format!(
             "[{}]",
-            many.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -366,15 +368,16 @@ fn run_line(module: &mut Module, run: &RunLine, report: &mut TargetReport) {
 
 /// Every `.clif` file under `path` (or `path` itself), sorted.
 pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::Machine(format!("{}: {e}", path.display())))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::Machine(format!("{}: {e}", path.display())))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
     let mut dirs = vec![path.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| Error::Machine(format!("{}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::Machine(format!("{}: {e}", dir.display())))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::Machine(format!("{}: {e}", dir.display())))?;
             let p = entry.path();
@@ -388,4 +391,3 @@ pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
     files.sort();
     Ok(files)
 }
-

@@ -88,7 +88,12 @@ pub fn link(
     let mut symbols = HashMap::new();
     for (f, &offset) in functions.iter().zip(&offsets) {
         if f.arch != arch {
-            return Err(link_error(f, 0, "arch", format!("compiled for {}, linking for {arch}", f.arch)));
+            return Err(link_error(
+                f,
+                0,
+                "arch",
+                format!("compiled for {}, linking for {arch}", f.arch),
+            ));
         }
         if symbols.insert(f.name.clone(), base + offset).is_some() {
             return Err(link_error(f, 0, "symbol", "defined twice".to_string()));
@@ -139,10 +144,18 @@ pub fn link(
                     got_slot(name).expect("every GOT symbol has a slot")
                 }
                 RelocTarget::Symbol(name) => resolve(name).ok_or_else(|| {
-                    link_error(f, r.offset, &format!("{:?}", r.kind), format!("undefined symbol {name}"))
+                    link_error(
+                        f,
+                        r.offset,
+                        &format!("{:?}", r.kind),
+                        format!("undefined symbol {name}"),
+                    )
                 })?,
             };
-            values.insert(func_base + u64::from(r.offset), target.wrapping_add_signed(r.addend));
+            values.insert(
+                func_base + u64::from(r.offset),
+                target.wrapping_add_signed(r.addend),
+            );
             targets.push(target);
         }
         let value_at = |addr: u64| values.get(&addr).copied();

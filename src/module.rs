@@ -14,8 +14,7 @@ use crate::link::{Image, image_size, link};
 use crate::machine::{HostFunction, HostServices, Machine};
 use crate::memory::Memory;
 use crate::trampoline::{
-    self, HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, STATUS_EXCEPTION,
-    STATUS_OFFSET,
+    self, HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, STATUS_EXCEPTION, STATUS_OFFSET,
 };
 use crate::unwind::{self, Delivery};
 use crate::values::{decode_results, encode_arguments, header_word};
@@ -222,9 +221,12 @@ impl Module {
             .clone();
         let callee = self.image.symbols[name];
         let Some(&entry) = self.entries.get(&sig) else {
-            return Err(CallError::Failed(self.unusable.get(&sig).cloned().unwrap_or_else(
-                || Error::Signature(format!("no entry trampoline for {sig}")),
-            )));
+            return Err(CallError::Failed(
+                self.unusable
+                    .get(&sig)
+                    .cloned()
+                    .unwrap_or_else(|| Error::Signature(format!("no entry trampoline for {sig}"))),
+            ));
         };
         let endianness = self.machine.arch().endianness();
         let mut buffer = encode_arguments(&sig, args, endianness)?;

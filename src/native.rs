@@ -189,7 +189,11 @@ impl Machine for NativeMachine {
         if bytes.len() > region.len {
             return Err(Error::Memory {
                 address: base,
-                message: format!("{} bytes do not fit a {}-byte region", bytes.len(), region.len),
+                message: format!(
+                    "{} bytes do not fit a {}-byte region",
+                    bytes.len(),
+                    region.len
+                ),
             });
         }
         // SAFETY: the region is ours, writable, and at least `bytes.len()` long.
@@ -224,11 +228,18 @@ impl Machine for NativeMachine {
             .iter()
             .all(|r| entry < r.addr as u64 || entry >= r.addr as u64 + r.len as u64)
         {
-            return Err(Error::Machine(format!("entry {entry:#x} is not loaded code")));
+            return Err(Error::Machine(format!(
+                "entry {entry:#x} is not loaded code"
+            )));
         }
-        if (buffer.as_ptr() as usize) % 8 != 0 {
-            return Err(Error::Machine("call buffer is not 8-byte aligned".into()));
-        }
+        // The trampoline's loads and stores are `aligned`: give them a
+        // 16-byte aligned copy of the buffer.
+        let mut aligned = vec![0u128; buffer.len().div_ceil(16)];
+        // SAFETY: `aligned` has at least `buffer.len()` bytes.
+        let aligned_bytes = unsafe {
+            std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), buffer.len())
+        };
+        aligned_bytes.copy_from_slice(buffer);
         // SAFETY: lifetime erasure only; the pointer is cleared (restored)
         // before this function returns, while `host` is still borrowed.
         let host: *mut (dyn HostServices + '_) = host;
@@ -236,15 +247,16 @@ impl Machine for NativeMachine {
         let previous = ACTIVE.with(|a| {
             a.replace(Some(Active {
                 host,
-                buffer: buffer.as_mut_ptr() as u64,
+                buffer: aligned_bytes.as_mut_ptr() as u64,
             }))
         });
         // SAFETY: `entry` is an entry trampoline in our executable memory with
         // the C signature `fn(callee, buffer)`; the buffer is large enough for
         // the callee's signature (checked by the caller that built it).
         let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry as usize) };
-        f(callee, buffer.as_mut_ptr() as u64);
+        f(callee, aligned_bytes.as_mut_ptr() as u64);
         ACTIVE.with(|a| a.set(previous));
+        buffer.copy_from_slice(aligned_bytes);
         Ok(())
     }
 }
@@ -260,5 +272,10 @@ fn flush_icache(base: u64, len: usize) {
         fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
     }
     // SAFETY: the range is mapped code we just wrote.
-    unsafe { __clear_cache(base as *mut libc::c_char, (base + len as u64) as *mut libc::c_char) };
+    unsafe {
+        __clear_cache(
+            base as *mut libc::c_char,
+            (base + len as u64) as *mut libc::c_char,
+        )
+    };
 }

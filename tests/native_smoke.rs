@@ -12,9 +12,10 @@ fn module(text: &str) -> Module {
 
 #[test]
 fn upstream_throw_shape_is_caught() {
-    let text = std::fs::read_to_string(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/upstream-filetests/filetests/runtests/throw.clif"),
-    )
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/upstream-filetests/filetests/runtests/throw.clif"
+    ))
     .unwrap();
     let mut m = module(&text);
     assert_eq!(m.call("%entry", &[]).unwrap(), vec![DataValue::I64(58)]);
@@ -37,6 +38,9 @@ fn uncaught_reaches_entry() {
     );
     assert_eq!(
         m.call("%thrower", &[DataValue::I64(5)]),
-        Err(CallError::Exception { tag: 7, payloads: [11, 22] })
+        Err(CallError::Exception {
+            tag: 7,
+            payloads: [11, 22]
+        })
     );
 }

@@ -369,8 +369,8 @@ pub(crate) fn fp_relative_saved_registers(
             } => {
                 let downward =
                     downward.ok_or("unwind info saves a register before defining a frame")?;
-                let reg = Reg::from_cranelift(*reg)
-                    .ok_or("unwind info saves a vector-class register")?;
+                let reg =
+                    Reg::from_cranelift(*reg).ok_or("unwind info saves a vector-class register")?;
                 saved.push(SavedRegister {
                     reg,
                     fp_offset: i64::from(*clobber_offset) - downward,

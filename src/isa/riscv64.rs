@@ -475,10 +475,27 @@ impl IsaSpec for Riscv64 {
         }
     }
 
+    /// s0 points at the (caller s0, ra) pair and the clobber area lies
+    /// directly below it (see the module documentation), so the shared
+    /// [`fp_relative_saved_registers`] decoding is right for riscv64.
+    ///
+    /// One riscv64-only wrinkle: a `preserve_all` function (with the V
+    /// extension) also saves the vector registers it clobbers, as
+    /// `RegClass::Vector` `SaveReg`s, which the shared decoding rejects.
+    /// Those saves are dropped here: no vector register is callee-saved in
+    /// any other riscv64 convention (Cranelift's `DEFAULT_CLOBBERS` holds all
+    /// of v0–v31), so no frame that catches an exception relies on one, and
+    /// the context has no vector registers to restore them into.
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String> {
-        // s0 points at the (caller s0, ra) pair and the clobber area lies
-        // directly below it; see the module documentation.
-        fp_relative_saved_registers(unwind)
+        let scalar: Vec<(u32, UnwindInst)> = unwind
+            .iter()
+            .filter(|(_, inst)| {
+                !matches!(inst, UnwindInst::SaveReg { reg, .. }
+                    if reg.class() == cranelift_codegen::RegClass::Vector)
+            })
+            .cloned()
+            .collect();
+        fp_relative_saved_registers(&scalar)
     }
 
     fn throw_stub(&self) -> Stub {
@@ -1031,6 +1048,16 @@ mod tests {
         isa_with(is_pic, has_c, &[])
     }
 
+    fn isa_with_isa_flags(enable: &[&str]) -> OwnedTargetIsa {
+        let shared = settings::Flags::new(settings::builder());
+        let mut isa_builder = cranelift_codegen::isa::lookup(Arch::Riscv64.triple()).unwrap();
+        for flag in enable {
+            isa_builder.enable(flag).unwrap();
+        }
+        let flags = isa_builder.finish(shared.clone()).unwrap().isa_flags();
+        build_isa(Arch::Riscv64, &shared, &flags).unwrap()
+    }
+
     fn isa_with(is_pic: bool, has_c: bool, extra: &[(&str, &str)]) -> OwnedTargetIsa {
         let mut shared = settings::builder();
         shared
@@ -1310,9 +1337,6 @@ block2:
         );
         let kinds: Vec<_> = funcs[0].relocs.iter().map(|r| r.kind).collect();
         assert!(kinds.contains(&Reloc::RiscvTlsGdHi20), "{kinds:?}");
-        let mut layout = Layout::new(BASE);
-        layout.symbols.insert("%t".into(), BASE);
-        layout.symbols.insert("%ElfTlsGetAddr".into(), BASE + 0x100);
         let r = funcs[0]
             .relocs
             .iter()
@@ -1375,31 +1399,25 @@ block0(v0: i64, v1: f64):
 }
 ";
 
-    /// Checks `frame_links` and `saved_registers` against the prologue
-    /// Cranelift actually emits, decoded instruction by instruction.
-    #[test]
-    fn prologue_matches_frame_links_and_saved_registers() {
-        let isa = isa(false, false);
-        let func = &compile(&*isa, PRESSURE_CLIF)[0];
-        let listing = disassemble(Arch::Riscv64, &func.code[..16]).unwrap();
-        assert_eq!(
-            listing,
-            "addi sp, sp, -0x10\nsd ra, 8(sp)\nsd s0, 0(sp)\nmv s0, sp"
-        );
-        let links = Riscv64.frame_links();
-        assert_eq!(
-            (links.caller_fp_offset, links.return_address_offset),
-            (0, 8)
-        );
-
-        // After `mv s0, sp`: `addi sp, sp, -N`, then the clobber stores.
-        let adjust = word(&func.code, 16);
+    /// The clobber stores of a Cranelift prologue, as fp-relative slots,
+    /// decoded instruction by instruction: after the last `mv s0, sp` of the
+    /// prologue comes `addi sp, sp, -N`, then one `sd`/`fsd` per register at
+    /// `X(sp)`, i.e. at `s0 - N + X`.
+    fn decode_clobber_stores(code: &[u8]) -> Vec<SavedRegister> {
+        const MV_S0_SP: u32 = 0x0001_0413;
+        let mut offset = (0..64)
+            .step_by(4)
+            .filter(|&o| word(code, o) == MV_S0_SP)
+            .last()
+            .expect("prologue sets s0")
+            + 4;
+        let adjust = word(code, offset);
         assert_eq!(adjust & 0xfffff, addi(2, 2), "sp adjustment: {adjust:#x}");
         let frame = -i_imm(adjust);
+        offset += 4;
         let mut stored = Vec::new();
-        let mut offset = 20;
         loop {
-            let insn = word(&func.code, offset);
+            let insn = word(code, offset);
             let (opcode, funct3, base) = (insn & 0x7f, (insn >> 12) & 7, (insn >> 15) & 0x1f);
             let class = match (opcode, funct3, base) {
                 (0x23, 3, 2) => RegClass::Int,
@@ -1417,9 +1435,27 @@ block0(v0: i64, v1: f64):
             });
             offset += 4;
         }
+        stored
+    }
+
+    /// Checks `frame_links` and `saved_registers` against the prologue
+    /// Cranelift actually emits.
+    #[test]
+    fn prologue_matches_frame_links_and_saved_registers() {
+        let isa = isa(false, false);
+        let func = &compile(&*isa, PRESSURE_CLIF)[0];
+        let listing = disassemble(Arch::Riscv64, &func.code[..16]).unwrap();
+        assert_eq!(
+            listing,
+            "addi sp, sp, -0x10\nsd ra, 8(sp)\nsd s0, 0(sp)\nmv s0, sp"
+        );
+        let links = Riscv64.frame_links();
+        assert_eq!(
+            (links.caller_fp_offset, links.return_address_offset),
+            (0, 8)
+        );
         let saved = func.saved_registers.clone();
-        eprintln!("DEBUG {saved:?}\n{}", disassemble(Arch::Riscv64, &func.code[..offset + 8]).unwrap());
-        assert_eq!(saved, stored);
+        assert_eq!(saved, decode_clobber_stores(&func.code));
         let ints = saved
             .iter()
             .filter(|s| s.reg.class == RegClass::Int)
@@ -1433,5 +1469,80 @@ block0(v0: i64, v1: f64):
             assert!(Riscv64.callee_saved().contains(&s.reg), "{s:?}");
             assert!(s.fp_offset < 0 && s.fp_offset % 8 == 0, "{s:?}");
         }
+    }
+
+    /// A `tail` function whose `return_call` needs more stack-argument space
+    /// than it received grows its incoming-argument area in the prologue: it
+    /// moves the (s0, ra) pair down and points s0 at it again before saving
+    /// clobbers, so the frame links and the fp-relative slots still hold.
+    #[test]
+    fn grown_tail_frame_keeps_the_layout() {
+        let isa = isa(false, false);
+        let func = &compile(
+            &*isa,
+            "function %grow(i64) -> i64 tail {
+                fn0 = %ext(i64) -> i64 tail
+                fn1 = %many(i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64) -> i64 tail
+            block0(v0: i64):
+                v1 = imul v0, v0
+                v2 = call fn0(v0)
+                v3 = iadd v1, v2
+                return_call fn1(v3, v0, v1, v2, v3, v0, v1, v2, v3, v0, v1, v2)
+            }",
+        )[0];
+        let listing = disassemble(Arch::Riscv64, &func.code[..36]).unwrap();
+        let lines: Vec<&str> = listing.lines().collect();
+        assert_eq!(
+            lines[..4],
+            [
+                "addi sp, sp, -0x10",
+                "sd ra, 8(sp)",
+                "sd s0, 0(sp)",
+                "mv s0, sp"
+            ]
+        );
+        // addi sp, sp, -D; sd ra, 8(sp); ld s0, D(sp); sd s0, 0(sp); mv s0, sp
+        let grow = lines[4].strip_prefix("addi sp, sp, -").expect(&listing);
+        assert_eq!(
+            lines[5..9],
+            [
+                "sd ra, 8(sp)".to_string(),
+                format!("ld s0, {grow}(sp)"),
+                "sd s0, 0(sp)".to_string(),
+                "mv s0, sp".to_string()
+            ]
+        );
+        assert!(!func.saved_registers.is_empty());
+        assert_eq!(func.saved_registers, decode_clobber_stores(&func.code));
+    }
+
+    /// `preserve_all` with vector code saves vector registers too; they are
+    /// left out (see `saved_registers`) instead of failing the compile, and
+    /// the scalar slots still match the prologue.
+    #[test]
+    fn preserve_all_vector_saves_are_skipped() {
+        let isa = isa_with_isa_flags(&["has_v"]);
+        let func = &compile(
+            &*isa,
+            "function %pa(i64, i64) preserve_all {
+            block0(v0: i64, v1: i64):
+                v2 = splat.i64x2 v0
+                v3 = splat.i64x2 v1
+                v4 = iadd v2, v3
+                v5 = imul v4, v3
+                store v5, v1
+                return
+            }",
+        )[0];
+        let saved = &func.saved_registers;
+        assert!(!saved.is_empty());
+        assert_eq!(*saved, decode_clobber_stores(&func.code));
+        // The vector saves that were skipped: a `vse8.v vN, (sp)` (STORE-FP
+        // major opcode, width field 0, base sp) follows the scalar stores.
+        let vector_save = func.code.chunks(4).any(|w| {
+            let insn = u32::from_le_bytes(w.try_into().unwrap());
+            insn & 0x7f == 0x27 && (insn >> 12) & 7 == 0 && (insn >> 15) & 0x1f == 2
+        });
+        assert!(vector_save);
     }
 }

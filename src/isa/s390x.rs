@@ -458,7 +458,6 @@ impl IsaSpec for S390x {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -530,7 +529,9 @@ mod tests {
 
     /// `D(%r15)` → D.
     fn sp_disp(operand: &str) -> i64 {
-        num(operand.strip_suffix("(%r15)").expect("an %r15-based operand"))
+        num(operand
+            .strip_suffix("(%r15)")
+            .expect("an %r15-based operand"))
     }
 
     #[test]
@@ -541,7 +542,11 @@ mod tests {
         assert_eq!(s.frame_pointer(), None);
         assert_eq!(s.link_register(), Some(Reg::int(14)));
         assert_eq!(s.int_arg_regs(), &[R2, R3, R4, R5, R6]);
-        let names: Vec<String> = s.callee_saved().iter().map(|r| s.register_name(*r)).collect();
+        let names: Vec<String> = s
+            .callee_saved()
+            .iter()
+            .map(|r| s.register_name(*r))
+            .collect();
         assert_eq!(
             names.join(" "),
             "%r6 %r7 %r8 %r9 %r10 %r11 %r12 %r13 %f8 %f9 %f10 %f11 %f12 %f13 %f14 %f15"
@@ -816,7 +821,10 @@ block3(v3: i64):
             match func.name.as_str() {
                 "%refs" => {
                     assert!(listing.contains(&format!("brasl %r14, {}", rel("%near"))));
-                    assert!(listing.contains(&format!(", {}\n", rel("%near"))), "larl fn0");
+                    assert!(
+                        listing.contains(&format!(", {}\n", rel("%near"))),
+                        "larl fn0"
+                    );
                     assert!(listing.contains(&format!(", {}\n", rel("%near_data"))));
                     let plus6 = format!("{:#x}", symbols["%near_data"] + 6 - base);
                     assert!(listing.contains(&format!(", {plus6}\n")), "{listing}");
@@ -864,7 +872,9 @@ block3(v3: i64):
             }
             n += count;
         }
-        format!("function %clobber(i64, i64) system_v {{\nblock0(v0: i64, v1: i64):\n{body}    return\n}}\n")
+        format!(
+            "function %clobber(i64, i64) system_v {{\nblock0(v0: i64, v1: i64):\n{body}    return\n}}\n"
+        )
     }
 
     /// The prologue: the instructions before the first one that is not a
@@ -971,7 +981,10 @@ block2(v14: i64):
         let stmg = &operands(&listing, "stmg")[0];
         assert_eq!(sp_disp(stmg[2]) - incoming, 8 * 8);
         assert_eq!(stmg[0], "%r8");
-        assert_eq!(func.saved_registers, slots_from_prologue(&listing, incoming));
+        assert_eq!(
+            func.saved_registers,
+            slots_from_prologue(&listing, incoming)
+        );
         // get_frame_pointer loads the back chain at 0(%r15);
         // get_return_address loads fp + 112 = body %r15 + frame + incoming + 112.
         assert!(listing.contains("lg %r8, 0(%r15)") || listing.contains(", 0(%r15)\n"));
@@ -989,7 +1002,11 @@ block2(v14: i64):
                 .any(|ops| ops[1] == "0xa0(%r15)")
         );
         // frame_offset = fp - body %r15.
-        let site = func.call_sites.iter().find(|s| s.frame_offset.is_some()).unwrap();
+        let site = func
+            .call_sites
+            .iter()
+            .find(|s| s.frame_offset.is_some())
+            .unwrap();
         assert_eq!(i64::from(site.frame_offset.unwrap()), frame + incoming);
     }
 

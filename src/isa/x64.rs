@@ -167,7 +167,9 @@ impl IsaSpec for X64 {
             Reloc::Abs8 => {
                 let slot = code
                     .get_mut(offset..offset + 8)
-                    .ok_or(RelocError::OutOfRange { value: value as i64 })?;
+                    .ok_or(RelocError::OutOfRange {
+                        value: value as i64,
+                    })?;
                 slot.copy_from_slice(&value.to_le_bytes());
                 Ok(())
             }
@@ -177,16 +179,19 @@ impl IsaSpec for X64 {
                 })?;
                 let slot = code
                     .get_mut(offset..offset + 4)
-                    .ok_or(RelocError::OutOfRange { value: value as i64 })?;
+                    .ok_or(RelocError::OutOfRange {
+                        value: value as i64,
+                    })?;
                 slot.copy_from_slice(&field.to_le_bytes());
                 Ok(())
             }
             // All are S + A - P into a 32-bit field; the -4 for the end of the
             // instruction is already in Cranelift's addend. The GOT kind
             // arrives with `target` = the GOT slot.
-            Reloc::X86PCRel4 | Reloc::X86CallPCRel4 | Reloc::X86CallPLTRel4 | Reloc::X86GOTPCRel4 => {
-                write_i32(code, offset, value.wrapping_sub(place) as i64)
-            }
+            Reloc::X86PCRel4
+            | Reloc::X86CallPCRel4
+            | Reloc::X86CallPLTRel4
+            | Reloc::X86GOTPCRel4 => write_i32(code, offset, value.wrapping_sub(place) as i64),
             _ => Err(RelocError::Unsupported),
         }
     }

@@ -1,0 +1,156 @@
+//! The `clif-exn test` command end to end: the repository's filetests and
+//! upstream's exception run tests on all four targets, and how failures and
+//! bad input are reported.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn upstream(path: &str) -> PathBuf {
+    repo()
+        .join("../shared/upstream-filetests/filetests")
+        .join(path)
+}
+
+fn clif_exn(args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clif-exn"))
+        .arg("test")
+        .args(args)
+        .output()
+        .expect("clif-exn runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The per-target summary line, e.g. `  s390x    emulated 42 passed, 0 failed, …`.
+fn passed_on(out: &str, arch: &str) -> usize {
+    out.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{arch} ")))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clif-exn-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn repository_filetests_pass_on_all_four_targets() {
+    let o = clif_exn(&[&repo().join("filetests")]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
+        assert!(
+            passed_on(&out, arch) >= 25,
+            "{arch} ran too few lines:\n{out}"
+        );
+    }
+    assert!(out.contains(" 0 failed"), "{out}");
+}
+
+#[test]
+fn upstream_exception_runtests_pass_unchanged() {
+    let o = clif_exn(&[
+        &upstream("runtests/throw.clif"),
+        &upstream("runtests/try_call.clif"),
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
+        assert!(
+            passed_on(&out, arch) >= 1,
+            "{arch} executed nothing:\n{out}"
+        );
+    }
+}
+
+/// A wrong expectation fails on every target, including a file whose only
+/// target is emulated.
+#[test]
+fn a_wrong_expectation_fails_on_each_target() {
+    for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
+        let text = format!(
+            "test run\ntarget {arch}\n\nfunction %f(i64) -> i64 {{\nblock0(v0: i64):\n    \
+             v1 = iconst.i64 2\n    v2 = imul v0, v1\n    return v2\n}}\n\
+             ; run: %f(21) == 42\n; run: %f(4) == 9\n"
+        );
+        let path = scratch(&format!("wrong-{arch}.clif"), &text);
+        let o = clif_exn(&[&path]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(1), "{arch}: {out}");
+        assert!(
+            out.contains(&format!("wrong-{arch}.clif:11 [{arch}] %f(4)")),
+            "{out}"
+        );
+        assert!(
+            out.contains("expected: == 9") && out.contains("actual:   8"),
+            "{out}"
+        );
+        assert_eq!(passed_on(&out, arch), 1, "{out}");
+    }
+}
+
+#[test]
+fn bad_input_is_reported_with_file_and_line_and_the_next_file_runs() {
+    let malformed = scratch(
+        "a-malformed.clif",
+        "test run\ntarget x86_64\n\nfunction %f() -> i64 {\nblock0:\n    v0 = bogus.i64 1\n    return v0\n}\n",
+    );
+    let unknown = scratch(
+        "b-unknown.clif",
+        "test run\ntarget aarch64\n\nfunction %f() -> i64 {\nblock0:\n    v0 = iconst.i64 1\n    return v0\n}\n; run: %g() == 1\n",
+    );
+    let uncaught = scratch(
+        "c-uncaught.clif",
+        "test run\ntarget riscv64\n\nfunction %f() -> i64 {\n    \
+         fn0 = %__cranelift_throw(i64, i64, i64, i32, i64, i64)\nblock0:\n    \
+         v0 = get_frame_pointer.i64\n    v1 = iconst.i32 3\n    v2 = iconst.i64 4\n    \
+         call fn0(v0, v0, v0, v1, v2, v2)\n    return v2\n}\n; run: %f() == 4\n",
+    );
+    let good = scratch(
+        "d-good.clif",
+        "test run\ntarget s390x\n\nfunction %f() -> i64 {\nblock0:\n    v0 = iconst.i64 5\n    return v0\n}\n; run: %f() == 5\n",
+    );
+    let o = clif_exn(&[&malformed, &unknown, &uncaught, &good]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("a-malformed.clif:6"), "{out}");
+    assert!(
+        out.contains("b-unknown.clif:9 [aarch64] %g()") && out.contains("no function %g"),
+        "{out}"
+    );
+    assert!(
+        out.contains("c-uncaught.clif:13 [riscv64] %f()")
+            && out.contains("uncaught exception tag3"),
+        "{out}"
+    );
+    assert_eq!(passed_on(&out, "s390x"), 1, "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
+        .args(["test", "--bogus", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
+        .args(["test", "/nonexistent/dir"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
