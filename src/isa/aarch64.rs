@@ -18,8 +18,13 @@
 //!   `adrp; add` (`Aarch64AdrPrelPgHi21` + `Aarch64AddAbsLo12Nc`) when near,
 //!   an inline 8-byte literal (`Abs8`) when far, and `adrp; ldr` through the
 //!   GOT (`Aarch64AdrGotPage21` + `Aarch64Ld64GotLo12Nc`) whenever `is_pic`
-//!   is set. The TLS kinds (`Aarch64TlsDesc*`, `MachOAarch64Tls*`) are not
-//!   supported.
+//!   is set (a symbol offset is then a separate `add` after the load; the
+//!   GOT relocations carry addend 0). Cranelift's aarch64 backend never emits
+//!   `Abs4`; it is patched anyway, with ELF `R_AARCH64_ABS32`'s range. The
+//!   TLS kinds (`Aarch64TlsDesc*`, `MachOAarch64Tls*`) are not supported.
+//! * Not covered: with `sign_return_address` the saved lr at `[x29 + 8]` is
+//!   PAC-signed (off by default); the `preserve_all` convention saves whole
+//!   vector registers without unwind records, so those saves are not seen.
 
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
@@ -996,8 +1001,8 @@ block0(v0: i64):
         }
     }
 
-    /// Walk the prologue's pre-indexed pushes after `mov x29, sp` and record
-    /// where each register lands relative to x29.
+    /// Walk the prologue's pre-indexed pushes after the (last) `mov x29, sp`
+    /// and record where each register lands relative to x29.
     fn prologue_saves(code: &[u8]) -> Vec<SavedRegister> {
         let insns: Vec<u32> = code
             .chunks_exact(4)
@@ -1005,7 +1010,7 @@ block0(v0: i64):
             .collect();
         let start = insns
             .iter()
-            .position(|&i| i == 0x9100_03fd) // mov x29, sp
+            .rposition(|&i| i == 0x9100_03fd) // mov x29, sp
             .expect("frame setup");
         let mut sp = 0i64;
         let mut saves = Vec::new();
@@ -1111,5 +1116,40 @@ block0(v0: i64):
                 assert!(*offset < 0 && offset % 8 == 0, "{offset}");
             }
         }
+    }
+
+    /// A `tail` function whose `return_call` needs more stack-argument space
+    /// than it received grows its incoming-argument area first: the prologue
+    /// moves the (fp, lr) pair down and sets x29 again before the clobber
+    /// pushes. The frame links and the save slots stay fp-relative as usual.
+    #[test]
+    fn grown_tail_frame_keeps_the_layout() {
+        let params = ["i64"; 12].join(", ");
+        let args: Vec<String> = (0..12).map(|i| format!("v{}", i % 5)).collect();
+        let clif = format!(
+            "function %grow(i64) -> i64 tail {{
+    fn0 = colocated %g({params}) -> i64 tail
+    fn1 = colocated %h() tail
+block0(v0: i64):
+    v1 = load.i64 v0
+    v2 = load.i64 v0+8
+    v3 = load.i64 v0+16
+    v4 = load.i64 v0+24
+    call fn1()
+    return_call fn0({})
+}}",
+            args.join(", ")
+        );
+        let func = compile_all(&clif, false, false).remove(0);
+        let text = disassemble(Arch::Aarch64, &func.code).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "stp x29, x30, [sp, #-0x10]!", "{text}");
+        assert_eq!(lines[1], "mov x29, sp", "{text}");
+        assert!(lines[2].starts_with("sub sp, sp, #"), "frame grown: {text}");
+        assert_eq!(lines[4], "stp x29, x30, [sp]", "{text}");
+        assert_eq!(lines[5], "mov x29, sp", "{text}");
+        let from_unwind = sorted(func.saved_registers.clone());
+        assert_eq!(from_unwind, sorted(prologue_saves(&func.code)), "{text}");
+        assert_eq!(from_unwind.len(), 5, "x19–x23: {text}");
     }
 }

@@ -137,8 +137,8 @@ const _: () = {
 ///   is stored twice (argument 5 and callee-saved register 0): both are
 ///   right, it is both.
 /// * The host function's address is the 8-byte word just before the stub:
-///   `larl %r1` (pc-relative, halfword-scaled: -0x30 halfwords from offset
-///   0x58 is byte -8) then `lg %r1,0(%r1)`. `larl` + `lg` instead of `lgrl`
+///   `larl %r1` (pc-relative, halfword-scaled: -0x30 halfwords from the
+///   `larl` at offset 0x58 is byte -8) then `lg %r1,0(%r1)`. `larl` + `lg` instead of `lgrl`
 ///   because `lgrl` requires its operand to be doubleword-aligned, and the
 ///   contract does not promise that the stub starts 8-byte aligned.
 /// * `basr %r14,%r1` with `%r2` = context. `%r15` is callee-saved for the
@@ -157,9 +157,10 @@ static THROW_CODE: [u8; 110] = [
     0xf0, 0xa0,
 ];
 
-/// Capstone listing of [`THROW_CODE`] (offsets in hex: 0xa0 = 160 is the
-/// context, 0xa8 = SP, 0xb0 = FP, 0xc8 = ARGS, 0xf0 = ARGS[5], 0xf8 = SAVED,
-/// 0x138 = the first float; `larl %r1, -0x60` is pc-relative from 0x58).
+/// Capstone listing of [`THROW_CODE`] (offsets in hex: 0x180 = 384 is the
+/// frame, 0xa0 = 160 the context, 0xa8 = SP, 0xb0 = FP, 0xc8 = ARGS,
+/// 0xf0 = ARGS[5], 0xf8 = SAVED, 0x138 = the first float; capstone prints
+/// `larl`'s target relative to the stub's first byte: -8 is the literal).
 const THROW_LISTING: &str = "\
 stmg %r14, %r15, 0x70(%r15)
 lgr %r1, %r15
@@ -223,11 +224,11 @@ br %r1";
 /// Read the 32-bit big-endian field of a RIL-format instruction whose field
 /// starts at `offset`, after checking the instruction's opcode with `ok`
 /// (first opcode byte, low opcode nibble of the second byte).
-fn ril_field<'c>(
-    code: &'c mut [u8],
+fn ril_field(
+    code: &mut [u8],
     offset: usize,
     ok: impl Fn(u8, u8) -> bool,
-) -> Result<&'c mut [u8], RelocError> {
+) -> Result<&mut [u8], RelocError> {
     let start = offset
         .checked_sub(2)
         .ok_or(RelocError::UnexpectedInstruction)?;
@@ -927,7 +928,6 @@ block3(v3: i64):
     fn saved_registers_match_a_system_v_prologue() {
         let func = compile(&clobber_clif()).remove(0);
         let listing = disassemble(Arch::S390x, &func.code).unwrap();
-        println!("{listing}");
         assert!(listing.starts_with("stmg %r6, %r15, 0x30(%r15)\nlgr %r1, %r15\naghi %r15, -"));
         let expected = slots_from_prologue(&listing, 0);
         assert_eq!(func.saved_registers, expected);
@@ -971,7 +971,6 @@ block2(v14: i64):
     fn tail_frames_with_stack_arguments() {
         let func = compile(TAIL_CLIF).remove(0);
         let listing = disassemble(Arch::S390x, &func.code).unwrap();
-        println!("{listing}");
         // Back chain = entry %r15 + incoming argument area (2 * 8 + 160).
         let incoming = 16 + 160;
         assert!(listing.contains(&format!("\nla %r1, {incoming:#x}(%r15)\n")));
@@ -987,7 +986,12 @@ block2(v14: i64):
         );
         // get_frame_pointer loads the back chain at 0(%r15);
         // get_return_address loads fp + 112 = body %r15 + frame + incoming + 112.
-        assert!(listing.contains("lg %r8, 0(%r15)") || listing.contains(", 0(%r15)\n"));
+        assert!(
+            operands(&listing, "lg")
+                .iter()
+                .any(|ops| ops[1] == "0(%r15)"),
+            "get_frame_pointer loads 0(%r15)"
+        );
         let ra = frame + incoming + 112;
         assert!(
             operands(&listing, "lg")
@@ -1008,6 +1012,53 @@ block2(v14: i64):
             .find(|s| s.frame_offset.is_some())
             .unwrap();
         assert_eq!(i64::from(site.frame_offset.unwrap()), frame + incoming);
+    }
+
+    /// A `tail` function without stack arguments that tail-calls one with
+    /// stack arguments: Cranelift grows the frame by the outgoing tail-call
+    /// area (counted in the clobber size), which moves the float saves down
+    /// but leaves fp (= entry %r15) and the GPR saves where they were.
+    #[test]
+    fn grown_tail_frame_keeps_the_layout() {
+        let mut body = String::new();
+        for i in 0..32 {
+            body += &format!("    v{} = load.f64 v0+{}\n", i + 2, 8 * i);
+        }
+        for i in (0..32).rev() {
+            body += &format!("    store v{}, v1+{}\n", i + 2, 8 * i);
+        }
+        let clif = format!(
+            "function %grow(i64, i64) -> i64 tail {{
+    fn0 = colocated %g(i64, i64, i64, i64, i64, i64, i64, i64, i64) -> i64 tail
+block0(v0: i64, v1: i64):
+{body}    return_call fn0(v0, v1, v0, v1, v0, v1, v0, v1, v0)
+}}"
+        );
+        let func = compile(&clif).remove(0);
+        let listing = disassemble(Arch::S390x, &func.code).unwrap();
+        assert!(
+            listing.contains("\nlgr %r1, %r15\n"),
+            "no incoming arguments: {listing}"
+        );
+        assert_eq!(func.saved_registers, slots_from_prologue(&listing, 0));
+        let floats: Vec<_> = func
+            .saved_registers
+            .iter()
+            .filter(|s| s.reg.class == RegClass::Float)
+            .collect();
+        assert_eq!(floats.len(), 8, "{listing}");
+        // Three stack arguments (24 bytes) + the 160-byte save area lie
+        // between the float saves and fp.
+        assert_eq!(floats[0].fp_offset, -(64 + 24 + 160), "{listing}");
+        // The outgoing arguments go where the callee's incoming ones are:
+        // right below fp, i.e. the callee's fp will be this fp.
+        let frame = -num(operands(&prologue(&listing), "aghi")[0][1]);
+        assert!(
+            operands(&listing, "stg")
+                .iter()
+                .any(|ops| ops[1] == format!("{:#x}(%r15)", frame - 24)),
+            "first stack argument at fp - 24: {listing}"
+        );
     }
 
     #[test]

@@ -503,3 +503,52 @@ fn scratch_riscv_raw() {
         eprintln!("model {model} fill {fill:#x}: {r:?} pc {:#x} mcause {:#x} mepc {:#x} mtval {:#x}", uc.reg_read(R::PC).unwrap(), uc.reg_read(R::MCAUSE).unwrap(), uc.reg_read(R::MEPC).unwrap(), uc.reg_read(R::MTVAL).unwrap());
     }
 }
+
+#[test]
+fn scratch_s390x_raw() {
+    use unicorn_engine::unicorn_const::{Arch as UA, Mode, Prot};
+    use unicorn_engine::{RegisterS390X as R, Unicorn, S390xCpuModel};
+    for (base, pswm) in [(0x1_0000u64, None), (0x4000_0000, None), (0x4000_0000, Some(0x0000_0001_8000_0000u64))] {
+        let mut uc = Unicorn::new(UA::S390X, Mode::BIG_ENDIAN).unwrap();
+        uc.ctl_set_cpu_model(S390xCpuModel::GEN15A as i32).unwrap();
+        uc.mem_map(base, 0x1_0000, Prot::ALL).unwrap();
+        eprintln!("pswm before {:#x}", uc.reg_read(R::PSWM).unwrap());
+        if let Some(m) = pswm { uc.reg_write(R::PSWM, m).unwrap(); }
+        // lghi %r2, 5 ; nopr ; nopr
+        uc.mem_write(base, &[0xa7, 0x29, 0x00, 0x05, 0x07, 0x07, 0x07, 0x07]).unwrap();
+        let r = uc.emu_start(base, base + 6, 0, 1000);
+        eprintln!("base {base:#x} pswm {pswm:x?}: {r:?} pc {:#x} r2 {} pswm {:#x}", uc.reg_read(R::PC).unwrap(), uc.reg_read(R::R2).unwrap(), uc.reg_read(R::PSWM).unwrap());
+    }
+}
+
+#[test]
+fn scratch_s390x_halt() {
+    use unicorn_engine::unicorn_const::{Arch as UA, Mode, Prot};
+    use unicorn_engine::{RegisterS390X as R, Unicorn, S390xCpuModel};
+    for (fill, model) in [([0u8, 0], S390xCpuModel::GEN15A), ([0x07, 0x07], S390xCpuModel::GEN15A), ([0u8, 0], S390xCpuModel::QEMU)] {
+        let mut uc = Unicorn::new(UA::S390X, Mode::BIG_ENDIAN).unwrap();
+        uc.ctl_set_cpu_model(model as i32).unwrap();
+        uc.mem_map(0x1000_0000, 0x1_0000, Prot::ALL).unwrap();
+        uc.mem_write(0x1000_0000, &fill.repeat(0x8000)).unwrap();
+        uc.mem_map(0x4000_0000, 0x1_0000, Prot::ALL).unwrap();
+        uc.reg_write(R::PSWM, 0x1_8000_0000).unwrap();
+        uc.reg_write(R::R14, 0x1000_8000).unwrap();
+        uc.add_code_hook(0x1000_0000, 0x1000_000f, |uc, addr, size| {
+            eprintln!("hook at {addr:#x} size {size}");
+            let ra = uc.reg_read(R::R14).unwrap();
+            uc.reg_write(R::PC, ra).unwrap();
+        }).unwrap();
+        // lghi %r2, 5 ; br %r14
+        uc.mem_write(0x4000_0000, &[0xa7, 0x29, 0x00, 0x05, 0x07, 0xfe]).unwrap();
+        let r = uc.emu_start(0x4000_0000, 0x1000_8000, 0, 1000);
+        eprintln!("{fill:?} {model:?}: {r:?} pc {:#x} r2 {}", uc.reg_read(R::PC).unwrap(), uc.reg_read(R::R2).unwrap());
+        let r = uc.emu_start(0x4000_0000, 0x1000_8000, 0, 0);
+        eprintln!("{fill:?} {model:?} no count: {r:?} pc {:#x} r2 {}", uc.reg_read(R::PC).unwrap(), uc.reg_read(R::R2).unwrap());
+        // basr %r14, %r1 with r1 = host fn; then br to halt via r13
+        uc.mem_write(0x4000_0100, &[0x0d, 0xe1, 0x07, 0xfd]).unwrap();
+        uc.reg_write(R::R1, 0x1000_0000).unwrap();
+        uc.reg_write(R::R13, 0x1000_8000).unwrap();
+        let r = uc.emu_start(0x4000_0100, 0x1000_8000, 0, 1000);
+        eprintln!("{fill:?} {model:?} host: {r:?} pc {:#x}", uc.reg_read(R::PC).unwrap());
+    }
+}

@@ -15,9 +15,12 @@ use unicorn_engine::{Arch as UcArch, Mode, Prot, RegisterRISCV, Unicorn};
 /// Code: [host literal][throw stub][resume stub].
 const CODE: u64 = 0x1_0000;
 const CODE_SIZE: u64 = 0x1_0000;
-/// The "host function": a mapped page of zeros (illegal instructions), so
-/// reaching it without the hook redirecting execution fails loudly.
+/// The "host function": a page holding one `ebreak`, so executing it
+/// instead of the hook's simulated return fails the run. (Not zeros: unicorn
+/// raises the illegal-instruction exception for them before the code hook
+/// runs.)
 const HOST: u64 = 0x4_0000;
+const EBREAK: u32 = 0x0010_0073;
 /// Where resumed execution must land (zeros too; `emu_start` stops there).
 const LANDING: u64 = CODE + 0x8000;
 /// The throw stub's return address: captured, never executed.
@@ -103,7 +106,7 @@ fn machine() -> (Unicorn<'static, ()>, u64, u64) {
     let mut uc = Unicorn::new(UcArch::RISCV, Mode::RISCV64).unwrap();
     uc.mem_map(CODE, CODE_SIZE, Prot::ALL).unwrap();
     uc.mem_map(HOST, 0x1000, Prot::ALL).unwrap();
-    uc.mem_write(HOST, &0x0010_0073u32.to_le_bytes()).unwrap();
+    uc.mem_write(HOST, &EBREAK.to_le_bytes()).unwrap();
     uc.mem_map(STACK, STACK_SIZE, Prot::READ | Prot::WRITE)
         .unwrap();
     let throw = spec.throw_stub().code;
@@ -231,9 +234,7 @@ fn throw_captures_and_resume_installs_through_the_host() {
         .unwrap();
     }
 
-    let r = uc.emu_start(throw_at, LANDING, 0, 10_000);
-    eprintln!("DEBUG {r:?} pc={:#x} seen={}", uc.pc_read().unwrap(), seen.borrow().len());
-    r.unwrap();
+    uc.emu_start(throw_at, LANDING, 0, 10_000).unwrap();
 
     let seen = seen.borrow();
     assert_eq!(seen.len(), 1, "the host function ran once");
@@ -241,7 +242,7 @@ fn throw_captures_and_resume_installs_through_the_host() {
     let size = context::size_bytes(spec.callee_saved().len()) as u64;
     assert_eq!(call.a0, ENTRY_SP - size, "context on the stub's stack");
     assert_eq!(call.sp, call.a0, "context at sp");
-    assert_eq!(call.sp % 16, 0, "sp aligned at the host call");
+    assert!(call.sp.is_multiple_of(16), "sp aligned at the host call");
     assert_eq!(
         call.ra,
         resume_at - 4,

@@ -5,7 +5,14 @@
 //! hook on it standing in for the host unwinder: it records the captured
 //! context and writes a resume state. The `br %r14` then returns to the throw
 //! stub (pc = r14, as a real host function would), which falls through into
-//! the resume stub. Emulation stops when pc reaches `LANDING`.
+//! the resume stub. A code hook on `LANDING` records the arrival; the
+//! landing pad is a `nopr` (changes no register) and emulation stops after
+//! it, at `HALT`.
+//!
+//! (unicorn 2.1.5's s390x raises a program interruption — intno 3, so
+//! `emu_start` fails with `EXCEPTION` unless an interrupt hook stops it —
+//! when a *branch* targets the `until` address; reaching `until`
+//! sequentially is fine. Hence `HALT` one instruction after `LANDING`.)
 //!
 //! The caller's side is laid out as Cranelift's `system_v` code leaves it at
 //! a call (see `src/isa/s390x.rs`): r15 = the caller's stack pointer, the
@@ -13,7 +20,7 @@
 //! save area above it, and the sixth integer argument of the call at
 //! `160(%r15)` — r2–r6 carry only the first five.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use cranelift_exn::isa::{Arch, context};
@@ -23,6 +30,8 @@ use unicorn_engine::{RegisterS390X as R, S390xCpuModel, Unicorn};
 const CODE: u64 = 0x1_0000;
 const HOST: u64 = 0x2_0000;
 const LANDING: u64 = 0x3_0000;
+/// Where emulation stops: right after the `nopr` at `LANDING`.
+const HALT: u64 = LANDING + 2;
 /// The throw stub's return address (r14 on entry); never executed.
 const RETURN_ADDRESS: u64 = 0x3_8006;
 const STACK: u64 = 0x8_0000;
@@ -104,6 +113,23 @@ fn write_words(uc: &mut Unicorn<'_, ()>, at: u64, words: &[u64]) {
     uc.mem_write(at, &bytes).unwrap();
 }
 
+/// Run from `start` until `HALT`; returns the address of the first
+/// instruction executed on the landing page (only `LANDING` is valid there).
+fn run_to_landing(uc: &mut Unicorn<'_, ()>, start: u64, count: usize) -> Option<u64> {
+    let arrival = Rc::new(Cell::new(None));
+    let hook_arrival = Rc::clone(&arrival);
+    let hook = uc
+        .add_code_hook(LANDING, LANDING + 0xfff, move |_, address, _| {
+            if hook_arrival.get().is_none() {
+                hook_arrival.set(Some(address));
+            }
+        })
+        .unwrap();
+    uc.emu_start(start, HALT, 1_000_000, count).unwrap();
+    uc.remove_hook(hook).unwrap();
+    arrival.get()
+}
+
 /// A resume state: every value distinct from each other and from what the
 /// registers held before. The saved values of r6/r7 differ from the
 /// payloads, which must win.
@@ -145,11 +171,24 @@ impl ResumeState {
     /// Every register the resume stub installs holds what was asked for:
     /// r8–r13 and f8–f15 the saved values, r6/r7 the payloads, r15 the sp.
     /// s390x has no frame-pointer register, so FP is not installed anywhere.
-    fn check(&self, uc: &Unicorn<'_, ()>) {
-        assert_eq!(uc.reg_read(R::PC).unwrap(), self.pc, "pc");
+    fn check(&self, uc: &Unicorn<'_, ()>, arrival: Option<u64>) {
+        assert_eq!(arrival, Some(self.pc), "jumped to pc");
+        assert_eq!(
+            uc.reg_read(R::PC).unwrap(),
+            HALT,
+            "stopped after the landing nopr"
+        );
         assert_eq!(uc.reg_read(R::R15).unwrap(), self.sp, "r15");
-        assert_eq!(uc.reg_read(R::R6).unwrap(), self.payloads[0], "r6 = payload 0");
-        assert_eq!(uc.reg_read(R::R7).unwrap(), self.payloads[1], "r7 = payload 1");
+        assert_eq!(
+            uc.reg_read(R::R6).unwrap(),
+            self.payloads[0],
+            "r6 = payload 0"
+        );
+        assert_eq!(
+            uc.reg_read(R::R7).unwrap(),
+            self.payloads[1],
+            "r7 = payload 1"
+        );
         for (reg, &want) in saved_regs().iter().zip(&self.saved).skip(2) {
             assert_eq!(uc.reg_read(*reg).unwrap(), want, "{reg:?}");
         }
@@ -213,7 +252,7 @@ fn throw_captures_and_resumes() {
     })
     .unwrap();
 
-    uc.emu_start(throw_at, LANDING, 1_000_000, 10_000).unwrap();
+    let arrival = run_to_landing(&mut uc, throw_at, 10_000);
 
     let seen = seen.borrow();
     assert_eq!(seen.calls, 1, "host function called once");
@@ -254,7 +293,7 @@ fn throw_captures_and_resumes() {
         &saved[..],
         "captured callee-saved registers"
     );
-    resume.check(&uc);
+    resume.check(&uc, arrival);
     // The resume stub left its input alone.
     assert_eq!(uc.reg_read(R::R2).unwrap(), seen.r2);
 }
@@ -279,8 +318,8 @@ fn resume_installs_everything() {
     {
         uc.reg_write(reg, 0xbad0_bad0_bad0_bad0).unwrap();
     }
-    uc.emu_start(resume_at, LANDING, 1_000_000, 1000).unwrap();
-    resume.check(&uc);
+    let arrival = run_to_landing(&mut uc, resume_at, 1000);
+    resume.check(&uc, arrival);
     assert_eq!(uc.reg_read(R::R2).unwrap(), ctx_at, "r2 untouched");
     // The context itself is left as it was.
     assert_eq!(

@@ -23,9 +23,10 @@ pub(crate) struct Riscv64;
 /// `mstatus.FS` = 0b11 (Dirty): the FPU is on.
 const MSTATUS_FS: u64 = 0x6000;
 
-/// An all-zero halfword is the defined illegal instruction (`c.unimp`): the
-/// host page is filled with it.
-const ILLEGAL: [u8; 2] = [0; 2];
+/// An all-ones word, a reserved (illegal) encoding: the host page is filled
+/// with it. Not the all-zero `c.unimp`: unicorn 2.1.5 never runs code hooks
+/// on a zero halfword, so the host-function hook would not fire.
+const ILLEGAL: [u8; 4] = [0xff; 4];
 
 impl EmuArch for Riscv64 {
     fn arch(&self) -> Arch {

@@ -6,6 +6,9 @@
 //! * Set-up: CR0 bits 45 and 46 (in the 64-bit register: 0x40000, AFP
 //!   registers, and 0x20000, vector facility), i.e. `CR0 |= 0x60000`; without
 //!   them `std %f8` in a prologue raises a data exception.
+//! * Set-up, too: the PSW's extended and basic addressing-mode bits
+//!   (`PSWM |= 0x1_8000_0000`); unicorn resets the PSW mask to zero, i.e.
+//!   24-bit addressing.
 //! * Calls leave the return address in r14; the caller reserves the 160-byte
 //!   register save area above r15 for the callee and stores the back chain
 //!   (zero for the outermost frame) at `0(%r15)`. A host function returns
@@ -25,6 +28,11 @@ pub(crate) struct S390x;
 /// CR0: additional-floating-point-register control (0x40000) and vector
 /// enablement control (0x20000).
 const CR0_AFP_VECTOR: u64 = 0x6_0000;
+
+/// PSW mask: extended (0x1_0000_0000) and basic (0x8000_0000) addressing
+/// mode bits, i.e. 64-bit addressing. unicorn starts with a zero mask —
+/// 24-bit mode, where every data address is wrapped to 16 MiB.
+const PSW_64BIT_ADDRESSING: u64 = 0x1_8000_0000;
 
 /// The register save area a caller provides above its stack pointer.
 const REGISTER_SAVE_AREA: u64 = 160;
@@ -51,7 +59,10 @@ impl EmuArch for S390x {
     fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
         let id = RegisterS390X::CR0 as i32;
         let cr0 = core.read_raw(id, "cr0")?;
-        core.write_raw(id, "cr0", cr0 | CR0_AFP_VECTOR)
+        core.write_raw(id, "cr0", cr0 | CR0_AFP_VECTOR)?;
+        let id = RegisterS390X::PSWM as i32;
+        let mask = core.read_raw(id, "psw mask")?;
+        core.write_raw(id, "psw mask", mask | PSW_64BIT_ADDRESSING)
     }
 
     fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {

@@ -1,0 +1,146 @@
+//! Addresses computed by JIT code equal what the linker and the exception
+//! table say, on every ISA (x86_64 natively, the others emulated).
+
+use cranelift_exn::Module;
+use cranelift_exn::codegen::data_value::DataValue;
+use cranelift_exn::codegen::settings::{self, Configurable};
+use cranelift_exn::compile::{build_isa, Handler};
+use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::Machine;
+use cranelift_exn::native::NativeMachine;
+use cranelift_exn_emulator::EmulatedMachine;
+
+fn machine(arch: Arch) -> Box<dyn Machine> {
+    if Some(arch) == Arch::host() {
+        Box::new(NativeMachine::new().unwrap())
+    } else {
+        Box::new(EmulatedMachine::new(arch).unwrap())
+    }
+}
+
+fn module(arch: Arch, pic: bool, text: &str) -> Module {
+    let mut flags = settings::builder();
+    flags.set("is_pic", if pic { "true" } else { "false" }).unwrap();
+    let isa = build_isa(arch, &settings::Flags::new(flags), &[]).unwrap();
+    let funcs = cranelift_exn::reader::parse_functions(text).unwrap();
+    Module::new(machine(arch), isa.as_ref(), funcs).unwrap()
+}
+
+const HANDLERS: &str = "
+function %g() tail {
+block0:
+    return
+}
+";
+
+fn handler_function(index: usize) -> String {
+    format!(
+        "function %h{index}() -> i64 {{
+    sig0 = () tail
+    fn0 = %g() tail
+block0:
+    v0 = get_exception_handler_address.i64 block1, {index}
+    jump block1
+block1:
+    try_call fn0(), sig0, block4(), [ tag1: block2(exn0), tag2: block3(), default: block3() ]
+block2(v1: i64):
+    return v1
+block3:
+    v2 = iconst.i64 3
+    return v2
+block4:
+    return v0
+}}
+"
+    )
+}
+
+#[test]
+fn handler_addresses_equal_the_exception_table_on_every_isa() {
+    let text = format!(
+        "{HANDLERS}{}{}{}",
+        handler_function(0),
+        handler_function(1),
+        handler_function(2)
+    );
+    for arch in Arch::ALL {
+        let mut m = module(arch, false, &text);
+        for index in 0..3 {
+            let name = format!("%h{index}");
+            let got = match m.call(&name, &[]).unwrap()[..] {
+                [DataValue::I64(v)] => v as u64,
+                ref other => panic!("{arch} {name}: {other:?}"),
+            };
+            let f = m.image().table.function(m.image().symbol(&name).unwrap()).unwrap();
+            let site = f.call_sites.iter().find(|s| !s.handlers.is_empty()).unwrap();
+            let expected = match site.handlers[index] {
+                Handler::Tag { offset, .. } | Handler::Default { offset } => f.start + u64::from(offset),
+                Handler::Context(_) => unreachable!(),
+            };
+            assert_eq!(got, expected, "{arch} {name}");
+        }
+    }
+}
+
+#[test]
+fn func_addr_and_symbol_value_land_on_the_symbol_on_every_isa() {
+    let text = "
+function %target() -> i64 {
+block0:
+    v0 = iconst.i64 9
+    return v0
+}
+
+function %near() -> i64 {
+    fn0 = colocated %target() -> i64
+block0:
+    v0 = func_addr.i64 fn0
+    return v0
+}
+
+function %far() -> i64 {
+    fn0 = %target() -> i64
+block0:
+    v0 = func_addr.i64 fn0
+    return v0
+}
+
+function %sym() -> i64 {
+    gv0 = symbol %target
+block0:
+    v0 = symbol_value.i64 gv0
+    return v0
+}
+
+function %sym_near() -> i64 {
+    gv0 = symbol colocated %target
+block0:
+    v0 = symbol_value.i64 gv0
+    return v0
+}
+
+function %calls() -> i64 {
+    fn0 = colocated %target() -> i64
+    fn1 = %target() -> i64
+block0:
+    v0 = call fn0()
+    v1 = call fn1()
+    v2 = iadd v0, v1
+    return v2
+}
+";
+    for arch in Arch::ALL {
+        for pic in [false, true] {
+            let mut m = module(arch, pic, text);
+            let target = m.image().symbol("%target").unwrap();
+            for name in ["%near", "%far", "%sym", "%sym_near"] {
+                assert_eq!(
+                    m.call(name, &[]).unwrap(),
+                    vec![DataValue::I64(target as i64)],
+                    "{arch} is_pic={pic} {name}"
+                );
+            }
+            assert_eq!(m.call("%calls", &[]).unwrap(), vec![DataValue::I64(18)], "{arch} is_pic={pic}");
+        }
+    }
+}
