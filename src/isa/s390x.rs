@@ -138,9 +138,9 @@ const _: () = {
 ///   right, it is both.
 /// * The host function's address is the 8-byte word just before the stub:
 ///   `larl %r1` (pc-relative, halfword-scaled: -0x30 halfwords from the
-///   `larl` at offset 0x58 is byte -8) then `lg %r1,0(%r1)`. `larl` + `lg` instead of `lgrl`
-///   because `lgrl` requires its operand to be doubleword-aligned, and the
-///   contract does not promise that the stub starts 8-byte aligned.
+///   `larl` at offset 0x58 is byte -8) then `lg %r1,0(%r1)`. `larl` + `lg`
+///   rather than `lgrl`, because `lgrl` requires a doubleword-aligned
+///   operand and the contract does not promise an 8-byte aligned stub.
 /// * `basr %r14,%r1` with `%r2` = context. `%r15` is callee-saved for the
 ///   host, so afterwards `la %r2,160(%r15)` re-derives the context address
 ///   and execution falls through into the resume stub.
@@ -261,11 +261,11 @@ fn is_pcrel_ril(op1: u8, op2: u8) -> bool {
     }
 }
 
-/// Patch a halfword-scaled pc-relative field: `(S + A - P) >> 1`, where `P`
-/// is the address of the field itself (Cranelift places these relocations
-/// at instruction + 2 and adds 2 to the addend, so `S + A - P` is the
-/// distance from the instruction's first byte, which is what the hardware
-/// adds to).
+/// Patch a halfword-scaled pc-relative field with `value = S + A - P`
+/// (`(S + A - P) >> 1`, as ELF's `R_390_PC32DBL`/`PLT32DBL`). Cranelift puts
+/// these relocations at the field, instruction + 2, and adds 2 to the
+/// addend (`A` = symbol offset + 2), so `S + A - P` is the distance from
+/// the instruction's first byte, which is what the hardware adds to.
 fn write_pcrel_dbl(field: &mut [u8], value: i64) -> Result<(), RelocError> {
     if value & 1 != 0 {
         return Err(RelocError::Misaligned { value });
@@ -847,34 +847,23 @@ block3(v3: i64):
         );
     }
 
-    /// A system_v function that keeps 15 integers and 32 floats live, so
-    /// that it clobbers %r6–%r14 and %f8–%f15.
+    /// A system_v function that keeps 15 integers and 32 floats live at
+    /// once, so that it clobbers %r6–%r14 and %f8–%f15: loads v2..v48 from
+    /// `v0`, stores them to `v1` in reverse.
     fn clobber_clif() -> String {
+        let ty = |i: usize| if i < 15 { "i64" } else { "f64" };
         let mut body = String::new();
-        for i in 0..15 {
-            body += &format!("    vi{i} = load.i64 v0+{}\n", 8 * i);
+        for i in 0..47 {
+            body += &format!("    v{} = load.{} v0+{}\n", i + 2, ty(i), 8 * i);
         }
-        for i in 0..32 {
-            body += &format!("    vf{i} = load.f64 v0+{}\n", 8 * (i + 15));
-        }
-        for i in (0..15).rev() {
-            body += &format!("    store vi{i}, v1+{}\n", 8 * i);
-        }
-        for i in (0..32).rev() {
-            body += &format!("    store vf{i}, v1+{}\n", 8 * (i + 15));
-        }
-        // CLIF value names are vN: number them after v0, v1.
-        let mut n = 2;
-        for prefix in ["vi", "vf"] {
-            let count = if prefix == "vi" { 15 } else { 32 };
-            for i in 0..count {
-                body = body.replace(&format!("{prefix}{i} "), &format!("v{} ", n + i));
-                body = body.replace(&format!("{prefix}{i},"), &format!("v{},", n + i));
-            }
-            n += count;
+        for i in (0..47).rev() {
+            body += &format!("    store v{}, v1+{}\n", i + 2, 8 * i);
         }
         format!(
-            "function %clobber(i64, i64) system_v {{\nblock0(v0: i64, v1: i64):\n{body}    return\n}}\n"
+            "function %clobber(i64, i64) system_v {{
+block0(v0: i64, v1: i64):
+{body}    return
+}}"
         )
     }
 

@@ -202,7 +202,9 @@ impl EmulatedMachine {
             .map_err(|e| engine_error(arch, &format!("selecting CPU model {}", model.name), e))?;
 
         for (base, size, prot) in [
-            (HOST_BASE, HOST_SIZE, Prot::READ | Prot::EXEC),
+            // Writable too: s390x's instruction fetch in unicorn fails on
+            // pages without write permission.
+            (HOST_BASE, HOST_SIZE, Prot::ALL),
             (BUFFER_BASE, BUFFER_INITIAL, Prot::READ | Prot::WRITE),
             (STACK_BASE, STACK_SIZE, Prot::READ | Prot::WRITE),
         ] {

@@ -552,3 +552,38 @@ fn scratch_s390x_halt() {
         eprintln!("{fill:?} {model:?} host: {r:?} pc {:#x}", uc.reg_read(R::PC).unwrap());
     }
 }
+
+#[test]
+fn scratch_s390x_tlb() {
+    use unicorn_engine::unicorn_const::{Arch as UA, Mode, Prot, HookType, TlbType};
+    use unicorn_engine::{RegisterS390X as R, Unicorn, S390xCpuModel};
+    for (virt, fill) in [(false, [1u8, 0]), (true, [1u8, 0]), (true, [0u8, 0]), (true, [7, 7])] {
+        let mut uc = Unicorn::new(UA::S390X, Mode::BIG_ENDIAN).unwrap();
+        uc.ctl_set_cpu_model(S390xCpuModel::GEN15A as i32).unwrap();
+        if virt { uc.ctl_set_tlb_type(TlbType::VIRTUAL).unwrap(); }
+        uc.mem_map(0x1000_0000, 0x1_0000, Prot::READ | Prot::EXEC).unwrap();
+        uc.mem_write(0x1000_0000, &fill.repeat(0x8000)).unwrap();
+        uc.mem_map(0x4000_0000, 0x1_0000, Prot::ALL).unwrap();
+        uc.reg_write(R::PSWM, 0x1_8000_0000).unwrap();
+        uc.add_code_hook(0x1000_0000, 0x1000_000f, |uc, addr, size| {
+            eprintln!("hook at {addr:#x} size {size}");
+            let ra = uc.reg_read(R::R14).unwrap();
+            uc.reg_write(R::PC, ra).unwrap();
+        }).unwrap();
+        uc.add_mem_hook(HookType::MEM_INVALID, 1, 0, |_, kind, addr, size, _| { eprintln!("fault {kind:?} {addr:#x} {size}"); false }).unwrap();
+        // basr %r14, %r1 ; br %r13
+        uc.mem_write(0x4000_0100, &[0x0d, 0xe1, 0x07, 0xfd]).unwrap();
+        uc.reg_write(R::R1, 0x1000_0000).unwrap();
+        uc.reg_write(R::R13, 0x1000_8000).unwrap();
+        let r = uc.emu_start(0x4000_0100, 0x1000_8000, 0, 1000);
+        eprintln!("virt {virt} fill {fill:?} host: {r:?} pc {:#x}", uc.reg_read(R::PC).unwrap());
+        // lg %r2, 0(%r3) with r3 unmapped
+        uc.mem_write(0x4000_0200, &[0xe3, 0x20, 0x30, 0x00, 0x00, 0x04, 0x07, 0xfd]).unwrap();
+        uc.reg_write(R::R3, 0xdead_0000).unwrap();
+        let r = uc.emu_start(0x4000_0200, 0x1000_8000, 0, 1000);
+        eprintln!("virt {virt} load: {r:?} pc {:#x}", uc.reg_read(R::PC).unwrap());
+        uc.reg_write(R::R3, 0x4000_0000).unwrap();
+        let r = uc.emu_start(0x4000_0200, 0x1000_8000, 0, 1000);
+        eprintln!("virt {virt} good load: {r:?} pc {:#x} r2 {:#x}", uc.reg_read(R::PC).unwrap(), uc.reg_read(R::R2).unwrap());
+    }
+}

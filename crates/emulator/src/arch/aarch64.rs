@@ -21,8 +21,10 @@ pub(crate) struct Aarch64;
 /// `CPACR_EL1.FPEN`: no FP/SIMD trapping at EL0 or EL1.
 const CPACR_FPEN: u64 = 0x30_0000;
 
-/// `udf #0` (all-zero word): the host page is filled with it.
-const UDF: [u8; 4] = [0; 4];
+/// `udf #0xc0de`: the host page is filled with it. (Not the all-zero `udf
+/// #0`: on riscv64 and s390x unicorn 2.1.5 runs no code hooks on zero
+/// instruction bytes, so no architecture relies on them.)
+const UDF: [u8; 4] = [0xde, 0xc0, 0x00, 0x00];
 
 impl EmuArch for Aarch64 {
     fn arch(&self) -> Arch {

@@ -37,8 +37,10 @@ const PSW_64BIT_ADDRESSING: u64 = 0x1_8000_0000;
 /// The register save area a caller provides above its stack pointer.
 const REGISTER_SAVE_AREA: u64 = 160;
 
-/// Opcode 0x00 is not assigned: the host page is filled with it.
-const ILLEGAL: [u8; 2] = [0; 2];
+/// `0x0100`: opcode 0x01 with an unassigned second byte, an operation
+/// exception. Not the all-zero halfword: unicorn 2.1.5 never runs code hooks
+/// on it, so the host-function hook would not fire.
+const ILLEGAL: [u8; 2] = [0x01, 0x00];
 
 impl EmuArch for S390x {
     fn arch(&self) -> Arch {
