@@ -4,7 +4,7 @@
 use cranelift_exn::Module;
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::settings::{self, Configurable};
-use cranelift_exn::compile::{build_isa, Handler};
+use cranelift_exn::compile::{Handler, build_isa};
 use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::Machine;
 use cranelift_exn::native::NativeMachine;
@@ -20,7 +20,9 @@ fn machine(arch: Arch) -> Box<dyn Machine> {
 
 fn module(arch: Arch, pic: bool, text: &str) -> Module {
     let mut flags = settings::builder();
-    flags.set("is_pic", if pic { "true" } else { "false" }).unwrap();
+    flags
+        .set("is_pic", if pic { "true" } else { "false" })
+        .unwrap();
     let isa = build_isa(arch, &settings::Flags::new(flags), &[]).unwrap();
     let funcs = cranelift_exn::reader::parse_functions(text).unwrap();
     Module::new(machine(arch), isa.as_ref(), funcs).unwrap()
@@ -71,10 +73,20 @@ fn handler_addresses_equal_the_exception_table_on_every_isa() {
                 [DataValue::I64(v)] => v as u64,
                 ref other => panic!("{arch} {name}: {other:?}"),
             };
-            let f = m.image().table.function(m.image().symbol(&name).unwrap()).unwrap();
-            let site = f.call_sites.iter().find(|s| !s.handlers.is_empty()).unwrap();
+            let f = m
+                .image()
+                .table
+                .function(m.image().symbol(&name).unwrap())
+                .unwrap();
+            let site = f
+                .call_sites
+                .iter()
+                .find(|s| !s.handlers.is_empty())
+                .unwrap();
             let expected = match site.handlers[index] {
-                Handler::Tag { offset, .. } | Handler::Default { offset } => f.start + u64::from(offset),
+                Handler::Tag { offset, .. } | Handler::Default { offset } => {
+                    f.start + u64::from(offset)
+                }
                 Handler::Context(_) => unreachable!(),
             };
             assert_eq!(got, expected, "{arch} {name}");
@@ -140,7 +152,11 @@ block0:
                     "{arch} is_pic={pic} {name}"
                 );
             }
-            assert_eq!(m.call("%calls", &[]).unwrap(), vec![DataValue::I64(18)], "{arch} is_pic={pic}");
+            assert_eq!(
+                m.call("%calls", &[]).unwrap(),
+                vec![DataValue::I64(18)],
+                "{arch} is_pic={pic}"
+            );
         }
     }
 }

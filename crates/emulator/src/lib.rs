@@ -8,15 +8,24 @@
 //! [`cranelift_exn::Error`]. [`EmulatedMemory`] gives the unwinder and host
 //! services word access to the emulated memory in the target's byte order.
 //!
-//! CPU models (each chosen as the most capable unicorn 2.1.5 offers; details
-//! in the per-architecture files under `src/arch/`):
+//! CPU models and set-up (details, and how each was checked, in the
+//! per-architecture files under `src/arch/`):
 //!
 //! | arch | unicorn model | set-up before running |
 //! |---|---|---|
-//! | x86_64 | Haswell (SSE4.2, POPCNT, LZCNT, BMI1/2; no AVX in TCG) | none |
-//! | aarch64 | max | `CPACR_EL1 |= 0x300000` (FP/SIMD on) |
-//! | riscv64 | any (RV64IMAFDC) | `mstatus |= 0x6000` (FS on) |
-//! | s390x | gen15a (z15) | `CR0 |= 0x60000` (AFP registers, vector) |
+//! | x86_64 | Haswell: SSE4.2, POPCNT, LZCNT, BMI1/2 run; **not** AVX/FMA | `MXCSR = 0x1f80` |
+//! | aarch64 | max | `CPACR_EL1 \|= 0x300000` (FP/SIMD on) |
+//! | riscv64 | any (RV64IMAFDC) | `mstatus \|= 0x6000` (FS on) |
+//! | s390x | gen15a (z15) | `CR0 \|= 0x60000` (AFP, vector), `PSWM \|= 0x1_8000_0000` (64-bit addressing), virtual TLB |
+//!
+//! unicorn 2.1.5 is QEMU 5.0's TCG. On s390x it lacks z14 instructions that
+//! Cranelift emits by default (`MSGRKC`/`MSRKC`/`MGRK` for multiplies, the
+//! `w…sb` short-BFP vector forms for `f32`); the machine carries those out
+//! itself from an interrupt hook (see `src/arch/s390x.rs`). On x86-64, code
+//! compiled with `has_avx` runs but can compute wrong results, and `has_fma`
+//! code faults: emulate only code built without them.
+
+#![warn(missing_docs)]
 
 mod arch;
 mod core;

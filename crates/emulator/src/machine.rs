@@ -10,7 +10,7 @@ use cranelift_exn::isa::{Arch, Reg};
 use cranelift_exn::machine::{HostFunction, HostServices, Machine};
 use cranelift_exn::memory::Memory;
 use unicorn_engine::Unicorn;
-use unicorn_engine::unicorn_const::{HookType, MemType, Prot, uc_error};
+use unicorn_engine::unicorn_const::{HookType, MemType, Prot, TlbType, uc_error};
 
 use crate::arch::{self, EmuArch};
 use crate::core::{self, Core};
@@ -200,11 +200,13 @@ impl EmulatedMachine {
         let model = emu.cpu_model();
         uc.ctl_set_cpu_model(model.id)
             .map_err(|e| engine_error(arch, &format!("selecting CPU model {}", model.name), e))?;
+        if emu.virtual_tlb() {
+            uc.ctl_set_tlb_type(TlbType::VIRTUAL)
+                .map_err(|e| engine_error(arch, "selecting the virtual TLB", e))?;
+        }
 
         for (base, size, prot) in [
-            // Writable too: s390x's instruction fetch in unicorn fails on
-            // pages without write permission.
-            (HOST_BASE, HOST_SIZE, Prot::ALL),
+            (HOST_BASE, HOST_SIZE, Prot::READ | Prot::EXEC),
             (BUFFER_BASE, BUFFER_INITIAL, Prot::READ | Prot::WRITE),
             (STACK_BASE, STACK_SIZE, Prot::READ | Prot::WRITE),
         ] {
@@ -212,7 +214,12 @@ impl EmulatedMachine {
                 .map_err(|e| map_error(arch, base, size, e))?;
         }
         let fill = emu.trap_fill();
-        let page: Vec<u8> = fill.iter().copied().cycle().take(HOST_SIZE as usize).collect();
+        let page: Vec<u8> = fill
+            .iter()
+            .copied()
+            .cycle()
+            .take(HOST_SIZE as usize)
+            .collect();
         uc.mem_write(HOST_BASE, &page).map_err(|e| Error::Memory {
             address: HOST_BASE,
             message: format!("{arch}: filling the host-function page: {e}"),
@@ -240,6 +247,10 @@ impl EmulatedMachine {
             },
         )
         .map_err(|e| engine_error(arch, "adding the memory-fault hook", e))?;
+        if emu.emulates_missing_instructions() {
+            uc.add_intr_hook(move |uc, intno| on_exception(uc, emu, intno))
+                .map_err(|e| engine_error(arch, "adding the exception hook", e))?;
+        }
 
         Ok(EmulatedMachine {
             uc,
@@ -337,10 +348,12 @@ impl EmulatedMachine {
                     "{arch}: call buffer of {len:#x} bytes exceeds the {BUFFER_MAX:#x}-byte area"
                 ),
             })?;
-        self.uc
-            .mem_unmap(BUFFER_BASE, self.buffer_size)
-            .map_err(|e| map_error(arch, BUFFER_BASE, self.buffer_size, e))?;
-        self.buffer_size = 0;
+        if self.buffer_size > 0 {
+            self.uc
+                .mem_unmap(BUFFER_BASE, self.buffer_size)
+                .map_err(|e| map_error(arch, BUFFER_BASE, self.buffer_size, e))?;
+            self.buffer_size = 0;
+        }
         self.uc
             .mem_map(BUFFER_BASE, size, Prot::READ | Prot::WRITE)
             .map_err(|e| map_error(arch, BUFFER_BASE, size, e))?;
@@ -382,7 +395,11 @@ impl EmulatedMachine {
         if let Some(error) = hook_error {
             return Err(error);
         }
-        let pc = self.pc()?;
+        let mut pc = self.pc()?;
+        if outcome == Err(uc_error::EXCEPTION) {
+            pc = self.emu.exception_pc(pc);
+            self.set_pc(pc)?;
+        }
         match outcome {
             Err(e) => {
                 let fault = fault.map(|f| format!("; {f}")).unwrap_or_default();
@@ -409,6 +426,27 @@ fn on_host_call(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, addr
     }
 }
 
+/// The interrupt hook, on architectures with instructions to emulate: carry
+/// out the faulting instruction if it is one unicorn lacks, else stop with
+/// the exception.
+fn on_exception(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, intno: u32) {
+    let arch = emu.arch();
+    let outcome = core::read_pc(&*uc, emu).and_then(|pc| {
+        let mut core = Core::new(&mut *uc, emu);
+        match emu.emulate_missing(&mut core, pc)? {
+            Some(next) => core.set_pc(next),
+            None => Err(Error::Machine(format!(
+                "{arch}: CPU exception {intno} at pc {pc:#x}"
+            ))),
+        }
+    });
+    if let Err(error) = outcome {
+        uc.get_data_mut().error = Some(error);
+        // Stopping can only fail if the engine is not running, and it is.
+        let _ = uc.emu_stop();
+    }
+}
+
 /// Run the host side of the host function at `address`, then return to its
 /// caller.
 fn dispatch_host_call(
@@ -417,10 +455,10 @@ fn dispatch_host_call(
     address: u64,
 ) -> Result<(), Error> {
     let arch = emu.arch();
-    let offset = address - HOST_BASE;
+    let offset = address.wrapping_sub(HOST_BASE);
     let function = HOST_FUNCTIONS
         .get((offset / HOST_SLOT) as usize)
-        .filter(|_| offset % HOST_SLOT == 0)
+        .filter(|_| offset.is_multiple_of(HOST_SLOT))
         .copied()
         .ok_or_else(|| {
             Error::Machine(format!(

@@ -2,8 +2,10 @@
 //!
 //! * CPU model: `max` — every feature QEMU 5's TCG implements (LSE atomics,
 //!   FP16, PAuth, ...), a superset of what Cranelift emits by default.
-//! * Set-up: `CPACR_EL1.FPEN = 0b11` (0x300000); without it the first FP/SIMD
-//!   instruction (e.g. `stp d8, d9, ...` in a prologue) traps.
+//! * Set-up: `CPACR_EL1.FPEN = 0b11` (0x300000), FP/SIMD enabled at EL0 and
+//!   EL1 (the CPU starts in EL1h with `CPACR_EL1 = 0`). unicorn 2.1.5 runs
+//!   FP/SIMD code even without it (checked: the float tests pass with the
+//!   write removed), but a CPACR-honouring engine would trap, so it is set.
 //! * Calls leave the return address in the link register (x30); a host
 //!   function returns with `pc = x30`.
 
@@ -70,15 +72,9 @@ impl EmuArch for Aarch64 {
         &UDF
     }
 
-    fn enter(
-        &self,
-        core: &mut Core<'_>,
-        stack_top: u64,
-        return_address: u64,
-    ) -> Result<(), Error> {
+    fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64) -> Result<(), Error> {
         // AAPCS64: sp 16-byte aligned at the call, return address in x30.
-        super::enter_with_link_register(core, Arch::Aarch64, stack_top, 0, return_address)
-            .map(drop)
+        super::enter_with_link_register(core, Arch::Aarch64, stack_top, 0, return_address).map(drop)
     }
 
     fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error> {

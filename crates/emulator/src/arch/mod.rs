@@ -46,6 +46,12 @@ pub(crate) trait EmuArch: Sync {
     fn unicorn_mode(&self) -> (UcArch, Mode);
     /// The CPU model selected right after the engine is opened.
     fn cpu_model(&self) -> CpuModel;
+    /// Whether to bypass the architecture's MMU with unicorn's identity
+    /// "virtual TLB", so that only unicorn's mappings and permissions decide
+    /// every access.
+    fn virtual_tlb(&self) -> bool {
+        false
+    }
     /// Control-register writes needed before Cranelift code can run (enable
     /// the FPU/vector unit and so on).
     fn setup(&self, core: &mut Core<'_>) -> Result<(), Error>;
@@ -53,6 +59,25 @@ pub(crate) trait EmuArch: Sync {
     fn reg_slot(&self, reg: Reg) -> Option<RegSlot>;
     /// The unicorn id of the program counter.
     fn pc_id(&self) -> i32;
+    /// The address of the instruction that raised a CPU exception, given the
+    /// program counter unicorn reports when it stops with
+    /// `UC_ERR_EXCEPTION`.
+    fn exception_pc(&self, reported: u64) -> u64 {
+        reported
+    }
+    /// Whether CPU exceptions go to [`EmuArch::emulate_missing`] first (an
+    /// interrupt hook is installed), because unicorn lacks instructions that
+    /// Cranelift emits for this architecture by default.
+    fn emulates_missing_instructions(&self) -> bool {
+        false
+    }
+    /// Called when the instruction at `pc` raised a CPU exception: if it is
+    /// one unicorn does not implement and this crate does, carry it out and
+    /// return the address of the next instruction; `Ok(None)` leaves the
+    /// exception to be reported.
+    fn emulate_missing(&self, _core: &mut Core<'_>, _pc: u64) -> Result<Option<u64>, Error> {
+        Ok(None)
+    }
     /// A byte pattern, repeated to fill the host-function page, that decodes
     /// as an undefined instruction: executing the page anywhere but at a
     /// hooked host-function address is an error, never a silent slide.
@@ -61,8 +86,7 @@ pub(crate) trait EmuArch: Sync {
     /// called with the C ABI: the stack pointer is derived from `stack_top`
     /// (16-byte aligned, the highest usable address plus one) and the
     /// function returns to `return_address`.
-    fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64)
-    -> Result<(), Error>;
+    fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64) -> Result<(), Error>;
     /// Leave a host function the way its C `return` would: the program
     /// counter goes back to the caller and the stack is as the caller left it.
     fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error>;

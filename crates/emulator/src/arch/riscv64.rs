@@ -6,6 +6,9 @@
 //!   unavailable on every model).
 //! * Set-up: `mstatus.FS = Dirty` (0x6000); with `FS = Off` the first
 //!   floating-point instruction raises an illegal-instruction exception.
+//! * A CPU exception (illegal instruction, ...) stops unicorn with the pc 4
+//!   bytes past the faulting instruction; the machine reports and restores
+//!   the faulting pc.
 //! * Calls leave the return address in `ra` (x1); a host function returns
 //!   with `pc = ra`.
 
@@ -63,19 +66,19 @@ impl EmuArch for Riscv64 {
         RegisterRISCV::PC as i32
     }
 
+    fn exception_pc(&self, reported: u64) -> u64 {
+        // unicorn's exception path advances the RISC-V pc by 4 before it
+        // stops, whatever the instruction's length.
+        reported.wrapping_sub(4)
+    }
+
     fn trap_fill(&self) -> &'static [u8] {
         &ILLEGAL
     }
 
-    fn enter(
-        &self,
-        core: &mut Core<'_>,
-        stack_top: u64,
-        return_address: u64,
-    ) -> Result<(), Error> {
+    fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64) -> Result<(), Error> {
         // LP64D: sp 16-byte aligned at the call, return address in ra.
-        super::enter_with_link_register(core, Arch::Riscv64, stack_top, 0, return_address)
-            .map(drop)
+        super::enter_with_link_register(core, Arch::Riscv64, stack_top, 0, return_address).map(drop)
     }
 
     fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error> {

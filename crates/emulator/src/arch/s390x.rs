@@ -1,14 +1,27 @@
 //! s390x (z/Architecture, big-endian) in unicorn-engine.
 //!
 //! * CPU model: `gen15a` (z15), the newest machine unicorn 2.1.5 defines
-//!   (there is no z16). Cranelift's default target is z14 (arch12), which
-//!   z15 includes; `has_mie2`/`has_vxrs_ext2` code needs z15.
+//!   (there is no z16), whose facility list admits every instruction QEMU
+//!   5.0's TCG decodes. Cranelift's default target is z14 (arch12). Code built
+//!   with the z15 flags (`has_mie3`, `has_vxrs_ext2`) will not run: TCG of
+//!   that vintage implements neither facility (e.g. no `SELGR`, `VLBR`).
 //! * Set-up: CR0 bits 45 and 46 (in the 64-bit register: 0x40000, AFP
 //!   registers, and 0x20000, vector facility), i.e. `CR0 |= 0x60000`; without
 //!   them `std %f8` in a prologue raises a data exception.
 //! * Set-up, too: the PSW's extended and basic addressing-mode bits
 //!   (`PSWM |= 0x1_8000_0000`); unicorn resets the PSW mask to zero, i.e.
 //!   24-bit addressing.
+//! * unicorn's virtual TLB (identity mapping): through the s390x MMU's
+//!   real-address path, an unmapped access is an addressing exception with no
+//!   address reported, instruction fetch needs write permission, and code
+//!   hooks do not run on undefined instructions.
+//! * z14 instructions that QEMU 5's TCG lacks but Cranelift's default (z14)
+//!   target emits are carried out in Rust from an interrupt hook: see
+//!   [`missing`].
+//! * Faults are reported at the faulting instruction's address. Note that
+//!   Cranelift's trap table records an s390x trap at the *last byte* of its
+//!   2-byte trap instruction (the hardware PSW address after the program
+//!   check, minus one), i.e. at the reported pc + 1.
 //! * Calls leave the return address in r14; the caller reserves the 160-byte
 //!   register save area above r15 for the callee and stores the back chain
 //!   (zero for the outermost frame) at `0(%r15)`. A host function returns
@@ -58,6 +71,10 @@ impl EmuArch for S390x {
         }
     }
 
+    fn virtual_tlb(&self) -> bool {
+        true
+    }
+
     fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
         let id = RegisterS390X::CR0 as i32;
         let cr0 = core.read_raw(id, "cr0")?;
@@ -65,6 +82,14 @@ impl EmuArch for S390x {
         let id = RegisterS390X::PSWM as i32;
         let mask = core.read_raw(id, "psw mask")?;
         core.write_raw(id, "psw mask", mask | PSW_64BIT_ADDRESSING)
+    }
+
+    fn emulates_missing_instructions(&self) -> bool {
+        true
+    }
+
+    fn emulate_missing(&self, core: &mut Core<'_>, pc: u64) -> Result<Option<u64>, Error> {
+        missing::emulate(core, pc)
     }
 
     fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
@@ -85,12 +110,7 @@ impl EmuArch for S390x {
         &ILLEGAL
     }
 
-    fn enter(
-        &self,
-        core: &mut Core<'_>,
-        stack_top: u64,
-        return_address: u64,
-    ) -> Result<(), Error> {
+    fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64) -> Result<(), Error> {
         let sp = super::enter_with_link_register(
             core,
             Arch::S390x,
@@ -104,5 +124,184 @@ impl EmuArch for S390x {
 
     fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error> {
         super::return_through_link_register(core, Arch::S390x)
+    }
+}
+
+/// Instructions of the z14 facilities that unicorn 2.1.5 (QEMU 5.0 TCG) does
+/// not implement, carried out here when they raise an operation or
+/// specification exception.
+///
+/// * Miscellaneous-instruction-extensions facility 2: `MSRKC` and `MSGRKC`
+///   (Cranelift's `imul` of registers), `MGRK` (`smulhi`).
+/// * Vector-enhancements facility 1, scalar short BFP (`w…sb`, used for
+///   `f32` values Cranelift keeps in v16–v31): `WFA`, `WFS`, `WFM`, `WFD`,
+///   `WFSQ`, `WFPSO`, `WFMA`, `WFMS`, `WFC`.
+///
+/// Limits: only the default FPC (round to nearest even, no IEEE traps) is
+/// supported — any other FPC leaves the exception to be reported; FPC flags
+/// are not updated; NaN results are Rust's, whose payloads may differ from
+/// hardware's. Anything else (`f32x4` vector arithmetic, `WFMIN`/`WFMAX`,
+/// rounding and conversions of short BFP, …) is reported as the CPU
+/// exception it is.
+pub(crate) mod missing {
+    use cranelift_exn::Error;
+    use cranelift_exn::memory::Memory;
+    use unicorn_engine::RegisterS390X;
+
+    use crate::core::Core;
+
+    /// Carry out the instruction at `pc` if it is one of this module's;
+    /// returns the next pc.
+    pub(crate) fn emulate(core: &mut Core<'_>, pc: u64) -> Result<Option<u64>, Error> {
+        let mut insn = [0u8; 6];
+        core.memory().read(pc, &mut insn[..2])?;
+        let len = match insn[0] >> 6 {
+            0 => 2,
+            1 | 2 => 4,
+            _ => 6,
+        };
+        core.memory().read(pc, &mut insn[..len])?;
+        let done = match len {
+            4 => rrf(core, &insn)?,
+            6 if insn[0] == 0xe7 => vector(core, &insn)?,
+            _ => false,
+        };
+        Ok(done.then_some(pc.wrapping_add(len as u64)))
+    }
+
+    fn gpr(core: &Core<'_>, r: u8) -> Result<u64, Error> {
+        core.read_raw(RegisterS390X::R0 as i32 + i32::from(r), "gpr")
+    }
+
+    fn set_gpr(core: &mut Core<'_>, r: u8, value: u64) -> Result<(), Error> {
+        core.write_raw(RegisterS390X::R0 as i32 + i32::from(r), "gpr", value)
+    }
+
+    /// Set the PSW condition code.
+    fn set_cc(core: &mut Core<'_>, cc: u64) -> Result<(), Error> {
+        let id = RegisterS390X::PSWM as i32;
+        let mask = core.read_raw(id, "psw mask")?;
+        core.write_raw(id, "psw mask", (mask & !(3 << 44)) | (cc << 44))
+    }
+
+    /// The condition code of a signed arithmetic result.
+    fn sign_cc(negative: bool, zero: bool, overflow: bool) -> u64 {
+        match (overflow, zero, negative) {
+            (true, _, _) => 3,
+            (false, true, _) => 0,
+            (false, false, true) => 1,
+            (false, false, false) => 2,
+        }
+    }
+
+    /// RRF-a multiplies: `opcode(16) r3 m4 r1 r2`.
+    fn rrf(core: &mut Core<'_>, insn: &[u8; 6]) -> Result<bool, Error> {
+        let opcode = u16::from_be_bytes([insn[0], insn[1]]);
+        let (r3, r1, r2) = (insn[2] >> 4, insn[3] >> 4, insn[3] & 0xf);
+        match opcode {
+            // MSGRKC: r1 = r2 * r3 (64-bit signed), cc by result/overflow.
+            0xb9ed => {
+                let (a, b) = (gpr(core, r2)? as i64, gpr(core, r3)? as i64);
+                let (product, overflow) = a.overflowing_mul(b);
+                set_gpr(core, r1, product as u64)?;
+                set_cc(core, sign_cc(product < 0, product == 0, overflow))?;
+            }
+            // MSRKC: low word of r1 = r2 * r3 (32-bit signed).
+            0xb9fd => {
+                let (a, b) = (gpr(core, r2)? as i32, gpr(core, r3)? as i32);
+                let (product, overflow) = a.overflowing_mul(b);
+                let high = gpr(core, r1)? & 0xffff_ffff_0000_0000;
+                set_gpr(core, r1, high | u64::from(product as u32))?;
+                set_cc(core, sign_cc(product < 0, product == 0, overflow))?;
+            }
+            // MGRK: r1:r1+1 = r2 * r3 (128-bit signed); cc unchanged.
+            0xb9ec if r1 % 2 == 0 => {
+                let a = i128::from(gpr(core, r2)? as i64);
+                let b = i128::from(gpr(core, r3)? as i64);
+                let product = (a * b) as u128;
+                set_gpr(core, r1, (product >> 64) as u64)?;
+                set_gpr(core, r1 + 1, product as u64)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Element 0 of vector register `v` as short BFP.
+    fn vr_f32(core: &Core<'_>, v: u8) -> Result<f32, Error> {
+        let word = core.read_raw(RegisterS390X::F0 as i32 + i32::from(v), "vr")?;
+        Ok(f32::from_bits((word >> 32) as u32))
+    }
+
+    /// Set element 0 of `v` to `value`, the other elements to zero.
+    fn set_vr_f32(core: &mut Core<'_>, v: u8, value: f32) -> Result<(), Error> {
+        let high = u64::from(value.to_bits()) << 32;
+        core.write_raw(RegisterS390X::F0 as i32 + i32::from(v), "vr", high)?;
+        core.write_raw(RegisterS390X::F0_HI as i32 + i32::from(v), "vr", 0)
+    }
+
+    /// Whether the FPC is the default one this module supports.
+    fn default_fpc(core: &Core<'_>) -> Result<bool, Error> {
+        let fpc = core.read_raw(RegisterS390X::FPC as i32, "fpc")? as u32;
+        Ok(fpc & 0xf800_0007 == 0)
+    }
+
+    /// Scalar short-BFP vector-facility instructions.
+    fn vector(core: &mut Core<'_>, insn: &[u8; 6]) -> Result<bool, Error> {
+        let rxb = insn[4] & 0xf;
+        let v1 = (insn[1] >> 4) | (rxb & 8) << 1;
+        let v2 = (insn[1] & 0xf) | (rxb & 4) << 2;
+        let v3 = (insn[2] >> 4) | (rxb & 2) << 3;
+        let v4 = (insn[4] >> 4) | (rxb & 1) << 4;
+        // Field names follow each format: VRR-a `m5 m4 | m3`, VRR-c
+        // `m6 m5 | m4`, VRR-e `m6 in byte 2, m5 in byte 3`.
+        let (hi3, lo3, hi4) = (insn[3] >> 4, insn[3] & 0xf, insn[4] >> 4);
+        let m6_e = insn[2] & 0xf;
+        // (fpf, single-element) of each format.
+        let vrr_a = (hi4, lo3);
+        let vrr_c = (hi4, lo3);
+        let vrr_e = (m6_e, insn[3] & 0xf);
+        let short_scalar = |(fpf, m): (u8, u8)| fpf == 2 && m == 8;
+        let op = insn[5];
+        let known = match op {
+            0xe3 | 0xe2 | 0xe7 | 0xe5 => short_scalar(vrr_c) && hi3 == 0,
+            0xce => short_scalar(vrr_a) && hi3 == 0,
+            0xcc => short_scalar(vrr_a) && hi3 <= 2,
+            0x8f | 0x8e => short_scalar(vrr_e),
+            0xcb => vrr_a == (2, 0) && hi3 == 0,
+            _ => false,
+        };
+        if !known || !default_fpc(core)? {
+            return Ok(false);
+        }
+        let a = vr_f32(core, v2)?;
+        let result = match op {
+            0xe3 => a + vr_f32(core, v3)?,
+            0xe2 => a - vr_f32(core, v3)?,
+            0xe7 => a * vr_f32(core, v3)?,
+            0xe5 => a / vr_f32(core, v3)?,
+            0xce => a.sqrt(),
+            0xcc => match hi3 {
+                0 => -a,
+                1 => -a.abs(),
+                _ => a.abs(),
+            },
+            0x8f => a.mul_add(vr_f32(core, v3)?, vr_f32(core, v4)?),
+            0x8e => a.mul_add(vr_f32(core, v3)?, -vr_f32(core, v4)?),
+            // WFC: compare element 0 of v1 with v2.
+            _ => {
+                let first = vr_f32(core, v1)?;
+                let cc = match first.partial_cmp(&a) {
+                    Some(std::cmp::Ordering::Equal) => 0,
+                    Some(std::cmp::Ordering::Less) => 1,
+                    Some(std::cmp::Ordering::Greater) => 2,
+                    None => 3,
+                };
+                set_cc(core, cc)?;
+                return Ok(true);
+            }
+        };
+        set_vr_f32(core, v1, result)?;
+        Ok(true)
     }
 }

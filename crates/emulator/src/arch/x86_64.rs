@@ -1,11 +1,17 @@
 //! x86-64 in unicorn-engine.
 //!
-//! * CPU model: `Haswell` (unicorn's default for x86-64). Under QEMU 5's TCG,
-//!   which unicorn 2.1.5 is built on, it executes SSE through SSE4.2, POPCNT,
-//!   LZCNT, BMI1 and BMI2 — every x86 extension Cranelift can use except the
-//!   AVX families, which TCG of that vintage does not implement on any model.
-//! * Set-up: none. In 64-bit mode unicorn already sets `CR4.OSFXSR`, so SSE
-//!   instructions run from reset.
+//! * CPU model: `Haswell` (unicorn's default for x86-64). Checked: code
+//!   compiled with `has_sse41 has_sse42 has_popcnt has_lzcnt has_bmi1
+//!   has_bmi2` runs and computes correctly (the `qemu64` and `Nehalem`
+//!   models reject it). **Do not emulate code compiled with `has_avx`**:
+//!   unicorn 2.1.5 (QEMU 5.0 TCG) decodes VEX-encoded SSE instructions but
+//!   computes some of them wrongly (no fault, a wrong result), and rejects
+//!   FMA3 (`has_fma`) as an invalid instruction. Cranelift's default flags
+//!   use none of these.
+//! * Set-up: `MXCSR = 0x1f80` (all SIMD floating-point exceptions masked,
+//!   round to nearest), the value a Linux process starts with; unicorn
+//!   resets it to 0. In 64-bit mode unicorn already sets `CR4.OSFXSR` (and
+//!   `OSXSAVE`), so SSE instructions run from reset.
 //! * Calls push the return address; a host function returns by popping it.
 
 use cranelift_exn::Error;
@@ -44,6 +50,10 @@ const UD2: [u8; 2] = [0x0f, 0x0b];
 
 const RSP: Reg = Reg::int(4);
 
+/// The MXCSR of a fresh Linux process: every exception masked, round to
+/// nearest even, no flush-to-zero.
+const MXCSR_DEFAULT: u64 = 0x1f80;
+
 impl EmuArch for X86_64 {
     fn arch(&self) -> Arch {
         Arch::X86_64
@@ -60,8 +70,8 @@ impl EmuArch for X86_64 {
         }
     }
 
-    fn setup(&self, _core: &mut Core<'_>) -> Result<(), Error> {
-        Ok(())
+    fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
+        core.write_raw(RegisterX86::MXCSR as i32, "mxcsr", MXCSR_DEFAULT)
     }
 
     fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
@@ -83,15 +93,12 @@ impl EmuArch for X86_64 {
         &UD2
     }
 
-    fn enter(
-        &self,
-        core: &mut Core<'_>,
-        stack_top: u64,
-        return_address: u64,
-    ) -> Result<(), Error> {
+    fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64) -> Result<(), Error> {
         // As if `call` had just pushed the return address onto a stack that
         // was 16-byte aligned: rsp ≡ 8 (mod 16).
-        let rsp = stack_top - 8;
+        let rsp = stack_top
+            .checked_sub(8)
+            .ok_or_else(|| Error::Machine(format!("x86_64: stack top {stack_top:#x} too low")))?;
         core.write_u64(rsp, return_address)?;
         core.write_reg(RSP, rsp)
     }
