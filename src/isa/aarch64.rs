@@ -30,8 +30,8 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
-    Arch, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister, Stub, context,
-    fp_relative_saved_registers,
+    Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
+    Stub, apply_absolute, context, fp_relative_saved_registers, read_le32, write_le32,
 };
 
 /// aarch64 (AAPCS64 on Linux).
@@ -204,31 +204,11 @@ const ADD_X_IMM: (u32, u32) = (0xff80_0000, 0x9100_0000);
 /// `ldr xt, [xn, #imm12 * 8]` (64-bit load, unsigned scaled offset).
 const LDR_X_UIMM: (u32, u32) = (0xffc0_0000, 0xf940_0000);
 
-/// Byte slot `len` long at `offset`, or `OutOfRange` (there is no field to
-/// patch) when the site lies outside the code.
-fn slot(code: &mut [u8], offset: usize, len: usize, value: i64) -> Result<&mut [u8], RelocError> {
-    offset
-        .checked_add(len)
-        .and_then(|end| code.get_mut(offset..end))
-        .ok_or(RelocError::OutOfRange { value })
-}
-
 /// Read the instruction at the site and check its class.
 fn read_insn(code: &[u8], offset: usize, class: (u32, u32)) -> Result<u32, RelocError> {
-    let bytes = code
-        .get(offset..offset.saturating_add(4))
-        .filter(|b| b.len() == 4)
-        .ok_or(RelocError::UnexpectedInstruction)?;
-    let insn = u32::from_le_bytes(bytes.try_into().expect("4 bytes"));
-    if insn & class.0 == class.1 {
-        Ok(insn)
-    } else {
-        Err(RelocError::UnexpectedInstruction)
-    }
-}
-
-fn write_insn(code: &mut [u8], offset: usize, insn: u32) {
-    code[offset..offset + 4].copy_from_slice(&insn.to_le_bytes());
+    read_le32(code, offset)
+        .filter(|insn| insn & class.0 == class.1)
+        .ok_or(RelocError::UnexpectedInstruction)
 }
 
 /// Replace `width` bits at `shift` in `insn` with the low bits of `field`.
@@ -316,18 +296,8 @@ impl IsaSpec for Aarch64 {
         // S + A; for the GOT kinds S is the GOT slot's address.
         let value = target.wrapping_add_signed(addend);
         match kind {
-            Reloc::Abs8 => {
-                slot(code, offset, 8, value as i64)?.copy_from_slice(&value.to_le_bytes());
-                Ok(())
-            }
-            // R_AARCH64_ABS32: -2^31 <= S + A < 2^32.
-            Reloc::Abs4 => {
-                let signed = value as i64;
-                if !(-(1i64 << 31)..(1i64 << 32)).contains(&signed) {
-                    return Err(RelocError::OutOfRange { value: signed });
-                }
-                slot(code, offset, 4, signed)?.copy_from_slice(&(value as u32).to_le_bytes());
-                Ok(())
+            Reloc::Abs8 | Reloc::Abs4 => {
+                apply_absolute(kind, code, offset, value, Endianness::Little)
             }
             // R_AARCH64_CALL26 / JUMP26: imm26 = (S + A - P) >> 2, ±128 MiB.
             Reloc::Arm64Call => {
@@ -339,7 +309,7 @@ impl IsaSpec for Aarch64 {
                 if !(-(1i64 << 27)..(1i64 << 27)).contains(&disp) {
                     return Err(RelocError::OutOfRange { value: disp });
                 }
-                write_insn(code, offset, set_field(insn, 0, 26, (disp >> 2) as u64));
+                write_le32(code, offset, set_field(insn, 0, 26, (disp >> 2) as u64));
                 Ok(())
             }
             // R_AARCH64_ADR_PREL_PG_HI21 / ADR_GOT_PAGE:
@@ -349,13 +319,13 @@ impl IsaSpec for Aarch64 {
                 let pages = (page_delta(value, place)? >> 12) as u64;
                 let insn = set_field(insn, 29, 2, pages & 3);
                 let insn = set_field(insn, 5, 19, pages >> 2);
-                write_insn(code, offset, insn);
+                write_le32(code, offset, insn);
                 Ok(())
             }
             // R_AARCH64_ADD_ABS_LO12_NC: add imm12 = (S + A) & 0xfff, no check.
             Reloc::Aarch64AddAbsLo12Nc => {
                 let insn = read_insn(code, offset, ADD_X_IMM)?;
-                write_insn(code, offset, set_field(insn, 10, 12, value & 0xfff));
+                write_le32(code, offset, set_field(insn, 10, 12, value & 0xfff));
                 Ok(())
             }
             // R_AARCH64_LD64_GOT_LO12_NC: ldr imm12 = ((G + A) & 0xfff) >> 3,
@@ -367,7 +337,7 @@ impl IsaSpec for Aarch64 {
                         value: value as i64,
                     });
                 }
-                write_insn(code, offset, set_field(insn, 10, 12, (value & 0xfff) >> 3));
+                write_le32(code, offset, set_field(insn, 10, 12, (value & 0xfff) >> 3));
                 Ok(())
             }
             // TLS (Aarch64TlsDesc*, MachOAarch64Tls*) and other ISAs' kinds.

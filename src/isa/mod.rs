@@ -348,6 +348,62 @@ pub trait IsaSpec: Sync {
     fn resume_stub(&self) -> Stub;
 }
 
+/// The `len` bytes at `offset` in `code`, if the code has them.
+pub(crate) fn field_mut(code: &mut [u8], offset: usize, len: usize) -> Option<&mut [u8]> {
+    code.get_mut(offset..offset.checked_add(len)?)
+}
+
+/// The little-endian 32-bit word at `offset` (an instruction on aarch64 and
+/// riscv64), if the code has it.
+pub(crate) fn read_le32(code: &[u8], offset: usize) -> Option<u32> {
+    let bytes = code.get(offset..offset.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// Overwrite the little-endian 32-bit word at `offset`, which the caller has
+/// read with [`read_le32`].
+pub(crate) fn write_le32(code: &mut [u8], offset: usize, word: u32) {
+    code[offset..offset + 4].copy_from_slice(&word.to_le_bytes());
+}
+
+/// The data relocations `Abs8` and `Abs4`, which differ between the ISAs only
+/// in byte order. `value` is `target + addend`. `Abs4` takes any value that
+/// fits 32 bits signed or unsigned (the ELF ABS32 rule); anything else, or a
+/// field outside the code, is [`RelocError::OutOfRange`].
+pub(crate) fn apply_absolute(
+    kind: Reloc,
+    code: &mut [u8],
+    offset: usize,
+    value: u64,
+    endianness: Endianness,
+) -> Result<(), RelocError> {
+    let out_of_range = RelocError::OutOfRange {
+        value: value as i64,
+    };
+    match kind {
+        Reloc::Abs8 => {
+            let field = field_mut(code, offset, 8).ok_or(out_of_range)?;
+            field.copy_from_slice(&endianness.write_u64(value));
+            Ok(())
+        }
+        Reloc::Abs4 => {
+            if u32::try_from(value).is_err() && i32::try_from(value as i64).is_err() {
+                return Err(out_of_range);
+            }
+            let word = value as u32;
+            let bytes = match endianness {
+                Endianness::Little => word.to_le_bytes(),
+                Endianness::Big => word.to_be_bytes(),
+            };
+            field_mut(code, offset, 4)
+                .ok_or(out_of_range)?
+                .copy_from_slice(&bytes);
+            Ok(())
+        }
+        _ => Err(RelocError::Unsupported),
+    }
+}
+
 /// The common decoding of Cranelift's unwind instructions for ISAs whose
 /// frame-pointer register points at the saved (caller FP, return address)
 /// pair: a `SaveReg` slot sits at `FP - offset_downward_to_clobbers +
@@ -424,6 +480,52 @@ mod tests {
                 assert!(!stub.code.is_empty(), "{arch} {what} stub is empty");
             }
         }
+    }
+
+    #[test]
+    fn absolute_relocations_follow_byte_order_and_abs32_range() {
+        let mut code = [0xaau8; 12];
+        apply_absolute(
+            Reloc::Abs8,
+            &mut code,
+            2,
+            0x1122_3344_5566_7788,
+            Endianness::Big,
+        )
+        .unwrap();
+        assert_eq!(code[2..10], 0x1122_3344_5566_7788u64.to_be_bytes());
+        assert_eq!((code[1], code[10]), (0xaa, 0xaa));
+        apply_absolute(
+            Reloc::Abs8,
+            &mut code,
+            4,
+            0x0102_0304_0506_0708,
+            Endianness::Little,
+        )
+        .unwrap();
+        assert_eq!(code[4..12], 0x0102_0304_0506_0708u64.to_le_bytes());
+        for (value, field) in [
+            (0xffff_fff0u64, 0xffff_fff0u32),
+            ((-16i64) as u64, 0xffff_fff0),
+        ] {
+            let mut code = [0u8; 4];
+            apply_absolute(Reloc::Abs4, &mut code, 0, value, Endianness::Little).unwrap();
+            assert_eq!(code, field.to_le_bytes());
+        }
+        let mut code = [0u8; 8];
+        for value in [0x1_0000_0000u64, (-(1i64 << 31) - 1) as u64] {
+            assert_eq!(
+                apply_absolute(Reloc::Abs4, &mut code, 0, value, Endianness::Big),
+                Err(RelocError::OutOfRange {
+                    value: value as i64
+                })
+            );
+        }
+        assert!(apply_absolute(Reloc::Abs8, &mut code, 1, 0, Endianness::Big).is_err());
+        assert_eq!(
+            apply_absolute(Reloc::X86PCRel4, &mut code, 0, 0, Endianness::Little),
+            Err(RelocError::Unsupported)
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
-    Arch, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister, Stub,
-    fp_relative_saved_registers,
+    Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
+    Stub, apply_absolute, fp_relative_saved_registers, read_le32, write_le32,
 };
 
 /// riscv64.
@@ -332,19 +332,7 @@ fn with_lo12(insn: u32, lo12: i32) -> u32 {
 }
 
 fn read_insn(code: &[u8], offset: usize) -> Result<u32, RelocError> {
-    let bytes = code
-        .get(
-            offset
-                ..offset
-                    .checked_add(4)
-                    .ok_or(RelocError::UnexpectedInstruction)?,
-        )
-        .ok_or(RelocError::UnexpectedInstruction)?;
-    Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
-}
-
-fn write_insn(code: &mut [u8], offset: usize, insn: u32) {
-    code[offset..offset + 4].copy_from_slice(&insn.to_le_bytes());
+    read_le32(code, offset).ok_or(RelocError::UnexpectedInstruction)
 }
 
 /// The `auipc` at `offset`, or [`RelocError::UnexpectedInstruction`].
@@ -355,15 +343,6 @@ fn read_auipc(code: &[u8], offset: usize) -> Result<u32, RelocError> {
     } else {
         Err(RelocError::UnexpectedInstruction)
     }
-}
-
-fn write_data(code: &mut [u8], offset: usize, bytes: &[u8], value: i64) -> Result<(), RelocError> {
-    let slot = offset
-        .checked_add(bytes.len())
-        .and_then(|end| code.get_mut(offset..end))
-        .ok_or(RelocError::OutOfRange { value })?;
-    slot.copy_from_slice(bytes);
-    Ok(())
 }
 
 impl IsaSpec for Riscv64 {
@@ -460,13 +439,8 @@ impl IsaSpec for Riscv64 {
         let value = target.wrapping_add_signed(addend);
         let pcrel = value.wrapping_sub(place) as i64;
         match kind {
-            Reloc::Abs8 => write_data(code, offset, &value.to_le_bytes(), value as i64),
-            Reloc::Abs4 => {
-                let signed = value as i64;
-                if i32::try_from(signed).is_err() && u32::try_from(value).is_err() {
-                    return Err(RelocError::OutOfRange { value: signed });
-                }
-                write_data(code, offset, &(value as u32).to_le_bytes(), signed)
+            Reloc::Abs8 | Reloc::Abs4 => {
+                apply_absolute(kind, code, offset, value, Endianness::Little)
             }
             Reloc::RiscvCallPlt => {
                 let auipc = read_auipc(code, offset)?;
@@ -479,14 +453,14 @@ impl IsaSpec for Riscv64 {
                     return Err(RelocError::Misaligned { value: pcrel });
                 }
                 let (hi20, lo12) = split_hi20_lo12(pcrel)?;
-                write_insn(code, offset, with_hi20(auipc, hi20));
-                write_insn(code, offset + 4, with_lo12(jalr, lo12));
+                write_le32(code, offset, with_hi20(auipc, hi20));
+                write_le32(code, offset + 4, with_lo12(jalr, lo12));
                 Ok(())
             }
             Reloc::RiscvPCRelHi20 | Reloc::RiscvGotHi20 => {
                 let auipc = read_auipc(code, offset)?;
                 let (hi20, _) = split_hi20_lo12(pcrel)?;
-                write_insn(code, offset, with_hi20(auipc, hi20));
+                write_le32(code, offset, with_hi20(auipc, hi20));
                 Ok(())
             }
             Reloc::RiscvPCRelLo12I => {
@@ -505,7 +479,7 @@ impl IsaSpec for Riscv64 {
                 }
                 let hi_value = value_at(auipc_address).ok_or(RelocError::UnexpectedInstruction)?;
                 let (_, lo12) = split_hi20_lo12(hi_value.wrapping_sub(auipc_address) as i64)?;
-                write_insn(code, offset, with_lo12(insn, lo12));
+                write_le32(code, offset, with_lo12(insn, lo12));
                 Ok(())
             }
             _ => Err(RelocError::Unsupported),

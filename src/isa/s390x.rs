@@ -50,7 +50,8 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
-    Arch, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister, Stub, context,
+    Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
+    Stub, apply_absolute, context,
 };
 
 /// s390x.
@@ -343,27 +344,7 @@ impl IsaSpec for S390x {
         match kind {
             // Far call / func_addr / symbol_value: the literal after
             // `bras %r1, 12` (LoadSymbolReloc), big-endian.
-            Reloc::Abs8 => {
-                let slot = code
-                    .get_mut(offset..offset + 8)
-                    .ok_or(RelocError::OutOfRange {
-                        value: value as i64,
-                    })?;
-                slot.copy_from_slice(&value.to_be_bytes());
-                Ok(())
-            }
-            Reloc::Abs4 => {
-                let field = u32::try_from(value).map_err(|_| RelocError::OutOfRange {
-                    value: value as i64,
-                })?;
-                let slot = code
-                    .get_mut(offset..offset + 4)
-                    .ok_or(RelocError::OutOfRange {
-                        value: value as i64,
-                    })?;
-                slot.copy_from_slice(&field.to_be_bytes());
-                Ok(())
-            }
+            Reloc::Abs8 | Reloc::Abs4 => apply_absolute(kind, code, offset, value, Endianness::Big),
             // Near calls (`brasl %r14`) and near tail calls (`jg`).
             Reloc::S390xPLTRel32Dbl => {
                 let field = ril_field(code, offset, is_plt_branch)?;

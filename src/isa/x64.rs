@@ -4,8 +4,8 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
-    Arch, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister, Stub,
-    fp_relative_saved_registers,
+    Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
+    Stub, apply_absolute, field_mut, fp_relative_saved_registers,
 };
 
 /// x86-64.
@@ -91,10 +91,9 @@ jmpq *%rcx";
 
 fn write_i32(code: &mut [u8], offset: usize, value: i64) -> Result<(), RelocError> {
     let field = i32::try_from(value).map_err(|_| RelocError::OutOfRange { value })?;
-    let slot = code
-        .get_mut(offset..offset + 4)
-        .ok_or(RelocError::OutOfRange { value })?;
-    slot.copy_from_slice(&field.to_le_bytes());
+    field_mut(code, offset, 4)
+        .ok_or(RelocError::OutOfRange { value })?
+        .copy_from_slice(&field.to_le_bytes());
     Ok(())
 }
 
@@ -164,26 +163,8 @@ impl IsaSpec for X64 {
         } = site;
         let value = target.wrapping_add_signed(addend);
         match kind {
-            Reloc::Abs8 => {
-                let slot = code
-                    .get_mut(offset..offset + 8)
-                    .ok_or(RelocError::OutOfRange {
-                        value: value as i64,
-                    })?;
-                slot.copy_from_slice(&value.to_le_bytes());
-                Ok(())
-            }
-            Reloc::Abs4 => {
-                let field = u32::try_from(value).map_err(|_| RelocError::OutOfRange {
-                    value: value as i64,
-                })?;
-                let slot = code
-                    .get_mut(offset..offset + 4)
-                    .ok_or(RelocError::OutOfRange {
-                        value: value as i64,
-                    })?;
-                slot.copy_from_slice(&field.to_le_bytes());
-                Ok(())
+            Reloc::Abs8 | Reloc::Abs4 => {
+                apply_absolute(kind, code, offset, value, Endianness::Little)
             }
             // All are S + A - P into a 32-bit field; the -4 for the end of the
             // instruction is already in Cranelift's addend. The GOT kind
