@@ -137,7 +137,7 @@ impl Module {
                 isa.triple()
             )));
         }
-        let throw_stub = load_stubs(machine.as_mut())?;
+        let throw_stub = install_stubs(machine.as_mut())?.throw;
 
         let mut signatures = HashMap::new();
         let mut compiled: Vec<CompiledFunction> = Vec::new();
@@ -264,9 +264,18 @@ fn compile_trampolines(
         .collect()
 }
 
-/// Place `[host literal][throw stub][resume stub]`; returns the throw stub's
-/// address.
-fn load_stubs(machine: &mut dyn Machine) -> Result<u64, Error> {
+/// Where [`install_stubs`] put the ISA's stubs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StubAddresses {
+    /// The throw stub: what `%__cranelift_throw` resolves to.
+    pub throw: u64,
+    /// The resume stub (`fn(context)` with the C convention, never returns).
+    pub resume: u64,
+}
+
+/// Install `[host literal][throw stub][resume stub]` on `machine`, the
+/// literal pointing at the machine's [`HostFunction::Throw`].
+pub fn install_stubs(machine: &mut dyn Machine) -> Result<StubAddresses, Error> {
     let arch = machine.arch();
     let spec = arch.spec();
     let throw = spec.throw_stub();
@@ -278,5 +287,8 @@ fn load_stubs(machine: &mut dyn Machine) -> Result<u64, Error> {
     bytes.extend_from_slice(resume.code);
     let base = machine.allocate_code(bytes.len())?;
     machine.install_code(base, &bytes)?;
-    Ok(base + 8)
+    Ok(StubAddresses {
+        throw: base + 8,
+        resume: base + 8 + throw.code.len() as u64,
+    })
 }
