@@ -88,12 +88,6 @@ impl ExceptionTable {
         ExceptionTable { functions }
     }
 
-    /// Add the functions of another table (another image in the same memory).
-    pub fn extend(&mut self, other: &ExceptionTable) {
-        self.functions.extend(other.functions.iter().cloned());
-        self.functions.sort_by_key(|f| f.start);
-    }
-
     /// The function containing `pc`.
     pub fn function(&self, pc: u64) -> Option<&FunctionEntry> {
         let i = self.functions.partition_point(|f| f.start <= pc);

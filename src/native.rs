@@ -58,6 +58,7 @@ impl Drop for NativeMachine {
 struct Active {
     host: *mut dyn HostServices,
     buffer: u64,
+    buffer_len: usize,
 }
 
 thread_local! {
@@ -65,30 +66,36 @@ thread_local! {
 }
 
 /// Reads and writes of the process's own memory, limited to the current
-/// thread's stack, so that a corrupted frame chain yields an error rather
-/// than a fault.
+/// thread's stack and the active call's buffer, so that a corrupted frame
+/// chain yields an error rather than a fault.
 struct NativeMemory {
     stack: (u64, u64),
+    buffer: (u64, u64),
 }
 
 impl NativeMemory {
-    fn current() -> NativeMemory {
+    fn current(buffer: u64, buffer_len: usize) -> NativeMemory {
         NativeMemory {
             stack: thread_stack_bounds().unwrap_or((0, u64::MAX)),
+            buffer: (buffer, buffer + buffer_len as u64),
         }
     }
 
     fn check(&self, addr: u64, len: usize) -> Result<(), Error> {
-        let end = addr.checked_add(len as u64);
-        match end {
-            Some(end) if addr >= self.stack.0 && end <= self.stack.1 => Ok(()),
-            _ => Err(Error::Memory {
+        let inside = |(lo, hi): (u64, u64)| {
+            addr.checked_add(len as u64)
+                .is_some_and(|end| addr >= lo && end <= hi)
+        };
+        if inside(self.stack) || inside(self.buffer) {
+            Ok(())
+        } else {
+            Err(Error::Memory {
                 address: addr,
                 message: format!(
-                    "outside the thread's stack {:#x}..{:#x}",
+                    "outside the thread's stack {:#x}..{:#x} and the call buffer",
                     self.stack.0, self.stack.1
                 ),
-            }),
+            })
         }
     }
 }
@@ -104,15 +111,16 @@ impl Memory for NativeMemory {
 
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
         self.check(addr, buf.len())?;
-        // SAFETY: the range lies inside this thread's mapped stack.
+        // SAFETY: the range lies inside this thread's stack or the buffer.
         unsafe { ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
         self.check(addr, data.len())?;
-        // SAFETY: the range lies inside this thread's mapped stack, below the
-        // frames of the JIT code that is suspended in the throw stub.
+        // SAFETY: the range lies inside the call buffer or this thread's
+        // stack, where the throw stub's context sits below the suspended
+        // JIT frames.
         unsafe { ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
         Ok(())
     }
@@ -141,7 +149,7 @@ extern "C" fn native_throw(context: *mut u64) {
         eprintln!("cranelift-exn: __cranelift_throw called outside any entry; aborting");
         std::process::abort();
     };
-    let mut memory = NativeMemory::current();
+    let mut memory = NativeMemory::current(active.buffer, active.buffer_len);
     // SAFETY: `host` points at the `&mut dyn HostServices` borrowed by the
     // `call_entry` frame below us on this thread, which outlives this call.
     let host = unsafe { &mut *active.host };
@@ -248,6 +256,7 @@ impl Machine for NativeMachine {
             a.replace(Some(Active {
                 host,
                 buffer: aligned_bytes.as_mut_ptr() as u64,
+                buffer_len: aligned_bytes.len(),
             }))
         });
         // SAFETY: `entry` is an entry trampoline in our executable memory with
