@@ -177,7 +177,9 @@ pub fn throw(
                 ctx.set(context::SAVED + i, value);
             }
         }
-        let next_pc = memory.read_u64(fp.wrapping_add_signed(links.return_address_offset))?;
+        let next_pc = spec.strip_return_address(
+            memory.read_u64(fp.wrapping_add_signed(links.return_address_offset))?,
+        );
         let next_fp = memory.read_u64(fp.wrapping_add_signed(links.caller_fp_offset))?;
         if next_fp <= fp {
             return Err(Error::Unwind(format!(
@@ -190,4 +192,193 @@ pub fn throw(
         fp = next_fp;
     }
     Err(Error::Unwind(format!("more than {MAX_FRAMES} frames")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::compile::{CallSite, Handler};
+    use crate::exception_table::FunctionEntry;
+    use crate::isa::{Endianness, Reg, SavedRegister};
+
+    /// Sparse little-endian memory: unset bytes read as an error.
+    #[derive(Default)]
+    struct FakeMemory(BTreeMap<u64, u8>);
+
+    impl Memory for FakeMemory {
+        fn endianness(&self) -> Endianness {
+            Endianness::Little
+        }
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = *self.0.get(&(addr + i as u64)).ok_or(Error::Memory {
+                    address: addr,
+                    message: "unmapped".into(),
+                })?;
+            }
+            Ok(())
+        }
+        fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
+            for (i, b) in data.iter().enumerate() {
+                self.0.insert(addr + i as u64, *b);
+            }
+            Ok(())
+        }
+    }
+
+    const X19: Reg = Reg::int(19);
+    const D8: Reg = Reg::float(8);
+    const CTX: u64 = 0x9000;
+    const A_FP: u64 = 0x8200;
+    const B_FP: u64 = 0x8100;
+
+    fn function(
+        name: &str,
+        start: u64,
+        sites: Vec<CallSite>,
+        saved: Vec<SavedRegister>,
+    ) -> FunctionEntry {
+        FunctionEntry {
+            name: name.into(),
+            start,
+            end: start + 0x100,
+            call_sites: sites,
+            traps: Vec::new(),
+            saved_registers: saved,
+            is_entry_trampoline: false,
+        }
+    }
+
+    /// aarch64 frames: `%a` (handler for tag 1 at +0x80) calls `%b`, which
+    /// called the throw stub. `%b` saved `%a`'s x19 and d8; the return
+    /// address into `%a` is stored signed, as `sign_return_address` leaves it.
+    fn scene(b_links_to: u64, entry_fp: u64) -> (ExceptionTable, FakeMemory) {
+        let a = function(
+            "%a",
+            0x1000,
+            vec![CallSite {
+                return_offset: 0x20,
+                frame_offset: Some(0x30),
+                handlers: vec![Handler::Tag {
+                    tag: 1,
+                    offset: 0x80,
+                }],
+            }],
+            vec![],
+        );
+        let b = function(
+            "%b",
+            0x2000,
+            vec![CallSite {
+                return_offset: 0x10,
+                frame_offset: None,
+                handlers: vec![],
+            }],
+            vec![
+                SavedRegister {
+                    reg: X19,
+                    fp_offset: -16,
+                },
+                SavedRegister {
+                    reg: D8,
+                    fp_offset: -24,
+                },
+            ],
+        );
+        let mut m = FakeMemory::default();
+        m.write_u64(B_FP, b_links_to).unwrap();
+        m.write_u64(B_FP + 8, 0x002a_0000_0000_1020).unwrap(); // signed 0x1020
+        m.write_u64(B_FP - 16, 7).unwrap();
+        m.write_u64(B_FP - 24, 8).unwrap();
+        m.write_u64(A_FP, A_FP + 0x100).unwrap(); // %a's caller: the host
+        m.write_u64(A_FP + 8, 0x5).unwrap();
+        let spec = Arch::Aarch64.spec();
+        let words = context::SAVED + spec.callee_saved().len();
+        for i in 0..words {
+            m.write_u64(CTX + 8 * i as u64, 0).unwrap();
+        }
+        m.write_u64(CTX + 8 * context::PC as u64, 0x2010).unwrap();
+        m.write_u64(CTX + 8 * context::FP as u64, B_FP).unwrap();
+        let args = [entry_fp, B_FP, 0, 1, 0x11, 0x22];
+        for (i, v) in args.iter().enumerate() {
+            m.write_u64(CTX + 8 * (context::ARGS + i) as u64, *v)
+                .unwrap();
+        }
+        for (i, reg) in spec.callee_saved().iter().enumerate() {
+            let value = if *reg == X19 {
+                111
+            } else if *reg == D8 {
+                222
+            } else {
+                1000 + i as u64
+            };
+            m.write_u64(CTX + 8 * (context::SAVED + i) as u64, value)
+                .unwrap();
+        }
+        (ExceptionTable::new(vec![a, b]), m)
+    }
+
+    fn saved(m: &FakeMemory, reg: Reg) -> u64 {
+        let i = Arch::Aarch64
+            .spec()
+            .callee_saved()
+            .iter()
+            .position(|r| *r == reg)
+            .unwrap();
+        m.read_u64(CTX + 8 * (context::SAVED + i) as u64).unwrap()
+    }
+
+    #[test]
+    fn walk_strips_signed_return_addresses_and_restores_saved_registers() {
+        let (table, mut m) = scene(A_FP, 0);
+        let (request, delivery) = throw(Arch::Aarch64, &table, &mut m, CTX).unwrap();
+        assert_eq!(request.tag, 1);
+        assert_eq!(
+            delivery,
+            Delivery::Caught {
+                pc: 0x1080,
+                sp: A_FP - 0x30,
+                fp: A_FP
+            }
+        );
+        let word = |i: usize| m.read_u64(CTX + 8 * i as u64).unwrap();
+        assert_eq!(
+            [word(context::PC), word(context::SP), word(context::FP)],
+            [0x1080, A_FP - 0x30, A_FP]
+        );
+        assert_eq!(
+            [word(context::PAYLOAD0), word(context::PAYLOAD1)],
+            [0x11, 0x22]
+        );
+        assert_eq!(
+            (saved(&m, X19), saved(&m, D8)),
+            (7, 8),
+            "restored from %b's frame"
+        );
+        assert_eq!(saved(&m, Reg::int(20)), 1001, "not saved by %b: unchanged");
+    }
+
+    #[test]
+    fn the_entry_frame_is_not_searched() {
+        let (table, mut m) = scene(A_FP, A_FP);
+        // %a is the entry frame: its handler does not count, and above it
+        // there is no JIT code (and no entry trampoline).
+        let err = throw(Arch::Aarch64, &table, &mut m, CTX).unwrap_err();
+        assert!(
+            matches!(err, Error::Unwind(ref m) if m.contains("not in JIT code")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_chain_that_does_not_grow_is_an_error() {
+        let (table, mut m) = scene(B_FP - 0x40, 0);
+        let err = throw(Arch::Aarch64, &table, &mut m, CTX).unwrap_err();
+        assert!(
+            matches!(err, Error::Unwind(ref m) if m.contains("does not grow")),
+            "{err}"
+        );
+    }
 }

@@ -345,6 +345,15 @@ impl IsaSpec for Aarch64 {
         }
     }
 
+    /// With `sign_return_address`, a frame holds lr signed by `paciasp`: the
+    /// pointer-authentication code sits in the bits above the 48-bit virtual
+    /// address. Code addresses of a Linux process are user addresses (bit 55
+    /// clear, no tag), so stripping is clearing bits 48–63 — what `xpaclri`
+    /// leaves for such an address.
+    fn strip_return_address(&self, stored: u64) -> u64 {
+        stored & ((1 << 48) - 1)
+    }
+
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String> {
         // x29 points at the saved (x29, x30) pair and the clobbers are pushed
         // just below it; `clobber_offset` counts up from the lowest clobber

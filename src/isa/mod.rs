@@ -342,6 +342,12 @@ pub trait IsaSpec: Sync {
     /// Where a function saves callee-saved registers, from Cranelift's unwind
     /// instructions for it, as offsets from the frame-pointer value.
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String>;
+    /// A return address as stored in a frame, with any signature removed
+    /// (aarch64 pointer authentication, `sign_return_address`). The default
+    /// returns it unchanged.
+    fn strip_return_address(&self, stored: u64) -> u64 {
+        stored
+    }
     /// The throw-capture stub.
     fn throw_stub(&self) -> Stub;
     /// The resume stub.
