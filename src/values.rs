@@ -23,7 +23,13 @@ pub fn encode_arguments(
     }
     let mut buffer = vec![0u8; buffer_size(sig)];
     for (i, (arg, param)) in args.iter().zip(&sig.params).enumerate() {
-        if arg.ty() != param.value_type {
+        // Run lines write vector constants as bytes (`i8x16`) whatever the
+        // lane type: any vector of the parameter's size fits.
+        let fits = arg.ty() == param.value_type
+            || (arg.ty().is_vector()
+                && param.value_type.is_vector()
+                && arg.ty().bytes() == param.value_type.bytes());
+        if !fits {
             return Err(Error::Signature(format!(
                 "argument {i} is {} but the parameter is {}",
                 arg.ty(),
@@ -33,12 +39,32 @@ pub fn encode_arguments(
         let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
         let bytes = param.value_type.bytes() as usize;
         let slot = &mut buffer[start..start + bytes];
-        match endianness {
-            Endianness::Little => arg.write_to_slice_le(slot),
-            Endianness::Big => arg.write_to_slice_be(slot),
+        if param.value_type.is_vector() {
+            // A vector DataValue holds the little-endian memory image (lane
+            // 0 first), whatever the host.
+            arg.write_to_slice_ne(slot);
+            to_lane_order(slot, param.value_type, endianness);
+        } else {
+            match endianness {
+                Endianness::Little => arg.write_to_slice_le(slot),
+                Endianness::Big => arg.write_to_slice_be(slot),
+            }
         }
     }
     Ok(buffer)
+}
+
+/// Turn a vector's little-endian memory image into the target's (or back):
+/// lane `i` stays at offset `i * lane size`; on a big-endian target each
+/// lane's bytes are reversed. (Reversing all 16 bytes, as
+/// `DataValue::write_to_slice_be` does, would also reverse the lane order.)
+fn to_lane_order(slot: &mut [u8], ty: ir::Type, endianness: Endianness) {
+    if endianness == Endianness::Big {
+        let lane = ty.lane_type().bytes() as usize;
+        for chunk in slot.chunks_mut(lane) {
+            chunk.reverse();
+        }
+    }
 }
 
 /// The results of `sig` read back from `buffer`.
@@ -58,9 +84,15 @@ pub fn decode_results(
             let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
             let bytes = ret.value_type.bytes() as usize;
             let slot = &buffer[start..start + bytes];
-            match endianness {
-                Endianness::Little => DataValue::read_from_slice_le(slot, ret.value_type),
-                Endianness::Big => DataValue::read_from_slice_be(slot, ret.value_type),
+            if ret.value_type.is_vector() {
+                let mut image = slot.to_vec();
+                to_lane_order(&mut image, ret.value_type, endianness);
+                DataValue::read_from_slice_ne(&image, ret.value_type)
+            } else {
+                match endianness {
+                    Endianness::Little => DataValue::read_from_slice_le(slot, ret.value_type),
+                    Endianness::Big => DataValue::read_from_slice_be(slot, ret.value_type),
+                }
             }
         })
         .collect())
