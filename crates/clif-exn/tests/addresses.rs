@@ -160,3 +160,83 @@ block0:
         }
     }
 }
+
+/// RISC-V's `%pcrel_lo` relocation targets a label (the `auipc` it pairs
+/// with). After linking, the pair as the disassembler reads it must point at
+/// the symbol.
+#[test]
+fn riscv64_label_relocations_land_where_the_disassembly_says() {
+    use cranelift_exn::compile::{RelocTarget, compile_function};
+    use cranelift_exn::link::link;
+    use std::collections::HashMap;
+
+    let arch = Arch::Riscv64;
+    let text = "
+function %target() -> i64 {
+block0:
+    v0 = iconst.i64 9
+    return v0
+}
+
+function %near() -> i64 {
+    fn0 = colocated %target() -> i64
+block0:
+    v0 = func_addr.i64 fn0
+    return v0
+}
+";
+    let isa = build_isa(arch, &settings::Flags::new(settings::builder()), &[]).unwrap();
+    let functions: Vec<_> = cranelift_exn::reader::parse_functions(text)
+        .unwrap()
+        .into_iter()
+        .map(|f| compile_function(isa.as_ref(), f).unwrap())
+        .collect();
+    let near = &functions[1];
+    let lo = near
+        .relocs
+        .iter()
+        .find(|r| matches!(r.target, RelocTarget::Label(_)))
+        .expect("a label relocation");
+    let RelocTarget::Label(auipc_offset) = lo.target else {
+        unreachable!()
+    };
+
+    let base = 0x7654_3000;
+    let image = link(arch, &functions, base, &HashMap::new()).unwrap();
+    let start = image.symbol("%near").unwrap();
+    let code = &image.code[(start - base) as usize..];
+    let cs = isa.to_capstone().unwrap();
+    let insns = cs.disasm_all(&code[..near.code.len()], start).unwrap();
+    let at = |addr: u64| {
+        insns
+            .iter()
+            .find(|i| i.address() == addr)
+            .map(|i| {
+                (
+                    i.mnemonic().unwrap().to_string(),
+                    i.op_str().unwrap().to_string(),
+                )
+            })
+            .unwrap()
+    };
+    let immediate = |ops: &str| -> i64 {
+        let last = ops.rsplit(", ").next().unwrap().trim();
+        let (neg, digits) = last.strip_prefix('-').map_or((false, last), |d| (true, d));
+        let v = digits.strip_prefix("0x").map_or_else(
+            || digits.parse::<i64>().unwrap(),
+            |h| i64::from_str_radix(h, 16).unwrap(),
+        );
+        if neg { -v } else { v }
+    };
+    let auipc_addr = start + u64::from(auipc_offset);
+    let (m1, ops1) = at(auipc_addr);
+    let (m2, ops2) = at(start + u64::from(lo.offset));
+    assert_eq!(m1, "auipc", "{ops1}");
+    assert_eq!(m2, "addi", "{ops2}");
+    let computed = auipc_addr.wrapping_add_signed((immediate(&ops1) << 12) + immediate(&ops2));
+    assert_eq!(
+        computed,
+        image.symbol("%target").unwrap(),
+        "auipc {ops1}; addi {ops2}"
+    );
+}
