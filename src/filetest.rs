@@ -206,18 +206,34 @@ pub fn run_text(
         functions.push(func.clone());
     }
 
+    // The reader drops target lines it cannot build (pulley, say), so pair
+    // lines and ISAs by architecture, and report the dropped ones as skipped.
     let isas: Vec<(String, Result<OwnedTargetIsa, Error>)> = match &test.isa_spec {
-        IsaSpec::Some(isas) => isas
-            .iter()
-            .enumerate()
-            .map(|(i, isa)| {
-                let name = target_lines
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| isa.triple().to_string());
-                (name, rebuild(isa.as_ref()))
-            })
-            .collect(),
+        IsaSpec::Some(isas) => {
+            let mut built = isas.iter().peekable();
+            let mut paired = Vec::new();
+            for line in &target_lines {
+                let word = line.split_whitespace().next().unwrap_or("");
+                let next_matches = built.peek().is_some_and(|isa| {
+                    Arch::from_triple(isa.triple()).map(Arch::name) == Some(word)
+                });
+                if next_matches {
+                    let isa = built.next().expect("peeked");
+                    paired.push((line.clone(), rebuild(isa.as_ref())));
+                } else {
+                    paired.push((
+                        line.clone(),
+                        Err(Error::Compile {
+                            function: "<target>".into(),
+                            message: format!(
+                                "`{word}` is not one of x86_64, aarch64, riscv64, s390x"
+                            ),
+                        }),
+                    ));
+                }
+            }
+            paired
+        }
         IsaSpec::None(flags) => match Arch::host() {
             Some(arch) => vec![(arch.name().to_string(), build_isa(arch, flags, &[]))],
             None => Vec::new(),
@@ -228,12 +244,16 @@ pub fn run_text(
     for (target, isa) in isas {
         let mut report = TargetReport {
             target: target.clone(),
+            mode: "-",
             ..Default::default()
         };
         let isa = match isa {
             Ok(isa) => isa,
             Err(e) => {
-                report.skipped = Some(e.to_string());
+                report.skipped = Some(match e {
+                    Error::Compile { message, .. } => message,
+                    other => other.to_string(),
+                });
                 reports.push(report);
                 continue;
             }
