@@ -154,3 +154,23 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Target lines the runner cannot build are skipped with a reason, and the
+/// results of the others keep their own target's name.
+#[test]
+fn unsupported_targets_are_skipped_and_do_not_shift_labels() {
+    let path = scratch(
+        "pulley.clif",
+        "test run\ntarget pulley64\ntarget s390x\n\nfunction %f() -> i64 {\nblock0:\n    \
+         v0 = iconst.i64 1\n    return v0\n}\n; run: %f() == 2\n",
+    );
+    let o = clif_exn(&[&path]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("pulley.clif:10 [s390x] %f()"), "{out}");
+    assert!(
+        out.contains("SKIP") && out.contains("[pulley64]: `pulley64` is not one of"),
+        "{out}"
+    );
+    assert!(out.contains("run: 0 passed, 1 failed, 1 skipped"), "{out}");
+}
