@@ -197,3 +197,81 @@ fn link_error(f: &CompiledFunction, offset: u32, kind: &str, message: String) ->
         message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{compile_function, default_isa};
+
+    fn compiled(arch: Arch, text: &str) -> Vec<CompiledFunction> {
+        let isa = default_isa(arch).unwrap();
+        cranelift_reader::parse_functions(text)
+            .unwrap()
+            .into_iter()
+            .map(|f| compile_function(isa.as_ref(), f).unwrap())
+            .collect()
+    }
+
+    const CALLS_HOST: &str = "
+function %f() -> i64 {
+    fn0 = colocated %host() -> i64
+block0:
+    v0 = call fn0()
+    return v0
+}
+";
+
+    #[test]
+    fn an_undefined_symbol_names_function_offset_and_kind() {
+        for arch in Arch::ALL {
+            let functions = compiled(arch, CALLS_HOST);
+            let err = link(arch, &functions, 0x10000, &HashMap::new()).unwrap_err();
+            let reloc = &functions[0].relocs[0];
+            assert_eq!(
+                err,
+                Error::Link {
+                    function: "%f".into(),
+                    offset: reloc.offset,
+                    kind: format!("{:?}", reloc.kind),
+                    message: "undefined symbol %host".into(),
+                },
+                "{arch}"
+            );
+        }
+    }
+
+    /// A near (colocated) call to a symbol beyond the instruction's reach is
+    /// an error, never a silently truncated displacement.
+    #[test]
+    fn an_out_of_range_call_is_an_error() {
+        for arch in Arch::ALL {
+            let functions = compiled(arch, CALLS_HOST);
+            let far = HashMap::from([("%host".to_string(), 0x10000 + (1u64 << 40))]);
+            match link(arch, &functions, 0x10000, &far) {
+                Err(Error::Link {
+                    function, message, ..
+                }) => {
+                    assert_eq!(function, "%f", "{arch}");
+                    assert!(message.contains("out of range"), "{arch}: {message}");
+                }
+                other => panic!("{arch}: {other:?}"),
+            }
+            let near = HashMap::from([("%host".to_string(), 0x20000)]);
+            assert!(link(arch, &functions, 0x10000, &near).is_ok(), "{arch}");
+        }
+    }
+
+    #[test]
+    fn linking_is_pure_and_base_relative() {
+        let arch = Arch::Aarch64;
+        let functions = compiled(arch, CALLS_HOST);
+        let host = |base: u64| HashMap::from([("%host".to_string(), base + 0x1000)]);
+        let a = link(arch, &functions, 0x10000, &host(0x10000)).unwrap();
+        let b = link(arch, &functions, 0x10000, &host(0x10000)).unwrap();
+        let c = link(arch, &functions, 0x50000, &host(0x50000)).unwrap();
+        assert_eq!(a.code, b.code);
+        // Only relative references: the same bytes at another base.
+        assert_eq!(a.code, c.code);
+        assert_eq!(c.symbol("%f"), Some(0x50000));
+    }
+}
