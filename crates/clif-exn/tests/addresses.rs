@@ -94,9 +94,9 @@ fn handler_addresses_equal_the_exception_table_on_every_isa() {
     }
 }
 
-#[test]
-fn func_addr_and_symbol_value_land_on_the_symbol_on_every_isa() {
-    let text = "
+/// `%target` and `%near`, which takes its address with a colocated
+/// `func_addr`.
+const TARGET_AND_NEAR: &str = "
 function %target() -> i64 {
 block0:
     v0 = iconst.i64 9
@@ -109,7 +109,11 @@ block0:
     v0 = func_addr.i64 fn0
     return v0
 }
+";
 
+#[test]
+fn func_addr_and_symbol_value_land_on_the_symbol_on_every_isa() {
+    let rest = "
 function %far() -> i64 {
     fn0 = %target() -> i64
 block0:
@@ -141,9 +145,10 @@ block0:
     return v2
 }
 ";
+    let text = [TARGET_AND_NEAR, rest].concat();
     for arch in Arch::ALL {
         for pic in [false, true] {
-            let mut m = module(arch, pic, text);
+            let mut m = module(arch, pic, &text);
             let target = m.image().symbol("%target").unwrap();
             for name in ["%near", "%far", "%sym", "%sym_near"] {
                 assert_eq!(
@@ -171,20 +176,7 @@ fn riscv64_label_relocations_land_where_the_disassembly_says() {
     use std::collections::HashMap;
 
     let arch = Arch::Riscv64;
-    let text = "
-function %target() -> i64 {
-block0:
-    v0 = iconst.i64 9
-    return v0
-}
-
-function %near() -> i64 {
-    fn0 = colocated %target() -> i64
-block0:
-    v0 = func_addr.i64 fn0
-    return v0
-}
-";
+    let text = TARGET_AND_NEAR;
     let isa = build_isa(arch, &settings::Flags::new(settings::builder()), &[]).unwrap();
     let functions: Vec<_> = cranelift_exn::reader::parse_functions(text)
         .unwrap()
