@@ -1,0 +1,4 @@
+//! Cranelift filetests outside the Cranelift repository.
+
+pub mod bless;
+pub mod subtest;

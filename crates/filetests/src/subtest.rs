@@ -1,0 +1,138 @@
+//! The interface every test kind implements, and the checks they share:
+//! filecheck directives and `precise-output` expectations (with bless).
+
+use std::borrow::Cow;
+
+use anyhow::{Context as _, bail};
+use cranelift_codegen::ir::Function;
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_codegen::settings::{Flags, FlagsOrIsa};
+use cranelift_reader::{Comment, Details};
+use filecheck::{Checker, CheckerBuilder, NO_VARIABLES};
+
+use crate::bless::FileUpdate;
+
+/// What a test kind sees of one function of one file, for one target.
+pub struct Context<'a> {
+    /// Comments before the first function: filecheck directives that apply
+    /// to every function.
+    pub preamble_comments: &'a [Comment<'a>],
+    /// The function's location and comments, from the reader.
+    pub details: &'a Details<'a>,
+    /// Shared (ISA-independent) flags from the file's `set` lines.
+    pub flags: &'a Flags,
+    /// The target, for kinds whose `needs_isa` is true; for the others, the
+    /// file's target when it has exactly one.
+    pub isa: Option<&'a dyn TargetIsa>,
+    /// The file, for messages.
+    pub file_path: &'a str,
+    /// Where `CRANELIFT_TEST_BLESS=1` writes new expectations.
+    pub file_update: &'a FileUpdate,
+}
+
+impl<'a> Context<'a> {
+    /// Flags and ISA in the shape Cranelift's verifier takes.
+    pub fn flags_or_isa(&self) -> FlagsOrIsa<'a> {
+        FlagsOrIsa {
+            flags: self.flags,
+            isa: self.isa,
+        }
+    }
+}
+
+/// One test kind (`compile`, `interpret`, `verifier`, ...), built from a
+/// file's `test` line.
+pub trait SubTest: Send + Sync {
+    /// The kind's name as written after `test`.
+    fn name(&self) -> &'static str;
+
+    /// Whether the function must pass the verifier before the test runs.
+    fn needs_verifier(&self) -> bool {
+        true
+    }
+
+    /// Whether the test changes the function (a hint to avoid clones).
+    fn is_mutating(&self) -> bool {
+        false
+    }
+
+    /// Whether the test runs once per `target` line (true) or once per file.
+    fn needs_isa(&self) -> bool {
+        false
+    }
+
+    /// Run the test on one function.
+    fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()>;
+}
+
+/// Check `text` against the filecheck directives (`check:`, `nextln:`, ...)
+/// of the file's preamble and of the function's comments.
+pub fn run_filecheck(text: &str, context: &Context) -> anyhow::Result<()> {
+    let checker = build_filechecker(context)?;
+    if checker
+        .check(text, NO_VARIABLES)
+        .context("filecheck failed")?
+    {
+        return Ok(());
+    }
+    let (_, explain) = checker
+        .explain(text, NO_VARIABLES)
+        .context("filecheck explain failed")?;
+    bail!(
+        "filecheck failed for function on line {}:\n{}{}",
+        context.details.location.line_number,
+        checker,
+        explain
+    )
+}
+
+/// The filecheck directives of the preamble and of the function.
+pub fn build_filechecker(context: &Context) -> anyhow::Result<Checker> {
+    let mut builder = CheckerBuilder::new();
+    for comment in context
+        .preamble_comments
+        .iter()
+        .chain(&context.details.comments)
+    {
+        builder
+            .directive(comment.text)
+            .context("filecheck directive failed")?;
+    }
+    Ok(builder.finish())
+}
+
+/// Compare `actual` (lines without the `; ` prefix) with the function's
+/// trailing comment block; on a mismatch, rewrite the file when
+/// `CRANELIFT_TEST_BLESS=1`, else fail with a unified diff.
+pub fn check_precise_output(actual: &[&str], context: &Context) -> anyhow::Result<()> {
+    let expected: Vec<&str> = context
+        .details
+        .comments
+        .iter()
+        .filter(|c| !c.text.starts_with(";;"))
+        .map(|c| {
+            c.text
+                .strip_prefix("; ")
+                .or_else(|| c.text.strip_prefix(';'))
+                .unwrap_or(c.text)
+        })
+        .collect();
+    if actual == expected {
+        return Ok(());
+    }
+    if crate::bless::enabled() {
+        return context
+            .file_update
+            .replace_expectation(&context.details.location, actual);
+    }
+    bail!(
+        "compilation of function on line {} does not match\n\
+         the text expectation\n\n{}\n\
+         This test assertion can be automatically updated by setting the\n\
+         CRANELIFT_TEST_BLESS=1 environment variable when running this test.",
+        context.details.location.line_number,
+        similar::TextDiff::from_slices(&expected, actual)
+            .unified_diff()
+            .header("expected", "actual")
+    )
+}
