@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::settings::{Flags, FlagsOrIsa};
-use cranelift_reader::{Comment, Details};
+use cranelift_reader::{Comment, Details, TestFile};
 use filecheck::{Checker, CheckerBuilder, NO_VARIABLES};
 
 use crate::bless::FileUpdate;
@@ -59,6 +59,32 @@ pub trait SubTest: Send + Sync {
     /// Whether the test runs once per `target` line (true) or once per file.
     fn needs_isa(&self) -> bool {
         false
+    }
+
+    /// Run the test for one target (or once, when `needs_isa` is false):
+    /// by default on each function in turn. Kinds that need the whole file
+    /// at once (`run`, `interpret`: functions call each other) override it.
+    fn run_target(
+        &self,
+        testfile: &TestFile,
+        file_update: &FileUpdate,
+        file_path: &str,
+        flags: &Flags,
+        isa: Option<&dyn TargetIsa>,
+    ) -> anyhow::Result<()> {
+        for (func, details) in &testfile.functions {
+            let context = Context {
+                preamble_comments: &testfile.preamble_comments,
+                details,
+                flags,
+                isa,
+                file_path,
+                file_update,
+            };
+            self.run(Cow::Borrowed(func), &context)
+                .with_context(|| format!("{}({})", self.name(), func.name))?;
+        }
+        Ok(())
     }
 
     /// Run the test on one function.
