@@ -6,11 +6,12 @@ use cranelift_codegen::ir::{self, TrapCode};
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{
-    Context, ExceptionContextLoc, FinalizedMachExceptionHandler, FinalizedRelocTarget,
+    Context, ExceptionContextLoc, FinalizedMachCallSite, FinalizedMachExceptionHandler,
+    FinalizedRelocTarget,
 };
 
 use crate::error::Error;
-use crate::isa::{Arch, SavedRegister};
+use crate::isa::{Arch, Reg, SavedRegister};
 
 /// Build a Cranelift ISA for `arch` from shared flags and ISA flags, as a
 /// filetest's `set` and `target` lines give them. `preserve_frame_pointers`
@@ -100,8 +101,29 @@ pub enum Handler {
         /// Handler offset in the function's code.
         offset: u32,
     },
-    /// The dynamic context for the following tags; recorded, not interpreted.
-    Context(ExceptionContextLoc),
+    /// The dynamic context for the following tags (`context vN` in the
+    /// CLIF exception table): where its value lives while the call is in
+    /// progress. Recorded for runtimes that interpret tags per context
+    /// ([`crate::exception_table::context_value`] reads it for a frame); this
+    /// crate's own handler selection matches tags alone.
+    Context(ContextLocation),
+}
+
+/// Where a call site's exception context value can be read while the callee
+/// runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextLocation {
+    /// In the caller's frame, this many bytes above the stack pointer at the
+    /// call (which is the frame-pointer value minus the call site's
+    /// `frame_offset`).
+    Stack {
+        /// Offset from the stack pointer at the call.
+        sp_offset: u32,
+    },
+    /// In a register the callee preserves (one of the ISA's
+    /// [`crate::isa::IsaSpec::callee_saved`] registers, whose value for each
+    /// frame the unwinder recovers from the frames below it).
+    Register(Reg),
 }
 
 /// A call instruction's return point, with its handlers.
@@ -185,23 +207,8 @@ pub fn compile_function(
         .collect();
     let call_sites = buffer
         .call_sites()
-        .map(|site| CallSite {
-            return_offset: site.ret_addr,
-            frame_offset: site.frame_offset,
-            handlers: site
-                .exception_handlers
-                .iter()
-                .map(|h| match *h {
-                    FinalizedMachExceptionHandler::Tag(tag, offset) => Handler::Tag {
-                        tag: tag.as_u32(),
-                        offset,
-                    },
-                    FinalizedMachExceptionHandler::Default(offset) => Handler::Default { offset },
-                    FinalizedMachExceptionHandler::Context(loc) => Handler::Context(loc),
-                })
-                .collect(),
-        })
-        .collect();
+        .map(|site| call_site(arch, &name, &site))
+        .collect::<Result<Vec<_>, Error>>()?;
     let traps = buffer
         .traps()
         .iter()
@@ -228,4 +235,211 @@ pub fn compile_function(
         saved_registers,
         vcode: compiled.vcode.clone(),
     })
+}
+
+/// Our record of one of Cranelift's call sites, with each exception context
+/// location checked to be one the unwinder can read.
+fn call_site(
+    arch: Arch,
+    function: &str,
+    site: &FinalizedMachCallSite<'_>,
+) -> Result<CallSite, Error> {
+    let error = |message: String| Error::Compile {
+        function: function.to_string(),
+        message: format!(
+            "try_call returning to offset {:#x}: {message}",
+            site.ret_addr
+        ),
+    };
+    let mut handlers = Vec::with_capacity(site.exception_handlers.len());
+    for handler in site.exception_handlers {
+        handlers.push(match *handler {
+            FinalizedMachExceptionHandler::Tag(tag, offset) => Handler::Tag {
+                tag: tag.as_u32(),
+                offset,
+            },
+            FinalizedMachExceptionHandler::Default(offset) => Handler::Default { offset },
+            FinalizedMachExceptionHandler::Context(ExceptionContextLoc::SPOffset(sp_offset)) => {
+                if site.frame_offset.is_none() {
+                    return Err(error(format!(
+                        "exception context at sp+{sp_offset:#x}, but Cranelift gave no frame \
+                         offset to find sp from the frame pointer"
+                    )));
+                }
+                Handler::Context(ContextLocation::Stack { sp_offset })
+            }
+            FinalizedMachExceptionHandler::Context(ExceptionContextLoc::GPR(hw)) => {
+                let reg = Reg::int(hw);
+                let spec = arch.spec();
+                if !spec.callee_saved().contains(&reg) {
+                    // Register allocation keeps the context out of registers
+                    // the call clobbers, but a callee convention may preserve
+                    // registers beyond the platform ABI's set the unwinder
+                    // tracks (e.g. `windows_fastcall`'s rsi/rdi).
+                    return Err(error(format!(
+                        "exception context in {}, which is not a callee-saved register \
+                         of the {arch} C ABI, so an unwinder cannot recover its value",
+                        spec.register_name(reg)
+                    )));
+                }
+                Handler::Context(ContextLocation::Register(reg))
+            }
+        });
+    }
+    Ok(CallSite {
+        return_offset: site.ret_addr,
+        frame_offset: site.frame_offset,
+        handlers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `%stack` calls a `tail` callee, whose `try_call` clobbers every
+    /// register, so the context is spilled; `%reg` calls a `system_v` callee
+    /// and keeps the context in a callee-saved register.
+    const CONTEXTS: &str = "
+function %stack(i64, i64) -> i64 {
+    sig0 = (i64) -> i64 tail
+    fn0 = %g(i64) -> i64 tail
+block0(v0: i64, v1: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ context v1, tag1: block2(exn0), default: block2(exn0) ]
+block1(v2: i64):
+    return v2
+block2(v3: i64):
+    return v3
+}
+
+function %reg(i64, i64) -> i64 {
+    sig0 = (i64) -> i64 system_v
+    fn0 = %h(i64) -> i64 system_v
+block0(v0: i64, v1: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ context v1, tag1: block2(exn0), context v0, default: block2(exn0) ]
+block1(v2: i64):
+    return v2
+block2(v3: i64):
+    return v3
+}
+";
+
+    fn contexts(f: &CompiledFunction) -> Vec<ContextLocation> {
+        let [site] = &f.call_sites[..] else {
+            panic!("{}: {:?}", f.name, f.call_sites);
+        };
+        site.handlers
+            .iter()
+            .filter_map(|h| match h {
+                Handler::Context(loc) => Some(*loc),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exception_contexts_on_the_stack_and_in_registers_on_every_isa() {
+        for arch in Arch::ALL {
+            let isa = default_isa(arch).unwrap();
+            let functions = cranelift_reader::parse_functions(CONTEXTS).unwrap();
+            let compiled: Vec<_> = functions
+                .into_iter()
+                .map(|f| compile_function(&*isa, f).unwrap())
+                .collect();
+
+            let stack = &compiled[0];
+            let frame_offset = stack.call_sites[0].frame_offset.unwrap();
+            match contexts(stack)[..] {
+                [ContextLocation::Stack { sp_offset }] => {
+                    // The slot lies inside the caller's frame, below the
+                    // frame-pointer value.
+                    assert!(
+                        sp_offset + 8 <= frame_offset,
+                        "{arch}: {sp_offset} {frame_offset}"
+                    );
+                }
+                ref other => panic!("{arch} %stack: {other:?}"),
+            }
+
+            let reg = &compiled[1];
+            let locations = contexts(reg);
+            assert_eq!(locations.len(), 2, "{arch}: {locations:?}");
+            let mut regs = Vec::new();
+            for loc in locations {
+                match loc {
+                    ContextLocation::Register(r) => {
+                        assert!(arch.spec().callee_saved().contains(&r), "{arch}: {r:?}");
+                        regs.push(r);
+                    }
+                    other => panic!("{arch} %reg: {other:?}"),
+                }
+            }
+            // Two different values, two registers.
+            assert_ne!(regs[0], regs[1], "{arch}");
+        }
+    }
+
+    #[test]
+    fn a_context_register_the_unwinder_cannot_recover_is_a_compile_error() {
+        // Cranelift 0.135.8's register allocation never produces this for
+        // the callee conventions `try_call` accepts; a caller-saved register
+        // here would hold garbage by the time a throw unwinds to the frame.
+        let handlers = [
+            FinalizedMachExceptionHandler::Context(ExceptionContextLoc::GPR(0)),
+            FinalizedMachExceptionHandler::Default(0x40),
+        ];
+        let site = FinalizedMachCallSite {
+            ret_addr: 0x1c,
+            frame_offset: Some(0x20),
+            exception_handlers: &handlers,
+        };
+        let err = call_site(Arch::X86_64, "%f", &site).unwrap_err();
+        let Error::Compile { function, message } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(function, "%f");
+        assert!(message.contains("offset 0x1c"), "{message}");
+        assert!(message.contains("rax"), "{message}");
+
+        // A stack context without a frame offset cannot be located either.
+        let handlers = [FinalizedMachExceptionHandler::Context(
+            ExceptionContextLoc::SPOffset(8),
+        )];
+        let site = FinalizedMachCallSite {
+            ret_addr: 0x10,
+            frame_offset: None,
+            exception_handlers: &handlers,
+        };
+        let message = call_site(Arch::Aarch64, "%g", &site)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("%g") && message.contains("0x10"),
+            "{message}"
+        );
+
+        // The callee-saved registers are accepted.
+        for arch in Arch::ALL {
+            for reg in arch
+                .spec()
+                .callee_saved()
+                .iter()
+                .filter(|r| r.class == crate::isa::RegClass::Int)
+            {
+                let handlers = [FinalizedMachExceptionHandler::Context(
+                    ExceptionContextLoc::GPR(reg.hw),
+                )];
+                let site = FinalizedMachCallSite {
+                    ret_addr: 4,
+                    frame_offset: Some(16),
+                    exception_handlers: &handlers,
+                };
+                let site = call_site(arch, "%h", &site).unwrap();
+                assert_eq!(
+                    site.handlers,
+                    [Handler::Context(ContextLocation::Register(*reg))]
+                );
+            }
+        }
+    }
 }

@@ -11,19 +11,23 @@
 pub mod compile;
 pub mod error;
 pub mod exception_table;
-pub mod filetest;
+pub mod host;
 pub mod isa;
 pub mod link;
 pub mod machine;
 pub mod memory;
 pub mod module;
 pub mod native;
+mod signals;
 pub mod trampoline;
+pub mod typed;
 pub mod unwind;
 pub mod values;
 
 pub use error::Error;
-pub use module::{CallError, Module};
+pub use host::{HostResult, HostThrow};
+pub use module::{CallError, Module, ModuleBuilder, Outcome};
+pub use typed::TypedFunc;
 
 /// Re-exported Cranelift crates, at the exact versions this crate uses.
 pub use cranelift_codegen as codegen;

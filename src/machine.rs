@@ -10,6 +10,35 @@ pub enum HostFunction {
     /// The Rust side of the throw stub: `fn(context: *mut u64)` with the C
     /// calling convention. See [`crate::isa::IsaSpec`] for the contract.
     Throw,
+    /// The dispatcher of host functions defined by an embedder (and of
+    /// Cranelift libcalls): `fn(index: u64, frame: u64) -> u64` with the C
+    /// calling convention. `frame` is the address of the calling glue's
+    /// [`crate::host`] frame; the result is a [`crate::host::HostStatus`].
+    Call,
+}
+
+/// What kind of synchronous fault JIT code raised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// An undefined or trapping instruction (`ud2`, `udf`, ...).
+    IllegalInstruction,
+    /// A load, store or fetch of memory that is not accessible.
+    MemoryAccess,
+    /// An access to the guard region below the stack: a stack overflow.
+    StackOverflow,
+    /// An arithmetic exception (integer division by zero or overflow).
+    Arithmetic,
+}
+
+/// A synchronous fault raised by code running under [`Machine::call_entry`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Address of the faulting instruction.
+    pub pc: u64,
+    /// What went wrong.
+    pub kind: FaultKind,
+    /// The data address of a memory fault, when the machine knows it.
+    pub address: Option<u64>,
 }
 
 /// What the host does when JIT code calls a [`HostFunction`].
@@ -20,6 +49,25 @@ pub trait HostServices {
     /// innermost [`Machine::call_entry`] buffer (its header holds the entry
     /// trampoline's handler record).
     fn throw(&mut self, memory: &mut dyn Memory, context: u64, buffer: u64) -> Result<(), Error>;
+
+    /// JIT code raised `fault`. Return `true` to have the machine deliver it
+    /// to the innermost entry trampoline's handler (recorded in the buffer
+    /// header), `false` to leave it unhandled (natively: to the previously
+    /// installed signal handler).
+    ///
+    /// Natively this runs inside a signal handler: it must not allocate,
+    /// lock or unwind.
+    fn fault(&mut self, fault: &Fault) -> bool {
+        let _ = fault;
+        false
+    }
+
+    /// Handle [`HostFunction::Call`]: run host function `index` on the glue
+    /// frame at `frame`; returns the glue's status word.
+    fn call_host(&mut self, memory: &mut dyn Memory, index: u64, frame: u64) -> Result<u64, Error> {
+        let _ = (memory, frame);
+        Err(Error::Machine(format!("no host function {index}")))
+    }
 }
 
 /// A target that can hold code and run it: the host CPU or an emulated one.
@@ -41,8 +89,13 @@ pub trait Machine {
     /// Run `entry(callee, buffer)`: `buffer` is copied into target memory
     /// (8-byte aligned), the call runs, and the buffer is copied back. Calls to
     /// host functions are dispatched to `host`.
+    ///
+    /// Calls nest: a host function may call back into JIT code on the same
+    /// machine, which is why this takes `&self`. A fault in JIT code that
+    /// `host` accepts (see [`HostServices::fault`]) resumes at the entry
+    /// trampoline's handler, which returns with the exception status.
     fn call_entry(
-        &mut self,
+        &self,
         entry: u64,
         callee: u64,
         buffer: &mut [u8],

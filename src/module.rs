@@ -6,15 +6,21 @@ use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir;
 use cranelift_codegen::isa::TargetIsa;
 
-use crate::compile::{CompiledFunction, compile_function};
+use std::sync::Arc;
+
+use cranelift_codegen::ir::{TrapCode, types};
+use cranelift_codegen::isa::OwnedTargetIsa;
+
+use crate::compile::{CompiledFunction, RelocTarget, compile_function};
 use crate::error::Error;
-use crate::exception_table::ExceptionTable;
-use crate::isa::{Arch, context};
+use crate::host::{self, HostImport, HostResult, HostStatus, HostThrow};
+use crate::isa::{Arch, Endianness, context};
 use crate::link::{Image, image_size, link};
-use crate::machine::{HostFunction, HostServices, Machine};
+use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::Memory;
 use crate::trampoline::{
     self, HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, STATUS_EXCEPTION, STATUS_OFFSET,
+    VALUES_OFFSET,
 };
 use crate::unwind::{self, Delivery};
 use crate::values::{decode_results, encode_arguments, header_word};
@@ -32,9 +38,25 @@ pub enum CallError {
         /// Its two payloads.
         payloads: [u64; 2],
     },
-    /// Something failed: bad arguments, the machine, or the unwinder.
+    /// JIT code trapped: a trap instruction, a faulting access, a division
+    /// by zero, a stack overflow. Delivered to the entry in O(1).
+    Trap {
+        /// The trap code Cranelift recorded for the instruction (for a stack
+        /// overflow on the guard page, `stk_ovf`).
+        code: TrapCode,
+        /// Address of the faulting instruction.
+        pc: u64,
+        /// The function it belongs to.
+        function: String,
+    },
+    /// Something failed: bad arguments, the machine, the unwinder, or a host
+    /// function that panicked.
     Failed(Error),
 }
+
+/// The outcome of a call that did not return values (the name used by the
+/// embedder API).
+pub type Outcome = CallError;
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,6 +66,9 @@ impl std::fmt::Display for CallError {
                 "uncaught exception tag{tag} (payloads {:#x}, {:#x})",
                 payloads[0], payloads[1]
             ),
+            CallError::Trap { code, pc, function } => {
+                write!(f, "trap {code} at {pc:#x} in {function}")
+            }
             CallError::Failed(e) => e.fmt(f),
         }
     }
@@ -57,7 +82,7 @@ impl From<Error> for CallError {
     }
 }
 
-/// What the throw service left for the entry trampoline's caller.
+/// What the services of one call left for its caller.
 #[derive(Debug, Default)]
 enum Pending {
     #[default]
@@ -69,16 +94,130 @@ enum Pending {
     Failed(Error),
 }
 
-/// The host side of `__cranelift_throw` for one module.
-struct ThrowService {
-    arch: Arch,
-    table: ExceptionTable,
+/// The host side of one call: throws, faults and host functions.
+struct CallServices<'m> {
+    module: &'m Module,
     pending: Pending,
+    /// A fault delivered to the entry (written from a signal handler
+    /// natively, so a plain `Copy` value).
+    fault: Option<Fault>,
+    /// Set by a host function's outcome: the next throw goes straight to the
+    /// entry (a [`HostThrow::ToEntry`], or a panic) with this pending state.
+    direct: Option<Pending>,
 }
 
-impl HostServices for ThrowService {
+impl CallServices<'_> {
+    /// Rewrite the throw context to resume at the entry trampoline's handler,
+    /// whose address, stack and frame pointer it recorded in the buffer. Its
+    /// try_call clobbers every register, so no other state is due.
+    fn to_entry(&self, memory: &mut dyn Memory, ctx: u64, buffer: u64) -> Result<(), Error> {
+        let pc = memory.read_u64(buffer + HANDLER_PC_OFFSET as u64)?;
+        let sp = memory.read_u64(buffer + HANDLER_SP_OFFSET as u64)?;
+        let fp = memory.read_u64(buffer + HANDLER_FP_OFFSET as u64)?;
+        for (index, value) in [
+            (context::PC, pc),
+            (context::SP, sp),
+            (context::FP, fp),
+            (context::PAYLOAD0, 0),
+            (context::PAYLOAD1, 0),
+        ] {
+            memory.write_u64(ctx + 8 * index as u64, value)?;
+        }
+        Ok(())
+    }
+
+    fn run_host(
+        &mut self,
+        memory: &mut dyn Memory,
+        index: u64,
+        frame: u64,
+    ) -> Result<HostStatus, Error> {
+        let import = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.module.hosts.get(i))
+            .ok_or_else(|| Error::Machine(format!("no host function {index}")))?;
+        let sig = &import.signature;
+        let endianness = memory.endianness();
+        let mut bytes = vec![0u8; host::frame_size(sig) as usize];
+        memory.read(frame, &mut bytes)?;
+        // The glue stored the parameters where an entry buffer keeps results.
+        let as_results = ir::Signature {
+            params: Vec::new(),
+            returns: sig.params.clone(),
+            call_conv: sig.call_conv,
+        };
+        let args = decode_results(&as_results, &bytes, endianness)?;
+        let module = self.module;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (import.func)(module, &args)
+        }));
+        let throw = |memory: &mut dyn Memory, tag: u32, payloads: [u64; 2]| {
+            // The glue loads the tag as an i32 from the frame's first word.
+            let tag = match memory.endianness() {
+                Endianness::Little => tag.to_le_bytes(),
+                Endianness::Big => tag.to_be_bytes(),
+            };
+            memory.write(frame + host::TAG_OFFSET, &tag)?;
+            memory.write_u64(frame + host::PAYLOAD0_OFFSET, payloads[0])?;
+            memory.write_u64(frame + host::PAYLOAD1_OFFSET, payloads[1])?;
+            Ok::<_, Error>(HostStatus::Threw)
+        };
+        match outcome {
+            Ok(Ok(values)) => {
+                let as_params = ir::Signature {
+                    params: sig.returns.clone(),
+                    returns: Vec::new(),
+                    call_conv: sig.call_conv,
+                };
+                match encode_arguments(&as_params, &values, endianness) {
+                    Ok(encoded) => {
+                        let start = VALUES_OFFSET as usize;
+                        memory.write(frame + start as u64, &encoded[start..])?;
+                        Ok(HostStatus::Returned)
+                    }
+                    Err(e) => {
+                        self.direct = Some(Pending::Failed(Error::Signature(format!(
+                            "host function {} returned values that do not match {sig}: {e}",
+                            import.name
+                        ))));
+                        throw(memory, 0, [0; 2])
+                    }
+                }
+            }
+            Ok(Err(HostThrow::Exception { tag, payloads })) => throw(memory, tag, payloads),
+            Ok(Err(HostThrow::ToEntry { tag, payloads })) => {
+                self.direct = Some(Pending::Uncaught { tag, payloads });
+                throw(memory, tag, payloads)
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_string());
+                self.direct = Some(Pending::Failed(Error::Machine(format!(
+                    "host function {} panicked: {message}",
+                    import.name
+                ))));
+                throw(memory, 0, [0; 2])
+            }
+        }
+    }
+}
+
+impl HostServices for CallServices<'_> {
     fn throw(&mut self, memory: &mut dyn Memory, ctx: u64, buffer: u64) -> Result<(), Error> {
-        match unwind::throw(self.arch, &self.table, memory, ctx) {
+        if let Some(pending) = self.direct.take() {
+            // O(1): no walk at all.
+            self.pending = pending;
+            return self.to_entry(memory, ctx, buffer);
+        }
+        match unwind::throw(
+            self.module.image.arch,
+            &self.module.image.table,
+            memory,
+            ctx,
+        ) {
             Ok((_, Delivery::Caught { .. })) => Ok(()),
             Ok((request, Delivery::Uncaught { .. })) => {
                 self.pending = Pending::Uncaught {
@@ -89,46 +228,229 @@ impl HostServices for ThrowService {
             }
             Err(error) => {
                 // The walk failed (corrupt chain, pc outside JIT code): go
-                // straight to the entry trampoline's handler, whose address,
-                // stack and frame pointer it recorded in the buffer. Its
-                // try_call clobbers every register, so no other state is due.
+                // straight to the entry.
                 self.pending = Pending::Failed(error);
-                let pc = memory.read_u64(buffer + HANDLER_PC_OFFSET as u64)?;
-                let sp = memory.read_u64(buffer + HANDLER_SP_OFFSET as u64)?;
-                let fp = memory.read_u64(buffer + HANDLER_FP_OFFSET as u64)?;
-                for (index, value) in [
-                    (context::PC, pc),
-                    (context::SP, sp),
-                    (context::FP, fp),
-                    (context::PAYLOAD0, 0),
-                    (context::PAYLOAD1, 0),
-                ] {
-                    memory.write_u64(ctx + 8 * index as u64, value)?;
-                }
-                Ok(())
+                self.to_entry(memory, ctx, buffer)
             }
         }
+    }
+
+    fn fault(&mut self, fault: &Fault) -> bool {
+        // Runs in a signal handler natively: a lookup and a `Copy` store.
+        if self.module.image.table.function(fault.pc).is_none() {
+            return false;
+        }
+        self.fault = Some(*fault);
+        true
+    }
+
+    fn call_host(&mut self, memory: &mut dyn Memory, index: u64, frame: u64) -> Result<u64, Error> {
+        self.run_host(memory, index, frame).map(|s| s as u64)
+    }
+}
+
+/// Collects functions (CLIF text or built with `cranelift_frontend`) and
+/// host functions, then compiles, links and loads them as a [`Module`].
+///
+/// Names are CLIF names: `%name` for test-case names (the `%` may be
+/// omitted in this API) or `u0:1` for user names. A function may call any
+/// function or host function of the builder, and Cranelift libcalls
+/// (`CeilF32`, `FmaF64`, ...) that the target lacks instructions for.
+pub struct ModuleBuilder {
+    isa: OwnedTargetIsa,
+    functions: Vec<ir::Function>,
+    declared: Vec<(String, ir::Signature)>,
+    hosts: Vec<HostImport>,
+}
+
+/// `name` as a CLIF symbol: `%name` unless it already is one (`%x`, `u0:1`).
+pub fn symbol_name(name: &str) -> String {
+    let is_user = name.strip_prefix('u').is_some_and(|rest| {
+        rest.contains(':') && rest.chars().all(|c| c.is_ascii_digit() || c == ':')
+    });
+    if name.starts_with('%') || is_user {
+        name.to_string()
+    } else {
+        format!("%{name}")
+    }
+}
+
+impl ModuleBuilder {
+    /// An empty module for `isa` (see [`crate::compile::build_isa`]).
+    pub fn new(isa: OwnedTargetIsa) -> ModuleBuilder {
+        ModuleBuilder {
+            isa,
+            functions: Vec::new(),
+            declared: Vec::new(),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// The target.
+    pub fn isa(&self) -> &dyn TargetIsa {
+        self.isa.as_ref()
+    }
+
+    /// Declare a function that will be defined later with `signature`; its
+    /// definition must match. Returns its CLIF symbol.
+    pub fn declare_function(
+        &mut self,
+        name: &str,
+        signature: ir::Signature,
+    ) -> Result<String, Error> {
+        let symbol = symbol_name(name);
+        if let Some((_, existing)) = self.declared.iter().find(|(n, _)| *n == symbol)
+            && *existing != signature
+        {
+            return Err(Error::Signature(format!(
+                "{symbol} is declared as {existing}, not {signature}"
+            )));
+        }
+        self.declared.push((symbol.clone(), signature));
+        Ok(symbol)
+    }
+
+    /// Define a function (its name is its symbol).
+    pub fn define_function(&mut self, func: ir::Function) -> Result<(), Error> {
+        let symbol = func.name.to_string();
+        if self.is_defined(&symbol) {
+            return Err(Error::Compile {
+                function: symbol,
+                message: "defined twice".into(),
+            });
+        }
+        if let Some((_, declared)) = self.declared.iter().find(|(n, _)| *n == symbol)
+            && *declared != func.signature
+        {
+            return Err(Error::Signature(format!(
+                "{symbol} is declared as {declared} but defined as {}",
+                func.signature
+            )));
+        }
+        self.functions.push(func);
+        Ok(())
+    }
+
+    /// Define every function in CLIF `text`; returns their symbols.
+    pub fn define_clif(&mut self, text: &str) -> Result<Vec<String>, Error> {
+        let functions = cranelift_reader::parse_functions(text).map_err(|e| Error::Parse {
+            location: format!("line {}", e.location.line_number),
+            message: e.message,
+        })?;
+        let mut symbols = Vec::new();
+        for func in functions {
+            symbols.push(func.name.to_string());
+            self.define_function(func)?;
+        }
+        Ok(symbols)
+    }
+
+    /// Define a host function JIT code calls as `name` with `signature`
+    /// (whose calling convention the generated glue uses).
+    pub fn define_host_function(
+        &mut self,
+        name: &str,
+        signature: ir::Signature,
+        func: impl Fn(&Module, &[DataValue]) -> HostResult + Send + Sync + 'static,
+    ) -> Result<String, Error> {
+        let symbol = symbol_name(name);
+        if self.is_defined(&symbol) {
+            return Err(Error::Compile {
+                function: symbol,
+                message: "defined twice".into(),
+            });
+        }
+        self.hosts.push(HostImport {
+            name: symbol.clone(),
+            signature,
+            func: Arc::new(func),
+        });
+        Ok(symbol)
+    }
+
+    fn is_defined(&self, symbol: &str) -> bool {
+        self.functions.iter().any(|f| f.name.to_string() == symbol)
+            || self.hosts.iter().any(|h| h.name == symbol)
+    }
+
+    /// Compile, link and load everything on `machine`.
+    pub fn finalize(self, machine: Box<dyn Machine>) -> Result<Module, Error> {
+        for (symbol, _) in &self.declared {
+            if !self.is_defined(symbol) {
+                return Err(Error::Compile {
+                    function: symbol.clone(),
+                    message: "declared but never defined".into(),
+                });
+            }
+        }
+        Module::build(machine, self.isa.as_ref(), self.functions, self.hosts)
     }
 }
 
 /// A set of functions compiled, linked and loaded on one [`Machine`].
+///
+/// Calls take `&self`: a host function may call back into the module
+/// (entries nest), and each call gets its own outcome.
 pub struct Module {
     machine: Box<dyn Machine>,
     image: Image,
     signatures: HashMap<String, ir::Signature>,
     entries: HashMap<ir::Signature, u64>,
     unusable: HashMap<ir::Signature, Error>,
-    service: ThrowService,
+    hosts: Vec<HostImport>,
     throw_stub: u64,
+    /// Tells this module's [`RawEntry`]s from other modules'.
+    id: u64,
 }
+
+/// A function's entry resolved by [`Module::raw_entry`], for
+/// [`Module::call_raw`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEntry {
+    module: u64,
+    trampoline: u64,
+    callee: u64,
+    buffer_size: usize,
+}
+
+impl RawEntry {
+    /// Address of the entry trampoline: C convention, `fn(callee: u64,
+    /// buffer: u64)`. Calling it directly skips the host services, so only
+    /// a callee that neither throws nor traps may be called that way.
+    pub fn trampoline(&self) -> u64 {
+        self.trampoline
+    }
+
+    /// Address of the function itself (its own calling convention).
+    pub fn callee(&self) -> u64 {
+        self.callee
+    }
+
+    /// Bytes a buffer for this function's signature needs.
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+}
+
+/// Source of [`Module`] ids.
+static NEXT_MODULE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Module {
     /// Compile `functions` for `isa`, add entry trampolines for their
     /// signatures, link and load everything on `machine`.
     pub fn new(
+        machine: Box<dyn Machine>,
+        isa: &dyn TargetIsa,
+        functions: Vec<ir::Function>,
+    ) -> Result<Module, Error> {
+        Module::build(machine, isa, functions, Vec::new())
+    }
+
+    fn build(
         mut machine: Box<dyn Machine>,
         isa: &dyn TargetIsa,
         functions: Vec<ir::Function>,
+        mut hosts: Vec<HostImport>,
     ) -> Result<Module, Error> {
         let arch = machine.arch();
         if Arch::from_triple(isa.triple()) != Some(arch) {
@@ -137,7 +459,8 @@ impl Module {
                 isa.triple()
             )));
         }
-        let throw_stub = install_stubs(machine.as_mut())?.throw;
+        let stubs = install_stubs(machine.as_mut())?;
+        let dispatcher = machine.host_function_address(HostFunction::Call)?;
 
         let mut signatures = HashMap::new();
         let mut compiled: Vec<CompiledFunction> = Vec::new();
@@ -151,6 +474,47 @@ impl Module {
             signatures.insert(f.name.clone(), sig);
             compiled.push(f);
         }
+
+        // Libcalls the code refers to and nothing defines become host
+        // functions.
+        let mut wanted_libcalls = Vec::new();
+        for f in &compiled {
+            for r in &f.relocs {
+                if let RelocTarget::Symbol(name) = &r.target
+                    && !signatures.contains_key(name)
+                    && !hosts.iter().any(|h| h.name == *name)
+                    && let Some(call) = host::libcall_named(name)
+                    && let Some(op) = host::libcall(call)
+                    && !wanted_libcalls.iter().any(|(n, _)| n == name)
+                {
+                    wanted_libcalls.push((name.clone(), (call, op)));
+                }
+            }
+        }
+        for (name, (call, op)) in wanted_libcalls {
+            let signature = call.signature(isa.default_call_conv(), types::I64);
+            hosts.push(HostImport {
+                name: name.clone(),
+                signature,
+                func: Arc::new(move |_, args| {
+                    op(args).map(|v| vec![v]).ok_or(HostThrow::ToEntry {
+                        tag: 0,
+                        payloads: [0; 2],
+                    })
+                }),
+            });
+        }
+        for (index, import) in hosts.iter().enumerate() {
+            let text = host::glue_clif(import, index);
+            let funcs = cranelift_reader::parse_functions(&text).map_err(|e| Error::Compile {
+                function: import.name.clone(),
+                message: format!("host function glue: {e}"),
+            })?;
+            for func in funcs {
+                compiled.push(compile_function(isa, func)?);
+            }
+        }
+
         // A signature whose trampoline does not compile (say, a vector type
         // the target flags cannot load) only makes calls of that signature
         // fail, not the whole module.
@@ -170,8 +534,11 @@ impl Module {
 
         let size = image_size(arch, &compiled);
         let base = machine.allocate_code(size)?;
-        let host = HashMap::from([(THROW_SYMBOL.to_string(), throw_stub)]);
-        let image = link(arch, &compiled, base, &host)?;
+        let host_symbols = HashMap::from([
+            (THROW_SYMBOL.to_string(), stubs.throw),
+            (host::DISPATCH_SYMBOL.to_string(), dispatcher),
+        ]);
+        let image = link(arch, &compiled, base, &host_symbols)?;
         machine.install_code(base, &image.code)?;
         let entries = entry_names
             .into_iter()
@@ -179,16 +546,13 @@ impl Module {
             .collect();
         Ok(Module {
             machine,
-            service: ThrowService {
-                arch,
-                table: image.table.clone(),
-                pending: Pending::None,
-            },
             image,
             signatures,
             entries,
             unusable,
-            throw_stub,
+            hosts,
+            throw_stub: stubs.throw,
+            id: NEXT_MODULE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -203,40 +567,57 @@ impl Module {
     }
 
     /// The machine the module runs on.
-    pub fn machine(&mut self) -> &mut dyn Machine {
-        self.machine.as_mut()
+    pub fn machine(&self) -> &dyn Machine {
+        self.machine.as_ref()
     }
 
-    /// The signature of the function called `name`.
+    /// The signature of the function called `name` (`%name`, `name` or
+    /// `u0:1`).
     pub fn signature(&self, name: &str) -> Option<&ir::Signature> {
-        self.signatures.get(name)
+        self.signatures.get(&symbol_name(name))
     }
 
-    /// Call the function called `name` (`%name` or `u0:1`) with `args`.
-    pub fn call(&mut self, name: &str, args: &[DataValue]) -> Result<Vec<DataValue>, CallError> {
+    /// Call the function called `name` (`%name`, `name` or `u0:1`) with
+    /// `args`. Entries nest: a host function may call this again.
+    pub fn call(&self, name: &str, args: &[DataValue]) -> Result<Vec<DataValue>, CallError> {
+        let symbol = symbol_name(name);
         let sig = self
             .signatures
-            .get(name)
-            .ok_or_else(|| Error::Signature(format!("no function {name} in this module")))?
-            .clone();
-        let callee = self.image.symbols[name];
-        let Some(&entry) = self.entries.get(&sig) else {
+            .get(&symbol)
+            .ok_or_else(|| Error::Signature(format!("no function {symbol} in this module")))?;
+        let callee = self.image.symbols[&symbol];
+        let Some(&entry) = self.entries.get(sig) else {
             return Err(CallError::Failed(
                 self.unusable
-                    .get(&sig)
+                    .get(sig)
                     .cloned()
                     .unwrap_or_else(|| Error::Signature(format!("no entry trampoline for {sig}"))),
             ));
         };
         let endianness = self.machine.arch().endianness();
-        let mut buffer = encode_arguments(&sig, args, endianness)?;
-        self.service.pending = Pending::None;
+        let mut buffer = encode_arguments(sig, args, endianness)?;
+        let mut services = CallServices {
+            module: self,
+            pending: Pending::None,
+            fault: None,
+            direct: None,
+        };
         self.machine
-            .call_entry(entry, callee, &mut buffer, &mut self.service)?;
-        let status = header_word(&buffer, STATUS_OFFSET, endianness);
-        let pending = std::mem::take(&mut self.service.pending);
+            .call_entry(entry, callee, &mut buffer, &mut services)?;
+        self.outcome(services, &buffer)?;
+        Ok(decode_results(sig, &buffer, endianness)?)
+    }
+
+    /// What a finished `call_entry` means: `Ok` when the callee returned
+    /// (its results are in `buffer`), else the trap, exception or failure.
+    fn outcome(&self, services: CallServices<'_>, buffer: &[u8]) -> Result<(), CallError> {
+        let endianness = self.machine.arch().endianness();
+        let status = header_word(buffer, STATUS_OFFSET, endianness);
+        if let Some(fault) = services.fault {
+            return Err(self.trap(&fault));
+        }
         if status == STATUS_EXCEPTION {
-            return Err(match pending {
+            return Err(match services.pending {
                 Pending::Uncaught { tag, payloads } => CallError::Exception { tag, payloads },
                 Pending::Failed(e) => CallError::Failed(e),
                 Pending::None => CallError::Failed(Error::Unwind(
@@ -244,7 +625,100 @@ impl Module {
                 )),
             });
         }
-        Ok(decode_results(&sig, &buffer, endianness)?)
+        Ok(())
+    }
+
+    /// Resolve the function called `name` once, for [`Module::call_raw`]:
+    /// its address, its signature's entry trampoline and the buffer size a
+    /// call needs.
+    pub fn raw_entry(&self, name: &str) -> Result<RawEntry, CallError> {
+        let symbol = symbol_name(name);
+        let sig = self
+            .signatures
+            .get(&symbol)
+            .ok_or_else(|| Error::Signature(format!("no function {symbol} in this module")))?;
+        let Some(&trampoline) = self.entries.get(sig) else {
+            return Err(CallError::Failed(
+                self.unusable
+                    .get(sig)
+                    .cloned()
+                    .unwrap_or_else(|| Error::Signature(format!("no entry trampoline for {sig}"))),
+            ));
+        };
+        Ok(RawEntry {
+            module: self.id,
+            trampoline,
+            callee: self.image.symbols[&symbol],
+            buffer_size: trampoline::buffer_size(sig),
+        })
+    }
+
+    /// Call through `entry` (from [`Module::raw_entry`] of this module) with
+    /// a buffer the caller encoded: the [`crate::trampoline`] header
+    /// followed by one [`crate::trampoline::SLOT_SIZE`]-byte slot per value,
+    /// in the target's byte order (what [`crate::values::encode_arguments`]
+    /// produces). On `Ok` the results are in the slots. Outcomes are those of
+    /// [`Module::call`]; what this skips is the name lookup and the
+    /// `DataValue` encoding and decoding, so a caller can reuse one buffer.
+    pub fn call_raw(&self, entry: &RawEntry, buffer: &mut [u8]) -> Result<(), CallError> {
+        if entry.module != self.id {
+            return Err(CallError::Failed(Error::Signature(
+                "a RawEntry of another module".into(),
+            )));
+        }
+        if buffer.len() < entry.buffer_size {
+            return Err(CallError::Failed(Error::Signature(format!(
+                "a buffer of {} bytes, the signature needs {}",
+                buffer.len(),
+                entry.buffer_size
+            ))));
+        }
+        let mut services = CallServices {
+            module: self,
+            pending: Pending::None,
+            fault: None,
+            direct: None,
+        };
+        self.machine
+            .call_entry(entry.trampoline, entry.callee, buffer, &mut services)?;
+        self.outcome(services, buffer)
+    }
+
+    /// What a fault delivered to the entry means.
+    fn trap(&self, fault: &Fault) -> CallError {
+        let Some(function) = self.image.table.function(fault.pc) else {
+            return CallError::Failed(Error::Machine(format!(
+                "{:?} at {:#x}, outside JIT code",
+                fault.kind, fault.pc
+            )));
+        };
+        // A trap site wins over the stack-guard guess: a heap access may
+        // fault on memory that happens to lie just below a thread's stack,
+        // while the accesses that overflow the stack (pushes, calls, spill
+        // stores) are not trap sites.
+        let skew = self.image.arch.spec().trap_record_skew();
+        let code = function
+            .trap_at_instruction(fault.pc, skew)
+            .map(|t| t.code)
+            .or((fault.kind == FaultKind::StackOverflow).then_some(TrapCode::STACK_OVERFLOW));
+        match code {
+            Some(code) => CallError::Trap {
+                code,
+                pc: fault.pc,
+                function: function.name.clone(),
+            },
+            None => CallError::Failed(Error::Machine(format!(
+                "{:?} at {:#x} ({}+{:#x}{}), which is not a trap site",
+                fault.kind,
+                fault.pc,
+                function.name,
+                fault.pc - function.start,
+                fault
+                    .address
+                    .map(|a| format!(", accessing {a:#x}"))
+                    .unwrap_or_default()
+            ))),
+        }
     }
 }
 

@@ -5,8 +5,10 @@ use std::ptr;
 
 use crate::error::Error;
 use crate::isa::{Arch, Endianness};
-use crate::machine::{HostFunction, HostServices, Machine};
+use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::Memory;
+use crate::signals::{self, Resume};
+use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
 /// One region of code memory: mapped read-write, then read-execute.
 struct Region {
@@ -16,6 +18,12 @@ struct Region {
 
 /// The host CPU as a [`Machine`]. Code memory is never writable and
 /// executable at once (W^X).
+///
+/// Creating one installs process-wide handlers for SIGILL, SIGSEGV, SIGBUS
+/// and SIGFPE: a fault in JIT code that the running call's
+/// [`HostServices::fault`] accepts resumes at that call's entry trampoline
+/// (no setjmp/longjmp); any other signal goes to the handler installed
+/// before.
 pub struct NativeMachine {
     arch: Arch,
     regions: Vec<Region>,
@@ -32,6 +40,7 @@ impl NativeMachine {
     pub fn new() -> Result<NativeMachine, Error> {
         let arch = Arch::host()
             .ok_or_else(|| Error::Machine("the host architecture is not supported".into()))?;
+        signals::install()?;
         Ok(NativeMachine {
             arch,
             regions: Vec::new(),
@@ -53,16 +62,72 @@ impl Drop for NativeMachine {
     }
 }
 
-/// The call in progress on this thread: its host services and buffer.
+/// The call in progress on this thread: its host services and buffer. The
+/// buffer header holds the entry trampoline's handler record; the previous
+/// `Active` (the next entry out) waits in the `call_entry` frame that
+/// replaced it.
 #[derive(Clone, Copy)]
 struct Active {
     host: *mut dyn HostServices,
     buffer: u64,
     buffer_len: usize,
+    stack: (u64, u64),
 }
 
 thread_local! {
     static ACTIVE: Cell<Option<Active>> = const { Cell::new(None) };
+    /// This thread's stack bounds (reading them can mean parsing
+    /// /proc/self/maps, so once per thread).
+    static STACK_BOUNDS: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+/// Below the lowest stack address, how far a fault still counts as a stack
+/// overflow (the guard page(s), or the main thread's stack guard gap).
+const STACK_GUARD_REACH: u64 = 1 << 20;
+
+fn cached_stack_bounds() -> (u64, u64) {
+    STACK_BOUNDS.with(|b| match b.get() {
+        Some(bounds) => bounds,
+        None => {
+            let bounds = thread_stack_bounds().unwrap_or((0, u64::MAX));
+            b.set(Some(bounds));
+            bounds
+        }
+    })
+}
+
+/// Called by the signal handler: if `fault` happened in JIT code of this
+/// thread's innermost call and its services accept it, where to resume.
+/// Runs in a signal handler: no allocation, no locks.
+pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
+    let active = ACTIVE.try_with(|a| a.get()).ok().flatten()?;
+    if fault.kind == FaultKind::MemoryAccess
+        && let Some(address) = fault.address
+    {
+        let (low, _) = active.stack;
+        if address < low.saturating_add(page_size() as u64)
+            && address >= low.saturating_sub(STACK_GUARD_REACH)
+        {
+            fault.kind = FaultKind::StackOverflow;
+        }
+    }
+    // SAFETY: `host` is the services object borrowed by the `call_entry`
+    // frame below us on this thread; the fault interrupted JIT code, so no
+    // other reference to it is in use.
+    let host = unsafe { &mut *active.host };
+    if !host.fault(&fault) {
+        return None;
+    }
+    let word = |offset: i32| {
+        // SAFETY: the buffer is the live, 16-byte aligned copy `call_entry`
+        // made; the header words lie inside it.
+        unsafe { ((active.buffer + offset as u64) as *const u64).read() }
+    };
+    Some(Resume {
+        pc: word(HANDLER_PC_OFFSET),
+        sp: word(HANDLER_SP_OFFSET),
+        fp: word(HANDLER_FP_OFFSET),
+    })
 }
 
 /// Reads and writes of the process's own memory, limited to the current
@@ -74,10 +139,10 @@ struct NativeMemory {
 }
 
 impl NativeMemory {
-    fn current(buffer: u64, buffer_len: usize) -> NativeMemory {
+    fn current(active: &Active) -> NativeMemory {
         NativeMemory {
-            stack: thread_stack_bounds().unwrap_or((0, u64::MAX)),
-            buffer: (buffer, buffer + buffer_len as u64),
+            stack: active.stack,
+            buffer: (active.buffer, active.buffer + active.buffer_len as u64),
         }
     }
 
@@ -149,7 +214,7 @@ extern "C" fn native_throw(context: *mut u64) {
         eprintln!("cranelift-exn: __cranelift_throw called outside any entry; aborting");
         std::process::abort();
     };
-    let mut memory = NativeMemory::current(active.buffer, active.buffer_len);
+    let mut memory = NativeMemory::current(&active);
     // SAFETY: `host` points at the `&mut dyn HostServices` borrowed by the
     // `call_entry` frame below us on this thread, which outlives this call.
     let host = unsafe { &mut *active.host };
@@ -158,6 +223,28 @@ extern "C" fn native_throw(context: *mut u64) {
         // every recoverable failure to the entry, so this is unrecoverable.
         eprintln!("cranelift-exn: throw failed and could not reach the entry: {e}");
         std::process::abort();
+    }
+}
+
+/// The host function behind [`HostFunction::Call`] (C ABI, called from the
+/// glue of a host function).
+extern "C" fn native_host_call(index: u64, frame: u64) -> u64 {
+    let Some(active) = ACTIVE.with(|a| a.get()) else {
+        eprintln!("cranelift-exn: a host function was called outside any entry; aborting");
+        std::process::abort();
+    };
+    let mut memory = NativeMemory::current(&active);
+    // SAFETY: as in `native_throw`; a nested `call_entry` made by the host
+    // function installs its own `Active` and restores this one.
+    let host = unsafe { &mut *active.host };
+    match host.call_host(&mut memory, index, frame) {
+        Ok(status) => status,
+        Err(e) => {
+            // The services turn every failure of the host function into a
+            // throw to the entry; an error here means there is no way back.
+            eprintln!("cranelift-exn: host function {index} failed: {e}");
+            std::process::abort();
+        }
     }
 }
 
@@ -221,11 +308,12 @@ impl Machine for NativeMachine {
     fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
         match function {
             HostFunction::Throw => Ok(native_throw as *const () as u64),
+            HostFunction::Call => Ok(native_host_call as *const () as u64),
         }
     }
 
     fn call_entry(
-        &mut self,
+        &self,
         entry: u64,
         callee: u64,
         buffer: &mut [u8],
@@ -248,6 +336,7 @@ impl Machine for NativeMachine {
             std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), buffer.len())
         };
         aligned_bytes.copy_from_slice(buffer);
+        signals::ensure_alt_stack()?;
         // SAFETY: lifetime erasure only; the pointer is cleared (restored)
         // before this function returns, while `host` is still borrowed.
         let host: *mut (dyn HostServices + '_) = host;
@@ -257,6 +346,7 @@ impl Machine for NativeMachine {
                 host,
                 buffer: aligned_bytes.as_mut_ptr() as u64,
                 buffer_len: aligned_bytes.len(),
+                stack: cached_stack_bounds(),
             }))
         });
         // SAFETY: `entry` is an entry trampoline in our executable memory with

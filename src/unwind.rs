@@ -6,6 +6,7 @@
 //! function saved — finds the handler, and rewrites the context into the
 //! resume state the resume stub installs.
 
+use crate::compile::Handler;
 use crate::error::Error;
 use crate::exception_table::{ExceptionTable, select_handler};
 use crate::isa::{Arch, context};
@@ -143,7 +144,18 @@ pub fn throw(
             let catch = if function.is_entry_trampoline {
                 select_handler(site, request.tag).map(|h| (h, false))
             } else if searching && !past_entry {
-                select_handler(site, request.tag).map(|h| (h, true))
+                let handler = if sabotaged(Sabotage::HandlerLookup) {
+                    // The deliberate bug: the last matching entry, not the
+                    // first.
+                    site.handlers.iter().rev().find_map(|h| match *h {
+                        Handler::Tag { tag, offset } if tag == request.tag => Some(offset),
+                        Handler::Default { offset } => Some(offset),
+                        _ => None,
+                    })
+                } else {
+                    select_handler(site, request.tag)
+                };
+                handler.map(|h| (h, true))
             } else {
                 None
             };
@@ -171,7 +183,8 @@ pub fn throw(
             }
         }
         // Leave this frame: the registers it saved get their caller's values.
-        for saved in &function.saved_registers {
+        let restore = !sabotaged(Sabotage::CalleeSavedRestore);
+        for saved in function.saved_registers.iter().filter(|_| restore) {
             if let Some(i) = saved_order.iter().position(|r| *r == saved.reg) {
                 let value = memory.read_u64(fp.wrapping_add_signed(saved.fp_offset))?;
                 ctx.set(context::SAVED + i, value);
@@ -192,6 +205,48 @@ pub fn throw(
         fp = next_fp;
     }
     Err(Error::Unwind(format!("more than {MAX_FRAMES} frames")))
+}
+
+/// Deliberate unwinder bugs, for proving that a test (the fuzzing oracle)
+/// notices them. Off unless turned on with [`set_sabotage`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Sabotage {
+    /// Select the last matching handler of a call site instead of the first.
+    HandlerLookup,
+    /// Do not restore callee-saved registers of the frames a throw skips.
+    CalleeSavedRestore,
+}
+
+impl std::str::FromStr for Sabotage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "handler-lookup" => Ok(Sabotage::HandlerLookup),
+            "callee-saves" => Ok(Sabotage::CalleeSavedRestore),
+            other => Err(format!(
+                "unknown sabotage `{other}` (handler-lookup, callee-saves)"
+            )),
+        }
+    }
+}
+
+/// The sabotage in force: 0 none, else `Sabotage as u8 + 1`.
+static SABOTAGE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Turn a deliberate bug on (or off, with `None`) for every throw in this
+/// process. Test-only: the `clif-exn` binary sets it from `--sabotage` or
+/// `CRANELIFT_EXN_SABOTAGE`; never use it in a runtime.
+#[doc(hidden)]
+pub fn set_sabotage(sabotage: Option<Sabotage>) {
+    let value = sabotage.map_or(0, |s| s as u8 + 1);
+    SABOTAGE.store(value, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn sabotaged(which: Sabotage) -> bool {
+    SABOTAGE.load(std::sync::atomic::Ordering::Relaxed) == which as u8 + 1
 }
 
 #[cfg(test)]

@@ -17,13 +17,13 @@ fn upstream_throw_shape_is_caught() {
         "/../shared/upstream-filetests/filetests/runtests/throw.clif"
     ))
     .unwrap();
-    let mut m = module(&text);
+    let m = module(&text);
     assert_eq!(m.call("%entry", &[]).unwrap(), vec![DataValue::I64(58)]);
 }
 
 #[test]
 fn uncaught_reaches_entry() {
-    let mut m = module(
+    let m = module(
         "function %thrower(i64) -> i64 {
             sig0 = (i64, i64, i64, i32, i64, i64)
             fn0 = %__cranelift_throw(i64, i64, i64, i32, i64, i64)

@@ -262,6 +262,11 @@ impl IsaSpec for Aarch64 {
         &INT_ARGS
     }
 
+    fn result_register(&self) -> Reg {
+        // `x0`: the C convention's first integer result.
+        Reg::int(0)
+    }
+
     fn link_register(&self) -> Option<Reg> {
         Some(LR)
     }

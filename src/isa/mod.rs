@@ -328,6 +328,13 @@ pub trait IsaSpec: Sync {
     fn frame_pointer(&self) -> Option<Reg>;
     /// Integer argument registers of the C calling convention, in order.
     fn int_arg_regs(&self) -> &'static [Reg];
+    /// The register of a C function's first integer result.
+    fn result_register(&self) -> Reg;
+    /// How far past a faulting instruction's address Cranelift may record
+    /// its trap site (0: at the instruction).
+    fn trap_record_skew(&self) -> u32 {
+        0
+    }
     /// The register holding the return address on entry to a function, or
     /// `None` when the call instruction pushes it (x86-64).
     fn link_register(&self) -> Option<Reg>;

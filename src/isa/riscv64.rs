@@ -379,6 +379,11 @@ impl IsaSpec for Riscv64 {
         &INT_ARGS
     }
 
+    fn result_register(&self) -> Reg {
+        // `a0` (x10): the C convention's first integer result.
+        Reg::int(10)
+    }
+
     fn link_register(&self) -> Option<Reg> {
         Some(RA)
     }

@@ -312,6 +312,18 @@ impl IsaSpec for S390x {
         &INT_ARGS
     }
 
+    fn trap_record_skew(&self) -> u32 {
+        // Cranelift records an s390x trap at the last byte of the trapping
+        // instruction (at most 6 bytes), since the hardware reports some
+        // program interruptions after the instruction.
+        5
+    }
+
+    fn result_register(&self) -> Reg {
+        // `r2`: the C convention's first integer result.
+        Reg::int(2)
+    }
+
     fn link_register(&self) -> Option<Reg> {
         Some(R14)
     }

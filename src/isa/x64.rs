@@ -130,6 +130,11 @@ impl IsaSpec for X64 {
         &INT_ARGS
     }
 
+    fn result_register(&self) -> Reg {
+        // `rax`: the C convention's first integer result.
+        Reg::int(0)
+    }
+
     fn link_register(&self) -> Option<Reg> {
         None
     }

@@ -66,7 +66,7 @@ fn handler_addresses_equal_the_exception_table_on_every_isa() {
         handler_function(2)
     );
     for arch in Arch::ALL {
-        let mut m = module(arch, false, &text);
+        let m = module(arch, false, &text);
         for index in 0..3 {
             let name = format!("%h{index}");
             let got = match m.call(&name, &[]).unwrap()[..] {
@@ -148,7 +148,7 @@ block0:
     let text = [TARGET_AND_NEAR, rest].concat();
     for arch in Arch::ALL {
         for pic in [false, true] {
-            let mut m = module(arch, pic, &text);
+            let m = module(arch, pic, &text);
             let target = m.image().symbol("%target").unwrap();
             for name in ["%near", "%far", "%sym", "%sym_near"] {
                 assert_eq!(

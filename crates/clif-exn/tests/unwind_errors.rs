@@ -44,7 +44,7 @@ fn corrupted_frame_chain_is_an_error_not_a_crash() {
     for arch in Arch::ALL {
         let isa = default_isa(arch).unwrap();
         let funcs = cranelift_exn::reader::parse_functions(TEXT).unwrap();
-        let mut m = Module::new(machine(arch), isa.as_ref(), funcs).unwrap();
+        let m = Module::new(machine(arch), isa.as_ref(), funcs).unwrap();
         match m.call("%corrupt", &[DataValue::I64(3)]) {
             Err(CallError::Failed(Error::Unwind(message))) => {
                 assert!(message.contains("frame chain"), "{arch}: {message}")

@@ -28,9 +28,11 @@
 #![warn(missing_docs)]
 
 mod arch;
+pub mod capabilities;
 mod core;
 mod machine;
 mod memory;
 
+pub use capabilities::unsupported_reason;
 pub use machine::{DEFAULT_INSTRUCTION_LIMIT, EmulatedMachine, Layout};
 pub use memory::EmulatedMemory;

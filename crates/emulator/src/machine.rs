@@ -1,5 +1,6 @@
 //! [`EmulatedMachine`]: a [`Machine`] backed by unicorn-engine.
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
@@ -7,8 +8,9 @@ use std::time::Duration;
 
 use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Reg};
-use cranelift_exn::machine::{HostFunction, HostServices, Machine};
+use cranelift_exn::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use cranelift_exn::memory::Memory;
+use cranelift_exn::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 use unicorn_engine::Unicorn;
 use unicorn_engine::unicorn_const::{HookType, MemType, Prot, TlbType, uc_error};
 
@@ -22,7 +24,7 @@ const HOST_BASE: u64 = 0x1000_0000;
 const HOST_SIZE: u64 = 0x1_0000;
 const HOST_SLOT: u64 = 16;
 /// Host functions in slot order.
-const HOST_FUNCTIONS: [HostFunction; 1] = [HostFunction::Throw];
+const HOST_FUNCTIONS: [HostFunction; 2] = [HostFunction::Throw, HostFunction::Call];
 /// Where the entry trampoline returns to; reaching it ends a call.
 const HALT_ADDRESS: u64 = HOST_BASE + 0x8000;
 
@@ -32,9 +34,15 @@ const BUFFER_INITIAL: u64 = 0x1_0000;
 const BUFFER_MAX: u64 = 0x1000_0000;
 
 const STACK_BASE: u64 = 0x3000_0000;
-const STACK_SIZE: u64 = 0x10_0000;
+const STACK_SIZE: u64 = 0x80_0000;
 /// The stack pointer starts 256 bytes below the end of the stack mapping.
 const STACK_TOP: u64 = STACK_BASE + STACK_SIZE - 0x100;
+/// A write this far below the stack is a stack overflow (the area below the
+/// stack mapping is never mapped).
+const STACK_GUARD: u64 = 0x10_0000;
+/// A nested entry starts this far below the interrupted code's stack
+/// pointer (past any red zone).
+const NESTED_GAP: u64 = 0x400;
 
 /// Code is bump-allocated from here, mapped read-write-execute in chunks.
 const CODE_BASE: u64 = 0x4000_0000;
@@ -114,16 +122,25 @@ pub(crate) struct HookState {
     error: Option<Error>,
     /// The last invalid memory access, for the error message.
     fault: Option<MemFault>,
+    /// The pc of a CPU exception the interrupt hook did not handle: a fault
+    /// to deliver or report.
+    exception: Option<u64>,
 }
 
-/// Clears [`HookState::host`] when dropped.
-struct HostGuard(Unicorn<'static, HookState>);
+/// Restores [`HookState::host`] and the buffer address of the enclosing
+/// call (none for the outermost) when dropped.
+struct HostGuard {
+    uc: Unicorn<'static, HookState>,
+    host: Option<NonNull<dyn HostServices>>,
+    buffer: u64,
+}
 
 impl Drop for HostGuard {
     fn drop(&mut self) {
-        let state = self.0.get_data_mut();
-        state.host = None;
-        state.buffer = 0;
+        let (host, buffer) = (self.host, self.buffer);
+        let state = self.uc.get_data_mut();
+        state.host = host;
+        state.buffer = buffer;
     }
 }
 
@@ -131,7 +148,7 @@ impl Drop for HostGuard {
 /// unicorn-engine.
 ///
 /// Memory ([`Layout`]): a host-function page, a buffer area for
-/// [`Machine::call_entry`], a 1 MiB stack and a code region that grows in
+/// [`Machine::call_entry`], an 8 MiB stack and a code region that grows in
 /// 1 MiB read-write-execute chunks. Calls to [`HostFunction`] addresses are
 /// intercepted by a code hook and dispatched to the [`HostServices`] given to
 /// `call_entry`, which then returns to the caller as a C function would.
@@ -150,9 +167,11 @@ pub struct EmulatedMachine {
     /// End of the mapped code region.
     code_end: u64,
     /// Size of the mapped buffer area.
-    buffer_size: u64,
+    buffer_size: Cell<u64>,
     instruction_limit: Option<u64>,
     timeout: Option<Duration>,
+    /// The CPU state right after set-up (see `EmuArch::resets_after_fault`).
+    clean: unicorn_engine::Context,
 }
 
 impl fmt::Debug for EmulatedMachine {
@@ -186,6 +205,7 @@ fn align_up(value: u64, align: u64) -> Option<u64> {
 fn host_slot(function: HostFunction) -> u64 {
     match function {
         HostFunction::Throw => 0,
+        HostFunction::Call => 1,
     }
 }
 
@@ -247,17 +267,21 @@ impl EmulatedMachine {
             },
         )
         .map_err(|e| engine_error(arch, "adding the memory-fault hook", e))?;
-        if emu.emulates_missing_instructions() {
+        if emu.hooks_exceptions() {
             uc.add_intr_hook(move |uc, intno| on_exception(uc, emu, intno))
                 .map_err(|e| engine_error(arch, "adding the exception hook", e))?;
         }
 
+        let clean = uc
+            .context_init()
+            .map_err(|e| engine_error(arch, "saving the initial CPU state", e))?;
         Ok(EmulatedMachine {
+            clean,
             uc,
             emu,
             code_next: CODE_BASE,
             code_end: CODE_BASE,
-            buffer_size: BUFFER_INITIAL,
+            buffer_size: Cell::new(BUFFER_INITIAL),
             instruction_limit: Some(DEFAULT_INSTRUCTION_LIMIT),
             timeout: None,
         })
@@ -334,12 +358,13 @@ impl EmulatedMachine {
     }
 
     /// Make the buffer area at least `len` bytes.
-    fn reserve_buffer(&mut self, len: usize) -> Result<(), Error> {
+    fn reserve_buffer(&self, len: usize) -> Result<(), Error> {
         let arch = self.emu.arch();
         let len = len as u64;
-        if len <= self.buffer_size {
+        if len <= self.buffer_size.get() {
             return Ok(());
         }
+        let mut uc = self.uc.clone();
         let size = align_up(len, BUFFER_INITIAL)
             .filter(|&size| size <= BUFFER_MAX)
             .ok_or_else(|| Error::Memory {
@@ -348,72 +373,155 @@ impl EmulatedMachine {
                     "{arch}: call buffer of {len:#x} bytes exceeds the {BUFFER_MAX:#x}-byte area"
                 ),
             })?;
-        if self.buffer_size > 0 {
-            self.uc
-                .mem_unmap(BUFFER_BASE, self.buffer_size)
-                .map_err(|e| map_error(arch, BUFFER_BASE, self.buffer_size, e))?;
-            self.buffer_size = 0;
+        let old = self.buffer_size.get();
+        if old > 0 {
+            uc.mem_unmap(BUFFER_BASE, old)
+                .map_err(|e| map_error(arch, BUFFER_BASE, old, e))?;
+            self.buffer_size.set(0);
         }
-        self.uc
-            .mem_map(BUFFER_BASE, size, Prot::READ | Prot::WRITE)
+        uc.mem_map(BUFFER_BASE, size, Prot::READ | Prot::WRITE)
             .map_err(|e| map_error(arch, BUFFER_BASE, size, e))?;
-        self.buffer_size = size;
+        self.buffer_size.set(size);
         Ok(())
     }
 
     /// Run from `entry` until the halt address, dispatching host calls to
-    /// `host`.
-    fn run(&mut self, entry: u64, host: &mut dyn HostServices) -> Result<(), Error> {
+    /// `host` and delivering faults it accepts to the entry trampoline whose
+    /// buffer is at `buffer`.
+    fn run(&self, entry: u64, buffer: u64, host: &mut dyn HostServices) -> Result<(), Error> {
         let arch = self.emu.arch();
-        let host = NonNull::from(host);
+        let mut uc = self.uc.clone();
+        let host_ptr = NonNull::from(&mut *host);
         // SAFETY: only the trait object's lifetime bound changes (same
         // layout); see `HookState::host` for why the pointer is never used
         // after the borrow ends.
-        let host = unsafe {
-            std::mem::transmute::<NonNull<dyn HostServices + '_>, NonNull<dyn HostServices>>(host)
+        let host_ptr = unsafe {
+            std::mem::transmute::<NonNull<dyn HostServices + '_>, NonNull<dyn HostServices>>(
+                host_ptr,
+            )
         };
-        {
-            let state = self.uc.get_data_mut();
-            state.host = Some(host);
-            state.buffer = BUFFER_BASE;
+        let guard = {
+            let state = uc.get_data_mut();
+            let guard = HostGuard {
+                uc: self.uc.clone(),
+                host: state.host.replace(host_ptr),
+                buffer: std::mem::replace(&mut state.buffer, buffer),
+            };
             state.error = None;
             state.fault = None;
-        }
-        let guard = HostGuard(self.uc.clone());
+            state.exception = None;
+            guard
+        };
         let count = self
             .instruction_limit
             .map_or(0, |n| usize::try_from(n.max(1)).unwrap_or(usize::MAX));
         let timeout = self.timeout.map_or(0, |t| {
             u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1)
         });
-        let outcome = self.uc.emu_start(entry, HALT_ADDRESS, timeout, count);
-        drop(guard);
-
-        let state = self.uc.get_data_mut();
-        let hook_error = state.error.take();
-        let fault = state.fault.take();
-        if let Some(error) = hook_error {
-            return Err(error);
-        }
-        let mut pc = self.pc()?;
-        if outcome == Err(uc_error::EXCEPTION) {
-            pc = self.emu.exception_pc(pc);
-            self.set_pc(pc)?;
-        }
-        match outcome {
-            Err(e) => {
-                let fault = fault.map(|f| format!("; {f}")).unwrap_or_default();
-                Err(Error::Machine(format!(
-                    "{arch}: emulation failed at pc {pc:#x}: {e} ({e:?}){fault}"
-                )))
+        let mut start = entry;
+        let result = loop {
+            let outcome = uc.emu_start(start, HALT_ADDRESS, timeout, count);
+            let state = uc.get_data_mut();
+            let hook_error = state.error.take();
+            let mem_fault = state.fault.take();
+            let exception = state.exception.take();
+            if let Some(error) = hook_error {
+                break Err(error);
             }
-            Ok(()) if pc == HALT_ADDRESS => Ok(()),
-            Ok(()) => Err(Error::Machine(format!(
-                "{arch}: emulation stopped at pc {pc:#x} before the entry returned: \
-                 instruction limit ({:?}) or timeout ({:?}) reached",
-                self.instruction_limit, self.timeout
-            ))),
+            let mut pc = core::read_pc(&uc, self.emu)?;
+            if outcome == Err(uc_error::EXCEPTION) {
+                pc = self.emu.exception_pc(pc);
+                core::write_pc(&mut uc, self.emu, pc)?;
+            }
+            let kind = match (outcome, exception) {
+                (_, Some(at)) => {
+                    pc = at;
+                    Some(FaultKind::IllegalInstruction)
+                }
+                (Ok(()), None) if pc == HALT_ADDRESS => break Ok(()),
+                (Ok(()), None) => {
+                    break Err(Error::Machine(format!(
+                        "{arch}: emulation stopped at pc {pc:#x} before the entry returned: \
+                         instruction limit ({:?}) or timeout ({:?}) reached",
+                        self.instruction_limit, self.timeout
+                    )));
+                }
+                (Err(e), None) => fault_kind(e),
+            };
+            let fault = kind.map(|kind| {
+                let address = mem_fault.map(|f| f.address);
+                let overflow = kind == FaultKind::MemoryAccess
+                    && address.is_some_and(|a| (STACK_BASE - STACK_GUARD..STACK_BASE).contains(&a));
+                Fault {
+                    pc,
+                    kind: if overflow {
+                        FaultKind::StackOverflow
+                    } else {
+                        kind
+                    },
+                    address,
+                }
+            });
+            if let Some(fault) = fault
+                && host.fault(&fault)
+            {
+                if self.emu.resets_after_fault() {
+                    uc.context_restore(&self.clean)
+                        .map_err(|e| engine_error(arch, "resetting the CPU after a fault", e))?;
+                }
+                start = self.redirect_to_entry(&mut uc, buffer)?;
+                continue;
+            }
+            let detail = mem_fault.map(|f| format!("; {f}")).unwrap_or_default();
+            let what = match outcome {
+                Err(e) => format!("{e} ({e:?})"),
+                Ok(()) => "CPU exception".to_string(),
+            };
+            break Err(Error::Machine(format!(
+                "{arch}: emulation failed at pc {pc:#x}: {what}{detail}"
+            )));
+        };
+        drop(guard);
+        result
+    }
+
+    /// Point the CPU at the entry trampoline's handler recorded in the
+    /// buffer at `buffer`; returns the handler's address.
+    fn redirect_to_entry(
+        &self,
+        uc: &mut Unicorn<'static, HookState>,
+        buffer: u64,
+    ) -> Result<u64, Error> {
+        let arch = self.emu.arch();
+        let spec = arch.spec();
+        let memory = EmulatedMemory::new(uc, arch.endianness());
+        let pc = memory.read_u64(buffer + HANDLER_PC_OFFSET as u64)?;
+        let sp = memory.read_u64(buffer + HANDLER_SP_OFFSET as u64)?;
+        let fp = memory.read_u64(buffer + HANDLER_FP_OFFSET as u64)?;
+        let mut core = Core::new(uc, self.emu);
+        core.write_reg(spec.stack_pointer(), sp)?;
+        if let Some(fp_reg) = spec.frame_pointer() {
+            core.write_reg(fp_reg, fp)?;
         }
+        for reg in spec.payload_regs() {
+            core.write_reg(reg, 0)?;
+        }
+        core.set_pc(pc)?;
+        Ok(pc)
+    }
+}
+
+/// The fault a unicorn error stands for, if it can be delivered as a trap.
+fn fault_kind(e: uc_error) -> Option<FaultKind> {
+    match e {
+        uc_error::READ_UNMAPPED
+        | uc_error::WRITE_UNMAPPED
+        | uc_error::READ_PROT
+        | uc_error::WRITE_PROT
+        | uc_error::READ_UNALIGNED
+        | uc_error::WRITE_UNALIGNED => Some(FaultKind::MemoryAccess),
+        uc_error::INSN_INVALID | uc_error::EXCEPTION => Some(FaultKind::IllegalInstruction),
+        _ => None,
     }
 }
 
@@ -429,15 +537,18 @@ fn on_host_call(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, addr
 /// The interrupt hook, on architectures with instructions to emulate: carry
 /// out the faulting instruction if it is one unicorn lacks, else stop with
 /// the exception.
-fn on_exception(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, intno: u32) {
-    let arch = emu.arch();
+fn on_exception(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, _intno: u32) {
     let outcome = core::read_pc(&*uc, emu).and_then(|pc| {
         let mut core = Core::new(&mut *uc, emu);
-        match emu.emulate_missing(&mut core, pc)? {
+        let next = emu.emulate_missing(&mut core, pc)?;
+        match next {
             Some(next) => core.set_pc(next),
-            None => Err(Error::Machine(format!(
-                "{arch}: CPU exception {intno} at pc {pc:#x}"
-            ))),
+            None => {
+                // A real exception: a fault the run loop delivers or reports.
+                uc.get_data_mut().exception = Some(pc);
+                let _ = uc.emu_stop();
+                Ok(())
+            }
         }
     });
     if let Err(error) = outcome {
@@ -479,6 +590,10 @@ fn dispatch_host_call(
         Error::Machine(format!("{arch}: the ISA spec names no argument registers"))
     })?;
     let context = core::read_reg(&*uc, emu, context_reg)?;
+    let second = match spec.int_arg_regs().get(1) {
+        Some(&reg) => core::read_reg(&*uc, emu, reg)?,
+        None => 0,
+    };
 
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut memory = EmulatedMemory::new(&mut *uc, arch.endianness());
@@ -486,10 +601,11 @@ fn dispatch_host_call(
         // `call_entry`; see `HookState::host`.
         let host = unsafe { &mut *host.as_ptr() };
         match function {
-            HostFunction::Throw => host.throw(&mut memory, context, buffer),
+            HostFunction::Throw => host.throw(&mut memory, context, buffer).map(|()| None),
+            HostFunction::Call => host.call_host(&mut memory, context, second).map(Some),
         }
     }));
-    match outcome {
+    let result = match outcome {
         Ok(result) => result?,
         Err(panic) => {
             let message = panic
@@ -501,8 +617,12 @@ fn dispatch_host_call(
                 "{arch}: host function {function:?} panicked: {message}"
             )));
         }
+    };
+    let mut core = Core::new(uc, emu);
+    if let Some(value) = result {
+        core.write_reg(spec.result_register(), value)?;
     }
-    emu.return_from_host(&mut Core::new(uc, emu))
+    emu.return_from_host(&mut core)
 }
 
 impl Machine for EmulatedMachine {
@@ -566,7 +686,7 @@ impl Machine for EmulatedMachine {
     }
 
     fn call_entry(
-        &mut self,
+        &self,
         entry: u64,
         callee: u64,
         buffer: &mut [u8],
@@ -579,19 +699,54 @@ impl Machine for EmulatedMachine {
                 "{arch}: the ISA spec names fewer than two argument registers"
             )));
         };
-        self.reserve_buffer(buffer.len())?;
-        self.memory().write(BUFFER_BASE, buffer)?;
-        {
-            let mut core = Core::new(&mut self.uc, self.emu);
-            if let Some(fp) = spec.frame_pointer() {
-                core.write_reg(fp, 0)?;
+        let mut uc = self.uc.clone();
+        if uc.get_data().host.is_none() {
+            self.reserve_buffer(buffer.len())?;
+            EmulatedMemory::new(&mut uc, arch.endianness()).write(BUFFER_BASE, buffer)?;
+            {
+                let mut core = Core::new(&mut uc, self.emu);
+                if let Some(fp) = spec.frame_pointer() {
+                    core.write_reg(fp, 0)?;
+                }
+                self.emu.enter(&mut core, STACK_TOP, HALT_ADDRESS)?;
+                core.write_reg(arg0, callee)?;
+                core.write_reg(arg1, BUFFER_BASE)?;
             }
-            self.emu.enter(&mut core, STACK_TOP, HALT_ADDRESS)?;
-            core.write_reg(arg0, callee)?;
-            core.write_reg(arg1, BUFFER_BASE)?;
+            self.run(entry, BUFFER_BASE, host)?;
+            return EmulatedMemory::new(&mut uc, arch.endianness()).read(BUFFER_BASE, buffer);
         }
-        self.run(entry, host)?;
-        self.memory().read(BUFFER_BASE, buffer)
+
+        // A host function called back into JIT code: run the inner call on
+        // the stack below the interrupted code, then put every register
+        // back so the outer call continues where it was.
+        let saved = uc
+            .context_init()
+            .map_err(|e| engine_error(arch, "saving registers for a nested call", e))?;
+        let sp = core::read_reg(&uc, self.emu, spec.stack_pointer())?;
+        let len = buffer.len() as u64;
+        let nested_buffer = sp
+            .checked_sub(NESTED_GAP + len)
+            .map(|a| a & !15)
+            .filter(|&a| a >= STACK_BASE + NESTED_GAP)
+            .ok_or_else(|| Error::Machine(format!("{arch}: no stack left for a nested call")))?;
+        let top = (nested_buffer - NESTED_GAP) & !15;
+        let outcome = (|| {
+            EmulatedMemory::new(&mut uc, arch.endianness()).write(nested_buffer, buffer)?;
+            {
+                let mut core = Core::new(&mut uc, self.emu);
+                if let Some(fp) = spec.frame_pointer() {
+                    core.write_reg(fp, 0)?;
+                }
+                self.emu.enter(&mut core, top, HALT_ADDRESS)?;
+                core.write_reg(arg0, callee)?;
+                core.write_reg(arg1, nested_buffer)?;
+            }
+            self.run(entry, nested_buffer, host)?;
+            EmulatedMemory::new(&mut uc, arch.endianness()).read(nested_buffer, buffer)
+        })();
+        uc.context_restore(&saved)
+            .map_err(|e| engine_error(arch, "restoring registers after a nested call", e))?;
+        outcome
     }
 }
 

@@ -305,7 +305,7 @@ fn undefined_instruction_is_an_error_with_its_pc() {
 #[test]
 fn jump_to_unmapped_code_is_an_error() {
     for arch in Arch::ALL {
-        let mut m = machine(arch);
+        let m = machine(arch);
         let mut buffer = [0u8; 8];
         let result = m.call_entry(0x7000, 0, &mut buffer, &mut NoHost);
         let message = machine_message(result.map(|()| 0));
@@ -514,7 +514,7 @@ block0(v0: i64):
 #[test]
 fn stray_jumps_into_the_host_page_are_errors() {
     for arch in Arch::ALL {
-        let mut m = machine(arch);
+        let m = machine(arch);
         let base = m.layout().host_functions;
         let mut buffer = [0u8; 8];
         let message = machine_message(

@@ -46,9 +46,13 @@ impl FileUpdate {
             .state
             .lock()
             .map_err(|_| anyhow::anyhow!("bless state poisoned"))?;
+        // As upstream, each function's expectation is rewritten at most once
+        // and in file order: a precise-output file has one expectation per
+        // function, so one with several targets cannot be blessed.
         anyhow::ensure!(
-            location.line_number >= state.last_line,
-            "bless edits out of order at line {}",
+            location.line_number > state.last_line,
+            "cannot bless the function on line {} again: a precise-output file \
+             with several targets has one expectation per function",
             location.line_number
         );
         state.last_line = location.line_number;
@@ -56,7 +60,11 @@ impl FileUpdate {
             .with_context(|| format!("reading {}", self.path.display()))?;
         let lines: Vec<&str> = text.lines().collect();
         let start = (location.line_number as isize - 1 + state.line_shift) as usize;
-        anyhow::ensure!(start < lines.len(), "bless: line {} out of range", location.line_number);
+        anyhow::ensure!(
+            start < lines.len(),
+            "bless: line {} out of range",
+            location.line_number
+        );
         // The function runs to its closing brace at the start of a line.
         let close = (start..lines.len())
             .find(|&i| lines[i].starts_with('}'))

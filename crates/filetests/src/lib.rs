@@ -1,4 +1,23 @@
-//! Cranelift filetests outside the Cranelift repository.
+//! Cranelift filetests outside the Cranelift repository: the file format,
+//! test kinds and verdicts of upstream's `clif-util test`, plus `test run`
+//! executed on every target (natively or emulated, through a
+//! [`run::MachineProvider`]).
+//!
+//! [`runner::run_files`] runs files in parallel; [`runone::run_file`] runs
+//! one; [`kinds::new_subtest`] maps a `test` line to its [`subtest::SubTest`].
 
+pub mod alias_analysis;
 pub mod bless;
+pub mod cat;
+pub mod compile;
+pub mod domtree;
+pub mod inline;
+pub mod interpret;
+pub mod kinds;
+pub mod optimize;
+pub mod print_cfg;
+pub mod run;
+pub mod runner;
+pub mod runone;
 pub mod subtest;
+pub mod verifier;

@@ -89,6 +89,42 @@ pub trait SubTest: Send + Sync {
 
     /// Run the test on one function.
     fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()>;
+
+    /// For kinds that execute code (`run`): what the last `run_target` call
+    /// executed, taken by the runner for its per-target counts and messages.
+    fn take_run_report(&self) -> Option<RunReport> {
+        None
+    }
+}
+
+/// What one target of a `test run` file did.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// How the target ran: `native`, `emulated`, or `-` when it did not.
+    pub mode: &'static str,
+    /// Run and print lines that passed.
+    pub passed: usize,
+    /// Lines that failed (or the module that did not build).
+    pub failures: Vec<RunFailure>,
+    /// Output of `; print:` lines (`line: %f() -> values`).
+    pub printed: Vec<String>,
+    /// Why the whole target was skipped, if it was.
+    pub skipped: Option<String>,
+    /// Run and print lines in the file (all skipped when `skipped` is set).
+    pub lines: usize,
+}
+
+/// One run line (or module) that did not pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunFailure {
+    /// 1-based line of the run line or function; 0 when unknown.
+    pub line: usize,
+    /// The invocation (`%f(1, 2)`), or what was being done.
+    pub invocation: String,
+    /// What the file expects.
+    pub expected: String,
+    /// What happened.
+    pub actual: String,
 }
 
 /// Check `text` against the filecheck directives (`check:`, `nextln:`, ...)
@@ -105,7 +141,8 @@ pub fn run_filecheck(text: &str, context: &Context) -> anyhow::Result<()> {
         .explain(text, NO_VARIABLES)
         .context("filecheck explain failed")?;
     bail!(
-        "filecheck failed for function on line {}:\n{}{}",
+        "{}:{}: filecheck failed for the function on that line:\n{}{}",
+        context.file_path,
         context.details.location.line_number,
         checker,
         explain
@@ -151,9 +188,18 @@ pub fn check_precise_output(actual: &[&str], context: &Context) -> anyhow::Resul
             .file_update
             .replace_expectation(&context.details.location, actual);
     }
+    let first_difference = expected
+        .iter()
+        .zip(actual)
+        .position(|(e, a)| e != a)
+        .unwrap_or(expected.len().min(actual.len()));
+    let at = match expectation_line(context, first_difference) {
+        Some(line) => format!("{}:{line}", context.file_path),
+        None => format!("{} (end of the expectation)", context.file_path),
+    };
     bail!(
         "compilation of function on line {} does not match\n\
-         the text expectation\n\n{}\n\
+         the text expectation; first difference at {at}\n\n{}\n\
          This test assertion can be automatically updated by setting the\n\
          CRANELIFT_TEST_BLESS=1 environment variable when running this test.",
         context.details.location.line_number,
@@ -161,4 +207,19 @@ pub fn check_precise_output(actual: &[&str], context: &Context) -> anyhow::Resul
             .unified_diff()
             .header("expected", "actual")
     )
+}
+
+/// The file line of the `index`th expectation line of the function (its
+/// comments after the closing brace, `;;` ones excepted), read back from
+/// the file: the reader keeps no line numbers for comments.
+fn expectation_line(context: &Context, index: usize) -> Option<usize> {
+    let text = std::fs::read_to_string(context.file_path).ok()?;
+    let start = context.details.location.line_number;
+    let mut lines = text.lines().enumerate().skip(start);
+    lines.by_ref().find(|(_, l)| l.starts_with('}'))?;
+    lines
+        .take_while(|(_, l)| l.trim().is_empty() || l.starts_with(';'))
+        .filter(|(_, l)| l.starts_with(';') && !l.starts_with(";;"))
+        .nth(index)
+        .map(|(i, _)| i + 1)
 }

@@ -71,6 +71,18 @@ pub(crate) trait EmuArch: Sync {
     fn emulates_missing_instructions(&self) -> bool {
         false
     }
+    /// Whether CPU exceptions are caught by an interrupt hook (which stops
+    /// the engine with the faulting pc) rather than left to end `emu_start`.
+    fn hooks_exceptions(&self) -> bool {
+        self.emulates_missing_instructions()
+    }
+    /// Whether delivering a fault must first put back the CPU state saved
+    /// right after set-up: on x86-64 the emulated CPU remembers the
+    /// exception "in flight" (it never saw it delivered), so the next one
+    /// becomes a double fault and the one after that stops the engine.
+    fn resets_after_fault(&self) -> bool {
+        false
+    }
     /// Called when the instruction at `pc` raised a CPU exception: if it is
     /// one unicorn does not implement and this crate does, carry it out and
     /// return the address of the next instruction; `Ok(None)` leaves the

@@ -55,6 +55,14 @@ const RSP: Reg = Reg::int(4);
 const MXCSR_DEFAULT: u64 = 0x1f80;
 
 impl EmuArch for X86_64 {
+    fn hooks_exceptions(&self) -> bool {
+        true
+    }
+
+    fn resets_after_fault(&self) -> bool {
+        true
+    }
+
     fn arch(&self) -> Arch {
         Arch::X86_64
     }

@@ -1,0 +1,327 @@
+//! `clif-exn test` on the compile-side kinds — `compile` (filecheck,
+//! `precise-output`, `expect-fail`) and `optimize` — with bless, the
+//! verifier run before them, parser warnings, unsupported kinds and flags.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn clif_exn(flags: &[&str], files: &[&Path], bless: bool) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clif-exn"));
+    command.arg("test").args(flags).args(files);
+    if bless {
+        command.env("CRANELIFT_TEST_BLESS", "1");
+    } else {
+        command.env_remove("CRANELIFT_TEST_BLESS");
+    }
+    command.output().expect("clif-exn runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clif-exn-kinds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const ADD: &str = "function %add(i64, i64) -> i64 {\nblock0(v0: i64, v1: i64):\n    \
+                   v2 = iadd v0, v1\n    return v2\n}\n";
+
+/// A precise-output file for `target`, its expectation written by bless.
+fn blessed(name: &str, target: &str) -> (PathBuf, String) {
+    let path = scratch(
+        name,
+        &format!("test compile precise-output\ntarget {target}\n\n{ADD}"),
+    );
+    let o = clif_exn(&[], &[&path], true);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+#[test]
+fn precise_output_is_vcode_then_disassembly_and_passes_once_blessed() {
+    let (path, text) = blessed("precise-x64.clif", "x86_64");
+    // Upstream's layout: `; VCode:` ... `;` `; Disassembled:` with capstone
+    // block labels and offsets.
+    assert!(
+        text.contains("}\n\n; VCode:\n;   pushq %rbp\n")
+            && text.contains(";   leaq (%rdi, %rsi), %rax\n")
+            && text.contains(";\n; Disassembled:\n; block0: ; offset 0x0\n;   pushq %rbp\n"),
+        "{text}"
+    );
+    assert!(text.ends_with(";   retq\n\n"), "{text:?}");
+    let o = clif_exn(&[], &[&path], false);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("1 files: 1 passed, 0 failed, 0 skipped"),
+        "{out}"
+    );
+    assert!(out.contains("compile         x86_64     1 passed"), "{out}");
+}
+
+#[test]
+fn a_wrong_precise_output_line_fails_with_a_diff_and_its_line() {
+    let (path, text) = blessed("precise-wrong.clif", "aarch64");
+    let lines: Vec<&str> = text.lines().collect();
+    let wrong = lines
+        .iter()
+        .position(|l| l.starts_with(";   add "))
+        .expect("an add in the expectation");
+    let corrupted = text.replacen(lines[wrong], ";   sub x0, x0, x1", 1);
+    std::fs::write(&path, &corrupted).unwrap();
+    let o = clif_exn(&[], &[&path], false);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let shown = path.display();
+    assert!(
+        out.contains(&format!("FAIL {shown} compile [aarch64]"))
+            && out.contains(&format!("first difference at {shown}:{}", wrong + 1)),
+        "{out}"
+    );
+    assert!(
+        out.contains("--- expected\n")
+            && out.contains("-  sub x0, x0, x1\n")
+            && out.contains(&format!("+{}\n", &lines[wrong][2..])),
+        "{out}"
+    );
+    assert!(out.contains("CRANELIFT_TEST_BLESS=1"), "{out}");
+    // The file is left alone without bless.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), corrupted);
+}
+
+/// Bless restores a corrupted expectation byte for byte, in a file with
+/// several functions (later ones shift as earlier ones change length).
+#[test]
+fn bless_round_trip_restores_the_file() {
+    let original_text = format!(
+        "test compile precise-output\nset opt_level=speed\ntarget s390x\n\n\
+         {ADD}\nfunction %neg(i32) -> i32 {{\nblock0(v0: i32):\n    v1 = ineg v0\n    return v1\n}}\n"
+    );
+    let path = scratch("bless.clif", &original_text);
+    assert!(clif_exn(&[], &[&path], true).status.success());
+    let blessed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        blessed.contains("; Disassembled:") && blessed.contains(";   lcr"),
+        "{blessed}"
+    );
+    // Drop a line of the first expectation and corrupt one of the second.
+    let corrupted = blessed
+        .replacen(";   agr", ";   agrX", 1)
+        .replacen(";   br %r14\n", "", 1)
+        .replacen(";   lcr", ";   lcrX", 1);
+    assert_ne!(corrupted, blessed);
+    std::fs::write(&path, &corrupted).unwrap();
+    assert_eq!(clif_exn(&[], &[&path], false).status.code(), Some(1));
+    assert!(clif_exn(&[], &[&path], true).status.success());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), blessed);
+}
+
+/// A precise-output file with several targets has one expectation per
+/// function; bless refuses to rewrite it twice (upstream asserts).
+#[test]
+fn bless_of_several_targets_is_refused() {
+    let path = scratch(
+        "bless-two.clif",
+        &format!("test compile precise-output\ntarget x86_64\ntarget s390x\n\n{ADD}"),
+    );
+    let o = clif_exn(&[], &[&path], true);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("cannot bless the function on line 5 again"),
+        "{out}"
+    );
+}
+
+/// The same round trip on an upstream corpus file, when the corpus is here.
+#[test]
+fn bless_round_trip_on_an_upstream_file() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/upstream-filetests/filetests/isa/x64/exceptions.clif");
+    let Ok(original) = std::fs::read_to_string(&corpus) else {
+        eprintln!("no upstream corpus; skipping");
+        return;
+    };
+    let path = scratch("upstream-exceptions.clif", &original);
+    assert!(clif_exn(&[], &[&path], false).status.success());
+    let corrupted = original.replacen(";   callq *%rax\n", ";   callq *%rbx\n", 1);
+    assert_ne!(corrupted, original);
+    std::fs::write(&path, &corrupted).unwrap();
+    assert_eq!(clif_exn(&[], &[&path], false).status.code(), Some(1));
+    assert!(clif_exn(&[], &[&path], true).status.success());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+}
+
+#[test]
+fn filecheck_directives_pass_and_a_mismatch_fails() {
+    let good = scratch(
+        "check-good.clif",
+        &format!(
+            "test compile\ntarget x86_64\n\n{ADD}; check: block0:\n; nextln: leaq\n\
+             ; sameln: %rax\n; not: imul\n; regex: R=%r[a-z]+\n; check: movq $R, %rsp\n"
+        ),
+    );
+    let o = clif_exn(&[], &[&good], false);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let bad = scratch(
+        "check-bad.clif",
+        &format!("test compile\ntarget x86_64\n\n{ADD}; check: imulq\n"),
+    );
+    let o = clif_exn(&[], &[&bad], false);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("{}:4: filecheck failed", bad.display())) && out.contains("imulq"),
+        "{out}"
+    );
+}
+
+#[test]
+fn expect_fail_passes_only_when_compilation_fails() {
+    let fails = scratch(
+        "expect-fail.clif",
+        "test compile expect-fail\nset enable_llvm_abi_extensions=true\ntarget x86_64\n\n\
+         function %f(i64) -> i32 {\nblock0(v0: i64):\n    v1 = load.i32 big v0\n    return v1\n}\n",
+    );
+    let o = clif_exn(&[], &[&fails], false);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let compiles = scratch(
+        "expect-fail-compiles.clif",
+        &format!("test compile expect-fail\ntarget x86_64\n\n{ADD}"),
+    );
+    let o = clif_exn(&[], &[&compiles], false);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("expects an error"), "{out}");
+}
+
+#[test]
+fn optimize_prints_the_optimized_function() {
+    let path = scratch(
+        "optimize.clif",
+        "test optimize precise-output\nset opt_level=speed\ntarget x86_64\n\n\
+         function %f(i32) -> i32 {\nblock0(v0: i32):\n    v1 = iconst.i32 0\n    \
+         v2 = iadd v0, v1\n    return v2\n}\n",
+    );
+    assert!(clif_exn(&[], &[&path], true).status.success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.ends_with(
+            "; function %f(i32) -> i32 fast {\n; block0(v0: i32):\n;     return v0\n; }\n\n"
+        ),
+        "{text:?}"
+    );
+    assert!(clif_exn(&[], &[&path], false).status.success());
+    let wrong = text.replace(";     return v0", ";     return v1");
+    std::fs::write(&path, wrong).unwrap();
+    assert_eq!(clif_exn(&[], &[&path], false).status.code(), Some(1));
+
+    let check = scratch(
+        "optimize-check.clif",
+        "test optimize\nset opt_level=speed\ntarget aarch64\n\n\
+         function %f(i32) -> i32 {\nblock0(v0: i32):\n    v1 = iconst.i32 2\n    \
+         v2 = imul v0, v1\n    return v2\n}\n; check: iadd v0, v0\n; not: imul\n",
+    );
+    let o = clif_exn(&[], &[&check], false);
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn the_verifier_runs_before_compile() {
+    let path = scratch(
+        "unverified.clif",
+        "test compile\ntarget x86_64\n\nfunction %f(i32) -> i64 {\nblock0(v0: i32):\n    \
+         return v0\n}\n",
+    );
+    let o = clif_exn(&[], &[&path], false);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("fails the verifier") && out.contains("return v0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unsupported_kinds_and_targets_are_counted_as_skipped() {
+    let kind = scratch("licm.clif", &format!("test licm\ntarget x86_64\n\n{ADD}"));
+    let warning = scratch("i686.clif", &format!("test compile\ntarget i686\n\n{ADD}"));
+    let o = clif_exn(&[], &[&kind, &warning], false);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("2 files: 1 passed, 0 failed, 1 skipped"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 × `test licm` is not supported by this runner")
+            && out.contains("1 × file: line 2: unsupported target 'i686'"),
+        "{out}"
+    );
+}
+
+/// A run test whose target flag the emulated CPU lacks is skipped for that
+/// target with the reason; `--no-run` skips run tests altogether.
+#[test]
+fn run_targets_the_emulator_lacks_are_skipped_with_the_reason() {
+    let path = scratch(
+        "has-v.clif",
+        &format!("test run\ntarget riscv64 has_v\ntarget riscv64\n\n{ADD}; run: %add(1, 2) == 3\n"),
+    );
+    let o = clif_exn(&["-v"], &[&path], false);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("SKIP [riscv64 has_v]: ") && out.contains("has_v"),
+        "{out}"
+    );
+    assert!(
+        out.contains("riscv64  emulated 1 passed, 0 failed, 1 skipped"),
+        "{out}"
+    );
+    let o = clif_exn(&["--no-run"], &[&path], false);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("1 × run tests are not executed (--no-run)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn verbose_prints_each_file_with_its_time() {
+    let path = scratch(
+        "verbose.clif",
+        &format!("test compile\ntarget s390x\n\n{ADD}"),
+    );
+    let o = clif_exn(&["-v"], &[&path], false);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&path.display().to_string()))
+        .expect("a line for the file");
+    assert!(line.ends_with("s)") && line.contains(" (0."), "{line}");
+    assert!(out.contains("  compile [s390x]: passed"), "{out}");
+}
+
+/// A slice of upstream's corpus, when it is here: every x64 file passes.
+#[test]
+fn upstream_x64_compile_tests_pass() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/upstream-filetests/filetests/isa/x64");
+    if !dir.is_dir() {
+        eprintln!("no upstream corpus; skipping");
+        return;
+    }
+    let o = clif_exn(&["--no-run"], &[&dir], false);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(" passed, 0 failed, 0 skipped;"), "{out}");
+}

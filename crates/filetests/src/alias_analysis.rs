@@ -1,0 +1,90 @@
+//! `test alias-analysis`: run Cranelift's redundant-load elimination (alias
+//! analysis) on each function and check the resulting CLIF with the file's
+//! filecheck directives.
+
+use std::borrow::Cow;
+
+use anyhow::{anyhow, bail};
+use cranelift_codegen::ir::Function;
+use cranelift_codegen::print_errors::pretty_error;
+use cranelift_reader::TestCommand;
+
+use crate::subtest::{Context, SubTest, run_filecheck};
+
+/// The `alias-analysis` kind; it takes no options.
+struct TestAliasAnalysis;
+
+/// Build the `alias-analysis` kind from its `test` line.
+pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
+    anyhow::ensure!(
+        command.command == "alias-analysis",
+        "not an alias-analysis command: {command}"
+    );
+    if !command.options.is_empty() {
+        bail!("No options allowed on {command}");
+    }
+    Ok(Box::new(TestAliasAnalysis))
+}
+
+impl SubTest for TestAliasAnalysis {
+    fn name(&self) -> &'static str {
+        "alias-analysis"
+    }
+
+    fn is_mutating(&self) -> bool {
+        true
+    }
+
+    fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
+        let mut ctx = cranelift_codegen::Context::for_function(func.into_owned());
+        // The analysis walks the dominator tree, which needs the CFG.
+        ctx.flowgraph();
+        ctx.replace_redundant_loads()
+            .map_err(|e| anyhow!("{}", pretty_error(&ctx.func, e)))?;
+        run_filecheck(&ctx.func.display().to_string(), context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::verifier::test_support::run_text;
+
+    const TEXT: &str = "test alias-analysis
+set opt_level=speed
+target x86_64
+
+function %f(i64) -> i32 {
+block0(v0: i64):
+    v1 = load.i32 v0
+    v2 = load.i32 v0
+    v3 = iadd v1, v2
+    return v3
+}
+; check: v1 = load.i32 v0
+; check: v2 -> v1
+; not: v2 = load
+";
+
+    #[test]
+    fn redundant_load_is_removed() {
+        run_text(TEXT).unwrap();
+    }
+
+    #[test]
+    fn store_in_between_keeps_the_load() {
+        // With a store to the same category between them, the second load
+        // must stay: the same checks now fail.
+        let text = TEXT.replace(
+            "    v2 = load.i32 v0\n",
+            "    store.i32 v1, v0+4\n    v2 = load.i32 v0\n",
+        );
+        let err = format!("{:#}", run_text(&text).unwrap_err());
+        assert!(err.contains("filecheck failed"), "{err}");
+    }
+
+    #[test]
+    fn options_are_rejected() {
+        let cmd = cranelift_reader::TestCommand::new("alias-analysis precise-output");
+        assert!(super::subtest(&cmd).is_err());
+    }
+}

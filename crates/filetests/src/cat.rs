@@ -1,0 +1,92 @@
+//! `test cat`: parse each function, print it back, and check the text with
+//! the file's filecheck directives. It tests the parser and the printer.
+
+use std::borrow::Cow;
+
+use anyhow::bail;
+use cranelift_codegen::ir::Function;
+use cranelift_reader::TestCommand;
+
+use crate::subtest::{Context, SubTest, run_filecheck};
+
+/// The `cat` kind; it takes no options.
+struct TestCat;
+
+/// Build the `cat` kind from its `test` line.
+pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
+    anyhow::ensure!(command.command == "cat", "not a cat command: {command}");
+    if !command.options.is_empty() {
+        bail!("No options allowed on {command}");
+    }
+    Ok(Box::new(TestCat))
+}
+
+impl SubTest for TestCat {
+    fn name(&self) -> &'static str {
+        "cat"
+    }
+
+    fn needs_verifier(&self) -> bool {
+        false
+    }
+
+    fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
+        run_filecheck(&func.display().to_string(), context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::verifier::test_support::run_text;
+
+    const TEXT: &str = "test cat
+
+function %f(i32) -> i32 {
+block10(v7: i32):
+    v8 = iconst.i32 1
+    v9 = iadd v7, v8
+    return v9
+}
+; check: function %f(i32) -> i32 fast {
+; nextln: block10(v7: i32):
+; nextln:     v8 = iconst.i32 1
+; nextln:     v9 = iadd v7, v8  ; v8 = 1
+";
+
+    #[test]
+    fn printed_function_matches() {
+        run_text(TEXT).unwrap();
+    }
+
+    #[test]
+    fn wrong_check_fails() {
+        let wrong = TEXT.replace(
+            "; nextln:     v8 = iconst.i32 1",
+            "; nextln:     v8 = iconst.i32 2",
+        );
+        let err = format!("{:#}", run_text(&wrong).unwrap_err());
+        assert!(err.contains("filecheck failed"), "{err}");
+    }
+
+    #[test]
+    fn invalid_ir_is_still_printed() {
+        // `cat` does not run the verifier: a type error is no failure.
+        let text = "test cat
+
+function %f(i32) -> i32 {
+block0(v0: i32):
+    v1 = iconst.i64 1
+    v2 = iadd v0, v1
+    return v2
+}
+; check: v2 = iadd v0, v1
+";
+        run_text(text).unwrap();
+    }
+
+    #[test]
+    fn options_are_rejected() {
+        let cmd = cranelift_reader::TestCommand::new("cat foo");
+        assert!(super::subtest(&cmd).is_err());
+    }
+}

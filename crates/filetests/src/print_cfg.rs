@@ -1,0 +1,81 @@
+//! `test print-cfg`: print each function's control-flow graph in Graphviz
+//! format and check it with the file's filecheck directives.
+
+use std::borrow::Cow;
+
+use anyhow::bail;
+use cranelift_codegen::cfg_printer::CFGPrinter;
+use cranelift_codegen::ir::Function;
+use cranelift_reader::TestCommand;
+
+use crate::subtest::{Context, SubTest, run_filecheck};
+
+/// The `print-cfg` kind; it takes no options.
+struct TestPrintCfg;
+
+/// Build the `print-cfg` kind from its `test` line.
+pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
+    anyhow::ensure!(
+        command.command == "print-cfg",
+        "not a print-cfg command: {command}"
+    );
+    if !command.options.is_empty() {
+        bail!("No options allowed on {command}");
+    }
+    Ok(Box::new(TestPrintCfg))
+}
+
+impl SubTest for TestPrintCfg {
+    fn name(&self) -> &'static str {
+        "print-cfg"
+    }
+
+    fn needs_verifier(&self) -> bool {
+        false
+    }
+
+    fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
+        run_filecheck(&CFGPrinter::new(&func).to_string(), context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::verifier::test_support::run_text;
+
+    const TEXT: &str = "test print-cfg
+
+function %f(i32) {
+block0(v0: i32):
+    brif v0, block1, block2
+block1:
+    jump block2
+block2:
+    return
+}
+; check: digraph \"%f\" {
+; check: block0 [shape=record, label=\"{block0(v0: i32)
+; check: block0:inst0 -> block1
+; check: block0:inst0 -> block2
+; check: block1:inst1 -> block2
+; not: block2:inst
+";
+
+    #[test]
+    fn graph_matches() {
+        run_text(TEXT).unwrap();
+    }
+
+    #[test]
+    fn wrong_edge_fails() {
+        let wrong = TEXT.replace("block1:inst1 -> block2", "block1:inst1 -> block0");
+        let err = format!("{:#}", run_text(&wrong).unwrap_err());
+        assert!(err.contains("filecheck failed"), "{err}");
+    }
+
+    #[test]
+    fn options_are_rejected() {
+        let cmd = cranelift_reader::TestCommand::new("print-cfg x=1");
+        assert!(super::subtest(&cmd).is_err());
+    }
+}

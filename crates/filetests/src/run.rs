@@ -1,0 +1,363 @@
+//! `test run`: compile the file's functions for each `target` line, link and
+//! load them on a machine (native for the host, an emulator otherwise, as a
+//! [`MachineProvider`] decides) and execute every `; run:` and `; print:`
+//! line. Unlike upstream, which runs only host targets, every target the
+//! provider can serve is executed; a target it cannot serve (a CPU feature
+//! neither the host nor the emulator has) is skipped with the reason.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, bail};
+use cranelift_codegen::data_value::DataValue;
+use cranelift_codegen::ir::Function;
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::settings::Flags;
+use cranelift_exn::Error;
+use cranelift_exn::compile::build_isa;
+use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::Machine;
+use cranelift_exn::module::Module;
+use cranelift_reader::{Comparison, RunCommand, TestCommand, TestFile, parse_run_command};
+
+use crate::bless::FileUpdate;
+use crate::subtest::{Context, RunFailure, RunReport, SubTest};
+
+/// Supplies a machine for each architecture a file targets.
+pub trait MachineProvider: Send + Sync {
+    /// A fresh machine for `arch`.
+    fn machine(&self, arch: Arch) -> Result<Box<dyn Machine>, Error>;
+
+    /// How `arch` runs: `native` or `emulated`.
+    fn mode(&self, arch: Arch) -> &'static str;
+
+    /// Why code for `isa` cannot run on the machine for its architecture
+    /// (a flag the CPU lacks), or `None` when it can.
+    fn unsupported(&self, isa: &dyn TargetIsa) -> Option<String> {
+        let _ = isa;
+        None
+    }
+}
+
+/// `test run`, executing on machines from a provider.
+struct TestRun {
+    provider: Arc<dyn MachineProvider>,
+    /// The report of the last `run_target` call, for the runner.
+    report: Mutex<Option<RunReport>>,
+}
+
+/// The `run` kind for a `test run` line, executing on `provider`'s machines.
+pub fn subtest(
+    command: &TestCommand,
+    provider: Arc<dyn MachineProvider>,
+) -> anyhow::Result<Box<dyn SubTest>> {
+    if let Some(option) = command.options.first() {
+        bail!("unknown option `{option}` on `{command}`");
+    }
+    Ok(Box::new(TestRun {
+        provider,
+        report: Mutex::new(None),
+    }))
+}
+
+/// A run or print line with its place in the file.
+struct RunLine {
+    line: usize,
+    /// The function the line is attached to: what it calls, as upstream's
+    /// runner does (a bare `; run` names it `%default`).
+    function: String,
+    command: RunCommand,
+}
+
+impl SubTest for TestRun {
+    fn name(&self) -> &'static str {
+        "run"
+    }
+
+    fn needs_isa(&self) -> bool {
+        true
+    }
+
+    /// The functions are verified when they are compiled, with the flags
+    /// this runner forces (`preserve_frame_pointers`, which exception run
+    /// tests need for `get_frame_pointer`), not with the file's own flags.
+    fn needs_verifier(&self) -> bool {
+        false
+    }
+
+    fn run_target(
+        &self,
+        testfile: &TestFile,
+        _file_update: &FileUpdate,
+        file_path: &str,
+        _flags: &Flags,
+        isa: Option<&dyn TargetIsa>,
+    ) -> anyhow::Result<()> {
+        let isa = isa.context("`test run` needs a target")?;
+        let report = self.run_on(testfile, file_path, isa)?;
+        let failed = report.failures.len();
+        *self
+            .report
+            .lock()
+            .map_err(|_| anyhow::anyhow!("run report poisoned"))? = Some(report);
+        if failed > 0 {
+            bail!("{failed} run line(s) failed");
+        }
+        Ok(())
+    }
+
+    fn run(&self, _func: Cow<Function>, _context: &Context) -> anyhow::Result<()> {
+        bail!("`test run` runs whole files (through run_target)")
+    }
+
+    fn take_run_report(&self) -> Option<RunReport> {
+        self.report.lock().ok().and_then(|mut r| r.take())
+    }
+}
+
+impl TestRun {
+    fn run_on(
+        &self,
+        testfile: &TestFile,
+        file_path: &str,
+        isa: &dyn TargetIsa,
+    ) -> anyhow::Result<RunReport> {
+        let mut report = RunReport {
+            mode: "-",
+            ..Default::default()
+        };
+        let runs = run_lines(testfile, file_path)?;
+        report.lines = runs.len();
+        let Some(arch) = Arch::from_triple(isa.triple()) else {
+            report.skipped = Some(format!("{} is not a supported target", isa.triple()));
+            return Ok(report);
+        };
+        report.mode = self.provider.mode(arch);
+        if let Some(reason) = self.provider.unsupported(isa) {
+            report.skipped = Some(reason);
+            return Ok(report);
+        }
+        let isa = rebuild(arch, isa)?;
+        let functions: Vec<Function> = testfile.functions.iter().map(|(f, _)| f.clone()).collect();
+        let module = self
+            .provider
+            .machine(arch)
+            .and_then(|m| Module::new(m, isa.as_ref(), functions));
+        let mut module = match module {
+            Ok(module) => module,
+            Err(e) => {
+                let line = match &e {
+                    Error::Compile { function, .. } | Error::Link { function, .. } => testfile
+                        .functions
+                        .iter()
+                        .find(|(f, _)| f.name.to_string() == *function)
+                        .map_or(0, |(_, d)| d.location.line_number),
+                    _ => 0,
+                };
+                report.failures.push(RunFailure {
+                    line,
+                    invocation: "building the module".into(),
+                    expected: "compiles, links and loads".into(),
+                    actual: e.to_string(),
+                });
+                return Ok(report);
+            }
+        };
+        for run in &runs {
+            run_line(&mut module, run, &mut report);
+        }
+        Ok(report)
+    }
+}
+
+/// The ISA of a `target` line with the flags the linker and unwinder need
+/// forced on (`preserve_frame_pointers`, `unwind_info`).
+fn rebuild(arch: Arch, isa: &dyn TargetIsa) -> anyhow::Result<OwnedTargetIsa> {
+    build_isa(arch, isa.flags(), &isa.isa_flags()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Every `; run:` and `; print:` line of the file, with its line number.
+fn run_lines(testfile: &TestFile, file_path: &str) -> anyhow::Result<Vec<RunLine>> {
+    // The reader keeps no line numbers for comments; find them in the text,
+    // in file order after each function's `function` line.
+    let text = std::fs::read_to_string(file_path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut runs = Vec::new();
+    for (func, details) in &testfile.functions {
+        let mut search_from = details.location.line_number.saturating_sub(1);
+        for comment in &details.comments {
+            let wanted = comment.text.trim();
+            let found = (search_from..lines.len()).find(|&i| lines[i].trim() == wanted);
+            let line = found.map_or(details.location.line_number, |i| {
+                search_from = i + 1;
+                i + 1
+            });
+            let command = parse_run_command(comment.text, &func.signature)
+                .map_err(|e| anyhow::anyhow!("{file_path}:{line}: {}", e.message))?;
+            if let Some(command) = command {
+                runs.push(RunLine {
+                    line,
+                    function: func.name.to_string(),
+                    command,
+                });
+            }
+        }
+    }
+    Ok(runs)
+}
+
+fn display_values(values: &[DataValue]) -> String {
+    match values {
+        [] => "[]".into(),
+        [one] => one.to_string(),
+        many => format!(
+            "[{}]",
+            many.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn run_line(module: &mut Module, run: &RunLine, report: &mut RunReport) {
+    let (invocation, expectation) = match &run.command {
+        RunCommand::Print(inv) => (inv, None),
+        RunCommand::Run(inv, cmp, expected) => (inv, Some((cmp, expected))),
+    };
+    let shown = format!(
+        "%{}({})",
+        invocation.func,
+        invocation
+            .args
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let fail = |report: &mut RunReport, expected: String, actual: String| {
+        report.failures.push(RunFailure {
+            line: run.line,
+            invocation: shown.clone(),
+            expected,
+            actual,
+        })
+    };
+    let expected_text = match expectation {
+        None => "returns".to_string(),
+        Some((cmp, values)) => format!("{cmp} {}", display_values(values)),
+    };
+    // Like upstream, call the function the line is attached to (its
+    // signature typed the arguments), whatever name the line gives: the
+    // corpus has lines whose name is stale, and upstream passes them.
+    let actual = match module.call(&run.function, &invocation.args) {
+        Ok(values) => values,
+        Err(e) => {
+            fail(report, expected_text, e.to_string());
+            return;
+        }
+    };
+    match expectation {
+        None => {
+            report.printed.push(format!(
+                "{}: {shown} -> {}",
+                run.line,
+                display_values(&actual)
+            ));
+            report.passed += 1;
+        }
+        Some((cmp, expected)) => {
+            let equal = actual.len() == expected.len()
+                && actual.iter().zip(expected).all(|(a, b)| a.bitwise_eq(b));
+            let ok = match cmp {
+                Comparison::Equals => equal,
+                Comparison::NotEquals => !equal,
+            };
+            if ok {
+                report.passed += 1;
+            } else {
+                fail(report, expected_text, display_values(&actual));
+            }
+        }
+    }
+}
+
+/// Why the host CPU cannot run code for `isa` (an ISA flag it lacks), or
+/// `None` when it can; for a [`MachineProvider`] running the host natively.
+/// Like upstream's runner, only enabled boolean flags are checked.
+pub fn host_unsupported(isa: &dyn TargetIsa) -> Option<String> {
+    for value in isa.isa_flags() {
+        if value.as_bool() != Some(true) {
+            continue;
+        }
+        if host_has(value.name) == Some(false) {
+            return Some(format!("the host CPU lacks `{}`", value.name));
+        }
+    }
+    None
+}
+
+/// Whether the host CPU has the feature behind a Cranelift ISA flag; `None`
+/// for flags that are not CPU features (or not for this host).
+#[cfg(target_arch = "x86_64")]
+fn host_has(flag: &str) -> Option<bool> {
+    Some(match flag {
+        "has_sse3" => std::arch::is_x86_feature_detected!("sse3"),
+        "has_ssse3" => std::arch::is_x86_feature_detected!("ssse3"),
+        "has_sse41" => std::arch::is_x86_feature_detected!("sse4.1"),
+        "has_sse42" => std::arch::is_x86_feature_detected!("sse4.2"),
+        "has_popcnt" => std::arch::is_x86_feature_detected!("popcnt"),
+        "has_avx" => std::arch::is_x86_feature_detected!("avx"),
+        "has_avx2" => std::arch::is_x86_feature_detected!("avx2"),
+        "has_fma" => std::arch::is_x86_feature_detected!("fma"),
+        "has_bmi1" => std::arch::is_x86_feature_detected!("bmi1"),
+        "has_bmi2" => std::arch::is_x86_feature_detected!("bmi2"),
+        "has_lzcnt" => std::arch::is_x86_feature_detected!("lzcnt"),
+        "has_cmpxchg16b" => std::arch::is_x86_feature_detected!("cmpxchg16b"),
+        "has_avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+        "has_avx512dq" => std::arch::is_x86_feature_detected!("avx512dq"),
+        "has_avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
+        "has_avx512bitalg" => std::arch::is_x86_feature_detected!("avx512bitalg"),
+        "has_avx512vbmi" => std::arch::is_x86_feature_detected!("avx512vbmi"),
+        "has_avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
+        "has_avx_vnni" => std::arch::is_x86_feature_detected!("avxvnni"),
+        _ => return None,
+    })
+}
+
+/// Whether the host CPU has the feature behind a Cranelift ISA flag; `None`
+/// for flags that are not CPU features (or not for this host).
+#[cfg(target_arch = "aarch64")]
+fn host_has(flag: &str) -> Option<bool> {
+    Some(match flag {
+        "has_lse" => std::arch::is_aarch64_feature_detected!("lse"),
+        "has_pauth" => std::arch::is_aarch64_feature_detected!("paca"),
+        "has_fp16" => std::arch::is_aarch64_feature_detected!("fp16"),
+        "has_dotprod" => std::arch::is_aarch64_feature_detected!("dotprod"),
+        "has_i8mm" => std::arch::is_aarch64_feature_detected!("i8mm"),
+        _ => return None,
+    })
+}
+
+/// Whether the host CPU has the feature behind a Cranelift ISA flag: not
+/// known on this host.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn host_has(_flag: &str) -> Option<bool> {
+    None
+}
+
+/// How many `; run:` and `; print:` lines the file has (for the counts of
+/// targets that are skipped before their lines are parsed for execution).
+pub fn count_run_lines(testfile: &TestFile) -> usize {
+    testfile
+        .functions
+        .iter()
+        .map(|(func, details)| {
+            details
+                .comments
+                .iter()
+                .filter(|c| matches!(parse_run_command(c.text, &func.signature), Ok(Some(_))))
+                .count()
+        })
+        .sum()
+}

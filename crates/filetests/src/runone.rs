@@ -1,0 +1,344 @@
+//! One file: parse it as upstream's runner does, build its test kinds, and
+//! run each `(test, flags, target)` combination, the verifier first where a
+//! kind needs it.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_codegen::print_errors::pretty_verifier_error;
+use cranelift_codegen::settings::{Flags, FlagsOrIsa};
+use cranelift_codegen::verify_function;
+use cranelift_reader::{Feature, IsaSpec, ParseOptions, TestFile, parse_test};
+
+use crate::bless::FileUpdate;
+use crate::kinds::{RunEnv, new_subtest};
+use crate::subtest::{RunReport, SubTest};
+
+/// How a file, or one test of it, ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Everything checked passed.
+    Passed,
+    /// Something failed; the message says what and where.
+    Failed(String),
+    /// Not run, for this reason.
+    Skipped(String),
+}
+
+/// One test kind on one target (or once, for kinds without a target).
+#[derive(Clone, Debug)]
+pub struct TestResult {
+    /// The kind, as written after `test` (`compile`, `run`, ...).
+    pub kind: String,
+    /// The `target` line's text without `target`, when the kind runs per
+    /// target.
+    pub target: Option<String>,
+    /// What happened.
+    pub status: Status,
+    /// For `test run`: what was executed on this target.
+    pub run: Option<RunReport>,
+}
+
+/// Everything that happened to one file.
+#[derive(Clone, Debug)]
+pub struct FileReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Wall time spent on it.
+    pub elapsed: Duration,
+    /// A problem with the file as a whole (unreadable, malformed, an unknown
+    /// test option, a panic), as `path:line: message` where the line is known.
+    pub file_error: Option<String>,
+    /// Why the whole file was skipped (a parser warning, as upstream).
+    pub skipped: Option<String>,
+    /// Per test kind and target, in the order they ran.
+    pub results: Vec<TestResult>,
+}
+
+impl FileReport {
+    /// Whether anything in the file failed: the file's verdict.
+    pub fn failed(&self) -> bool {
+        self.file_error.is_some()
+            || self
+                .results
+                .iter()
+                .any(|r| matches!(r.status, Status::Failed(_)))
+    }
+}
+
+/// Run one file with the kinds `env` provides.
+pub fn run_file(path: &Path, env: &RunEnv) -> FileReport {
+    let start = Instant::now();
+    let mut report = FileReport {
+        path: path.to_path_buf(),
+        elapsed: Duration::ZERO,
+        file_error: None,
+        skipped: None,
+        results: Vec::new(),
+    };
+    match std::fs::read_to_string(path) {
+        Err(e) => report.file_error = Some(format!("{}: {e}", path.display())),
+        Ok(text) => {
+            // Cranelift panics on some input its verifier accepts; one file
+            // must never take the others down with it.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_text(&text, path, env, &mut report)
+            }));
+            if let Err(panic) = outcome {
+                let message = panic_message(&*panic);
+                report.file_error = Some(format!("{}: panic: {message}", path.display()));
+            }
+        }
+    }
+    report.elapsed = start.elapsed();
+    report
+}
+
+/// The target lines of a file, paired with the ISAs the reader built for
+/// them. The reader silently drops targets Cranelift was built without
+/// (pulley), so pairing goes by architecture.
+fn pair_targets<'t>(text: &str, isa_spec: &'t IsaSpec) -> Vec<(String, Option<&'t dyn TargetIsa>)> {
+    let mut isas: &[_] = match isa_spec {
+        IsaSpec::Some(isas) => isas,
+        IsaSpec::None(_) => &[],
+    };
+    let mut paired = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        // Targets come before the first function; stop there.
+        if line.starts_with("function") {
+            break;
+        }
+        let Some(rest) = line.strip_prefix("target") else {
+            continue;
+        };
+        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let rest = rest.trim().to_string();
+        let word = rest.split_whitespace().next().unwrap_or("");
+        let arch = target_lexicon::Triple::from_str(word)
+            .ok()
+            .map(|t| t.architecture);
+        match isas.first() {
+            Some(isa) if Some(isa.triple().architecture) == arch => {
+                paired.push((rest, Some(&**isa)));
+                isas = &isas[1..];
+            }
+            _ => paired.push((rest, None)),
+        }
+    }
+    // Anything left unpaired still runs, labelled by its ISA's name.
+    for isa in isas {
+        paired.push((isa.name().to_string(), Some(&**isa)));
+    }
+    paired
+}
+
+fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
+    let shown = path.display().to_string();
+    let options = ParseOptions {
+        machine_code_cfg_info: true,
+        ..ParseOptions::default()
+    };
+    let testfile = match parse_test(text, options) {
+        Ok(testfile) => testfile,
+        Err(e) if e.is_warning => {
+            report.skipped = Some(format!("line {}: {}", e.location.line_number, e.message));
+            return;
+        }
+        Err(e) => {
+            report.file_error = Some(format!("{shown}:{}: {}", e.location.line_number, e.message));
+            return;
+        }
+    };
+    if let Some(feature) = testfile.features.first() {
+        let name = match feature {
+            Feature::With(name) | Feature::Without(name) => name,
+        };
+        report.file_error = Some(format!("{shown}: unknown feature flag `{name}`"));
+        return;
+    }
+    if testfile.functions.is_empty() {
+        report.file_error = Some(format!("{shown}: no functions found"));
+        return;
+    }
+
+    let mut tests: Vec<(String, Box<dyn SubTest>)> = Vec::new();
+    for command in &testfile.commands {
+        match new_subtest(command, env) {
+            Ok(Some(test)) => tests.push((command.command.to_string(), test)),
+            Ok(None) => report.results.push(TestResult {
+                kind: command.command.to_string(),
+                target: None,
+                status: Status::Skipped(match command.command {
+                    "run" => "run tests are not executed (--no-run)".to_string(),
+                    kind => format!("`test {kind}` is not supported by this runner"),
+                }),
+                run: None,
+            }),
+            Err(e) => {
+                report.file_error = Some(format!("{shown}: `{command}`: {e:#}"));
+                return;
+            }
+        }
+    }
+    if tests.is_empty() && report.results.is_empty() {
+        report.file_error = Some(format!("{shown}: no test commands found"));
+        return;
+    }
+
+    // Flags for kinds that need no target: those of the `set` lines (after
+    // the last target's, when there are targets).
+    let no_isa_flags: &Flags = match &testfile.isa_spec {
+        IsaSpec::None(flags) => flags,
+        IsaSpec::Some(isas) => match isas.last() {
+            Some(isa) => isa.flags(),
+            None => {
+                report.file_error = Some(format!("{shown}: empty target list"));
+                return;
+            }
+        },
+    };
+    // As upstream: kinds that need no verifier first, mutating kinds last.
+    tests.sort_by_key(|(_, t)| (t.is_mutating(), t.needs_verifier()));
+    let targets = pair_targets(text, &testfile.isa_spec);
+    let file_update = FileUpdate::new(path);
+    // Whether the functions passed the verifier, per target (index into
+    // `targets`, or `targets.len()` for the target-less flags).
+    let mut verified: Vec<Option<Result<(), String>>> = vec![None; targets.len() + 1];
+
+    for (kind, test) in &tests {
+        if test.needs_isa() {
+            if targets.is_empty() {
+                report.file_error = Some(format!("{shown}: test {kind} requires a target"));
+                return;
+            }
+            for (index, (label, isa)) in targets.iter().enumerate() {
+                let Some(isa) = *isa else {
+                    let reason = format!(
+                        "Cranelift is built without target `{}`",
+                        label.split_whitespace().next().unwrap_or("")
+                    );
+                    let run = (test.name() == "run").then(|| RunReport {
+                        mode: "-",
+                        skipped: Some(reason.clone()),
+                        lines: crate::run::count_run_lines(&testfile),
+                        ..Default::default()
+                    });
+                    report.results.push(TestResult {
+                        kind: kind.clone(),
+                        target: Some(label.clone()),
+                        status: Status::Skipped(reason),
+                        run,
+                    });
+                    continue;
+                };
+                let status = run_tuple(
+                    &**test,
+                    &testfile,
+                    &file_update,
+                    &shown,
+                    isa.flags(),
+                    Some(isa),
+                    &mut verified[index],
+                );
+                let run = test.take_run_report();
+                // A target the machine cannot serve is a skip, not a pass.
+                let status = match (&status, run.as_ref().and_then(|r| r.skipped.as_ref())) {
+                    (Status::Passed, Some(reason)) => Status::Skipped(reason.clone()),
+                    _ => status,
+                };
+                report.results.push(TestResult {
+                    kind: kind.clone(),
+                    target: Some(label.clone()),
+                    status,
+                    run,
+                });
+            }
+        } else if let [(label, None)] = targets.as_slice() {
+            // Upstream hands a file's only target to kinds that need none
+            // (the verifier checks pointer widths against it); without that
+            // target, the result would not be upstream's.
+            report.results.push(TestResult {
+                kind: kind.clone(),
+                target: None,
+                status: Status::Skipped(format!(
+                    "Cranelift is built without target `{}`",
+                    label.split_whitespace().next().unwrap_or("")
+                )),
+                run: None,
+            });
+        } else {
+            let status = run_tuple(
+                &**test,
+                &testfile,
+                &file_update,
+                &shown,
+                no_isa_flags,
+                testfile.isa_spec.unique_isa(),
+                &mut verified[targets.len()],
+            );
+            report.results.push(TestResult {
+                kind: kind.clone(),
+                target: None,
+                status,
+                run: test.take_run_report(),
+            });
+        }
+    }
+}
+
+/// Verify (once per target) when the kind needs it, then run it.
+fn run_tuple(
+    test: &dyn SubTest,
+    testfile: &TestFile,
+    file_update: &FileUpdate,
+    file_path: &str,
+    flags: &Flags,
+    isa: Option<&dyn TargetIsa>,
+    verified: &mut Option<Result<(), String>>,
+) -> Status {
+    if test.needs_verifier() {
+        let verdict = verified.get_or_insert_with(|| verify(testfile, flags, isa));
+        if let Err(message) = verdict {
+            return Status::Failed(message.clone());
+        }
+    }
+    // A panic in Cranelift (on input its verifier accepts, or a backend
+    // limit) fails this test and target only; the file's others still run.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        test.run_target(testfile, file_update, file_path, flags, isa)
+    }));
+    match outcome {
+        Ok(Ok(())) => Status::Passed,
+        Ok(Err(e)) => Status::Failed(format!("{e:#}")),
+        Err(panic) => Status::Failed(format!("panic: {}", panic_message(&*panic))),
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn verify(testfile: &TestFile, flags: &Flags, isa: Option<&dyn TargetIsa>) -> Result<(), String> {
+    let fisa = FlagsOrIsa { flags, isa };
+    for (func, details) in &testfile.functions {
+        if let Err(errors) = verify_function(func, fisa) {
+            return Err(format!(
+                "function {} (line {}) fails the verifier:\n{}",
+                func.name,
+                details.location.line_number,
+                pretty_verifier_error(func, None, errors)
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! The description of a random exception program, and its generation.
+//!
+//! Every function `%fK` has the signature `(i64, f64) -> i64` with the
+//! `tail` or `system_v` convention. It keeps an integer accumulator (starting
+//! at its first argument) and a float (its second), runs its statements, and
+//! returns `acc + fcvt_to_sint_sat(float)`. Functions only call functions
+//! with a higher index, so every program terminates. `%main(i64) -> i64`
+//! calls `%f0(x, 1.25)`, catching everything when [`Program::main_catches`]
+//! (and then returning `payload0 * 1_000_003 + payload1`).
+
+use arbitrary::{Result, Unstructured};
+
+/// Largest number of functions.
+pub const MAX_FUNCTIONS: usize = 6;
+/// Largest number of statements in a function body or loop body.
+pub const MAX_STATEMENTS: usize = 7;
+/// Largest number of calls any one execution of a program may make (the
+/// generator keeps programs under it, so emulation stays quick).
+pub const CALL_BUDGET: u64 = 400;
+/// Exception tags used (1..=TAGS).
+pub const TAGS: u32 = 4;
+
+/// A whole program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    /// `%f0`, `%f1`, ...; `%fK` calls only `%fJ` with `J > K`.
+    pub functions: Vec<Function>,
+    /// Whether `%main` catches every exception (else an exception escaping
+    /// `%f0` is the call's outcome).
+    pub main_catches: bool,
+    /// The argument `%main` is called with.
+    pub argument: i64,
+}
+
+/// A callee's calling convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conv {
+    /// `tail`.
+    Tail,
+    /// `system_v`.
+    SystemV,
+}
+
+/// One function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    /// Its calling convention.
+    pub conv: Conv,
+    /// What it does, in order.
+    pub body: Vec<Stmt>,
+}
+
+/// Integer operation of an [`Stmt::Arith`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOp {
+    /// Wrapping addition.
+    Add,
+    /// Wrapping multiplication.
+    Mul,
+    /// Exclusive or.
+    Xor,
+}
+
+/// `(acc & mask) == equals`; `mask == 0` is always true.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Condition {
+    /// 0, 1, 3 or 7.
+    pub mask: i64,
+    /// In `0..=mask`.
+    pub equals: i64,
+}
+
+impl Condition {
+    /// Whether it holds for `acc`.
+    pub fn holds(&self, acc: i64) -> bool {
+        acc & self.mask == self.equals
+    }
+}
+
+/// Which exceptions a handler-table entry catches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// Exactly this tag.
+    Tag(u32),
+    /// Any tag.
+    Default,
+}
+
+/// What a handler block does with `(payload0, payload1)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Continue: `acc = acc * 3 + payload0 + payload1 * 7 + constant`, and
+    /// the float gains 1.0.
+    Resume {
+        /// Added to the accumulator.
+        constant: i64,
+    },
+    /// Throw `tag` with payloads `(acc + payload0, tag)` from the handler.
+    Rethrow {
+        /// The new tag.
+        tag: u32,
+    },
+}
+
+/// A `try_call`'s handler table: entries in order, each naming one of the
+/// actions (several entries may share an action: a shared handler block).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handlers {
+    /// `(key, index into actions)`, in table order.
+    pub entries: Vec<(Key, usize)>,
+    /// The handler blocks.
+    pub actions: Vec<Action>,
+}
+
+impl Handlers {
+    /// The action an exception with `tag` selects: the first entry whose key
+    /// matches, as a `try_call` does.
+    pub fn select(&self, tag: u32) -> Option<Action> {
+        self.entries
+            .iter()
+            .find(|(key, _)| matches!(key, Key::Default) || *key == Key::Tag(tag))
+            .map(|&(_, action)| self.actions[action])
+    }
+}
+
+/// One statement of a function body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stmt {
+    /// `acc = acc op constant`; `float = float * 0.5 + (constant % 16)`.
+    Arith {
+        /// The operation.
+        op: ArithOp,
+        /// Its constant.
+        constant: i64,
+    },
+    /// Call `%f{callee}(acc, float)`; on return `acc += result`.
+    Call {
+        /// The callee's index (greater than the caller's).
+        callee: usize,
+        /// Through `func_addr` and `call_indirect`/`try_call_indirect`.
+        indirect: bool,
+        /// A `try_call` with this table; `None` is a plain call, which
+        /// exceptions pass through.
+        handlers: Option<Handlers>,
+        /// After the call, add `get_exception_handler_address(..) != 0` (1)
+        /// for this handler index (only with handlers).
+        handler_address: Option<usize>,
+    },
+    /// When the condition holds, throw `tag` with payloads `(acc, tag)`
+    /// through `%__cranelift_throw`.
+    Throw {
+        /// The tag.
+        tag: u32,
+        /// When.
+        when: Condition,
+    },
+    /// When the condition holds, trap with `user{code}`.
+    Trap {
+        /// The user trap code.
+        code: u8,
+        /// When.
+        when: Condition,
+    },
+    /// Run `body` `count` times (at least once).
+    Loop {
+        /// Iterations.
+        count: u8,
+        /// Any statements but loops.
+        body: Vec<Stmt>,
+    },
+}
+
+/// The program for `seed`: the same seed always gives the same program.
+pub fn from_seed(seed: u64) -> Program {
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..4096)
+        .flat_map(|_| splitmix64(&mut state).to_le_bytes())
+        .collect();
+    // Generation never fails: it falls back to defaults when bytes run out.
+    generate(&mut Unstructured::new(&bytes)).unwrap_or_else(|_| Program {
+        functions: vec![Function {
+            conv: Conv::Tail,
+            body: Vec::new(),
+        }],
+        main_catches: true,
+        argument: 0,
+    })
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A program from fuzzer bytes.
+pub fn generate(u: &mut Unstructured) -> Result<Program> {
+    let count = u.int_in_range(1..=MAX_FUNCTIONS)?;
+    // Generated from the last function to the first, so each call's cost
+    // (calls made per execution, loops included) is known and the total
+    // stays under CALL_BUDGET.
+    let mut functions = Vec::with_capacity(count);
+    let mut costs = vec![0u64; count];
+    for index in (0..count).rev() {
+        let conv = if u.arbitrary()? {
+            Conv::Tail
+        } else {
+            Conv::SystemV
+        };
+        let mut budget = CALL_BUDGET;
+        let body = statements(u, index, count, &costs, &mut budget, true)?;
+        costs[index] = CALL_BUDGET - budget;
+        functions.push(Function { conv, body });
+    }
+    functions.reverse();
+    Ok(Program {
+        functions,
+        main_catches: u.ratio(3, 4)?,
+        argument: u.int_in_range(-20..=20)?,
+    })
+}
+
+fn statements(
+    u: &mut Unstructured,
+    index: usize,
+    count: usize,
+    costs: &[u64],
+    budget: &mut u64,
+    outer: bool,
+) -> Result<Vec<Stmt>> {
+    let len = u.int_in_range(0..=MAX_STATEMENTS)?;
+    let mut body = Vec::with_capacity(len);
+    for _ in 0..len {
+        let choice = u.int_in_range(0..=9)?;
+        let stmt = match choice {
+            0..=3 if index + 1 < count => {
+                let callee = u.int_in_range(index + 1..=count - 1)?;
+                let cost = costs[callee] + 1;
+                if cost > *budget {
+                    arith(u)?
+                } else {
+                    *budget -= cost;
+                    call(u, callee)?
+                }
+            }
+            4 if outer => {
+                let iterations = u.int_in_range(1..=3)?;
+                // The body runs `iterations` times: give it that share of
+                // the budget.
+                let mut inner = *budget / u64::from(iterations);
+                let before = inner;
+                let body = statements(u, index, count, costs, &mut inner, false)?;
+                *budget -= (before - inner) * u64::from(iterations);
+                Stmt::Loop {
+                    count: iterations,
+                    body,
+                }
+            }
+            5 | 6 => Stmt::Throw {
+                tag: u.int_in_range(1..=TAGS)?,
+                when: condition(u)?,
+            },
+            7 => Stmt::Trap {
+                code: u.int_in_range(1..=9)?,
+                when: Condition {
+                    mask: 7,
+                    equals: u.int_in_range(0..=7)?,
+                },
+            },
+            _ => arith(u)?,
+        };
+        body.push(stmt);
+    }
+    Ok(body)
+}
+
+fn arith(u: &mut Unstructured) -> Result<Stmt> {
+    let op = match u.int_in_range(0..=2)? {
+        0 => ArithOp::Add,
+        1 => ArithOp::Mul,
+        _ => ArithOp::Xor,
+    };
+    Ok(Stmt::Arith {
+        op,
+        constant: u.int_in_range(-100..=100)?,
+    })
+}
+
+fn condition(u: &mut Unstructured) -> Result<Condition> {
+    let mask = [0, 1, 3, 7][u.int_in_range(0..=3)?];
+    Ok(Condition {
+        mask,
+        equals: u.int_in_range(0..=mask)?,
+    })
+}
+
+fn call(u: &mut Unstructured, callee: usize) -> Result<Stmt> {
+    let indirect = u.ratio(1, 3)?;
+    let handlers = if u.ratio(2, 3)? {
+        let actions: Vec<Action> = (0..u.int_in_range(1..=3)?)
+            .map(|_| {
+                Ok(if u.ratio(1, 4)? {
+                    Action::Rethrow {
+                        tag: u.int_in_range(1..=TAGS)?,
+                    }
+                } else {
+                    Action::Resume {
+                        constant: u.int_in_range(0..=50)?,
+                    }
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut entries = Vec::new();
+        for _ in 0..u.int_in_range(1..=4)? {
+            let key = if u.ratio(1, 4)? {
+                Key::Default
+            } else {
+                Key::Tag(u.int_in_range(1..=TAGS)?)
+            };
+            entries.push((key, u.int_in_range(0..=actions.len() - 1)?));
+        }
+        Some(Handlers { entries, actions })
+    } else {
+        None
+    };
+    let handler_address = match &handlers {
+        Some(h) if u.arbitrary()? => Some(u.int_in_range(0..=h.entries.len() - 1)?),
+        _ => None,
+    };
+    Ok(Stmt::Call {
+        callee,
+        indirect,
+        handlers,
+        handler_address,
+    })
+}

@@ -1,0 +1,131 @@
+//! `Module::raw_entry` and `Module::call_raw`: the call path without name
+//! lookup or `DataValue` encoding, with the same outcomes as `Module::call`.
+
+use cranelift_exn::codegen::data_value::DataValue;
+use cranelift_exn::codegen::ir::TrapCode;
+use cranelift_exn::compile::default_isa;
+use cranelift_exn::isa::Arch;
+use cranelift_exn::native::NativeMachine;
+use cranelift_exn::trampoline::{SLOT_SIZE, VALUES_OFFSET};
+use cranelift_exn::values::encode_arguments;
+use cranelift_exn::{CallError, Module, ModuleBuilder};
+
+const PROGRAM: &str = "
+function %sub(i64, i64) -> i64 {
+block0(v0: i64, v1: i64):
+    v2 = isub v0, v1
+    return v2
+}
+
+function %trapping(i64) -> i64 {
+block0(v0: i64):
+    trap user7
+}
+
+function %throwing(i64) -> i64 {
+    sig0 = (i64, i64, i64, i32, i64, i64) system_v
+    fn0 = %__cranelift_throw sig0
+block0(v0: i64):
+    v1 = iconst.i64 0
+    v2 = get_frame_pointer.i64
+    v3 = iconst.i32 9
+    call fn0(v1, v2, v1, v3, v0, v1)
+    return v0
+}
+";
+
+fn module() -> Module {
+    let arch = Arch::host().expect("a supported host");
+    let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+    builder.define_clif(PROGRAM).unwrap();
+    builder
+        .finalize(Box::new(NativeMachine::new().unwrap()))
+        .unwrap()
+}
+
+fn slot(buffer: &[u8], i: usize) -> i64 {
+    let at = VALUES_OFFSET as usize + SLOT_SIZE as usize * i;
+    i64::from_ne_bytes(buffer[at..at + 8].try_into().unwrap())
+}
+
+fn buffer_for(module: &Module, name: &str, args: &[i64]) -> Vec<u8> {
+    let sig = module.signature(name).unwrap();
+    let args: Vec<DataValue> = args.iter().map(|&a| DataValue::I64(a)).collect();
+    encode_arguments(sig, &args, Arch::host().unwrap().endianness()).unwrap()
+}
+
+#[test]
+fn raw_calls_return_results_in_the_buffer_and_reuse_it() {
+    let module = module();
+    let entry = module.raw_entry("sub").unwrap();
+    assert_eq!(entry.callee(), module.image().symbol("%sub").unwrap());
+    assert_ne!(entry.trampoline(), entry.callee());
+    let mut buffer = buffer_for(&module, "sub", &[50, 8]);
+    assert_eq!(buffer.len(), entry.buffer_size());
+    module.call_raw(&entry, &mut buffer).unwrap();
+    assert_eq!(slot(&buffer, 0), 42);
+    // Same buffer again: the result slot is the first argument's slot.
+    module.call_raw(&entry, &mut buffer).unwrap();
+    assert_eq!(slot(&buffer, 0), 42 - 8);
+}
+
+#[test]
+fn raw_calls_report_traps_and_exceptions_like_call() {
+    let module = module();
+    let trapping = module.raw_entry("%trapping").unwrap();
+    let mut buffer = buffer_for(&module, "trapping", &[1]);
+    match module.call_raw(&trapping, &mut buffer) {
+        Err(CallError::Trap { code, function, .. }) => {
+            assert_eq!(code, TrapCode::user(7).unwrap());
+            assert_eq!(function, "%trapping");
+        }
+        other => panic!("{other:?}"),
+    }
+    let throwing = module.raw_entry("throwing").unwrap();
+    let mut buffer = buffer_for(&module, "throwing", &[77]);
+    assert_eq!(
+        module.call_raw(&throwing, &mut buffer),
+        Err(CallError::Exception {
+            tag: 9,
+            payloads: [77, 0]
+        })
+    );
+    // The module still works after both.
+    let sub = module.raw_entry("sub").unwrap();
+    let mut buffer = buffer_for(&module, "sub", &[3, 1]);
+    module.call_raw(&sub, &mut buffer).unwrap();
+    assert_eq!(slot(&buffer, 0), 2);
+}
+
+#[test]
+fn foreign_entries_short_buffers_and_unknown_names_are_errors() {
+    let a = module();
+    let b = module();
+    let entry = a.raw_entry("sub").unwrap();
+    let mut buffer = buffer_for(&a, "sub", &[1, 1]);
+    let err = b.call_raw(&entry, &mut buffer).unwrap_err();
+    assert!(err.to_string().contains("another module"), "{err}");
+    let mut short = vec![0u8; entry.buffer_size() - 1];
+    let err = a.call_raw(&entry, &mut short).unwrap_err();
+    assert!(err.to_string().contains("bytes"), "{err}");
+    let err = a.raw_entry("nope").unwrap_err();
+    assert!(err.to_string().contains("%nope"), "{err}");
+}
+
+/// The entry trampoline is a plain C function `fn(callee, buffer)`: called
+/// directly (no host services) it runs a callee that returns.
+#[test]
+fn the_trampoline_can_be_called_directly() {
+    let module = module();
+    let entry = module.raw_entry("sub").unwrap();
+    // 16-byte aligned, as the trampoline's `aligned` loads want.
+    let mut buffer = vec![0u128; entry.buffer_size().div_ceil(16)];
+    let bytes: &mut [u8] =
+        unsafe { std::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast(), entry.buffer_size()) };
+    bytes.copy_from_slice(&buffer_for(&module, "sub", &[10, 4]));
+    // SAFETY: the trampoline of `%sub`'s signature with `%sub` as callee
+    // and a buffer of the size it needs; `%sub` neither throws nor traps.
+    let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry.trampoline() as usize) };
+    f(entry.callee(), bytes.as_mut_ptr() as u64);
+    assert_eq!(slot(bytes, 0), 6);
+}
