@@ -111,23 +111,26 @@ pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
             fault.kind = FaultKind::StackOverflow;
         }
     }
-    // SAFETY: `host` is the services object borrowed by the `call_entry`
-    // frame below us on this thread; the fault interrupted JIT code, so no
-    // other reference to it is in use.
-    let host = unsafe { &mut *active.host };
-    if !host.fault(&fault) {
-        return None;
-    }
     let word = |offset: i32| {
         // SAFETY: the buffer is the live, 16-byte aligned copy `call_entry`
         // made; the header words lie inside it.
         unsafe { ((active.buffer + offset as u64) as *const u64).read() }
     };
-    Some(Resume {
+    let resume = Resume {
         pc: word(HANDLER_PC_OFFSET),
         sp: word(HANDLER_SP_OFFSET),
         fp: word(HANDLER_FP_OFFSET),
-    })
+    };
+    // Before the entry trampoline has recorded its handler there is nowhere
+    // to go.
+    if resume.pc == 0 {
+        return None;
+    }
+    // SAFETY: `host` is the services object borrowed by the `call_entry`
+    // frame below us on this thread; the fault interrupted JIT code, so no
+    // other reference to it is in use.
+    let host = unsafe { &mut *active.host };
+    host.fault(&fault).then_some(resume)
 }
 
 /// Reads and writes of the process's own memory, limited to the current

@@ -152,12 +152,13 @@ pub(crate) fn ensure_alt_stack() -> Result<(), Error> {
 /// The registers a delivery reads and rewrites, per host architecture.
 #[cfg(target_arch = "x86_64")]
 mod context {
-    /// (pc, pointer to pc, sp, fp, payload0, payload1) slots.
+    /// The interrupted program counter.
     pub(super) unsafe fn pc(uc: *mut libc::ucontext_t) -> u64 {
         // SAFETY: the kernel passed a valid ucontext (caller's contract).
         unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as u64 }
     }
 
+    /// Resume at `to`, with zero payload registers (`rax`, `rdx`).
     pub(super) unsafe fn redirect(uc: *mut libc::ucontext_t, to: super::Resume) {
         // SAFETY: as above; the kernel restores these registers on return.
         let gregs = unsafe { &mut (*uc).uc_mcontext.gregs };

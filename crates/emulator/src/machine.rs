@@ -462,7 +462,13 @@ impl EmulatedMachine {
                     address,
                 }
             });
+            // Before the entry trampoline has recorded its handler there is
+            // nowhere to deliver a fault to.
+            let recorded = EmulatedMemory::new(&mut uc, arch.endianness())
+                .read_u64(buffer + HANDLER_PC_OFFSET as u64)
+                .is_ok_and(|pc| pc != 0);
             if let Some(fault) = fault
+                && recorded
                 && host.fault(&fault)
             {
                 if self.emu.resets_after_fault() {

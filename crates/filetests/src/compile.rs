@@ -62,14 +62,7 @@ impl SubTest for TestCompile {
         let isa = isa.context("`test compile` needs a target")?;
         // One disassembler for all functions of this target: building one
         // costs more than disassembling a small function.
-        let capstone = if self.precise_output && !self.expect_fail {
-            Some(
-                isa.to_capstone()
-                    .map_err(|e| anyhow::anyhow!("no disassembler for {}: {e}", isa.name()))?,
-            )
-        } else {
-            None
-        };
+        let capstone = self.disassembler(isa)?;
         for (func, details) in &testfile.functions {
             let context = Context {
                 preamble_comments: &testfile.preamble_comments,
@@ -87,19 +80,22 @@ impl SubTest for TestCompile {
 
     fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
         let isa = context.isa.context("`test compile` needs a target")?;
-        let capstone = if self.precise_output && !self.expect_fail {
-            Some(
-                isa.to_capstone()
-                    .map_err(|e| anyhow::anyhow!("no disassembler for {}: {e}", isa.name()))?,
-            )
-        } else {
-            None
-        };
+        let capstone = self.disassembler(isa)?;
         self.compile_one(func.into_owned(), context, capstone.as_ref())
     }
 }
 
 impl TestCompile {
+    /// The disassembler `precise-output` needs (none otherwise).
+    fn disassembler(&self, isa: &dyn TargetIsa) -> anyhow::Result<Option<capstone::Capstone>> {
+        if !self.precise_output || self.expect_fail {
+            return Ok(None);
+        }
+        isa.to_capstone()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("no disassembler for {}: {e}", isa.name()))
+    }
+
     fn compile_one(
         &self,
         func: Function,
