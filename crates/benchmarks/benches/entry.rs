@@ -1,0 +1,56 @@
+//! Host → JIT entry overhead: a call of a function that returns at once.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use cranelift_exn::codegen::data_value::DataValue;
+use cranelift_exn_benchmarks::c;
+use cranelift_exn_benchmarks::jit::JitBench;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn entry(c: &mut Criterion) {
+    let mut bench = JitBench::new().expect("the benchmark module loads");
+    let ret = bench.ret_fn();
+    let mut group = c.benchmark_group("entry");
+    group.bench_function("plain_indirect_call", |b| {
+        b.iter(|| black_box(ret)(black_box(5)))
+    });
+    group.bench_function("our_trampoline", |b| {
+        b.iter(|| bench.ret_via_trampoline(black_box(5)))
+    });
+    group.bench_function("c_setjmp_entry", |b| {
+        b.iter(|| c::setjmp_entry(black_box(ret), black_box(5)))
+    });
+    group.bench_function("c_sigsetjmp_entry", |b| {
+        b.iter(|| c::sigsetjmp_entry(black_box(ret), black_box(5)))
+    });
+    group.bench_function("our_call_raw", |b| {
+        b.iter(|| bench.ret_via_call_raw(black_box(5)))
+    });
+    let typed = bench
+        .module()
+        .typed::<i64, i64>("ret")
+        .expect("%ret is (i64) -> i64");
+    assert_eq!(typed.call(5), Ok(5));
+    group.bench_function("our_typed_call", |b| b.iter(|| typed.call(black_box(5))));
+    let module = bench.module();
+    group.bench_function("our_module_call", |b| {
+        b.iter(|| module.call("ret", &[DataValue::I64(black_box(5))]))
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .without_plots()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = entry
+}
+criterion_main!(benches);

@@ -1,0 +1,785 @@
+//! Writes `docs/benchmarks.md` and `docs/benchmarks.svg` from criterion's
+//! results (`target/criterion/**/new/{benchmark,estimates}.json`) and the
+//! exception-table sizes measured over the filetests corpora.
+//!
+//! ```text
+//! report [--criterion DIR] [--out DIR] [--corpus DIR]...
+//! ```
+//! Defaults: the workspace's `target/criterion`, `docs/`, and the corpora
+//! `filetests/` and `../shared/upstream-filetests/filetests` (those that
+//! exist).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cranelift_exn_benchmarks::DEPTHS;
+use cranelift_exn_benchmarks::table_size::{TableSizes, measure, try_call_files};
+use plotters::prelude::*;
+
+/// Medians in nanoseconds by (group, function, parameter).
+type Medians = BTreeMap<(String, String, String), f64>;
+
+struct Args {
+    criterion: PathBuf,
+    out: PathBuf,
+    corpora: Vec<PathBuf>,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn parse_args() -> Result<Args, String> {
+    let root = workspace_root();
+    let mut args = Args {
+        criterion: std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("criterion"),
+        out: root.join("docs"),
+        corpora: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--criterion" => args.criterion = PathBuf::from(value()?),
+            "--out" => args.out = PathBuf::from(value()?),
+            "--corpus" => args.corpora.push(PathBuf::from(value()?)),
+            "-h" | "--help" => {
+                return Err("usage: report [--criterion DIR] [--out DIR] [--corpus DIR]...".into());
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if args.corpora.is_empty() {
+        args.corpora = [
+            root.join("filetests"),
+            root.join("../shared/upstream-filetests/filetests"),
+        ]
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
+    }
+    Ok(args)
+}
+
+/// Every `new/` result under `dir`.
+fn read_medians(dir: &Path) -> Result<Medians, String> {
+    let mut medians = Medians::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| format!("{}: {e}", d.display()))?.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "new") {
+                let bench = path.join("benchmark.json");
+                let estimates = path.join("estimates.json");
+                if !bench.is_file() || !estimates.is_file() {
+                    continue;
+                }
+                let read = |p: &Path| -> Result<serde_json::Value, String> {
+                    let text =
+                        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+                };
+                let b = read(&bench)?;
+                let e = read(&estimates)?;
+                let field = |key: &str| b[key].as_str().unwrap_or("").to_string();
+                let median = e["median"]["point_estimate"]
+                    .as_f64()
+                    .ok_or_else(|| format!("{}: no median.point_estimate", estimates.display()))?;
+                medians.insert(
+                    (field("group_id"), field("function_id"), field("value_str")),
+                    median,
+                );
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(medians)
+}
+
+fn get(m: &Medians, group: &str, function: &str, value: &str) -> Option<f64> {
+    m.get(&(group.into(), function.into(), value.into()))
+        .copied()
+}
+
+/// Nanoseconds, readably.
+fn ns(v: Option<f64>) -> String {
+    match v {
+        None => "—".into(),
+        Some(v) if v >= 100_000.0 => format!("{:.0} µs", v / 1000.0),
+        Some(v) if v >= 10_000.0 => format!("{:.1} µs", v / 1000.0),
+        Some(v) if v >= 1000.0 => format!("{:.2} µs", v / 1000.0),
+        Some(v) if v >= 100.0 => format!("{v:.0} ns"),
+        Some(v) => format!("{v:.1} ns"),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+fn x(r: Option<f64>) -> String {
+    match r {
+        None => "—".into(),
+        Some(r) if r >= 100.0 => format!("{r:.0}×"),
+        Some(r) if r >= 10.0 => format!("{r:.1}×"),
+        Some(r) => format!("{r:.2}×"),
+    }
+}
+
+/// One row of the throw table: (id, label).
+const THROW_ROWS: [(&str, &str); 10] = [
+    (
+        "a_stack_walk",
+        "(a) ours: stack-walk throw (`%__cranelift_throw`)",
+    ),
+    (
+        "a_stack_walk_from_host",
+        "(a′) ours: stack walk, thrown by a host function",
+    ),
+    (
+        "b_to_entry_from_host",
+        "(b) ours: O(1) to the entry (`HostThrow::ToEntry`)",
+    ),
+    (
+        "b_trap_to_entry",
+        "(b′) ours: O(1) to the entry, a trap (ud2)",
+    ),
+    ("c_wasmtime_unwinder", "(c) wasmtime-internal-unwinder 48"),
+    ("d_rust_panic", "(d) Rust panic + `catch_unwind`"),
+    ("e_cxx_throw", "(e) C++ throw/catch"),
+    ("f_longjmp", "(f) C setjmp/longjmp"),
+    ("jit_calls_no_throw", "baseline: the JIT calls, no throw"),
+    ("c_calls_no_throw", "baseline: the C calls, no throw"),
+];
+
+fn depth_str(d: u64) -> String {
+    d.to_string()
+}
+
+struct Verdict {
+    target: String,
+    measured: String,
+    met: bool,
+    note: String,
+}
+
+fn verdicts(m: &Medians) -> Vec<Verdict> {
+    let t = |f: &str, d: u64| get(m, "throw", f, &depth_str(d));
+    let mut out = Vec::new();
+
+    // O(1) delivery against longjmp.
+    for (id, what) in [
+        ("b_to_entry_from_host", "`HostThrow::ToEntry`"),
+        ("b_trap_to_entry", "a trap"),
+    ] {
+        let ratios: Vec<Option<f64>> = DEPTHS
+            .iter()
+            .map(|&d| ratio(t(id, d), t("f_longjmp", d)))
+            .collect();
+        let worst = ratios.iter().flatten().copied().fold(f64::NAN, f64::max);
+        let measured = DEPTHS
+            .iter()
+            .zip(&ratios)
+            .map(|(d, r)| format!("d={d}: {}", x(*r)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let met = worst <= 1.0;
+        let note = if met {
+            String::new()
+        } else if id == "b_trap_to_entry" {
+            format!(
+                "Missed by up to {worst:.0}×. A trap is a hardware fault: the kernel builds a \
+                 signal frame, runs our handler and `rt_sigreturn`s — two kernel crossings that \
+                 no user-space `longjmp` pays. That is why the comparable C figure is \
+                 sigsetjmp/siglongjmp out of a handler (trap table below), against which the \
+                 delivery is competitive. Closing it against `longjmp` would mean not trapping: \
+                 explicit checks that branch to a throw instead of a fault."
+            )
+        } else {
+            format!(
+                "Missed by up to {worst:.1}×. The delivery itself is O(1) (flat in d, unlike \
+                 the walk), but it starts in a host function: the glue spills the arguments, \
+                 the dispatcher decodes them into `DataValue`s (a `Vec`), runs the Rust closure \
+                 under `catch_unwind`, then the throw stub, `native_throw` and the resume stub \
+                 run, and the call ends through `call_raw`'s per-call costs (the native \
+                 machine copies the buffer into a fresh aligned `Vec`, sets the thread's \
+                 active call). `longjmp` is a dozen register loads. What would close it: an \
+                 O(1) throw-to-entry stub reachable from JIT code (load pc/sp/fp from the \
+                 thread's active entry record and jump — no Rust on the path), and a \
+                 `call_entry` that reuses an aligned buffer instead of allocating one."
+            )
+        };
+        out.push(Verdict {
+            target: format!("O(1) delivery ({what}) ≤ 1.0× longjmp, every depth"),
+            measured,
+            met,
+            note,
+        });
+    }
+
+    // Stack walk against wasmtime.
+    let ratios: Vec<Option<f64>> = DEPTHS
+        .iter()
+        .map(|&d| ratio(t("a_stack_walk", d), t("c_wasmtime_unwinder", d)))
+        .collect();
+    let worst = ratios.iter().flatten().copied().fold(f64::NAN, f64::max);
+    let met = worst <= 1.0;
+    out.push(Verdict {
+        target: "Stack-walk throw ≤ 1.0× wasmtime-internal-unwinder, every depth".into(),
+        measured: DEPTHS
+            .iter()
+            .zip(&ratios)
+            .map(|(d, r)| format!("d={d}: {}", x(*r)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        met,
+        note: if met {
+            String::new()
+        } else {
+            format!(
+                "Missed by up to {worst:.2}×. Both walk the same frame-pointer chain and \
+                 binary-search a sorted table per frame. Per frame, ours does two searches \
+                 (the function containing the pc, then its call site) where wasmtime's \
+                 section-relative call-site array needs one, reads each word through the \
+                 bounds-checked `Memory` trait, and goes through the skipped function's \
+                 callee-save list (empty for these `tail` frames; wasmtime restores no \
+                 register at all, which is only correct for `tail` callees). Per throw, \
+                 ours runs more code around the walk: the throw stub stores the whole \
+                 register context (callee-saved registers included), `native_throw` finds \
+                 the thread's active call, and the context is copied into a `Vec` and \
+                 written back whole for the resume stub. What would close it: one flat \
+                 section-relative call-site array (one search per frame), working on the \
+                 context in place, and unchecked reads once the chain has been validated \
+                 against the stack bounds."
+            )
+        },
+    });
+
+    // Entry trampoline.
+    let e = |f: &str| get(m, "entry", f, "");
+    let plain = ratio(e("our_trampoline"), e("plain_indirect_call"));
+    let setjmp = ratio(e("our_trampoline"), e("c_setjmp_entry"));
+    let met = plain.is_some_and(|r| r <= 1.1);
+    out.push(Verdict {
+        target: "Entry trampoline ≤ 1.1× a plain indirect call".into(),
+        measured: x(plain),
+        met,
+        note: if met {
+            String::new()
+        } else {
+            format!(
+                "Missed by {}. A plain call of `%ret` is one `call` and a `ret` (~2 ns). The \
+                 trampoline is two calls deep (outer C-ABI trampoline, `tail` inner \
+                 trampoline, then the function) and, because its `try_call`'s callee is \
+                 `tail`, the outer one must save and restore the host ABI's five callee-saved \
+                 registers (rbx, r12–r15 on x86_64) besides the frame pointer, and store \
+                 its handler pc, sp and fp: about 45 instructions where the plain call has 6. A ≤ 1.1× entry is \
+                 not reachable by any mechanism that registers a handler (setjmp-based \
+                 entries are no cheaper): what would close most of it is a \
+                 single trampoline (the inner one inlined, arguments loaded directly) and \
+                 registering the handler record once per thread instead of per call.",
+                x(plain.map(|r| r / 1.1))
+            )
+        },
+    });
+    let met = setjmp.is_some_and(|r| r <= 0.7);
+    out.push(Verdict {
+        target: "Entry trampoline ≤ 0.7× a setjmp-based entry".into(),
+        measured: x(setjmp),
+        met,
+        note: if met {
+            String::new()
+        } else {
+            format!(
+                "Missed by {}. glibc's `setjmp` does not save the signal mask, so it is \
+                 only a handful of register stores; our trampoline's saves and two extra \
+                 call levels cost about the same. Against `sigsetjmp(env, 1)` — which an \
+                 entry needs when a signal handler may leave it, as ours allows without \
+                 it — the trampoline is {} (table below). The single-trampoline change \
+                 above is what would close it.",
+                x(setjmp.map(|r| r / 0.7)),
+                x(ratio(e("our_trampoline"), e("c_sigsetjmp_entry")))
+            )
+        },
+    });
+
+    // Panic against our throw at depth 10.
+    let speedup = ratio(t("d_rust_panic", 10), t("a_stack_walk", 10));
+    let met = speedup.is_some_and(|r| r >= 100.0);
+    out.push(Verdict {
+        target: "At d=10, our throw ≥ 100× faster than panic + `catch_unwind`".into(),
+        measured: format!("{} faster", x(speedup)),
+        met,
+        note: if met {
+            String::new()
+        } else {
+            format!(
+                "Missed by {}. Measured end to end, each iteration of ours includes a full \
+                 host→JIT entry through `call_raw` and the calls down the chain (the \
+                 no-throw baseline is {} at d=10), and the throw itself runs Rust code \
+                 (`native_throw`, the walk through the `Memory` trait). A 100× margin means a whole call and \
+                 throw in {} here — longjmp territory. What would close \
+                 it: the lower per-call overhead named under the O(1) target, and the \
+                 per-throw and per-frame savings named under the wasmtime target; the \
+                 remaining step is a walk that does not leave machine code (a stub that \
+                 searches the table itself).",
+                x(speedup.map(|r| 100.0 / r)),
+                ns(t("jit_calls_no_throw", 10)),
+                ns(t("d_rust_panic", 10).map(|v| v / 100.0))
+            )
+        },
+    });
+    out
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> String {
+    let mut s = String::new();
+    let t = |f: &str, d: u64| get(m, "throw", f, &depth_str(d));
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let _ = writeln!(
+        s,
+        "# Benchmarks\n\n\
+         Generated by `scripts/bench` (criterion medians, one run, one machine: {}, {cores} \
+         logical CPUs, shared with other work — expect a few percent of noise). Ratios \
+         compare numbers of this same run. Regenerate with `scripts/bench`.\n",
+        cpu_model()
+    );
+
+    let _ = writeln!(s, "## Targets\n");
+    let _ = writeln!(s, "| target | measured | met? |\n|---|---|---|");
+    let vs = verdicts(m);
+    for v in &vs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            v.target,
+            v.measured,
+            if v.met { "yes" } else { "**no**" }
+        );
+    }
+    let _ = writeln!(s);
+    for v in vs.iter().filter(|v| !v.met) {
+        let _ = writeln!(s, "- **{}** — {}\n", v.target, v.note);
+    }
+
+    let _ = writeln!(
+        s,
+        "## Throw → catch latency against depth\n\n\
+         One iteration: enter, descend d frames, throw in the innermost, catch at the top, \
+         return. The JIT rows run the *same compiled code* (`crates/benchmarks/src/jit.rs`): \
+         `%catch` `try_call`s `%rec`, which recurses d times and then calls a throw function \
+         passed as an argument with `__cranelift_throw`'s arguments; only that function \
+         differs. They are entered through `Module::call_raw` (entry trampoline, no \
+         `DataValue` encoding), so every JIT row includes one host→JIT call (compare the \
+         no-throw baseline). C, C++ and Rust chains are `noinline` recursions whose calls \
+         cannot be turned into tail calls or loops. Plot: `benchmarks.svg`.\n"
+    );
+    let _ = write!(s, "| mechanism |");
+    for d in DEPTHS {
+        let _ = write!(s, " d={d} |");
+    }
+    let _ = writeln!(s, " per extra frame (d=1→1000) |");
+    let _ = writeln!(s, "|---|{}---|", "---|".repeat(DEPTHS.len()));
+    for (id, label) in THROW_ROWS {
+        let _ = write!(s, "| {label} |");
+        for d in DEPTHS {
+            let _ = write!(s, " {} |", ns(t(id, d)));
+        }
+        let slope = t(id, 1000).zip(t(id, 1)).map(|(a, b)| (a - b) / 999.0);
+        let _ = writeln!(s, " {} |", ns(slope));
+    }
+
+    let _ = writeln!(s, "\n### Ratios (same run)\n");
+    let _ = write!(s, "| ratio |");
+    for d in DEPTHS {
+        let _ = write!(s, " d={d} |");
+    }
+    let _ = writeln!(s, "\n|---|{}", "---|".repeat(DEPTHS.len()));
+    let ratio_rows: [(&str, &str, &str); 7] = [
+        (
+            "(a) stack walk / (c) wasmtime",
+            "a_stack_walk",
+            "c_wasmtime_unwinder",
+        ),
+        (
+            "(b) ToEntry / (f) longjmp",
+            "b_to_entry_from_host",
+            "f_longjmp",
+        ),
+        ("(b′) trap / (f) longjmp", "b_trap_to_entry", "f_longjmp"),
+        ("(a) stack walk / (f) longjmp", "a_stack_walk", "f_longjmp"),
+        ("(d) panic / (a) stack walk", "d_rust_panic", "a_stack_walk"),
+        ("(e) C++ / (a) stack walk", "e_cxx_throw", "a_stack_walk"),
+        (
+            "(a′) from host / (a) stub",
+            "a_stack_walk_from_host",
+            "a_stack_walk",
+        ),
+    ];
+    for (label, a, b) in ratio_rows {
+        let _ = write!(s, "| {label} |");
+        for d in DEPTHS {
+            let _ = write!(s, " {} |", x(ratio(t(a, d), t(b, d))));
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "\nThe no-throw baselines call down *and return* through the d frames, which a \
+         throw skips, so they are context, not something to subtract; the slope of the O(1) \
+         rows (b, b′, f) is the cost of making the d calls on the way down."
+    );
+
+    let e = |f: &str| get(m, "entry", f, "");
+    let _ = writeln!(
+        s,
+        "\n## Entry overhead\n\n\
+         A host→JIT call of `%ret(i64) -> i64`, which returns its argument.\n\n\
+         | path | median | / plain call | / setjmp entry |\n|---|---|---|---|"
+    );
+    for (id, label) in [
+        (
+            "plain_indirect_call",
+            "plain indirect call (fn pointer to `%ret`)",
+        ),
+        (
+            "our_trampoline",
+            "our handler-registering entry trampoline, called directly",
+        ),
+        ("c_setjmp_entry", "C: `setjmp`, then the indirect call"),
+        (
+            "c_sigsetjmp_entry",
+            "C: `sigsetjmp(env, 1)`, then the indirect call",
+        ),
+        (
+            "our_call_raw",
+            "ours: `Module::call_raw` (trampoline + native machine's call)",
+        ),
+        ("our_typed_call", "ours: `TypedFunc::call`"),
+        ("our_module_call", "ours: `Module::call` with `DataValue`s"),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} |",
+            ns(e(id)),
+            x(ratio(e(id), e("plain_indirect_call"))),
+            x(ratio(e(id), e("c_setjmp_entry")))
+        );
+    }
+
+    let tr = |f: &str| get(m, "trap", f, "");
+    let _ = writeln!(
+        s,
+        "\n## Trap delivery\n\n\
+         One iteration: enter, fault, come back to the entry, return the outcome. Ours: \
+         `Module::call_raw` of a function that traps; the signal handler rewrites the \
+         signal context to the entry trampoline's handler (no setjmp) and the call returns \
+         `CallError::Trap`. C: `sigsetjmp`, fault, `siglongjmp` out of the SIGILL/SIGFPE \
+         handler — with the mask saved and restored (`sigsetjmp(env, 1)`, the textbook \
+         form), and with `SA_NODEFER` and `sigsetjmp(env, 0)` (one system call less, as our \
+         handler is installed).\n\n\
+         | fault | ours | C sigsetjmp(env, 1) | ours / C | C SA_NODEFER + sigsetjmp(env, 0) | ours / C |\n\
+         |---|---|---|---|---|---|"
+    );
+    for (label, ours, c1, c0) in [
+        (
+            "ud2 (SIGILL)",
+            "jit_ud2",
+            "c_sigsetjmp_ud2",
+            "c_nodefer_setjmp_ud2",
+        ),
+        (
+            "division by zero (SIGFPE)",
+            "jit_divz",
+            "c_sigsetjmp_divz",
+            "c_nodefer_setjmp_divz",
+        ),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} | {} | {} |",
+            ns(tr(ours)),
+            ns(tr(c1)),
+            x(ratio(tr(ours), tr(c1))),
+            ns(tr(c0)),
+            x(ratio(tr(ours), tr(c0)))
+        );
+    }
+
+    let _ = writeln!(
+        s,
+        "\n## Exception-table size\n\n\
+         Every function of every `.clif` file containing `try_call`, compiled for x86_64 with \
+         default flags (`crates/benchmarks/src/table_size.rs`). *Ours* has no serialized \
+         form; it is measured as what the unwinder keeps in memory for call sites: a \
+         `Vec<CallSite>` header per function, {} bytes per `CallSite` and {} bytes per \
+         handler-list entry (tag, default or context), no allocator overhead. It records \
+         every call site (a try_call or not); the \"try_call sites only\" column counts \
+         only those with handlers. *Wasmtime's* is `ExceptionTableBuilder::to_vec()` (three \
+         u32 per try_call site, three per handler, omitting plain calls). Functions \
+         with a call-site context in a register are left out of both, as wasmtime's format \
+         cannot hold them (its builder panics).\n",
+        std::mem::size_of::<cranelift_exn::compile::CallSite>(),
+        std::mem::size_of::<cranelift_exn::compile::Handler>(),
+    );
+    let _ = writeln!(
+        s,
+        "| corpus | files | functions | call sites (try_call) | handlers (+contexts) | ours, as stored: B / try_call site, B / handler | ours, try_call sites only | wasmtime: B / site, B / handler | ours / wasmtime |\n\
+         |---|---|---|---|---|---|---|---|---|"
+    );
+    for (path, sizes) in tables {
+        match sizes {
+            Ok(t) => {
+                let per = |b: usize| {
+                    format!(
+                        "{:.1}, {:.1}",
+                        TableSizes::per_site(b, t.try_call_sites),
+                        TableSizes::per_site(b, t.handlers)
+                    )
+                };
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {} | {} (left out: {} not compiling for x86_64, {} with register contexts; {} files unparsed) | {} ({}) | {} (+{}) | {} ({} B) | {} ({} B) | {} ({} B) | {} |",
+                    display_corpus(path),
+                    t.files,
+                    t.functions,
+                    t.uncompiled_functions,
+                    t.register_context_functions,
+                    t.unparsed_files,
+                    t.call_sites,
+                    t.try_call_sites,
+                    t.handlers,
+                    t.contexts,
+                    per(t.ours_bytes),
+                    t.ours_bytes,
+                    per(t.ours_try_only_bytes),
+                    t.ours_try_only_bytes,
+                    per(t.wasmtime_bytes),
+                    t.wasmtime_bytes,
+                    x(Some(t.ours_bytes as f64 / t.wasmtime_bytes.max(1) as f64)),
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    s,
+                    "| `{}` | error: {e} | | | | | | | |",
+                    display_corpus(path)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nOurs is larger: a `CallSite` carries an `Option<u32>` frame offset and a `Vec` \
+         header (pointer, capacity, length) even for a plain call, and each handler is a \
+         tagged enum. That buys direct use by the unwinder with no parsing, the contexts in \
+         registers wasmtime cannot express, and the trap and save-slot tables beside it. \
+         What would shrink it: wasmtime's layout — sorted u32 columns, handler ranges by \
+         end index, plain calls omitted — for a serialized form.\n"
+    );
+
+    let _ = writeln!(
+        s,
+        "## How wasmtime-internal-unwinder is driven\n\n\
+         Version 48.0.8 from crates.io, feature `cranelift` (`crates/benchmarks/src/wasmtime.rs`):\n\n\
+         - **Table**: `ExceptionTableBuilder::add_func` per function of our linked image, in \
+         address order, with the image-relative offset and the call sites *our* compiler \
+         recorded from Cranelift's `MachBufferFinalized::call_sites()`, converted back to \
+         `FinalizedMachCallSite`s; `to_vec()` then `ExceptionTable::parse` once, in place.\n\
+         - **Walk and search**: JIT code calls an `extern \"C\"` Rust function with \
+         `__cranelift_throw`'s arguments; it calls `Handler::find` with `UnwindHost` (the \
+         host's frame-pointer walker), whose per-frame closure looks the return address up \
+         with `ExceptionTable::lookup_pc` and returns the first handler whose tag matches \
+         (or the catch-all) with `sp = fp − frame_offset`. The walk stops below the frame \
+         pointer of `%catch`'s caller, as ours does.\n\
+         - **Resume**: `Handler::resume_tailcc(payload, 0)`.\n\
+         - **Not provided by the crate, so not measured as wasmtime's**: a throw stub (the \
+         JIT code passes its own frame pointer and, as the exit frame's pc, its function's \
+         address — the exit frame has no handler, so only the walk's first lookup differs \
+         from a captured return address), an entry trampoline (the same `call_raw` entry as \
+         ours is used), trap delivery, and callee-saved register restoration: \
+         `resume_tailcc` restores none, so it is only correct for `try_call`s of `tail` \
+         callees, which is what the benchmark uses. Call-site contexts in registers cannot \
+         be expressed in its format.\n"
+    );
+    let _ = writeln!(
+        s,
+        "## Method\n\n\
+         criterion 0.8, 0.5 s warm-up, 2 s measurement, 20 samples (throw) or 30 (entry, \
+         trap); medians of the per-iteration time. Release profile; the C and C++ code is \
+         built by `build.rs` with `-O2 -fno-optimize-sibling-calls`. Each mechanism's \
+         outcome (payload caught, exception or trap at the entry) is asserted before it is \
+         timed, and `crates/benchmarks/tests/` checks them at every depth. The Rust panic \
+         runs with a panic hook that ignores the benchmark's payload (the default hook would \
+         print each panic); the hook call is still paid. `cargo build --workspace` compiles \
+         this crate's dependencies too (wasmtime-environ for the unwinder, plotters, \
+         serde_json); criterion is a dev-dependency, built only for benches and tests.\n"
+    );
+    s
+}
+
+fn display_corpus(path: &Path) -> String {
+    let root = workspace_root();
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let (p, r) = (canon(path), canon(&root));
+    if let Ok(rel) = p.strip_prefix(&r) {
+        return format!("{}/", rel.display());
+    }
+    if let Some(parent) = r.parent()
+        && let Ok(rel) = p.strip_prefix(parent)
+    {
+        return format!("../{}/", rel.display());
+    }
+    p.display().to_string()
+}
+
+fn plot(m: &Medians, path: &Path) -> Result<(), String> {
+    let series: Vec<(&str, Vec<(f64, f64)>)> = THROW_ROWS
+        .iter()
+        .map(|(id, label)| {
+            let points = DEPTHS
+                .iter()
+                .filter_map(|&d| get(m, "throw", id, &depth_str(d)).map(|v| (d as f64, v)))
+                .collect();
+            (*label, points)
+        })
+        .filter(|(_, p): &(&str, Vec<(f64, f64)>)| !p.is_empty())
+        .collect();
+    let all = series.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| *v));
+    let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if series.is_empty() {
+        return Err("no throw results to plot".into());
+    }
+    let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Throw → catch latency against call depth (median)",
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (0.8f64..1250f64).log_scale(),
+            ((lo / 8.0)..(hi * 1.5)).log_scale(),
+        )
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("call depth d (frames between throw and catch)")
+        .y_desc("ns per throw + catch")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| {
+            if *v >= 1000.0 {
+                format!("{:.0} µs", v / 1000.0)
+            } else {
+                format!("{v:.0} ns")
+            }
+        })
+        .draw()
+        .map_err(|e| err(&e))?;
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(23, 190, 207),
+        RGBColor(255, 127, 14),
+        RGBColor(188, 189, 34),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(44, 160, 44),
+        RGBColor(127, 127, 127),
+        RGBColor(190, 190, 190),
+    ];
+    for (i, (label, points)) in series.iter().enumerate() {
+        let color = palette[i % palette.len()];
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), style))
+            .map_err(|e| err(&e))?
+            .label(label.replace('`', ""))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 3, ShapeStyle::from(&color).filled())),
+            )
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let medians = read_medians(&args.criterion)?;
+    if !medians.keys().any(|(g, _, _)| g == "throw") {
+        return Err(format!(
+            "no throw results under {} (run `cargo bench -p cranelift-exn-benchmarks` first)",
+            args.criterion.display()
+        ));
+    }
+    // Cranelift panics on a few corpus functions (they are counted as not
+    // compiling); keep its panic messages off the terminal meanwhile.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let tables: Vec<(PathBuf, Result<TableSizes, String>)> = args
+        .corpora
+        .iter()
+        .map(|dir| (dir.clone(), try_call_files(dir).and_then(|f| measure(&f))))
+        .collect();
+    std::panic::set_hook(hook);
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let md = args.out.join("benchmarks.md");
+    let svg = args.out.join("benchmarks.svg");
+    std::fs::write(&md, markdown(&medians, &tables))
+        .map_err(|e| format!("{}: {e}", md.display()))?;
+    plot(&medians, &svg)?;
+    println!("wrote {}", md.display());
+    println!("wrote {}", svg.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
