@@ -81,6 +81,10 @@ thread_local! {
     static STACK_BOUNDS: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
 }
 
+/// 16-byte words of call buffer kept on the stack (larger ones go to the
+/// heap): 32 value slots.
+const INLINE_BUFFER_WORDS: usize = 34;
+
 /// Below the lowest stack address, how far a fault still counts as a stack
 /// overflow (the guard page(s), or the main thread's stack guard gap).
 const STACK_GUARD_REACH: u64 = 1 << 20;
@@ -332,11 +336,19 @@ impl Machine for NativeMachine {
             )));
         }
         // The trampoline's loads and stores are `aligned`: give them a
-        // 16-byte aligned copy of the buffer.
-        let mut aligned = vec![0u128; buffer.len().div_ceil(16)];
-        // SAFETY: `aligned` has at least `buffer.len()` bytes.
+        // 16-byte aligned copy of the buffer (on this stack when it is
+        // small, which spares an allocation per call).
+        let mut inline = [0u128; INLINE_BUFFER_WORDS];
+        let mut heap = Vec::new();
+        let words: &mut [u128] = if buffer.len() <= INLINE_BUFFER_WORDS * 16 {
+            &mut inline
+        } else {
+            heap.resize(buffer.len().div_ceil(16), 0u128);
+            &mut heap
+        };
+        // SAFETY: `words` has at least `buffer.len()` bytes.
         let aligned_bytes = unsafe {
-            std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), buffer.len())
+            std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), buffer.len())
         };
         aligned_bytes.copy_from_slice(buffer);
         signals::ensure_alt_stack()?;

@@ -71,6 +71,14 @@ impl MachineProvider for Machines {
             cranelift_exn_emulator::unsupported_reason(isa)
         }
     }
+
+    fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
+        if Some(arch) == Arch::host() {
+            None
+        } else {
+            cranelift_exn_emulator::capabilities::unsupported_code(arch, code)
+        }
+    }
 }
 
 struct Options {

@@ -4,7 +4,7 @@
 //! [`EmulatedMachine`] implements [`cranelift_exn::machine::Machine`]: it
 //! allocates and installs code, calls entry trampolines, dispatches calls to
 //! host-function addresses to a [`cranelift_exn::machine::HostServices`], and
-//! turns every emulator fault, runaway loop and host error into an
+//! turns every other emulator fault, runaway loop and host error into an
 //! [`cranelift_exn::Error`]. [`EmulatedMemory`] gives the unwinder and host
 //! services word access to the emulated memory in the target's byte order.
 //!
@@ -20,10 +20,18 @@
 //!
 //! unicorn 2.1.5 is QEMU 5.0's TCG. On s390x it lacks z14 instructions that
 //! Cranelift emits by default (`MSGRKC`/`MSRKC`/`MGRK` for multiplies, the
-//! `w…sb` short-BFP vector forms for `f32`); the machine carries those out
-//! itself from an interrupt hook (see `src/arch/s390x.rs`). On x86-64, code
-//! compiled with `has_avx` runs but can compute wrong results, and `has_fma`
-//! code faults: emulate only code built without them.
+//! vector-enhancements-1 float forms — `vf{a,s,m,d,sq,i}sb`, `vfce`/`vfch`,
+//! `vfmin`/`vfmax` in every mode and their `w…` single-element forms —
+//! `vbperm` and `vpopct` on wide lanes); the machine carries those out itself
+//! from an interrupt hook (`src/arch/s390x.rs`, `src/arch/s390x_vector.rs`).
+//! Instructions unicorn executes *wrongly* are found in compiled code by
+//! [`capabilities::unsupported_code`], and target flags whose instructions it
+//! lacks by [`unsupported_reason`], so that runners skip them with a reason.
+//!
+//! Faults in JIT code (trap instructions, unmapped accesses, a stack overflow
+//! below the 8 MiB stack) that the call's services accept are delivered to
+//! the entry trampoline's handler, as natively; a host function may call back
+//! into JIT code (nested `emu_start`, registers saved and restored around it).
 
 #![warn(missing_docs)]
 

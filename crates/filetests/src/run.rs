@@ -6,6 +6,7 @@
 //! neither the host nor the emulator has) is skipped with the reason.
 
 use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
@@ -35,6 +36,14 @@ pub trait MachineProvider: Send + Sync {
     /// (a flag the CPU lacks), or `None` when it can.
     fn unsupported(&self, isa: &dyn TargetIsa) -> Option<String> {
         let _ = isa;
+        None
+    }
+
+    /// Why `code`, one compiled function for `arch`, would not run correctly
+    /// on the machine for `arch` although its flags are supported (an
+    /// instruction the emulated CPU mis-executes), or `None` when it can.
+    fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
+        let _ = (arch, code);
         None
     }
 }
@@ -139,10 +148,25 @@ impl TestRun {
         }
         let isa = rebuild(arch, isa)?;
         let functions: Vec<Function> = testfile.functions.iter().map(|(f, _)| f.clone()).collect();
-        let module = self
-            .provider
-            .machine(arch)
-            .and_then(|m| Module::new(m, isa.as_ref(), functions));
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            self.provider
+                .machine(arch)
+                .and_then(|m| Module::new(m, isa.as_ref(), functions))
+        }));
+        let module = match built {
+            Ok(module) => module,
+            // Upstream compiles run tests only for the host, so a Cranelift
+            // panic on another target is not a verdict it gives: skip the
+            // target, naming the panic. On the host it stays a failure.
+            Err(panic) if report.mode == "emulated" => {
+                report.skipped = Some(format!(
+                    "Cranelift panicked compiling for {arch} (not run upstream): {}",
+                    panic_message(&*panic)
+                ));
+                return Ok(report);
+            }
+            Err(panic) => resume_unwind(panic),
+        };
         let mut module = match module {
             Ok(module) => module,
             Err(e) => {
@@ -163,11 +187,38 @@ impl TestRun {
                 return Ok(report);
             }
         };
+        if let Some(reason) = self.unsupported_code(arch, &module) {
+            report.skipped = Some(reason);
+            return Ok(report);
+        }
         for run in &runs {
             run_line(&mut module, run, &mut report);
         }
         Ok(report)
     }
+}
+
+impl TestRun {
+    /// The provider's reason not to run the module's code: the first
+    /// function (in address order) that has one.
+    fn unsupported_code(&self, arch: Arch, module: &Module) -> Option<String> {
+        let image = module.image();
+        image.table.functions().iter().find_map(|f| {
+            let start = usize::try_from(f.start.checked_sub(image.base)?).ok()?;
+            let end = usize::try_from(f.end.checked_sub(image.base)?).ok()?;
+            let code = image.code.get(start..end)?;
+            self.provider.unsupported_code(arch, code)
+        })
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The ISA of a `target` line with the flags the linker and unwinder need
@@ -360,4 +411,168 @@ pub fn count_run_lines(testfile: &TestFile) -> usize {
                 .count()
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cranelift_exn::machine::{HostFunction, HostServices};
+    use cranelift_exn::native::NativeMachine;
+    use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
+
+    /// A machine for another architecture that accepts code but cannot run
+    /// it: enough to compile, link and load a module.
+    struct LoadOnly {
+        arch: Arch,
+        next: u64,
+    }
+
+    impl Machine for LoadOnly {
+        fn arch(&self) -> Arch {
+            self.arch
+        }
+
+        fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
+            let base = self.next;
+            self.next += (size as u64).next_multiple_of(16);
+            Ok(base)
+        }
+
+        fn install_code(&mut self, _: u64, _: &[u8]) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
+            Ok(0x1000 + 16 * function as u64)
+        }
+
+        fn call_entry(
+            &self,
+            _: u64,
+            _: u64,
+            _: &mut [u8],
+            _: &mut dyn HostServices,
+        ) -> Result<(), Error> {
+            Err(Error::Machine("load-only machine".into()))
+        }
+    }
+
+    /// A provider with a chosen mode and an optional verdict on compiled
+    /// code; its machines are native for the host, load-only otherwise.
+    struct Mock {
+        mode: &'static str,
+        reject_code: bool,
+    }
+
+    impl MachineProvider for Mock {
+        fn machine(&self, arch: Arch) -> Result<Box<dyn Machine>, Error> {
+            if Some(arch) == Arch::host() {
+                Ok(Box::new(NativeMachine::new()?))
+            } else {
+                Ok(Box::new(LoadOnly {
+                    arch,
+                    next: 0x10_0000,
+                }))
+            }
+        }
+
+        fn mode(&self, _: Arch) -> &'static str {
+            self.mode
+        }
+
+        fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
+            self.reject_code
+                .then(|| format!("{arch}: code of {} bytes rejected", code.len()))
+        }
+    }
+
+    /// Run `text` (written to a file, as the runner reads run lines from
+    /// it) for its first target on `provider`.
+    fn run(text: &str, name: &str, provider: Mock) -> anyhow::Result<RunReport> {
+        let path =
+            std::env::temp_dir().join(format!("clif-exn-run-{}-{name}.clif", std::process::id()));
+        std::fs::write(&path, text)?;
+        let testfile =
+            parse_test(text, ParseOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let IsaSpec::Some(isas) = &testfile.isa_spec else {
+            bail!("no target");
+        };
+        let test = TestRun {
+            provider: Arc::new(provider),
+            report: Mutex::new(None),
+        };
+        let report = test.run_on(&testfile, &path.to_string_lossy(), isas[0].as_ref());
+        let _ = std::fs::remove_file(&path);
+        report
+    }
+
+    /// Padding every block to 4 MiB puts aarch64's literal pool out of its
+    /// `ldr` range: Cranelift 0.135.8 asserts while emitting.
+    const PADDED: &str = "test run\n\
+        set bb_padding_log2_minus_one=21\n\
+        target aarch64\n\
+        \n\
+        function %pair() -> i64x2 {\n\
+        block0:\n\
+        \x20   v0 = vconst.i64x2 [5 6]\n\
+        \x20   return v0\n\
+        }\n\
+        ; run: %pair() == [5 6]\n";
+
+    #[test]
+    fn a_cranelift_panic_skips_an_emulated_target_with_the_message() {
+        let provider = Mock {
+            mode: "emulated",
+            reject_code: false,
+        };
+        let report = run(PADDED, "panic-emulated", provider).unwrap();
+        let reason = report.skipped.expect("skipped");
+        assert!(
+            reason.starts_with("Cranelift panicked compiling for aarch64"),
+            "{reason}"
+        );
+        assert!(reason.contains("max_pos_range"), "{reason}");
+        assert_eq!(
+            (report.passed, report.failures.len(), report.lines),
+            (0, 0, 1)
+        );
+    }
+
+    #[test]
+    fn a_cranelift_panic_on_a_native_target_is_not_hidden() {
+        let provider = Mock {
+            mode: "native",
+            reject_code: false,
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(PADDED, "panic-native", provider)));
+        let panic = outcome.expect_err("the panic reaches the caller");
+        assert!(panic_message(&*panic).contains("max_pos_range"));
+    }
+
+    /// A host-target file, so that the module really loads and runs.
+    fn host_file() -> Option<String> {
+        let host = Arch::host()?;
+        Some(format!(
+            "test run\ntarget {host}\n\nfunction %seven() -> i64 {{\nblock0:\n    v0 = iconst.i64 7\n    return v0\n}}\n; run: %seven() == 7\n"
+        ))
+    }
+
+    #[test]
+    fn code_the_provider_rejects_skips_the_target_and_other_code_runs() {
+        let Some(text) = host_file() else { return };
+        let rejecting = Mock {
+            mode: "native",
+            reject_code: true,
+        };
+        let report = run(&text, "reject", rejecting).unwrap();
+        let reason = report.skipped.expect("skipped");
+        assert!(reason.contains("bytes rejected"), "{reason}");
+        assert_eq!(report.passed, 0);
+        let accepting = Mock {
+            mode: "native",
+            reject_code: false,
+        };
+        let report = run(&text, "accept", accepting).unwrap();
+        assert_eq!((report.skipped, report.passed), (None, 1));
+    }
 }
