@@ -183,12 +183,38 @@ pub fn compile_function(
     let params = func.params.clone();
     let signature = func.signature.clone();
     let mut ctx = Context::for_function(func);
-    let compiled = ctx
-        .compile(isa, &mut ControlPlane::default())
-        .map_err(|e| Error::Compile {
-            function: name.clone(),
-            message: cranelift_codegen::print_errors::pretty_error(e.func, e.inner),
-        })?;
+    // Cranelift asserts on some input its verifier accepts (a callee
+    // convention the target cannot call, a branch out of range): that is an
+    // error for this function, not the end of the process.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ctx.compile(isa, &mut ControlPlane::default())
+            .map(|_| ())
+            .map_err(|e| cranelift_codegen::print_errors::pretty_error(e.func, e.inner))
+    }));
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => {
+            return Err(Error::Compile {
+                function: name,
+                message,
+            });
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            return Err(Error::CompilerPanic {
+                function: name,
+                message,
+            });
+        }
+    }
+    let compiled = ctx.compiled_code().ok_or_else(|| Error::Compile {
+        function: name.clone(),
+        message: "Cranelift produced no code".into(),
+    })?;
     let buffer = &compiled.buffer;
     let relocs = buffer
         .relocs()

@@ -22,6 +22,14 @@ pub enum Error {
         /// Cranelift's message (verifier errors included).
         message: String,
     },
+    /// Cranelift panicked compiling a function (an assertion on input its
+    /// verifier accepted); the panic was caught.
+    CompilerPanic {
+        /// The function's name.
+        function: String,
+        /// The panic's message.
+        message: String,
+    },
     /// A relocation could not be applied, or a symbol is undefined.
     Link {
         /// The function containing the relocation.
@@ -54,6 +62,9 @@ impl fmt::Display for Error {
             Error::Parse { location, message } => write!(f, "{location}: {message}"),
             Error::Compile { function, message } => {
                 write!(f, "compiling {function}: {message}")
+            }
+            Error::CompilerPanic { function, message } => {
+                write!(f, "compiling {function}: Cranelift panicked: {message}")
             }
             Error::Link {
                 function,

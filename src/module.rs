@@ -526,6 +526,8 @@ impl Module {
                     compiled.extend(pair);
                     entry_names.push((sig.clone(), trampoline::names(index).0));
                 }
+                // A Cranelift panic is not a limit of the target's flags.
+                Err(e @ Error::CompilerPanic { .. }) => return Err(e),
                 Err(e) => {
                     unusable.insert(sig.clone(), e);
                 }

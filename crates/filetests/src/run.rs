@@ -6,7 +6,6 @@
 //! neither the host nor the emulator has) is skipped with the reason.
 
 use std::borrow::Cow;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
@@ -148,27 +147,21 @@ impl TestRun {
         }
         let isa = rebuild(arch, isa)?;
         let functions: Vec<Function> = testfile.functions.iter().map(|(f, _)| f.clone()).collect();
-        let built = catch_unwind(AssertUnwindSafe(|| {
-            self.provider
-                .machine(arch)
-                .and_then(|m| Module::new(m, isa.as_ref(), functions))
-        }));
-        let module = match built {
+        let module = self
+            .provider
+            .machine(arch)
+            .and_then(|m| Module::new(m, isa.as_ref(), functions));
+        let mut module = match module {
             Ok(module) => module,
             // Upstream compiles run tests only for the host, so a Cranelift
             // panic on another target is not a verdict it gives: skip the
             // target, naming the panic. On the host it stays a failure.
-            Err(panic) if report.mode == "emulated" => {
+            Err(Error::CompilerPanic { function, message }) if report.mode == "emulated" => {
                 report.skipped = Some(format!(
-                    "Cranelift panicked compiling for {arch} (not run upstream): {}",
-                    panic_message(&*panic)
+                    "Cranelift panicked compiling {function} for {arch} (not run upstream): {message}"
                 ));
                 return Ok(report);
             }
-            Err(panic) => resume_unwind(panic),
-        };
-        let mut module = match module {
-            Ok(module) => module,
             Err(e) => {
                 let line = match &e {
                     Error::Compile { function, .. } | Error::Link { function, .. } => testfile
@@ -210,15 +203,6 @@ impl TestRun {
             self.provider.unsupported_code(arch, code)
         })
     }
-}
-
-/// The text of a panic's payload.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The ISA of a `target` line with the flags the linker and unwinder need
@@ -526,9 +510,13 @@ mod tests {
             reject_code: false,
         };
         let report = run(PADDED, "panic-emulated", provider).unwrap();
-        let reason = report.skipped.expect("skipped");
+        let reason = report
+            .skipped
+            .clone()
+            .unwrap_or_else(|| panic!("not skipped: {report:?}"));
         assert!(
-            reason.starts_with("Cranelift panicked compiling for aarch64"),
+            reason.starts_with("Cranelift panicked compiling ")
+                && reason.contains(" for aarch64 (not run upstream)"),
             "{reason}"
         );
         assert!(reason.contains("max_pos_range"), "{reason}");
@@ -544,9 +532,12 @@ mod tests {
             mode: "native",
             reject_code: false,
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| run(PADDED, "panic-native", provider)));
-        let panic = outcome.expect_err("the panic reaches the caller");
-        assert!(panic_message(&*panic).contains("max_pos_range"));
+        let report = run(PADDED, "panic-native", provider).unwrap();
+        assert_eq!(report.skipped, None);
+        assert_eq!(report.failures.len(), 1);
+        let failure = &report.failures[0];
+        assert!(failure.actual.contains("Cranelift panicked"), "{failure:?}");
+        assert!(failure.actual.contains("max_pos_range"), "{failure:?}");
     }
 
     /// A host-target file, so that the module really loads and runs.
