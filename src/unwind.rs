@@ -56,27 +56,45 @@ pub enum Delivery {
     },
 }
 
+/// Most words a context has (the fixed words plus the largest ISA's
+/// callee-saved registers).
+const MAX_CONTEXT_WORDS: usize = 64;
+
 /// A register context in target memory.
 pub struct Context {
-    words: Vec<u64>,
+    words: [u64; MAX_CONTEXT_WORDS],
+    len: usize,
 }
 
 impl Context {
-    /// Read the context at `addr` for `arch`.
+    /// Read the context at `addr` for `arch` (one read of the whole block).
     pub fn read(memory: &dyn Memory, arch: Arch, addr: u64) -> Result<Context, Error> {
-        let n = context::SAVED + arch.spec().callee_saved().len();
-        let words = (0..n)
-            .map(|i| memory.read_u64(addr + 8 * i as u64))
-            .collect::<Result<_, _>>()?;
-        Ok(Context { words })
+        let len = context::SAVED + arch.spec().callee_saved().len();
+        if len > MAX_CONTEXT_WORDS {
+            return Err(Error::Unwind(format!(
+                "{arch} context of {len} words exceeds {MAX_CONTEXT_WORDS}"
+            )));
+        }
+        let mut bytes = [0u8; MAX_CONTEXT_WORDS * 8];
+        memory.read(addr, &mut bytes[..len * 8])?;
+        let endianness = memory.endianness();
+        let mut words = [0u64; MAX_CONTEXT_WORDS];
+        for (word, chunk) in words.iter_mut().zip(bytes[..len * 8].chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            *word = endianness.read_u64(b);
+        }
+        Ok(Context { words, len })
     }
 
-    /// Write the context back to `addr`.
+    /// Write the context back to `addr` (one write of the whole block).
     pub fn write(&self, memory: &mut dyn Memory, addr: u64) -> Result<(), Error> {
-        for (i, w) in self.words.iter().enumerate() {
-            memory.write_u64(addr + 8 * i as u64, *w)?;
+        let endianness = memory.endianness();
+        let mut bytes = [0u8; MAX_CONTEXT_WORDS * 8];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(&self.words[..self.len]) {
+            chunk.copy_from_slice(&endianness.write_u64(*word));
         }
-        Ok(())
+        memory.write(addr, &bytes[..self.len * 8])
     }
 
     /// Word `index` (see [`context`]).
