@@ -24,9 +24,23 @@
 //! `vfmin`/`vfmax` in every mode and their `w…` single-element forms —
 //! `vbperm` and `vpopct` on wide lanes); the machine carries those out itself
 //! from an interrupt hook (`src/arch/s390x.rs`, `src/arch/s390x_vector.rs`).
-//! Instructions unicorn executes *wrongly* are found in compiled code by
-//! [`capabilities::unsupported_code`], and target flags whose instructions it
-//! lacks by [`unsupported_reason`], so that runners skip them with a reason.
+//!
+//! Instructions unicorn executes *wrongly*, without any exception, are found
+//! when code is installed and carried out by the machine from a code hook on
+//! exactly each of their addresses (hooks are replaced when code is
+//! reinstalled, and the range's translations flushed, so that the hooks take
+//! effect; other instructions run at full speed): on s390x the signed
+//! add/subtract register forms whose overflow condition code is read
+//! (QEMU 5 misses the overflow of `MIN + MIN` and `0 - MIN`), the
+//! conversions to logical (`cl[fg][edx]br`, `vclgd`: a NaN gives 0, not all
+//! ones) and `rnsbg`/`rosbg`/`rxsbg` with the test-only bit
+//! (`src/arch/s390x_intercept.rs`); on aarch64 the LSE `ldsmax*`/`ldsmin*`,
+//! which QEMU 5 compares unsigned on narrow values (`src/arch/aarch64.rs`).
+//! [`EmulatedMachine::intercepted`] lists the hooked addresses. What is
+//! still mis-executed is found in compiled code by
+//! [`capabilities::unsupported_code`], and target flags whose instructions
+//! unicorn lacks by [`unsupported_reason`], so that runners skip them with a
+//! reason.
 //!
 //! Faults in JIT code (trap instructions, unmapped accesses, a stack overflow
 //! below the 8 MiB stack) that the call's services accept are delivered to

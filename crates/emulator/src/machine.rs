@@ -1,6 +1,7 @@
 //! [`EmulatedMachine`]: a [`Machine`] backed by unicorn-engine.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
@@ -11,8 +12,8 @@ use cranelift_exn::isa::{Arch, Reg};
 use cranelift_exn::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use cranelift_exn::memory::Memory;
 use cranelift_exn::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
-use unicorn_engine::Unicorn;
 use unicorn_engine::unicorn_const::{HookType, MemType, Prot, TlbType, uc_error};
+use unicorn_engine::{UcHookId, Unicorn};
 
 use crate::arch::{self, EmuArch};
 use crate::core::{self, Core};
@@ -20,6 +21,7 @@ use crate::memory::EmulatedMemory;
 
 /// Host-function page: one 16-byte slot per [`HostFunction`], filled with
 /// undefined instructions; a code hook on the slots runs the host side.
+/// It is the only mapping without write permission (see [`writable`]).
 const HOST_BASE: u64 = 0x1000_0000;
 const HOST_SIZE: u64 = 0x1_0000;
 const HOST_SLOT: u64 = 16;
@@ -152,6 +154,9 @@ impl Drop for HostGuard {
 /// 1 MiB read-write-execute chunks. Calls to [`HostFunction`] addresses are
 /// intercepted by a code hook and dispatched to the [`HostServices`] given to
 /// `call_entry`, which then returns to the caller as a C function would.
+/// Instructions unicorn executes wrongly are found in code as it is
+/// installed and carried out by the machine from a code hook on each of
+/// their addresses ([`EmulatedMachine::intercepted`], see the crate docs).
 ///
 /// Each call runs at most [`DEFAULT_INSTRUCTION_LIMIT`] instructions unless
 /// changed with [`EmulatedMachine::set_instruction_limit`]; running out, any
@@ -172,6 +177,9 @@ pub struct EmulatedMachine {
     timeout: Option<Duration>,
     /// The CPU state right after set-up (see `EmuArch::resets_after_fault`).
     clean: unicorn_engine::Context,
+    /// The code hook on each installed instruction the machine carries out
+    /// itself (`EmuArch::intercepts`), by address.
+    intercepts: BTreeMap<u64, UcHookId>,
 }
 
 impl fmt::Debug for EmulatedMachine {
@@ -182,6 +190,7 @@ impl fmt::Debug for EmulatedMachine {
             .field("code", &(CODE_BASE..self.code_next))
             .field("instruction_limit", &self.instruction_limit)
             .field("timeout", &self.timeout)
+            .field("intercepted_instructions", &self.intercepts.len())
             .finish_non_exhaustive()
     }
 }
@@ -284,7 +293,43 @@ impl EmulatedMachine {
             buffer_size: Cell::new(BUFFER_INITIAL),
             instruction_limit: Some(DEFAULT_INSTRUCTION_LIMIT),
             timeout: None,
+            intercepts: BTreeMap::new(),
         })
+    }
+
+    /// The addresses of the installed instructions this machine carries out
+    /// itself instead of unicorn (which executes them wrongly), in order:
+    /// each has a code hook. Addresses found in data rather than code may be
+    /// among them; their hooks never run.
+    pub fn intercepted(&self) -> Vec<u64> {
+        self.intercepts.keys().copied().collect()
+    }
+
+    /// Replace the intercept hooks of `base..base + bytes.len()` with those
+    /// of `bytes`, the code now there.
+    fn hook_intercepts(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
+        let arch = self.emu.arch();
+        let end = base + bytes.len() as u64;
+        let stale: Vec<u64> = self.intercepts.range(base..end).map(|(&a, _)| a).collect();
+        for address in stale {
+            if let Some(id) = self.intercepts.remove(&address) {
+                self.uc
+                    .remove_hook(id)
+                    .map_err(|e| engine_error(arch, "removing an instruction hook", e))?;
+            }
+        }
+        let emu = self.emu;
+        for offset in emu.intercepts(bytes) {
+            let address = base + offset as u64;
+            let id = self
+                .uc
+                .add_code_hook(address, address, move |uc, address, _size| {
+                    on_intercept(uc, emu, address);
+                })
+                .map_err(|e| engine_error(arch, "adding an instruction hook", e))?;
+            self.intercepts.insert(address, id);
+        }
+        Ok(())
     }
 
     /// The unicorn CPU model this machine emulates (see the crate docs).
@@ -564,6 +609,31 @@ fn on_exception(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, _int
     }
 }
 
+/// Whether the program may store `len` bytes at `address`, given that they
+/// are mapped: every mapping but the host-function page is writable (the
+/// stack, the buffer area and code, see `EmulatedMachine::new`,
+/// `reserve_buffer`, `allocate_code`).
+fn writable(address: u64, len: u64) -> bool {
+    let end = address.saturating_add(len);
+    end <= HOST_BASE || address >= HOST_BASE + HOST_SIZE
+}
+
+/// The code hook on an instruction the machine carries out itself: do so
+/// and continue after it, or let unicorn execute it (see
+/// `EmuArch::carry_out`).
+fn on_intercept(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, address: u64) {
+    let outcome = {
+        let mut core = Core::new(&mut *uc, emu);
+        emu.carry_out(&mut core, address, &writable)
+            .and_then(|next| next.map_or(Ok(()), |next| core.set_pc(next)))
+    };
+    if let Err(error) = outcome {
+        uc.get_data_mut().error = Some(error);
+        // Stopping can only fail if the engine is not running, and it is.
+        let _ = uc.emu_stop();
+    }
+}
+
 /// Run the host side of the host function at `address`, then return to its
 /// caller.
 fn dispatch_host_call(
@@ -680,7 +750,11 @@ impl Machine for EmulatedMachine {
             return Ok(());
         }
         self.memory().write(base, bytes)?;
-        // Drop any translation of the old bytes (instruction-cache coherence).
+        self.hook_intercepts(base, bytes)?;
+        // Drop any translation of the old bytes (instruction-cache coherence),
+        // and of code translated before its instructions' hooks existed:
+        // unicorn decides at translation time whether an instruction calls
+        // its code hooks.
         let end = base + bytes.len() as u64;
         self.uc
             .ctl_remove_cache(base, end)

@@ -531,9 +531,11 @@ const SIGNED_I32_INPUTS: &[[u64; 3]] = &[
 ];
 
 #[test]
-fn aarch64_lse_is_listed_and_wrong_in_the_emulator() {
-    // unicorn 2.1.5 (QEMU 5.0) runs `ldsmaxal w..` but compares the 32-bit
-    // values as unsigned: smax(-1, 1) stores -1.
+fn aarch64_lse_signed_max_runs_in_the_emulator() {
+    // unicorn 2.1.5 (QEMU 5.0) compares `ldsmaxal w..`'s 32-bit values as
+    // unsigned (smax(-1, 1) would store -1); the machine carries the
+    // instruction out itself, so `has_lse` is not listed and must compute
+    // the right results.
     check(&Probe {
         arch: Arch::Aarch64,
         flags: &["has_lse"],
@@ -551,8 +553,8 @@ fn aarch64_lse_is_listed_and_wrong_in_the_emulator() {
 
 #[test]
 fn aarch64_lse_add_alone_would_run() {
-    // The other LSE operations are right: only the signed min/max make
-    // `has_lse` unusable.
+    // The other LSE operations are right in unicorn itself: only the signed
+    // min/max need the machine's own implementation.
     let isa = isa(Arch::Aarch64, &["has_lse"]);
     let probe = Probe {
         arch: Arch::Aarch64,

@@ -90,6 +90,47 @@ pub(crate) trait EmuArch: Sync {
     fn emulate_missing(&self, _core: &mut Core<'_>, _pc: u64) -> Result<Option<u64>, Error> {
         Ok(None)
     }
+    /// Offsets in `code`, machine code about to be installed, of the
+    /// instructions unicorn 2.1.5 executes without any fault but wrongly, and
+    /// which this crate therefore carries out itself ([`EmuArch::carry_out`]
+    /// from a code hook on exactly each such address).
+    ///
+    /// Code may hold data (literal pools, jump tables), so implementations
+    /// look at every offset an instruction could start at rather than
+    /// decoding linearly: a real instruction is never missed, and an offset
+    /// that turns out not to start an instruction costs only an idle hook,
+    /// since unicorn runs code hooks at instruction starts only.
+    fn intercepts(&self, _code: &[u8]) -> Vec<usize> {
+        Vec::new()
+    }
+    /// Carry out the intercepted instruction at `pc` with the
+    /// architecture's semantics and return the address of the next
+    /// instruction; `Ok(None)` leaves the instruction to unicorn, which is
+    /// right when the bytes at `pc` are not such an instruction (any more) or
+    /// when the instruction raises an exception unicorn raises too (an
+    /// unmapped or misaligned access, an enabled IEEE trap). `writable` says
+    /// whether `len` bytes at an address may be stored to by the program
+    /// (unicorn's own memory writes ignore page protection).
+    fn carry_out(
+        &self,
+        _core: &mut Core<'_>,
+        _pc: u64,
+        _writable: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<Option<u64>, Error> {
+        Ok(None)
+    }
+    /// The ISA flags whose instructions the emulated CPU cannot execute
+    /// (see `capabilities::unsupported_reason`).
+    fn missing_flags(&self) -> &'static [MissingFlag] {
+        &[]
+    }
+    /// Why `code` (one function) would compute wrong results here although
+    /// the CPU has every flag it was built with: an instruction unicorn
+    /// mis-executes that [`EmuArch::carry_out`] does not cover (see
+    /// `capabilities::unsupported_code`).
+    fn mis_executed(&self, _code: &[u8]) -> Option<String> {
+        None
+    }
     /// A byte pattern, repeated to fill the host-function page, that decodes
     /// as an undefined instruction: executing the page anywhere but at a
     /// hooked host-function address is an error, never a silent slide.
@@ -102,6 +143,20 @@ pub(crate) trait EmuArch: Sync {
     /// Leave a host function the way its C `return` would: the program
     /// counter goes back to the caller and the stack is as the caller left it.
     fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error>;
+}
+
+/// An ISA flag the emulated CPU cannot execute, with what it enables.
+pub(crate) struct MissingFlag {
+    /// The Cranelift ISA flag.
+    pub flag: &'static str,
+    /// The extension or facility, for messages.
+    pub what: &'static str,
+}
+
+impl MissingFlag {
+    pub(crate) const fn new(flag: &'static str, what: &'static str) -> Self {
+        MissingFlag { flag, what }
+    }
 }
 
 /// The emulator facts for `arch`.

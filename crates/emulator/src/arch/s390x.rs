@@ -18,10 +18,13 @@
 //! * z14 instructions that QEMU 5's TCG lacks but Cranelift's default (z14)
 //!   target emits are carried out in Rust from an interrupt hook: see
 //!   [`missing`].
-//! * Instructions QEMU 5 executes without a fault but wrongly (`wclgdb` of a
-//!   NaN, signed-overflow condition codes, test-only `rxsbg`) never reach
-//!   that hook: `capabilities::unsupported_code` finds them in compiled code
-//!   so that runners skip it.
+//! * Instructions QEMU 5 executes without a fault but wrongly (signed
+//!   add/subtract whose overflow condition code is read, conversions to
+//!   logical of a NaN, test-only `rxsbg`/`rosbg`/`rnsbg`) never reach that
+//!   hook: they are found when code is installed and carried out from a code
+//!   hook on each of their addresses, see [`intercept`]. The storage forms
+//!   of signed add/subtract are not (Cranelift never tests their overflow);
+//!   `capabilities::unsupported_code` reports them.
 //! * Faults are reported at the faulting instruction's address. Note that
 //!   Cranelift's trap table records an s390x trap at the *last byte* of its
 //!   2-byte trap instruction (the hardware PSW address after the program
@@ -36,9 +39,11 @@ use cranelift_exn::isa::{Arch, Reg, RegClass};
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
 use unicorn_engine::{RegisterS390X, S390xCpuModel};
 
-use super::{CpuModel, EmuArch, RegSlot};
+use super::{CpuModel, EmuArch, MissingFlag, RegSlot};
 use crate::core::Core;
 
+#[path = "s390x_intercept.rs"]
+mod intercept;
 #[path = "s390x_vector.rs"]
 mod vector;
 
@@ -63,6 +68,25 @@ const REGISTER_SAVE_AREA: u64 = 160;
 const ILLEGAL: [u8; 2] = [0x01, 0x00];
 
 impl EmuArch for S390x {
+    fn missing_flags(&self) -> &'static [MissingFlag] {
+        MISSING_FLAGS
+    }
+
+    fn mis_executed(&self, code: &[u8]) -> Option<String> {
+        let found = intercept::mis_executed(code);
+        (!found.is_empty()).then(|| {
+            let names: Vec<String> = found
+                .iter()
+                .map(|name| format!("the overflow condition code of {name}"))
+                .collect();
+            format!(
+                "emulated s390x CPU mis-executes {} (QEMU 5 reports no overflow for \
+                 MIN + MIN and 0 - MIN)",
+                names.join(", ")
+            )
+        })
+    }
+
     fn arch(&self) -> Arch {
         Arch::S390x
     }
@@ -97,6 +121,19 @@ impl EmuArch for S390x {
 
     fn emulate_missing(&self, core: &mut Core<'_>, pc: u64) -> Result<Option<u64>, Error> {
         missing::emulate(core, pc)
+    }
+
+    fn intercepts(&self, code: &[u8]) -> Vec<usize> {
+        intercept::offsets(code)
+    }
+
+    fn carry_out(
+        &self,
+        core: &mut Core<'_>,
+        pc: u64,
+        _writable: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<Option<u64>, Error> {
+        intercept::carry_out(core, pc)
     }
 
     fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
@@ -157,11 +194,7 @@ pub(crate) mod missing {
     pub(crate) fn emulate(core: &mut Core<'_>, pc: u64) -> Result<Option<u64>, Error> {
         let mut insn = [0u8; 6];
         core.memory().read(pc, &mut insn[..2])?;
-        let len = match insn[0] >> 6 {
-            0 => 2,
-            1 | 2 => 4,
-            _ => 6,
-        };
+        let len = super::intercept::length(insn[0]);
         core.memory().read(pc, &mut insn[..len])?;
         let done = match len {
             4 => rrf(core, &insn)?,
@@ -229,3 +262,12 @@ pub(crate) mod missing {
         Ok(true)
     }
 }
+
+/// s390x on `gen15a`: QEMU 5.0's TCG implements neither the z15 nor the z17
+/// facilities.
+const MISSING_FLAGS: &[MissingFlag] = &[
+    MissingFlag::new("has_mie3", "miscellaneous-instruction-extensions 3, z15"),
+    MissingFlag::new("has_vxrs_ext2", "vector-enhancements 2, z15"),
+    MissingFlag::new("has_mie4", "miscellaneous-instruction-extensions 4, z17"),
+    MissingFlag::new("has_vxrs_ext3", "vector-enhancements 3, z17"),
+];

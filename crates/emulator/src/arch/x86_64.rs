@@ -19,7 +19,7 @@ use cranelift_exn::isa::{Arch, Reg, RegClass};
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
 use unicorn_engine::{RegisterX86, X86CpuModel};
 
-use super::{CpuModel, EmuArch, RegSlot};
+use super::{CpuModel, EmuArch, MissingFlag, RegSlot};
 use crate::core::Core;
 
 /// x86-64.
@@ -55,6 +55,10 @@ const RSP: Reg = Reg::int(4);
 const MXCSR_DEFAULT: u64 = 0x1f80;
 
 impl EmuArch for X86_64 {
+    fn missing_flags(&self) -> &'static [MissingFlag] {
+        MISSING_FLAGS
+    }
+
     fn hooks_exceptions(&self) -> bool {
         true
     }
@@ -119,3 +123,20 @@ impl EmuArch for X86_64 {
         core.set_pc(target)
     }
 }
+
+/// x86-64 on the `Haswell` model: QEMU 5.0's TCG implements no VEX/EVEX
+/// instruction set correctly (AVX decodes but some instructions compute wrong
+/// results; FMA3 is an invalid opcode), so every AVX-family flag is out.
+/// SSE3–SSE4.2, POPCNT, LZCNT, BMI1/2 and CMPXCHG16B run.
+const MISSING_FLAGS: &[MissingFlag] = &[
+    MissingFlag::new("has_avx", "AVX"),
+    MissingFlag::new("has_avx2", "AVX2"),
+    MissingFlag::new("has_fma", "FMA3"),
+    MissingFlag::new("has_avx_vnni", "AVX-VNNI"),
+    MissingFlag::new("has_avx512bitalg", "AVX-512 BITALG"),
+    MissingFlag::new("has_avx512dq", "AVX-512 DQ"),
+    MissingFlag::new("has_avx512vl", "AVX-512 VL"),
+    MissingFlag::new("has_avx512vbmi", "AVX-512 VBMI"),
+    MissingFlag::new("has_avx512f", "AVX-512 F"),
+    MissingFlag::new("has_avx512vnni", "AVX-512 VNNI"),
+];
