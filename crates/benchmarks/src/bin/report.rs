@@ -212,11 +212,11 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
                  the dispatcher decodes them into `DataValue`s (a `Vec`), runs the Rust closure \
                  under `catch_unwind`, then the throw stub, `native_throw` and the resume stub \
                  run, and the call ends through `call_raw`'s per-call costs (the native \
-                 machine copies the buffer into a fresh aligned `Vec`, sets the thread's \
-                 active call). `longjmp` is a dozen register loads. What would close it: an \
-                 O(1) throw-to-entry stub reachable from JIT code (load pc/sp/fp from the \
-                 thread's active entry record and jump — no Rust on the path), and a \
-                 `call_entry` that reuses an aligned buffer instead of allocating one."
+                 machine copies the buffer to an aligned one on its stack and sets the \
+                 thread's active call). `longjmp` is a dozen register loads. What would \
+                 close it: an O(1) throw-to-entry stub reachable from JIT code (load \
+                 pc/sp/fp from the thread's active entry record and jump — no Rust on the \
+                 path)."
             )
         };
         out.push(Verdict {
@@ -256,8 +256,8 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
                  register at all, which is only correct for `tail` callees). Per throw, \
                  ours runs more code around the walk: the throw stub stores the whole \
                  register context (callee-saved registers included), `native_throw` finds \
-                 the thread's active call, and the context is copied into a `Vec` and \
-                 written back whole for the resume stub. What would close it: one flat \
+                 the thread's active call, and the context is read and written back whole \
+                 (one block each way) for the resume stub. What would close it: one flat \
                  section-relative call-site array (one search per frame), working on the \
                  context in place, and unchecked reads once the chain has been validated \
                  against the stack bounds."
