@@ -37,7 +37,12 @@ otherwise. CRANELIFT_TEST_BLESS=1 rewrites `precise-output` expectations.
                   (other targets counted as skipped)
   -h, --help      this text
 
-Exit status: 0 all passed, 1 a test failed, 2 bad usage.";
+Exit status: 0 all passed, 1 a test failed, 2 bad usage.
+
+       clif-exn fuzz [--seed N] [--count K] [--isa LIST] [-j N] [--out DIR]
+
+Runs generated exception programs on every ISA against an oracle; see
+`clif-exn fuzz --help`.";
 
 /// Native machines for the host's architecture, emulated ones for the rest
 /// (unless `host_only`).
