@@ -335,22 +335,29 @@ impl Machine for NativeMachine {
                 "entry {entry:#x} is not loaded code"
             )));
         }
-        // The trampoline's loads and stores are `aligned`: give them a
-        // 16-byte aligned copy of the buffer (on this stack when it is
-        // small, which spares an allocation per call).
-        let mut inline = [0u128; INLINE_BUFFER_WORDS];
-        let mut heap = Vec::new();
-        let words: &mut [u128] = if buffer.len() <= INLINE_BUFFER_WORDS * 16 {
-            &mut inline
+        // The trampoline's loads and stores are `aligned`: run on the
+        // caller's buffer when it is 16-byte aligned (allocations usually
+        // are), else on an aligned copy (on this stack when it is small).
+        let len = buffer.len();
+        let mut inline: [u128; INLINE_BUFFER_WORDS];
+        let mut heap: Vec<u128>;
+        let copied = !(buffer.as_ptr() as usize).is_multiple_of(16);
+        let target: *mut u8 = if copied {
+            let words: &mut [u128] = if len <= INLINE_BUFFER_WORDS * 16 {
+                inline = [0; INLINE_BUFFER_WORDS];
+                &mut inline
+            } else {
+                heap = vec![0; len.div_ceil(16)];
+                &mut heap
+            };
+            let target = words.as_mut_ptr().cast::<u8>();
+            // SAFETY: `words` has at least `len` bytes and does not overlap
+            // `buffer`.
+            unsafe { ptr::copy_nonoverlapping(buffer.as_ptr(), target, len) };
+            target
         } else {
-            heap.resize(buffer.len().div_ceil(16), 0u128);
-            &mut heap
+            buffer.as_mut_ptr()
         };
-        // SAFETY: `words` has at least `buffer.len()` bytes.
-        let aligned_bytes = unsafe {
-            std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), buffer.len())
-        };
-        aligned_bytes.copy_from_slice(buffer);
         signals::ensure_alt_stack()?;
         // SAFETY: lifetime erasure only; the pointer is cleared (restored)
         // before this function returns, while `host` is still borrowed.
@@ -359,18 +366,22 @@ impl Machine for NativeMachine {
         let previous = ACTIVE.with(|a| {
             a.replace(Some(Active {
                 host,
-                buffer: aligned_bytes.as_mut_ptr() as u64,
-                buffer_len: aligned_bytes.len(),
+                buffer: target as u64,
+                buffer_len: len,
                 stack: cached_stack_bounds(),
             }))
         });
         // SAFETY: `entry` is an entry trampoline in our executable memory with
         // the C signature `fn(callee, buffer)`; the buffer is large enough for
-        // the callee's signature (checked by the caller that built it).
+        // the callee's signature (checked by the caller that built it), and
+        // `target` stays valid (the copy lives in this frame) until it returns.
         let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry as usize) };
-        f(callee, aligned_bytes.as_mut_ptr() as u64);
+        f(callee, target as u64);
         ACTIVE.with(|a| a.set(previous));
-        buffer.copy_from_slice(aligned_bytes);
+        if copied {
+            // SAFETY: `target` is the live copy of `len` bytes made above.
+            unsafe { ptr::copy_nonoverlapping(target, buffer.as_mut_ptr(), len) };
+        }
         Ok(())
     }
 }

@@ -56,9 +56,9 @@ pub enum Delivery {
     },
 }
 
-/// Most words a context has (the fixed words plus the largest ISA's
-/// callee-saved registers).
-const MAX_CONTEXT_WORDS: usize = 64;
+/// Most words a context has: the fixed words plus the largest ISA's
+/// callee-saved registers (riscv64: 23).
+const MAX_CONTEXT_WORDS: usize = context::SAVED + 24;
 
 /// A register context in target memory.
 pub struct Context {
@@ -69,32 +69,62 @@ pub struct Context {
 impl Context {
     /// Read the context at `addr` for `arch` (one read of the whole block).
     pub fn read(memory: &dyn Memory, arch: Arch, addr: u64) -> Result<Context, Error> {
+        let mut context = Context {
+            words: [0; MAX_CONTEXT_WORDS],
+            len: 0,
+        };
+        context.load(memory, arch, addr)?;
+        Ok(context)
+    }
+
+    /// Fill this context from `addr` (in place: a context is a few hundred
+    /// bytes, and the throw path should not copy it around).
+    fn load(&mut self, memory: &dyn Memory, arch: Arch, addr: u64) -> Result<(), Error> {
         let len = context::SAVED + arch.spec().callee_saved().len();
         if len > MAX_CONTEXT_WORDS {
             return Err(Error::Unwind(format!(
                 "{arch} context of {len} words exceeds {MAX_CONTEXT_WORDS}"
             )));
         }
-        let mut bytes = [0u8; MAX_CONTEXT_WORDS * 8];
-        memory.read(addr, &mut bytes[..len * 8])?;
+        self.len = len;
+        memory.read(addr, self.bytes_mut())?;
         let endianness = memory.endianness();
-        let mut words = [0u64; MAX_CONTEXT_WORDS];
-        for (word, chunk) in words.iter_mut().zip(bytes[..len * 8].chunks_exact(8)) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            *word = endianness.read_u64(b);
+        if !endianness.is_native() {
+            for word in &mut self.words[..len] {
+                *word = endianness.read_u64(word.to_ne_bytes());
+            }
         }
-        Ok(Context { words, len })
+        Ok(())
+    }
+
+    /// The first `len` words as bytes (in memory order).
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.len * 8;
+        // SAFETY: `words` is `MAX_CONTEXT_WORDS * 8` initialised bytes and
+        // `len` never exceeds that; any byte pattern is a valid `u64`.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), len) }
+    }
+
+    /// The first `len` words as bytes, in the host's byte order.
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: as in `bytes_mut`.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len * 8) }
     }
 
     /// Write the context back to `addr` (one write of the whole block).
     pub fn write(&self, memory: &mut dyn Memory, addr: u64) -> Result<(), Error> {
         let endianness = memory.endianness();
-        let mut bytes = [0u8; MAX_CONTEXT_WORDS * 8];
-        for (chunk, word) in bytes.chunks_exact_mut(8).zip(&self.words[..self.len]) {
-            chunk.copy_from_slice(&endianness.write_u64(*word));
+        if endianness.is_native() {
+            return memory.write(addr, self.bytes());
         }
-        memory.write(addr, &bytes[..self.len * 8])
+        let mut image = Context {
+            words: [0; MAX_CONTEXT_WORDS],
+            len: self.len,
+        };
+        for (out, word) in image.words.iter_mut().zip(&self.words[..self.len]) {
+            *out = u64::from_ne_bytes(endianness.write_u64(*word));
+        }
+        memory.write(addr, image.bytes())
     }
 
     /// Word `index` (see [`context`]).
@@ -137,7 +167,11 @@ pub fn throw(
     let spec = arch.spec();
     let links = spec.frame_links();
     let saved_order = spec.callee_saved();
-    let mut ctx = Context::read(memory, arch, context_addr)?;
+    let mut ctx = Context {
+        words: [0; MAX_CONTEXT_WORDS],
+        len: 0,
+    };
+    ctx.load(memory, arch, context_addr)?;
     let request = ctx.request();
 
     let mut pc = ctx.get(context::PC);

@@ -129,3 +129,44 @@ fn the_trampoline_can_be_called_directly() {
     f(entry.callee(), bytes.as_mut_ptr() as u64);
     assert_eq!(slot(bytes, 0), 6);
 }
+
+/// A buffer that is not 16-byte aligned runs on an aligned copy, and the
+/// results come back into it; an aligned one is used in place.
+#[test]
+fn unaligned_buffers_are_copied_and_results_come_back() {
+    let module = module();
+    let entry = module.raw_entry("sub").unwrap();
+    let args = buffer_for(&module, "sub", &[100, 1]);
+    let mut storage = vec![0u128; entry.buffer_size().div_ceil(16) + 1];
+    // SAFETY: `storage` has buffer_size + 16 bytes; the slice starts 8 bytes
+    // in, so it is 8-byte but not 16-byte aligned.
+    let shifted: &mut [u8] = unsafe {
+        std::slice::from_raw_parts_mut(
+            storage.as_mut_ptr().cast::<u8>().add(8),
+            entry.buffer_size(),
+        )
+    };
+    assert!(!(shifted.as_ptr() as usize).is_multiple_of(16));
+    shifted.copy_from_slice(&args);
+    module.call_raw(&entry, shifted).unwrap();
+    assert_eq!(slot(shifted, 0), 99);
+    // And a throw through an unaligned buffer still reports its outcome.
+    let throwing = module.raw_entry("throwing").unwrap();
+    let args = buffer_for(&module, "throwing", &[5]);
+    let mut storage = vec![0u128; throwing.buffer_size().div_ceil(16) + 1];
+    // SAFETY: as above.
+    let shifted: &mut [u8] = unsafe {
+        std::slice::from_raw_parts_mut(
+            storage.as_mut_ptr().cast::<u8>().add(8),
+            throwing.buffer_size(),
+        )
+    };
+    shifted.copy_from_slice(&args);
+    assert_eq!(
+        module.call_raw(&throwing, shifted),
+        Err(CallError::Exception {
+            tag: 9,
+            payloads: [5, 0]
+        })
+    );
+}

@@ -105,6 +105,15 @@ pub enum Endianness {
 }
 
 impl Endianness {
+    /// Whether this is the host's byte order.
+    pub fn is_native(self) -> bool {
+        self == if cfg!(target_endian = "big") {
+            Endianness::Big
+        } else {
+            Endianness::Little
+        }
+    }
+
     /// Decode a 64-bit word.
     pub fn read_u64(self, bytes: [u8; 8]) -> u64 {
         match self {
