@@ -23,7 +23,7 @@ use crate::trampoline::{
     VALUES_OFFSET,
 };
 use crate::unwind::{self, Delivery};
-use crate::values::{decode_results, encode_arguments, header_word};
+use crate::values::{decode_results, decode_slots, encode_arguments, encode_slots, header_word};
 
 /// The symbol JIT code calls to throw, as upstream's run tests name it.
 pub const THROW_SYMBOL: &str = "%__cranelift_throw";
@@ -138,15 +138,18 @@ impl CallServices<'_> {
             .ok_or_else(|| Error::Machine(format!("no host function {index}")))?;
         let sig = &import.signature;
         let endianness = memory.endianness();
-        let mut bytes = vec![0u8; host::frame_size(sig) as usize];
-        memory.read(frame, &mut bytes)?;
-        // The glue stored the parameters where an entry buffer keeps results.
-        let as_results = ir::Signature {
-            params: Vec::new(),
-            returns: sig.params.clone(),
-            call_conv: sig.call_conv,
+        // The glue frame, on this stack when it is small.
+        let size = host::frame_size(sig) as usize;
+        let mut inline = [0u8; 512];
+        let mut heap = Vec::new();
+        let bytes: &mut [u8] = if size <= inline.len() {
+            &mut inline[..size]
+        } else {
+            heap.resize(size, 0);
+            &mut heap
         };
-        let args = decode_results(&as_results, &bytes, endianness)?;
+        memory.read(frame, bytes)?;
+        let args = decode_slots(&sig.params, bytes, endianness)?;
         let module = self.module;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             (import.func)(module, &args)
@@ -163,27 +166,20 @@ impl CallServices<'_> {
             Ok::<_, Error>(HostStatus::Threw)
         };
         match outcome {
-            Ok(Ok(values)) => {
-                let as_params = ir::Signature {
-                    params: sig.returns.clone(),
-                    returns: Vec::new(),
-                    call_conv: sig.call_conv,
-                };
-                match encode_arguments(&as_params, &values, endianness) {
-                    Ok(encoded) => {
-                        let start = VALUES_OFFSET as usize;
-                        memory.write(frame + start as u64, &encoded[start..])?;
-                        Ok(HostStatus::Returned)
-                    }
-                    Err(e) => {
-                        self.direct = Some(Pending::Failed(Error::Signature(format!(
-                            "host function {} returned values that do not match {sig}: {e}",
-                            import.name
-                        ))));
-                        throw(memory, 0, [0; 2])
-                    }
+            Ok(Ok(values)) => match encode_slots(&sig.returns, &values, bytes, endianness) {
+                Ok(()) => {
+                    let start = VALUES_OFFSET as usize;
+                    memory.write(frame + start as u64, &bytes[start..])?;
+                    Ok(HostStatus::Returned)
                 }
-            }
+                Err(e) => {
+                    self.direct = Some(Pending::Failed(Error::Signature(format!(
+                        "host function {} returned values that do not match {sig}: {e}",
+                        import.name
+                    ))));
+                    throw(memory, 0, [0; 2])
+                }
+            },
             Ok(Err(HostThrow::Exception { tag, payloads })) => throw(memory, tag, payloads),
             Ok(Err(HostThrow::ToEntry { tag, payloads })) => {
                 self.direct = Some(Pending::Uncaught { tag, payloads });

@@ -22,36 +22,58 @@ pub fn encode_arguments(
         )));
     }
     let mut buffer = vec![0u8; buffer_size(sig)];
-    for (i, (arg, param)) in args.iter().zip(&sig.params).enumerate() {
+    encode_slots(&sig.params, args, &mut buffer, endianness)?;
+    Ok(buffer)
+}
+
+/// Write `values`, typed by `types`, into the value slots of `buffer` (a
+/// buffer or glue frame: slot `i` at `VALUES_OFFSET + i * SLOT_SIZE`).
+pub fn encode_slots(
+    types: &[ir::AbiParam],
+    values: &[DataValue],
+    buffer: &mut [u8],
+    endianness: Endianness,
+) -> Result<(), Error> {
+    if values.len() != types.len() {
+        return Err(Error::Signature(format!(
+            "{} values given for {} slots",
+            values.len(),
+            types.len()
+        )));
+    }
+    for (i, (value, param)) in values.iter().zip(types).enumerate() {
         // Run lines write vector constants as bytes (`i8x16`) whatever the
         // lane type: any vector of the parameter's size fits.
-        let fits = arg.ty() == param.value_type
-            || (arg.ty().is_vector()
+        let fits = value.ty() == param.value_type
+            || (value.ty().is_vector()
                 && param.value_type.is_vector()
-                && arg.ty().bytes() == param.value_type.bytes());
+                && value.ty().bytes() == param.value_type.bytes());
         if !fits {
             return Err(Error::Signature(format!(
-                "argument {i} is {} but the parameter is {}",
-                arg.ty(),
+                "value {i} is {} but the slot is {}",
+                value.ty(),
                 param.value_type
             )));
         }
         let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
         let bytes = param.value_type.bytes() as usize;
-        let slot = &mut buffer[start..start + bytes];
+        let len = buffer.len();
+        let slot = buffer.get_mut(start..start + bytes).ok_or_else(|| {
+            Error::Signature(format!("slot {i} lies outside a {len}-byte buffer"))
+        })?;
         if param.value_type.is_vector() {
             // A vector DataValue holds the little-endian memory image (lane
             // 0 first), whatever the host.
-            arg.write_to_slice_ne(slot);
+            value.write_to_slice_ne(slot);
             to_lane_order(slot, param.value_type, endianness);
         } else {
             match endianness {
-                Endianness::Little => arg.write_to_slice_le(slot),
-                Endianness::Big => arg.write_to_slice_be(slot),
+                Endianness::Little => value.write_to_slice_le(slot),
+                Endianness::Big => value.write_to_slice_be(slot),
             }
         }
     }
-    Ok(buffer)
+    Ok(())
 }
 
 /// Turn a vector's little-endian memory image into the target's (or back):
@@ -76,26 +98,41 @@ pub fn decode_results(
     if buffer.len() < buffer_size(sig) {
         return Err(Error::Signature("result buffer too small".into()));
     }
-    Ok(sig
-        .returns
-        .iter()
-        .enumerate()
-        .map(|(i, ret)| {
-            let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
-            let bytes = ret.value_type.bytes() as usize;
-            let slot = &buffer[start..start + bytes];
-            if ret.value_type.is_vector() {
-                let mut image = slot.to_vec();
-                to_lane_order(&mut image, ret.value_type, endianness);
-                DataValue::read_from_slice_ne(&image, ret.value_type)
-            } else {
-                match endianness {
-                    Endianness::Little => DataValue::read_from_slice_le(slot, ret.value_type),
-                    Endianness::Big => DataValue::read_from_slice_be(slot, ret.value_type),
-                }
+    decode_slots(&sig.returns, buffer, endianness)
+}
+
+/// The values typed by `types` in the value slots of `buffer`.
+pub fn decode_slots(
+    types: &[ir::AbiParam],
+    buffer: &[u8],
+    endianness: Endianness,
+) -> Result<Vec<DataValue>, Error> {
+    let mut values = Vec::with_capacity(types.len());
+    for (i, param) in types.iter().enumerate() {
+        let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
+        let bytes = param.value_type.bytes() as usize;
+        let slot = buffer.get(start..start + bytes).ok_or_else(|| {
+            Error::Signature(format!(
+                "slot {i} lies outside a {}-byte buffer",
+                buffer.len()
+            ))
+        })?;
+        values.push(if param.value_type.is_vector() {
+            let mut image = [0u8; 16];
+            let image = image.get_mut(..bytes).ok_or_else(|| {
+                Error::Signature(format!("a {}-byte vector does not fit a slot", bytes))
+            })?;
+            image.copy_from_slice(slot);
+            to_lane_order(image, param.value_type, endianness);
+            DataValue::read_from_slice_ne(image, param.value_type)
+        } else {
+            match endianness {
+                Endianness::Little => DataValue::read_from_slice_le(slot, param.value_type),
+                Endianness::Big => DataValue::read_from_slice_be(slot, param.value_type),
             }
-        })
-        .collect())
+        });
+    }
+    Ok(values)
 }
 
 /// Read a header word of the buffer.
