@@ -25,7 +25,7 @@ use cranelift_exn::isa::Arch;
 ///
 /// The reason names every enabled ISA flag the emulated CPU for the target's
 /// architecture lacks, e.g. `"riscv64 emulated CPU lacks has_v (vector),
-/// has_zcb (extra compressed)"`. A target this crate has no CPU for (pulley,
+/// has_zfa (additional floating-point)"`. A target this crate has no CPU for (pulley,
 /// 32-bit ISAs) is reported as such. Shared flags select no instructions the
 /// emulated CPUs lack, so only the ISA flags are consulted.
 pub fn unsupported_reason(isa: &dyn TargetIsa) -> Option<String> {
@@ -60,7 +60,8 @@ pub fn unsupported_reason(isa: &dyn TargetIsa) -> Option<String> {
 /// installed): on s390x the signed add/subtract register forms whose
 /// overflow condition code is read, the conversions to logical (a NaN gives
 /// 0, not all ones) and test-only `rxsbg`/`rosbg`/`rnsbg`; on aarch64 the
-/// LSE signed minimum/maximum of narrow values. What remains is reported
+/// LSE signed minimum/maximum of narrow values; on riscv64 the Zcb
+/// instructions. What remains is reported
 /// here so that a runner skips the target:
 ///
 /// * s390x: a signed add or subtract with a storage operand (`a`, `ay`,

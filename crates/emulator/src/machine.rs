@@ -127,6 +127,9 @@ pub(crate) struct HookState {
     /// The pc of a CPU exception the interrupt hook did not handle: a fault
     /// to deliver or report.
     exception: Option<u64>,
+    /// The pc of an intercepted instruction whose data access faults (see
+    /// `EmuArch::faulting_access`); `fault` describes the access.
+    access: Option<u64>,
 }
 
 /// Restores [`HookState::host`] and the buffer address of the enclosing
@@ -455,6 +458,7 @@ impl EmulatedMachine {
             state.error = None;
             state.fault = None;
             state.exception = None;
+            state.access = None;
             guard
         };
         let count = self
@@ -470,6 +474,7 @@ impl EmulatedMachine {
             let hook_error = state.error.take();
             let mem_fault = state.fault.take();
             let exception = state.exception.take();
+            let access = state.access.take();
             if let Some(error) = hook_error {
                 break Err(error);
             }
@@ -478,7 +483,11 @@ impl EmulatedMachine {
                 pc = self.emu.exception_pc(pc);
                 core::write_pc(&mut uc, self.emu, pc)?;
             }
-            let kind = match (outcome, exception) {
+            let kind = match (outcome, exception.or(access)) {
+                (_, Some(at)) if access.is_some() => {
+                    pc = at;
+                    Some(FaultKind::MemoryAccess)
+                }
                 (_, Some(at)) => {
                     pc = at;
                     Some(FaultKind::IllegalInstruction)
@@ -589,13 +598,16 @@ fn on_host_call(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, addr
 /// out the faulting instruction if it is one unicorn lacks, else stop with
 /// the exception.
 fn on_exception(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, _intno: u32) {
-    let outcome = core::read_pc(&*uc, emu).and_then(|pc| {
+    let outcome = core::read_pc(&*uc, emu).and_then(|reported| {
+        let pc = emu.exception_pc(reported);
         let mut core = Core::new(&mut *uc, emu);
         let next = emu.emulate_missing(&mut core, pc)?;
         match next {
             Some(next) => core.set_pc(next),
             None => {
-                // A real exception: a fault the run loop delivers or reports.
+                // A real exception: a fault the run loop delivers or reports,
+                // with the CPU left at the faulting instruction.
+                core.set_pc(pc)?;
                 uc.get_data_mut().exception = Some(pc);
                 let _ = uc.emu_stop();
                 Ok(())
@@ -622,11 +634,33 @@ fn writable(address: u64, len: u64) -> bool {
 /// and continue after it, or let unicorn execute it (see
 /// `EmuArch::carry_out`).
 fn on_intercept(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, address: u64) {
-    let outcome = {
-        let mut core = Core::new(&mut *uc, emu);
-        emu.carry_out(&mut core, address, &writable)
-            .and_then(|next| next.map_or(Ok(()), |next| core.set_pc(next)))
-    };
+    let outcome = emu
+        .faulting_access(&mut Core::new(&mut *uc, emu), address, &writable)
+        .and_then(|access| match access {
+            // Deliver the fault the instruction raises on the hardware.
+            Some(access) => {
+                let kind = match (access.write, access.mapped) {
+                    (false, _) => MemType::READ_UNMAPPED,
+                    (true, false) => MemType::WRITE_UNMAPPED,
+                    (true, true) => MemType::WRITE_PROT,
+                };
+                let state = uc.get_data_mut();
+                state.fault = Some(MemFault {
+                    kind,
+                    address: access.address,
+                    size: access.size,
+                });
+                state.access = Some(address);
+                // Stopping can only fail if the engine is not running, and it is.
+                let _ = uc.emu_stop();
+                Ok(())
+            }
+            None => {
+                let mut core = Core::new(&mut *uc, emu);
+                emu.carry_out(&mut core, address, &writable)
+                    .and_then(|next| next.map_or(Ok(()), |next| core.set_pc(next)))
+            }
+        });
     if let Err(error) = outcome {
         uc.get_data_mut().error = Some(error);
         // Stopping can only fail if the engine is not running, and it is.

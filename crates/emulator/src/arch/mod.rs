@@ -61,7 +61,7 @@ pub(crate) trait EmuArch: Sync {
     fn pc_id(&self) -> i32;
     /// The address of the instruction that raised a CPU exception, given the
     /// program counter unicorn reports when it stops with
-    /// `UC_ERR_EXCEPTION`.
+    /// `UC_ERR_EXCEPTION` (or reads inside the interrupt hook).
     fn exception_pc(&self, reported: u64) -> u64 {
         reported
     }
@@ -119,6 +119,20 @@ pub(crate) trait EmuArch: Sync {
     ) -> Result<Option<u64>, Error> {
         Ok(None)
     }
+    /// Called before [`EmuArch::carry_out`]: the data access of the
+    /// intercepted instruction at `pc` if it faults on the hardware (an
+    /// unmapped address, or a store `writable` refuses). The machine then
+    /// delivers a memory-access fault at `pc` instead of carrying the
+    /// instruction out; needed where unicorn would run the bytes as another
+    /// instruction rather than fault.
+    fn faulting_access(
+        &self,
+        _core: &mut Core<'_>,
+        _pc: u64,
+        _writable: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<Option<AccessFault>, Error> {
+        Ok(None)
+    }
     /// The ISA flags whose instructions the emulated CPU cannot execute
     /// (see `capabilities::unsupported_reason`).
     fn missing_flags(&self) -> &'static [MissingFlag] {
@@ -143,6 +157,19 @@ pub(crate) trait EmuArch: Sync {
     /// Leave a host function the way its C `return` would: the program
     /// counter goes back to the caller and the stack is as the caller left it.
     fn return_from_host(&self, core: &mut Core<'_>) -> Result<(), Error>;
+}
+
+/// A data access that faults (see [`EmuArch::faulting_access`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AccessFault {
+    /// The first byte accessed.
+    pub address: u64,
+    /// Bytes accessed.
+    pub size: usize,
+    /// A store (else a load).
+    pub write: bool,
+    /// Whether every byte is mapped (a store to read-only memory).
+    pub mapped: bool,
 }
 
 /// An ISA flag the emulated CPU cannot execute, with what it enables.

@@ -4,21 +4,36 @@
 //!   QEMU 5's TCG implements (Cranelift emits RV64GC by default; the
 //!   bit-manipulation and vector extensions are newer than QEMU 5 and so
 //!   unavailable on every model).
+//! * The 32-bit instructions of Zba, Zbb, Zbs, Zbkb and Zicond raise an
+//!   illegal-instruction exception in QEMU 5; they are carried out in Rust
+//!   from the interrupt hook, see [`bitmanip`]. Anything else that raises
+//!   an exception (Cranelift's `trap`, the all-zero word, reserved
+//!   encodings) is reported unchanged.
+//! * The 16-bit Zcb instructions are run by QEMU 5 as other instructions,
+//!   silently; they are found when code is installed and carried out from a
+//!   code hook on each of their addresses, see [`zcb`].
 //! * Set-up: `mstatus.FS = Dirty` (0x6000); with `FS = Off` the first
 //!   floating-point instruction raises an illegal-instruction exception.
-//! * A CPU exception (illegal instruction, ...) stops unicorn with the pc 4
-//!   bytes past the faulting instruction; the machine reports and restores
-//!   the faulting pc.
+//! * A CPU exception (illegal instruction, ...) stops unicorn, or reaches the
+//!   interrupt hook (number 2 for an illegal instruction), with the pc 4
+//!   bytes past the faulting instruction whatever its length; the machine
+//!   reports and restores the faulting pc.
 //! * Calls leave the return address in `ra` (x1); a host function returns
 //!   with `pc = ra`.
 
 use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Reg, RegClass};
+use cranelift_exn::memory::Memory;
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
 use unicorn_engine::{RegisterRISCV, Riscv64CpuModel};
 
-use super::{CpuModel, EmuArch, MissingFlag, RegSlot};
+use super::{AccessFault, CpuModel, EmuArch, MissingFlag, RegSlot};
 use crate::core::Core;
+
+#[path = "riscv64_bitmanip.rs"]
+mod bitmanip;
+#[path = "riscv64_zcb.rs"]
+mod zcb;
 
 /// RISC-V 64.
 pub(crate) struct Riscv64;
@@ -80,6 +95,108 @@ impl EmuArch for Riscv64 {
         &ILLEGAL
     }
 
+    fn emulates_missing_instructions(&self) -> bool {
+        true
+    }
+
+    fn emulate_missing(&self, core: &mut Core<'_>, pc: u64) -> Result<Option<u64>, Error> {
+        let mut bytes = [0u8; 4];
+        core.memory().read(pc, &mut bytes[..2])?;
+        // A 16-bit instruction (low bits not 0b11) is none of ours; its
+        // successor may be unmapped.
+        if bytes[0] & 3 != 3 {
+            return Ok(None);
+        }
+        core.memory().read(pc, &mut bytes)?;
+        let Some(insn) = bitmanip::decode(u32::from_le_bytes(bytes)) else {
+            return Ok(None);
+        };
+        let a = gpr(core, insn.rs1)?;
+        let b = gpr(core, insn.rs2)?;
+        set_gpr(core, insn.rd, bitmanip::compute(insn.op, a, b, insn.shamt))?;
+        Ok(Some(pc.wrapping_add(4)))
+    }
+
+    fn intercepts(&self, code: &[u8]) -> Vec<usize> {
+        zcb::offsets(code)
+    }
+
+    fn faulting_access(
+        &self,
+        core: &mut Core<'_>,
+        pc: u64,
+        writable: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<Option<AccessFault>, Error> {
+        let (size, rs1, offset, write) = match read_zcb(core, pc)? {
+            Some(zcb::Zcb::Load {
+                size, rs1, offset, ..
+            }) => (size, rs1, offset, false),
+            Some(zcb::Zcb::Store {
+                size, rs1, offset, ..
+            }) => (size, rs1, offset, true),
+            _ => return Ok(None),
+        };
+        let address = gpr(core, rs1)?.wrapping_add(offset);
+        let mut probe = [0u8; 2];
+        let mapped = core.memory().read(address, &mut probe[..size]).is_ok();
+        let allowed = mapped && (!write || writable(address, size as u64));
+        Ok((!allowed).then_some(AccessFault {
+            address,
+            size,
+            write,
+            mapped,
+        }))
+    }
+
+    fn carry_out(
+        &self,
+        core: &mut Core<'_>,
+        pc: u64,
+        _writable: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<Option<u64>, Error> {
+        let Some(insn) = read_zcb(core, pc)? else {
+            return Ok(None);
+        };
+        match insn {
+            zcb::Zcb::Load {
+                size,
+                signed,
+                rd,
+                rs1,
+                offset,
+            } => {
+                let address = gpr(core, rs1)?.wrapping_add(offset);
+                let mut bytes = [0u8; 2];
+                core.memory().read(address, &mut bytes[..size])?;
+                let value = match (size, signed) {
+                    (1, _) => u64::from(bytes[0]),
+                    (_, false) => u64::from(u16::from_le_bytes(bytes)),
+                    (_, true) => i16::from_le_bytes(bytes) as i64 as u64,
+                };
+                set_gpr(core, rd, value)?;
+            }
+            zcb::Zcb::Store {
+                size,
+                rs2,
+                rs1,
+                offset,
+            } => {
+                let address = gpr(core, rs1)?.wrapping_add(offset);
+                let value = gpr(core, rs2)?.to_le_bytes();
+                core.memory().write(address, &value[..size])?;
+            }
+            zcb::Zcb::Mul { rd, rs2 } => {
+                let product = gpr(core, rd)?.wrapping_mul(gpr(core, rs2)?);
+                set_gpr(core, rd, product)?;
+            }
+            zcb::Zcb::Unary { op, rd } => {
+                let value = op.apply(gpr(core, rd)?);
+                set_gpr(core, rd, value)?;
+            }
+        }
+        Ok(Some(pc.wrapping_add(2)))
+    }
+
     fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64) -> Result<(), Error> {
         // LP64D: sp 16-byte aligned at the call, return address in ra.
         super::enter_with_link_register(core, Arch::Riscv64, stack_top, 0, return_address).map(drop)
@@ -90,11 +207,32 @@ impl EmuArch for Riscv64 {
     }
 }
 
+/// Integer register `x{n}`.
+fn gpr(core: &Core<'_>, n: u8) -> Result<u64, Error> {
+    core.read_raw(RegisterRISCV::X0 as i32 + i32::from(n), "x register")
+}
+
+/// Write integer register `x{n}`; writes to `x0` are dropped.
+fn set_gpr(core: &mut Core<'_>, n: u8, value: u64) -> Result<(), Error> {
+    if n == 0 {
+        return Ok(());
+    }
+    core.write_raw(RegisterRISCV::X0 as i32 + i32::from(n), "x register", value)
+}
+
+/// The Zcb instruction at `pc`, if the halfword there is one.
+fn read_zcb(core: &mut Core<'_>, pc: u64) -> Result<Option<zcb::Zcb>, Error> {
+    let mut half = [0u8; 2];
+    core.memory().read(pc, &mut half)?;
+    Ok(zcb::decode(u16::from_le_bytes(half)))
+}
+
 /// RISC-V 64 on the `any` model (RV64IMAFDC): QEMU 5.0 predates the ratified
-/// vector, bit-manipulation, half-precision, Zfa, Zicond and Zcb extensions.
-/// Their instructions raise illegal-instruction exceptions, except Zcb's,
-/// which QEMU 5.0 decodes as something else (wrong results, no fault). The
-/// CPU lacks Zbc too, but Cranelift 0.135.8 emits no Zbc instruction, so
+/// vector, half-precision and Zfa extensions, whose instructions raise
+/// illegal-instruction exceptions. It predates Zba, Zbb, Zbs, Zbkb, Zicond
+/// and Zcb too, but this crate carries out every instruction of those that
+/// Cranelift 0.135.8 emits ([`bitmanip`], [`zcb`]), so they are not listed.
+/// The CPU lacks Zbc, but Cranelift 0.135.8 emits no Zbc instruction, so
 /// `has_zbc` code runs; Zca/Zcd (`has_c`), M, A, F, D, Zicsr and Zifencei
 /// run.
 const MISSING_FLAGS: &[MissingFlag] = &[
@@ -104,10 +242,4 @@ const MISSING_FLAGS: &[MissingFlag] = &[
     MissingFlag::new("has_zfa", "additional floating-point"),
     MissingFlag::new("has_zfhmin", "minimal half-precision"),
     MissingFlag::new("has_zfh", "half-precision"),
-    MissingFlag::new("has_zcb", "extra compressed"),
-    MissingFlag::new("has_zbkb", "bit-manipulation for cryptography"),
-    MissingFlag::new("has_zba", "address generation"),
-    MissingFlag::new("has_zbb", "basic bit-manipulation"),
-    MissingFlag::new("has_zbs", "single-bit"),
-    MissingFlag::new("has_zicond", "integer conditional operations"),
 ];
