@@ -51,6 +51,37 @@ pub fn build_isa(
         .map_err(|e| isa_error(arch, e))
 }
 
+/// The ISA for the code this crate generates around a module's functions
+/// (entry trampolines, host-function glue): `None` when that is `isa`
+/// itself, else `isa` without basic-block padding.
+///
+/// `bb_padding_log2_minus_one` is a test knob for the branch ranges of the
+/// user's code; padding the glue only makes it huge, and on aarch64 it makes
+/// Cranelift 0.135 panic on the trampoline's own branches (a conditional
+/// branch beyond its range). Every flag that can change an ABI is kept.
+pub fn glue_isa(isa: &dyn TargetIsa) -> Result<Option<OwnedTargetIsa>, Error> {
+    const PADDING: &str = "bb_padding_log2_minus_one";
+    let padded = isa
+        .flags()
+        .iter()
+        .any(|v| v.name == PADDING && v.value_string() != "0");
+    if !padded {
+        return Ok(None);
+    }
+    let arch = Arch::from_triple(isa.triple())
+        .ok_or_else(|| Error::Machine(format!("no supported ISA for {}", isa.triple())))?;
+    let mut shared = settings::builder();
+    for value in isa.flags().iter() {
+        if value.kind() == settings::SettingKind::Preset || value.name == PADDING {
+            continue;
+        }
+        shared
+            .set(value.name, &value.value_string())
+            .map_err(|e| isa_error(arch, e))?;
+    }
+    build_isa(arch, &settings::Flags::new(shared), &isa.isa_flags()).map(Some)
+}
+
 /// The ISA with default flags (plus the forced ones) for `arch`.
 pub fn default_isa(arch: Arch) -> Result<OwnedTargetIsa, Error> {
     build_isa(arch, &settings::Flags::new(settings::builder()), &[])
@@ -467,5 +498,52 @@ block2(v3: i64):
                 );
             }
         }
+    }
+
+    #[test]
+    fn glue_is_compiled_without_block_padding_and_with_every_other_flag() {
+        assert!(
+            glue_isa(&*default_isa(Arch::Aarch64).unwrap())
+                .unwrap()
+                .is_none()
+        );
+
+        let mut shared = settings::builder();
+        shared.set("bb_padding_log2_minus_one", "21").unwrap();
+        shared
+            .set("enable_multi_ret_implicit_sret", "true")
+            .unwrap();
+        let mut isa_builder = cranelift_codegen::isa::lookup(Arch::Aarch64.triple()).unwrap();
+        isa_builder.set("sign_return_address", "true").unwrap();
+        let padded = build_isa(
+            Arch::Aarch64,
+            &settings::Flags::new(shared),
+            &isa_builder
+                .finish(settings::Flags::new(settings::builder()))
+                .unwrap()
+                .isa_flags(),
+        )
+        .unwrap();
+        let glue = glue_isa(&*padded)
+            .unwrap()
+            .expect("a padded ISA needs glue");
+        let flag = |isa: &dyn TargetIsa, name: &str| {
+            isa.flags()
+                .iter()
+                .chain(isa.isa_flags())
+                .find(|v| v.name == name)
+                .map(|v| v.value_string())
+                .unwrap()
+        };
+        assert_eq!(flag(&*padded, "bb_padding_log2_minus_one"), "21");
+        assert_eq!(flag(&*glue, "bb_padding_log2_minus_one"), "0");
+        for name in [
+            "enable_multi_ret_implicit_sret",
+            "sign_return_address",
+            "preserve_frame_pointers",
+        ] {
+            assert_eq!(flag(&*glue, name), "true", "{name}");
+        }
+        assert_eq!(glue.triple(), padded.triple());
     }
 }

@@ -500,6 +500,8 @@ impl Module {
                 }),
             });
         }
+        let unpadded = crate::compile::glue_isa(isa)?;
+        let glue_isa = unpadded.as_deref().unwrap_or(isa);
         for (index, import) in hosts.iter().enumerate() {
             let text = host::glue_clif(import, index);
             let funcs = cranelift_reader::parse_functions(&text).map_err(|e| Error::Compile {
@@ -507,7 +509,7 @@ impl Module {
                 message: format!("host function glue: {e}"),
             })?;
             for func in funcs {
-                compiled.push(compile_function(isa, func)?);
+                compiled.push(compile_function(glue_isa, func)?);
             }
         }
 
@@ -517,7 +519,7 @@ impl Module {
         let mut entry_names = Vec::new();
         let mut unusable = HashMap::new();
         for (index, sig) in distinct.iter().enumerate() {
-            match compile_trampolines(isa, sig, index) {
+            match compile_trampolines(glue_isa, sig, index) {
                 Ok(pair) => {
                     compiled.extend(pair);
                     entry_names.push((sig.clone(), trampoline::names(index).0));

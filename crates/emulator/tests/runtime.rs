@@ -6,8 +6,9 @@
 
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{AbiParam, Signature, TrapCode, types};
-use cranelift_exn::codegen::isa::CallConv;
-use cranelift_exn::compile::default_isa;
+use cranelift_exn::codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_exn::codegen::settings::{self, Configurable};
+use cranelift_exn::compile::{build_isa, default_isa};
 use cranelift_exn::host::HostThrow;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::Machine;
@@ -290,7 +291,13 @@ fn i64_sig(params: usize, call_conv: CallConv) -> Signature {
 }
 
 fn hosted_module(arch: Arch, native: bool) -> Module {
-    let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+    hosted_module_for(default_isa(arch).unwrap(), native)
+}
+
+/// [`HOSTED`] and its host functions compiled for `isa`.
+fn hosted_module_for(isa: OwnedTargetIsa, native: bool) -> Module {
+    let arch = Arch::from_triple(isa.triple()).unwrap();
+    let mut builder = ModuleBuilder::new(isa);
     builder.define_clif(HOSTED).unwrap();
     builder
         .define_host_function(
@@ -399,6 +406,25 @@ fn host_functions_return_throw_and_panic() {
             other => panic!("{label}: a panicking host function gave {other:?}"),
         }
         assert_eq!(one(call("catch_host", 1)), 42, "{label}: usable afterwards");
+    }
+}
+
+/// With `bb_padding_log2_minus_one` every block of the user's code is
+/// padded to 2 MiB; the entry trampolines and host glue are compiled
+/// without it (on aarch64 Cranelift panics on a padded trampoline), and
+/// throws, host calls and traps still work.
+#[test]
+fn padded_blocks_throw_and_trap() {
+    for (label, arch, native) in machines() {
+        let mut shared = settings::builder();
+        shared.set("bb_padding_log2_minus_one", "20").unwrap();
+        let isa = build_isa(arch, &settings::Flags::new(shared), &[]).unwrap();
+        let module = hosted_module_for(isa, native);
+        let call = |name: &str, x: i64| module.call(name, &[DataValue::I64(x)]);
+        assert!(module.image().code.len() > 4 << 20, "{label}: not padded");
+        assert_eq!(one(call("catch_host", 0)), 1007, "{label}");
+        assert_eq!(one(call("catch_host", 1)), 42, "{label}: caught in JIT");
+        assert_eq!(one(call("outer", 10)), 3330, "{label}: nested trap");
     }
 }
 
