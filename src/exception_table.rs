@@ -3,7 +3,7 @@
 
 use crate::compile::{CallSite, CompiledFunction, ContextLocation, Handler, TrapSite};
 use crate::error::Error;
-use crate::isa::{Reg, SavedRegister};
+use crate::isa::{Arch, Reg, SavedRegister, context};
 use crate::memory::Memory;
 
 /// Names starting with this prefix are entry trampolines: the unwinder
@@ -27,6 +27,10 @@ pub struct FunctionEntry {
     pub saved_registers: Vec<SavedRegister>,
     /// Whether this is an entry trampoline (see [`ENTRY_TRAMPOLINE_PREFIX`]).
     pub is_entry_trampoline: bool,
+    /// `saved_registers` as the unwinder restores them: (context word,
+    /// offset from the frame-pointer value), for the registers the ISA's
+    /// throw context holds (see [`crate::isa::context::SAVED`]).
+    pub(crate) restore: Vec<(usize, i64)>,
 }
 
 impl FunctionEntry {
@@ -44,6 +48,7 @@ impl FunctionEntry {
             traps,
             saved_registers: f.saved_registers.clone(),
             is_entry_trampoline: f.name.starts_with(ENTRY_TRAMPOLINE_PREFIX),
+            restore: restore_slots(f.arch, &f.saved_registers),
         }
     }
 
@@ -74,6 +79,20 @@ impl FunctionEntry {
             .ok()
             .map(|i| &self.traps[i])
     }
+}
+
+/// The context words and frame slots of `saved` (see
+/// [`FunctionEntry::restore`]); registers the context does not hold are
+/// left out.
+pub(crate) fn restore_slots(arch: Arch, saved: &[SavedRegister]) -> Vec<(usize, i64)> {
+    let order = arch.spec().callee_saved();
+    saved
+        .iter()
+        .filter_map(|s| {
+            let i = order.iter().position(|r| *r == s.reg)?;
+            Some((context::SAVED + i, s.fp_offset))
+        })
+        .collect()
 }
 
 /// The handler a call site selects for an exception with `tag`: the first
@@ -127,17 +146,20 @@ pub fn context_value(
     }
 }
 
-/// All functions of an image, sorted by address.
+/// All functions of an image, sorted by address, with an index of every
+/// call site by its return address.
 #[derive(Clone, Debug, Default)]
 pub struct ExceptionTable {
     functions: Vec<FunctionEntry>,
+    returns: ReturnIndex,
 }
 
 impl ExceptionTable {
     /// A table over `functions` (any order; they must not overlap).
     pub fn new(mut functions: Vec<FunctionEntry>) -> ExceptionTable {
         functions.sort_by_key(|f| f.start);
-        ExceptionTable { functions }
+        let returns = ReturnIndex::new(&functions);
+        ExceptionTable { functions, returns }
     }
 
     /// The function containing `pc`.
@@ -147,9 +169,133 @@ impl ExceptionTable {
         (pc < f.end).then_some(f)
     }
 
+    /// The call site whose return address is `pc`, with its function.
+    pub fn call_site_returning_to(&self, pc: u64) -> Option<(&FunctionEntry, &CallSite)> {
+        self.return_site(pc).map(|r| self.resolve(r))
+    }
+
+    /// What the unwinder needs first of a frame whose return address is
+    /// `pc`: one hash probe.
+    #[inline]
+    pub(crate) fn return_site(&self, pc: u64) -> Option<ReturnSite> {
+        self.returns.get(pc)
+    }
+
+    /// The function and call site of `site`.
+    #[inline]
+    pub(crate) fn resolve(&self, site: ReturnSite) -> (&FunctionEntry, &CallSite) {
+        let f = &self.functions[site.function as usize];
+        (f, &f.call_sites[(site.site & ReturnSite::INDEX) as usize])
+    }
+
     /// Every function, by address.
     pub fn functions(&self) -> &[FunctionEntry] {
         &self.functions
+    }
+}
+
+/// A call site found by its return address, with the two facts that decide
+/// whether the unwinder must look further at its frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReturnSite {
+    function: u32,
+    /// The site's index, with [`ReturnSite::HANDLERS`] and
+    /// [`ReturnSite::RESTORES`] above it.
+    site: u32,
+}
+
+impl ReturnSite {
+    const HANDLERS: u32 = 1 << 31;
+    const RESTORES: u32 = 1 << 30;
+    const INDEX: u32 = Self::RESTORES - 1;
+
+    /// Whether the call site has handlers (a `try_call`).
+    #[inline]
+    pub(crate) fn has_handlers(self) -> bool {
+        self.site & Self::HANDLERS != 0
+    }
+
+    /// Whether the function saves callee-saved registers the unwinder
+    /// restores.
+    #[inline]
+    pub(crate) fn restores(self) -> bool {
+        self.site & Self::RESTORES != 0
+    }
+}
+
+/// Return address → [`ReturnSite`]: open addressing with linear probing, at
+/// most half full; 0 marks an empty slot (no code is loaded at address 0).
+#[derive(Clone, Debug, Default)]
+struct ReturnIndex {
+    slots: Vec<(u64, ReturnSite)>,
+    /// `64 - log2(slots.len())`: the hash keeps the top bits.
+    shift: u32,
+}
+
+impl ReturnIndex {
+    fn new(functions: &[FunctionEntry]) -> ReturnIndex {
+        let count: usize = functions.iter().map(|f| f.call_sites.len()).sum();
+        let len = (count * 2).next_power_of_two().max(8);
+        let empty = ReturnSite {
+            function: 0,
+            site: 0,
+        };
+        let mut index = ReturnIndex {
+            slots: vec![(0, empty); len],
+            shift: 64 - len.trailing_zeros(),
+        };
+        for (fi, f) in functions.iter().enumerate() {
+            for (si, site) in f.call_sites.iter().enumerate() {
+                let pc = f.start + u64::from(site.return_offset);
+                let mut flags = 0;
+                if !site.handlers.is_empty() {
+                    flags |= ReturnSite::HANDLERS;
+                }
+                if !f.restore.is_empty() {
+                    flags |= ReturnSite::RESTORES;
+                }
+                let entry = ReturnSite {
+                    function: u32::try_from(fi).expect("fewer than 2^32 functions"),
+                    site: u32::try_from(si)
+                        .ok()
+                        .filter(|&si| si <= ReturnSite::INDEX)
+                        .expect("fewer than 2^30 call sites in a function")
+                        | flags,
+                };
+                let mask = len - 1;
+                let mut i = index.slot(pc);
+                while index.slots[i].0 != 0 && index.slots[i].0 != pc {
+                    i = (i + 1) & mask;
+                }
+                index.slots[i] = (pc, entry);
+            }
+        }
+        index
+    }
+
+    #[inline]
+    fn slot(&self, pc: u64) -> usize {
+        // Fibonacci hashing: return addresses differ in their low bits.
+        (pc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn get(&self, pc: u64) -> Option<ReturnSite> {
+        if pc == 0 || self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(pc);
+        loop {
+            let (key, site) = self.slots[i];
+            if key == pc {
+                return Some(site);
+            }
+            if key == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
     }
 }
 
@@ -157,7 +303,72 @@ impl ExceptionTable {
 mod tests {
     use super::*;
     use crate::compile::{compile_function, default_isa};
-    use crate::isa::{Arch, Endianness};
+    use crate::isa::Endianness;
+
+    /// `count` functions of 0x100 bytes from 0x10000, function `i` with
+    /// `i % 7` call sites 4 bytes apart, every third one with a handler.
+    fn synthetic(count: usize) -> ExceptionTable {
+        let functions = (0..count)
+            .map(|i| {
+                let start = 0x10000 + 0x100 * i as u64;
+                FunctionEntry {
+                    name: format!("%f{i}"),
+                    start,
+                    end: start + 0x100,
+                    call_sites: (0..(i % 7) as u32)
+                        .map(|k| CallSite {
+                            return_offset: 8 + 4 * k,
+                            frame_offset: Some(16),
+                            handlers: if k % 3 == 0 {
+                                vec![Handler::Default { offset: 0x80 }]
+                            } else {
+                                vec![]
+                            },
+                        })
+                        .collect(),
+                    traps: vec![],
+                    saved_registers: vec![],
+                    is_entry_trampoline: false,
+                    restore: if i % 2 == 0 {
+                        vec![(context::SAVED, -8)]
+                    } else {
+                        vec![]
+                    },
+                }
+            })
+            .collect();
+        ExceptionTable::new(functions)
+    }
+
+    #[test]
+    fn every_return_address_finds_its_call_site_and_nothing_else_does() {
+        for count in [0, 1, 2, 50, 1000] {
+            let table = synthetic(count);
+            let mut sites = 0;
+            for f in table.functions() {
+                for site in &f.call_sites {
+                    let pc = f.start + u64::from(site.return_offset);
+                    let hit = table.return_site(pc).expect("indexed");
+                    let (found, found_site) = table.resolve(hit);
+                    assert_eq!(
+                        (found.start, found_site.return_offset),
+                        (f.start, site.return_offset)
+                    );
+                    assert_eq!(hit.has_handlers(), !site.handlers.is_empty());
+                    assert_eq!(hit.restores(), !f.restore.is_empty());
+                    assert!(table.call_site_returning_to(pc).is_some());
+                    // The bytes around a return address are no call site.
+                    assert!(table.return_site(pc + 1).is_none());
+                    assert!(table.return_site(pc - 1).is_none());
+                    sites += 1;
+                }
+                assert!(table.return_site(f.start).is_none());
+            }
+            assert_eq!(sites, (0..count).map(|i| i % 7).sum::<usize>());
+            assert!(table.return_site(0).is_none());
+            assert!(table.return_site(u64::MAX).is_none());
+        }
+    }
 
     /// A byte array at `base`, in the target's byte order.
     struct Bytes {

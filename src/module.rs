@@ -20,7 +20,7 @@ use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::Memory;
 use crate::trampoline::{
     self, HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, STATUS_EXCEPTION, STATUS_OFFSET,
-    VALUES_OFFSET,
+    STATUS_RETURNED, VALUES_OFFSET,
 };
 use crate::unwind::{self, Delivery};
 use crate::values::{decode_results, decode_slots, encode_arguments, encode_slots, header_word};
@@ -604,28 +604,39 @@ impl Module {
         };
         self.machine
             .call_entry(entry, callee, &mut buffer, &mut services)?;
-        self.outcome(services, &buffer)?;
+        self.outcome(&mut services, &buffer)?;
         Ok(decode_results(sig, &buffer, endianness)?)
     }
 
     /// What a finished `call_entry` means: `Ok` when the callee returned
     /// (its results are in `buffer`), else the trap, exception or failure.
-    fn outcome(&self, services: CallServices<'_>, buffer: &[u8]) -> Result<(), CallError> {
-        let endianness = self.machine.arch().endianness();
-        let status = header_word(buffer, STATUS_OFFSET, endianness);
+    #[inline]
+    fn outcome(&self, services: &mut CallServices<'_>, buffer: &[u8]) -> Result<(), CallError> {
+        let status = header_word(buffer, STATUS_OFFSET, self.image.arch.endianness());
+        if status == STATUS_RETURNED && services.fault.is_none() {
+            return Ok(());
+        }
+        Err(self.failed_outcome(services, status))
+    }
+
+    /// [`Module::outcome`] of a call that did not return.
+    #[cold]
+    fn failed_outcome(&self, services: &mut CallServices<'_>, status: u64) -> CallError {
         if let Some(fault) = services.fault {
-            return Err(self.trap(&fault));
+            return self.trap(&fault);
         }
-        if status == STATUS_EXCEPTION {
-            return Err(match services.pending {
-                Pending::Uncaught { tag, payloads } => CallError::Exception { tag, payloads },
-                Pending::Failed(e) => CallError::Failed(e),
-                Pending::None => CallError::Failed(Error::Unwind(
-                    "an exception reached the entry without passing the throw service".into(),
-                )),
-            });
+        if status != STATUS_EXCEPTION {
+            return CallError::Failed(Error::Machine(format!(
+                "the entry trampoline left status {status:#x}"
+            )));
         }
-        Ok(())
+        match std::mem::take(&mut services.pending) {
+            Pending::Uncaught { tag, payloads } => CallError::Exception { tag, payloads },
+            Pending::Failed(e) => CallError::Failed(e),
+            Pending::None => CallError::Failed(Error::Unwind(
+                "an exception reached the entry without passing the throw service".into(),
+            )),
+        }
     }
 
     /// Resolve the function called `name` once, for [`Module::call_raw`]:
@@ -681,7 +692,7 @@ impl Module {
         };
         self.machine
             .call_entry(entry.trampoline, entry.callee, buffer, &mut services)?;
-        self.outcome(services, buffer)
+        self.outcome(&mut services, buffer)
     }
 
     /// What a fault delivered to the entry means.

@@ -4,9 +4,9 @@ use std::cell::Cell;
 use std::ptr;
 
 use crate::error::Error;
-use crate::isa::{Arch, Endianness};
+use crate::isa::Arch;
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
-use crate::memory::Memory;
+use crate::memory::HostMemory;
 use crate::signals::{self, Resume};
 use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
@@ -62,23 +62,35 @@ impl Drop for NativeMachine {
     }
 }
 
-/// The call in progress on this thread: its host services and buffer. The
-/// buffer header holds the entry trampoline's handler record; the previous
-/// `Active` (the next entry out) waits in the `call_entry` frame that
-/// replaced it.
-#[derive(Clone, Copy)]
-struct Active {
+/// The call in progress on this thread: its host services and buffer. It
+/// lives in the frame of the `call_entry` that made it; the buffer header
+/// holds the entry trampoline's handler record, and the previous call (the
+/// next entry out) is put back by that `call_entry` when it returns.
+struct ActiveCall {
     host: *mut dyn HostServices,
     buffer: u64,
     buffer_len: usize,
-    stack: (u64, u64),
+}
+
+/// This thread's state: plain `Cell`s without a destructor, so that every
+/// access is one load or store relative to the thread pointer (a call pays
+/// for two of them).
+struct ThreadState {
+    /// The innermost [`ActiveCall`], or null.
+    active: Cell<*const ActiveCall>,
+    /// The thread's stack as `(lowest, highest)`; `(0, 0)` until the first
+    /// call on this thread has looked it up (which can mean parsing
+    /// /proc/self/maps, so never in a signal handler).
+    stack: Cell<(u64, u64)>,
 }
 
 thread_local! {
-    static ACTIVE: Cell<Option<Active>> = const { Cell::new(None) };
-    /// This thread's stack bounds (reading them can mean parsing
-    /// /proc/self/maps, so once per thread).
-    static STACK_BOUNDS: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+    static THREAD: ThreadState = const {
+        ThreadState {
+            active: Cell::new(ptr::null()),
+            stack: Cell::new((0, 0)),
+        }
+    };
 }
 
 /// 16-byte words of call buffer kept on the stack (larger ones go to the
@@ -89,31 +101,36 @@ const INLINE_BUFFER_WORDS: usize = 34;
 /// overflow (the guard page(s), or the main thread's stack guard gap).
 const STACK_GUARD_REACH: u64 = 1 << 20;
 
-fn cached_stack_bounds() -> (u64, u64) {
-    STACK_BOUNDS.with(|b| match b.get() {
-        Some(bounds) => bounds,
-        None => {
-            let bounds = thread_stack_bounds().unwrap_or((0, u64::MAX));
-            b.set(Some(bounds));
-            bounds
-        }
-    })
+/// Once per thread, before its first call: its stack bounds and an
+/// alternate signal stack (so that a stack overflow can be delivered).
+#[cold]
+fn first_call_on_thread() -> Result<(), Error> {
+    signals::ensure_alt_stack()?;
+    let bounds = thread_stack_bounds().unwrap_or((1, u64::MAX));
+    THREAD.with(|t| t.stack.set(bounds));
+    Ok(())
+}
+
+/// The innermost call on this thread and the thread's stack bounds.
+fn active_call() -> Option<(&'static ActiveCall, (u64, u64))> {
+    let (active, stack) = THREAD.try_with(|t| (t.active.get(), t.stack.get())).ok()?;
+    // SAFETY: a non-null `active` points at the `ActiveCall` in the frame of
+    // a `call_entry` below us on this thread, which outlives every use made
+    // of it here (during that call).
+    unsafe { active.as_ref() }.map(|a| (a, stack))
 }
 
 /// Called by the signal handler: if `fault` happened in JIT code of this
 /// thread's innermost call and its services accept it, where to resume.
 /// Runs in a signal handler: no allocation, no locks.
 pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
-    let active = ACTIVE.try_with(|a| a.get()).ok().flatten()?;
+    let (active, (low, _)) = active_call()?;
     if fault.kind == FaultKind::MemoryAccess
         && let Some(address) = fault.address
+        && address < low.saturating_add(page_size() as u64)
+        && address >= low.saturating_sub(STACK_GUARD_REACH)
     {
-        let (low, _) = active.stack;
-        if address < low.saturating_add(page_size() as u64)
-            && address >= low.saturating_sub(STACK_GUARD_REACH)
-        {
-            fault.kind = FaultKind::StackOverflow;
-        }
+        fault.kind = FaultKind::StackOverflow;
     }
     let word = |offset: i32| {
         // SAFETY: the buffer is the live, 16-byte aligned copy `call_entry`
@@ -137,65 +154,14 @@ pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
     host.fault(&fault).then_some(resume)
 }
 
-/// Reads and writes of the process's own memory, limited to the current
-/// thread's stack and the active call's buffer, so that a corrupted frame
-/// chain yields an error rather than a fault.
-struct NativeMemory {
-    stack: (u64, u64),
-    buffer: (u64, u64),
-}
-
-impl NativeMemory {
-    fn current(active: &Active) -> NativeMemory {
-        NativeMemory {
-            stack: active.stack,
-            buffer: (active.buffer, active.buffer + active.buffer_len as u64),
-        }
-    }
-
-    fn check(&self, addr: u64, len: usize) -> Result<(), Error> {
-        let inside = |(lo, hi): (u64, u64)| {
-            addr.checked_add(len as u64)
-                .is_some_and(|end| addr >= lo && end <= hi)
-        };
-        if inside(self.stack) || inside(self.buffer) {
-            Ok(())
-        } else {
-            Err(Error::Memory {
-                address: addr,
-                message: format!(
-                    "outside the thread's stack {:#x}..{:#x} and the call buffer",
-                    self.stack.0, self.stack.1
-                ),
-            })
-        }
-    }
-}
-
-impl Memory for NativeMemory {
-    fn endianness(&self) -> Endianness {
-        if cfg!(target_endian = "big") {
-            Endianness::Big
-        } else {
-            Endianness::Little
-        }
-    }
-
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.check(addr, buf.len())?;
-        // SAFETY: the range lies inside this thread's stack or the buffer.
-        unsafe { ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
-    }
-
-    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
-        self.check(addr, data.len())?;
-        // SAFETY: the range lies inside the call buffer or this thread's
-        // stack, where the throw stub's context sits below the suspended
-        // JIT frames.
-        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
-        Ok(())
-    }
+/// What the unwinder and host functions of `active` may touch: this
+/// thread's stack (where the throw stub's context sits below the suspended
+/// JIT frames) and the call's buffer.
+fn call_memory(active: &ActiveCall, stack: (u64, u64)) -> HostMemory {
+    let buffer = (active.buffer, active.buffer + active.buffer_len as u64);
+    // SAFETY: both ranges are live memory of this thread for the duration of
+    // the call: its stack, and the buffer `call_entry` passed to the entry.
+    unsafe { HostMemory::new([stack, buffer]) }
 }
 
 /// The current thread's stack as `(lowest, highest)` address.
@@ -217,11 +183,11 @@ fn thread_stack_bounds() -> Option<(u64, u64)> {
 
 /// The host function behind the throw stub (C ABI, called from JIT code).
 extern "C" fn native_throw(context: *mut u64) {
-    let Some(active) = ACTIVE.with(|a| a.get()) else {
+    let Some((active, stack)) = active_call() else {
         eprintln!("cranelift-exn: __cranelift_throw called outside any entry; aborting");
         std::process::abort();
     };
-    let mut memory = NativeMemory::current(&active);
+    let mut memory = call_memory(active, stack);
     // SAFETY: `host` points at the `&mut dyn HostServices` borrowed by the
     // `call_entry` frame below us on this thread, which outlives this call.
     let host = unsafe { &mut *active.host };
@@ -236,13 +202,13 @@ extern "C" fn native_throw(context: *mut u64) {
 /// The host function behind [`HostFunction::Call`] (C ABI, called from the
 /// glue of a host function).
 extern "C" fn native_host_call(index: u64, frame: u64) -> u64 {
-    let Some(active) = ACTIVE.with(|a| a.get()) else {
+    let Some((active, stack)) = active_call() else {
         eprintln!("cranelift-exn: a host function was called outside any entry; aborting");
         std::process::abort();
     };
-    let mut memory = NativeMemory::current(&active);
+    let mut memory = call_memory(active, stack);
     // SAFETY: as in `native_throw`; a nested `call_entry` made by the host
-    // function installs its own `Active` and restores this one.
+    // function installs its own `ActiveCall` and restores this one.
     let host = unsafe { &mut *active.host };
     match host.call_host(&mut memory, index, frame) {
         Ok(status) => status,
@@ -358,26 +324,27 @@ impl Machine for NativeMachine {
         } else {
             buffer.as_mut_ptr()
         };
-        signals::ensure_alt_stack()?;
-        // SAFETY: lifetime erasure only; the pointer is cleared (restored)
-        // before this function returns, while `host` is still borrowed.
+        if THREAD.with(|t| t.stack.get()) == (0, 0) {
+            first_call_on_thread()?;
+        }
+        // SAFETY: lifetime erasure only; the call is unlinked (the previous
+        // one restored) before this function returns, while `host` is still
+        // borrowed.
         let host: *mut (dyn HostServices + '_) = host;
         let host: *mut (dyn HostServices + 'static) = unsafe { std::mem::transmute(host) };
-        let previous = ACTIVE.with(|a| {
-            a.replace(Some(Active {
-                host,
-                buffer: target as u64,
-                buffer_len: len,
-                stack: cached_stack_bounds(),
-            }))
-        });
+        let call = ActiveCall {
+            host,
+            buffer: target as u64,
+            buffer_len: len,
+        };
+        let previous = THREAD.with(|t| t.active.replace(&call));
         // SAFETY: `entry` is an entry trampoline in our executable memory with
         // the C signature `fn(callee, buffer)`; the buffer is large enough for
         // the callee's signature (checked by the caller that built it), and
         // `target` stays valid (the copy lives in this frame) until it returns.
         let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry as usize) };
         f(callee, target as u64);
-        ACTIVE.with(|a| a.set(previous));
+        THREAD.with(|t| t.active.set(previous));
         if copied {
             // SAFETY: `target` is the live copy of `len` bytes made above.
             unsafe { ptr::copy_nonoverlapping(target, buffer.as_mut_ptr(), len) };

@@ -8,7 +8,7 @@
 
 use crate::compile::Handler;
 use crate::error::Error;
-use crate::exception_table::{ExceptionTable, select_handler};
+use crate::exception_table::{ExceptionTable, FunctionEntry, ReturnSite, select_handler};
 use crate::isa::{Arch, context};
 use crate::memory::Memory;
 
@@ -150,6 +150,46 @@ impl Context {
     }
 }
 
+/// Word access to the throw context during a walk: in place for the host's
+/// own memory, on a copy for an emulator's.
+trait ContextWords {
+    fn get(&self, index: usize) -> u64;
+    fn set(&mut self, index: usize, value: u64);
+}
+
+impl ContextWords for Context {
+    #[inline]
+    fn get(&self, index: usize) -> u64 {
+        self.words[index]
+    }
+    #[inline]
+    fn set(&mut self, index: usize, value: u64) {
+        self.words[index] = value;
+    }
+}
+
+/// A context of `len` words at `base` in host memory.
+struct InPlace {
+    base: *mut u64,
+    len: usize,
+}
+
+impl ContextWords for InPlace {
+    #[inline]
+    fn get(&self, index: usize) -> u64 {
+        assert!(index < self.len);
+        // SAFETY: `throw` checked that the `len` words at `base` lie inside
+        // the `HostMemory` of the throw, which is live, writable memory.
+        unsafe { self.base.add(index).read_unaligned() }
+    }
+    #[inline]
+    fn set(&mut self, index: usize, value: u64) {
+        assert!(index < self.len);
+        // SAFETY: as in `get`.
+        unsafe { self.base.add(index).write_unaligned(value) }
+    }
+}
+
 /// Handle a throw: walk from the context captured at `context_addr`, find the
 /// handler, and rewrite the context into its resume state.
 ///
@@ -158,21 +198,62 @@ impl Context {
 /// value is `entry_fp`. Past that point (or if the walk reaches an entry
 /// trampoline first) the exception is uncaught and goes to the innermost entry
 /// trampoline's catch-all.
+///
+/// On host memory ([`Memory::host_view`]) the walk reads frames and the
+/// context in place, without a virtual call per word; elsewhere it reads the
+/// context once and writes it back once. After an `Err` the context's
+/// callee-saved words may have been partly restored (an entry trampoline's
+/// handler, where failures go, needs none of them).
 pub fn throw(
     arch: Arch,
     table: &ExceptionTable,
     memory: &mut dyn Memory,
     context_addr: u64,
 ) -> Result<(ThrowRequest, Delivery), Error> {
-    let spec = arch.spec();
-    let links = spec.frame_links();
-    let saved_order = spec.callee_saved();
+    let len = context::SAVED + arch.spec().callee_saved().len();
+    if let Some(host) = memory.host_view()
+        && arch == Arch::host().unwrap_or(arch)
+    {
+        if len > MAX_CONTEXT_WORDS || !host.contains(context_addr, len * 8) {
+            return Err(Error::Memory {
+                address: context_addr,
+                message: format!("a {len}-word throw context does not fit there"),
+            });
+        }
+        let mut ctx = InPlace {
+            base: context_addr as *mut u64,
+            len,
+        };
+        return walk(arch, table, &host, &mut ctx);
+    }
     let mut ctx = Context {
         words: [0; MAX_CONTEXT_WORDS],
         len: 0,
     };
     ctx.load(memory, arch, context_addr)?;
-    let request = ctx.request();
+    let result = walk(arch, table, &*memory, &mut ctx)?;
+    ctx.write(memory, context_addr)?;
+    Ok(result)
+}
+
+fn walk<M: Memory + ?Sized, C: ContextWords>(
+    arch: Arch,
+    table: &ExceptionTable,
+    memory: &M,
+    ctx: &mut C,
+) -> Result<(ThrowRequest, Delivery), Error> {
+    let spec = arch.spec();
+    let links = spec.frame_links();
+    let arg = |i| ctx.get(context::ARGS + i);
+    let request = ThrowRequest {
+        entry_fp: arg(0),
+        exit_fp: arg(1),
+        exit_pc: arg(2),
+        tag: arg(3) as u32,
+        payloads: [arg(4), arg(5)],
+    };
+    let restore = !sabotaged(Sabotage::CalleeSavedRestore);
+    let last_handler = sabotaged(Sabotage::HandlerLookup);
 
     let mut pc = ctx.get(context::PC);
     let mut fp = ctx.get(context::FP);
@@ -185,18 +266,20 @@ pub fn throw(
         if fp == request.entry_fp {
             past_entry = true;
         }
-        // A return address may equal its function's end (a call as the last
-        // instruction), so look the function up by the byte before it.
-        let function = table.function(pc.wrapping_sub(1)).ok_or_else(|| {
-            Error::Unwind(format!(
-                "return address {pc:#x} (frame {fp:#x}) is not in JIT code"
-            ))
-        })?;
-        if let Some(site) = function.call_site(pc) {
+        // Not a call's return address: no handlers here, but the function's
+        // saves are restored all the same.
+        let frame = match table.return_site(pc) {
+            Some(hit) => Frame::CallSite(hit),
+            None => Frame::Other(not_a_call_site(table, pc, fp)?),
+        };
+        if let Frame::CallSite(hit) = frame
+            && hit.has_handlers()
+        {
+            let (function, site) = table.resolve(hit);
             let catch = if function.is_entry_trampoline {
                 select_handler(site, request.tag).map(|h| (h, false))
             } else if searching && !past_entry {
-                let handler = if sabotaged(Sabotage::HandlerLookup) {
+                let handler = if last_handler {
                     // The deliberate bug: the last matching entry, not the
                     // first.
                     site.handlers.iter().rev().find_map(|h| match *h {
@@ -225,7 +308,6 @@ pub fn throw(
                 ctx.set(context::FP, fp);
                 ctx.set(context::PAYLOAD0, request.payloads[0]);
                 ctx.set(context::PAYLOAD1, request.payloads[1]);
-                ctx.write(memory, context_addr)?;
                 let delivery = if caught {
                     Delivery::Caught { pc: target, sp, fp }
                 } else {
@@ -235,28 +317,56 @@ pub fn throw(
             }
         }
         // Leave this frame: the registers it saved get their caller's values.
-        let restore = !sabotaged(Sabotage::CalleeSavedRestore);
-        for saved in function.saved_registers.iter().filter(|_| restore) {
-            if let Some(i) = saved_order.iter().position(|r| *r == saved.reg) {
-                let value = memory.read_u64(fp.wrapping_add_signed(saved.fp_offset))?;
-                ctx.set(context::SAVED + i, value);
+        let saves = match frame {
+            Frame::CallSite(hit) if hit.restores() => Some(table.resolve(hit).0),
+            Frame::Other(function) if !function.restore.is_empty() => Some(function),
+            _ => None,
+        };
+        if restore && let Some(function) = saves {
+            for &(word, fp_offset) in &function.restore {
+                ctx.set(word, memory.read_u64(fp.wrapping_add_signed(fp_offset))?);
             }
         }
-        let next_pc = spec.strip_return_address(
-            memory.read_u64(fp.wrapping_add_signed(links.return_address_offset))?,
-        );
+        let next_pc = memory.read_u64(fp.wrapping_add_signed(links.return_address_offset))?
+            & links.return_address_mask;
         let next_fp = memory.read_u64(fp.wrapping_add_signed(links.caller_fp_offset))?;
         if next_fp <= fp {
-            return Err(Error::Unwind(format!(
-                "frame chain does not grow toward the caller: {fp:#x} links to {next_fp:#x} \
-                 (in {})",
-                function.name
-            )));
+            let function = match frame {
+                Frame::CallSite(hit) => table.resolve(hit).0,
+                Frame::Other(function) => function,
+            };
+            return Err(chain_shrinks(fp, next_fp, &function.name));
         }
         pc = next_pc;
         fp = next_fp;
     }
     Err(Error::Unwind(format!("more than {MAX_FRAMES} frames")))
+}
+
+/// What a walk knows of a frame from its return address.
+#[derive(Clone, Copy)]
+enum Frame<'t> {
+    /// The return address of a call site.
+    CallSite(ReturnSite),
+    /// Some other address of this function.
+    Other(&'t FunctionEntry),
+}
+
+/// The function of a frame whose return address `pc` is no call site.
+#[cold]
+fn not_a_call_site(table: &ExceptionTable, pc: u64, fp: u64) -> Result<&FunctionEntry, Error> {
+    table.function(pc.wrapping_sub(1)).ok_or_else(|| {
+        Error::Unwind(format!(
+            "return address {pc:#x} (frame {fp:#x}) is not in JIT code"
+        ))
+    })
+}
+
+#[cold]
+fn chain_shrinks(fp: u64, next_fp: u64, function: &str) -> Error {
+    Error::Unwind(format!(
+        "frame chain does not grow toward the caller: {fp:#x} links to {next_fp:#x} (in {function})"
+    ))
 }
 
 /// Deliberate unwinder bugs, for proving that a test (the fuzzing oracle)
@@ -353,6 +463,7 @@ mod tests {
             end: start + 0x100,
             call_sites: sites,
             traps: Vec::new(),
+            restore: crate::exception_table::restore_slots(Arch::Aarch64, &saved),
             saved_registers: saved,
             is_entry_trampoline: false,
         }

@@ -239,6 +239,12 @@ impl IsaSpec for Aarch64 {
         FrameLinks {
             caller_fp_offset: 0,
             return_address_offset: 8,
+            // With `sign_return_address`, lr is stored signed by `paciasp`:
+            // the pointer-authentication code sits above the 48-bit virtual
+            // address. Code addresses of a Linux process are user addresses
+            // (bit 55 clear, no tag), so stripping is clearing bits 48–63 —
+            // what `xpaclri` leaves for such an address.
+            return_address_mask: (1 << 48) - 1,
         }
     }
 
@@ -348,15 +354,6 @@ impl IsaSpec for Aarch64 {
             // TLS (Aarch64TlsDesc*, MachOAarch64Tls*) and other ISAs' kinds.
             _ => Err(RelocError::Unsupported),
         }
-    }
-
-    /// With `sign_return_address`, a frame holds lr signed by `paciasp`: the
-    /// pointer-authentication code sits in the bits above the 48-bit virtual
-    /// address. Code addresses of a Linux process are user addresses (bit 55
-    /// clear, no tag), so stripping is clearing bits 48–63 — what `xpaclri`
-    /// leaves for such an address.
-    fn strip_return_address(&self, stored: u64) -> u64 {
-        stored & ((1 << 48) - 1)
     }
 
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String> {
@@ -478,7 +475,8 @@ mod tests {
             spec.frame_links(),
             FrameLinks {
                 caller_fp_offset: 0,
-                return_address_offset: 8
+                return_address_offset: 8,
+                return_address_mask: (1 << 48) - 1,
             }
         );
     }

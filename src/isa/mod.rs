@@ -189,6 +189,9 @@ pub struct FrameLinks {
     pub caller_fp_offset: i64,
     /// Offset of the return address into the caller.
     pub return_address_offset: i64,
+    /// The bits of a stored return address that hold the address; the
+    /// others carry a signature to strip (aarch64 pointer authentication).
+    pub return_address_mask: u64,
 }
 
 /// A callee-saved register a function stores in its frame, and where.
@@ -359,10 +362,10 @@ pub trait IsaSpec: Sync {
     /// instructions for it, as offsets from the frame-pointer value.
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String>;
     /// A return address as stored in a frame, with any signature removed
-    /// (aarch64 pointer authentication, `sign_return_address`). The default
-    /// returns it unchanged.
+    /// (aarch64 pointer authentication, `sign_return_address`): the bits of
+    /// [`FrameLinks::return_address_mask`].
     fn strip_return_address(&self, stored: u64) -> u64 {
-        stored
+        stored & self.frame_links().return_address_mask
     }
     /// The throw-capture stub.
     fn throw_stub(&self) -> Stub;

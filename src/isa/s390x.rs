@@ -287,6 +287,7 @@ impl IsaSpec for S390x {
         FrameLinks {
             caller_fp_offset: 0,
             return_address_offset: 14 * 8,
+            return_address_mask: u64::MAX,
         }
     }
 
@@ -549,7 +550,8 @@ mod tests {
             s.frame_links(),
             FrameLinks {
                 caller_fp_offset: 0,
-                return_address_offset: 112
+                return_address_offset: 112,
+                return_address_mask: u64::MAX,
             }
         );
         assert!(!s.uses_got(Reloc::S390xPCRel32Dbl));

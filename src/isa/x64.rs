@@ -107,6 +107,7 @@ impl IsaSpec for X64 {
         FrameLinks {
             caller_fp_offset: 0,
             return_address_offset: 8,
+            return_address_mask: u64::MAX,
         }
     }
 

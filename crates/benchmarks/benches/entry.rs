@@ -25,7 +25,7 @@ fn entry(c: &mut Criterion) {
         b.iter(|| c::sigsetjmp_entry(black_box(ret), black_box(5)))
     });
     group.bench_function("our_call_raw", |b| {
-        b.iter(|| bench.ret_via_call_raw(black_box(5)))
+        b.iter(|| bench.ret_value_via_call_raw(black_box(5)))
     });
     let typed = bench
         .module()

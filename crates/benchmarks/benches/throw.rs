@@ -34,7 +34,7 @@ fn throw(c: &mut Criterion) {
                 _ => assert_eq!(outcome, Ok(PAYLOAD), "{thrower:?}"),
             }
             group.bench_with_input(BenchmarkId::new(id(thrower), depth), &depth, |b, &d| {
-                b.iter(|| black_box(bench.run(thrower, black_box(d))))
+                b.iter(|| bench.run_value(thrower, black_box(d)))
             });
         }
         group.bench_with_input(BenchmarkId::new("d_rust_panic", depth), &depth, |b, &d| {

@@ -296,12 +296,34 @@ impl JitBench {
         }
     }
 
+    /// [`JitBench::run`] as one number, what the timed loops keep (so that
+    /// they time the call, not copies of a `CallError`): the value, an
+    /// uncaught exception's first payload, -2 for a trap, -3 for a failure.
+    pub fn run_value(&mut self, thrower: Thrower, depth: u64) -> i64 {
+        match self.run(thrower, depth) {
+            Ok(value) => value,
+            Err(CallError::Exception { payloads, .. }) => payloads[0] as i64,
+            Err(CallError::Trap { .. }) => -2,
+            Err(CallError::Failed(_)) => -3,
+        }
+    }
+
     /// `%ret(x)` through [`Module::call_raw`]: trampoline plus the native
-    /// machine's call (thread state for traps and throws, buffer copy).
+    /// machine's call (thread state for traps and throws).
     pub fn ret_via_call_raw(&mut self, x: i64) -> Result<i64, CallError> {
         self.set_args(&[x]);
         self.module.call_raw(&self.ret, &mut self.buffer)?;
         Ok(self.result())
+    }
+
+    /// [`JitBench::ret_via_call_raw`] for the timed loop: the result, or -1
+    /// if the call failed.
+    pub fn ret_value_via_call_raw(&mut self, x: i64) -> i64 {
+        self.set_args(&[x]);
+        match self.module.call_raw(&self.ret, &mut self.buffer) {
+            Ok(()) => self.result(),
+            Err(_) => -1,
+        }
     }
 
     /// Run `%trap_ud2` (`divide` false) or `%trap_divz(1, 0)` (`divide`

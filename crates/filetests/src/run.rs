@@ -490,18 +490,32 @@ mod tests {
         report
     }
 
-    /// Padding every block to 4 MiB puts aarch64's literal pool out of its
-    /// `ldr` range: Cranelift 0.135.8 asserts while emitting.
+    /// Padding every block to 4 MiB puts the handler block out of reach of
+    /// the `adr` that `get_exception_handler_address` becomes on aarch64 (1
+    /// MiB): Cranelift 0.135.8 asserts while emitting `%f`.
     const PADDED: &str = "test run\n\
         set bb_padding_log2_minus_one=21\n\
         target aarch64\n\
         \n\
-        function %pair() -> i64x2 {\n\
+        function %g() tail {\n\
         block0:\n\
-        \x20   v0 = vconst.i64x2 [5 6]\n\
-        \x20   return v0\n\
+        \x20   return\n\
         }\n\
-        ; run: %pair() == [5 6]\n";
+        \n\
+        function %f() -> i64 {\n\
+        \x20   sig0 = () tail\n\
+        \x20   fn0 = %g() tail\n\
+        block0:\n\
+        \x20   v0 = get_exception_handler_address.i64 block1, 0\n\
+        \x20   jump block1\n\
+        block1:\n\
+        \x20   try_call fn0(), sig0, block2(), [ default: block3(exn0) ]\n\
+        block2:\n\
+        \x20   return v0\n\
+        block3(v1: i64):\n\
+        \x20   return v1\n\
+        }\n\
+        ; run: %f() != 0\n";
 
     #[test]
     fn a_cranelift_panic_skips_an_emulated_target_with_the_message() {
