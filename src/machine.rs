@@ -10,6 +10,11 @@ pub enum HostFunction {
     /// The Rust side of the throw stub: `fn(context: *mut u64)` with the C
     /// calling convention. See [`crate::isa::IsaSpec`] for the contract.
     Throw,
+    /// The Rust side of the throw-to-entry stub (the throw stub's code with
+    /// its own host literal): `fn(context: *mut u64)` with the C calling
+    /// convention; the first three argument words of the context are the
+    /// tag and the two payloads.
+    ThrowToEntry,
     /// The dispatcher of host functions defined by an embedder (and of
     /// Cranelift libcalls): `fn(index: u64, frame: u64) -> u64` with the C
     /// calling convention. `frame` is the address of the calling glue's
@@ -49,6 +54,19 @@ pub trait HostServices {
     /// innermost [`Machine::call_entry`] buffer (its header holds the entry
     /// trampoline's handler record).
     fn throw(&mut self, memory: &mut dyn Memory, context: u64, buffer: u64) -> Result<(), Error>;
+
+    /// Handle [`HostFunction::ThrowToEntry`]: like [`HostServices::throw`],
+    /// but the exception goes straight to the innermost entry trampoline's
+    /// handler, in O(1), without a walk.
+    fn throw_to_entry(
+        &mut self,
+        memory: &mut dyn Memory,
+        context: u64,
+        buffer: u64,
+    ) -> Result<(), Error> {
+        let _ = (memory, context, buffer);
+        Err(Error::Machine("no throw-to-entry service".into()))
+    }
 
     /// JIT code raised `fault`. Return `true` to have the machine deliver it
     /// to the innermost entry trampoline's handler (recorded in the buffer
@@ -101,4 +119,10 @@ pub trait Machine {
         buffer: &mut [u8],
         host: &mut dyn HostServices,
     ) -> Result<(), Error>;
+
+    /// This machine as the host CPU's, if it is one: [`crate::Module`] then
+    /// calls it without a virtual call.
+    fn as_native(&self) -> Option<&crate::native::NativeMachine> {
+        None
+    }
 }

@@ -14,19 +14,23 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use crate::compile::{CompiledFunction, RelocTarget, compile_function};
 use crate::error::Error;
 use crate::host::{self, HostImport, HostResult, HostStatus, HostThrow};
-use crate::isa::{Arch, Endianness, context};
+use crate::isa::{Arch, Endianness};
 use crate::link::{Image, image_size, link};
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::Memory;
-use crate::trampoline::{
-    self, HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, STATUS_EXCEPTION, STATUS_OFFSET,
-    STATUS_RETURNED, VALUES_OFFSET,
-};
+use crate::trampoline::{self, STATUS_EXCEPTION, STATUS_OFFSET, STATUS_RETURNED, VALUES_OFFSET};
 use crate::unwind::{self, Delivery};
 use crate::values::{decode_results, decode_slots, encode_arguments, encode_slots, header_word};
 
 /// The symbol JIT code calls to throw, as upstream's run tests name it.
 pub const THROW_SYMBOL: &str = "%__cranelift_throw";
+
+/// The symbol JIT code calls to throw straight to the innermost entry, in
+/// O(1): `fn(tag: i32, payload1: i64, payload2: i64)` with the target's C
+/// convention (`system_v`); it does not return. The call's outcome is
+/// [`CallError::Exception`] with that tag and those payloads, whatever
+/// handlers the frames in between have.
+pub const THROW_TO_ENTRY_SYMBOL: &str = "%__cranelift_exn_throw_to_entry";
 
 /// Why a call did not return values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,23 +111,16 @@ struct CallServices<'m> {
 }
 
 impl CallServices<'_> {
-    /// Rewrite the throw context to resume at the entry trampoline's handler,
-    /// whose address, stack and frame pointer it recorded in the buffer. Its
-    /// try_call clobbers every register, so no other state is due.
-    fn to_entry(&self, memory: &mut dyn Memory, ctx: u64, buffer: u64) -> Result<(), Error> {
-        let pc = memory.read_u64(buffer + HANDLER_PC_OFFSET as u64)?;
-        let sp = memory.read_u64(buffer + HANDLER_SP_OFFSET as u64)?;
-        let fp = memory.read_u64(buffer + HANDLER_FP_OFFSET as u64)?;
-        for (index, value) in [
-            (context::PC, pc),
-            (context::SP, sp),
-            (context::FP, fp),
-            (context::PAYLOAD0, 0),
-            (context::PAYLOAD1, 0),
-        ] {
-            memory.write_u64(ctx + 8 * index as u64, value)?;
-        }
-        Ok(())
+    /// Rewrite the throw context to resume at the entry trampoline's handler
+    /// with `payloads` (see [`unwind::to_entry`]).
+    fn to_entry(
+        &self,
+        memory: &mut dyn Memory,
+        ctx: u64,
+        buffer: u64,
+        payloads: [u64; 2],
+    ) -> Result<(), Error> {
+        unwind::to_entry(memory, ctx, buffer, payloads)
     }
 
     fn run_host(
@@ -202,11 +199,22 @@ impl CallServices<'_> {
 }
 
 impl HostServices for CallServices<'_> {
+    fn throw_to_entry(
+        &mut self,
+        memory: &mut dyn Memory,
+        ctx: u64,
+        buffer: u64,
+    ) -> Result<(), Error> {
+        let (tag, payloads) = unwind::throw_to_entry(memory, ctx, buffer)?;
+        self.pending = Pending::Uncaught { tag, payloads };
+        Ok(())
+    }
+
     fn throw(&mut self, memory: &mut dyn Memory, ctx: u64, buffer: u64) -> Result<(), Error> {
         if let Some(pending) = self.direct.take() {
             // O(1): no walk at all.
             self.pending = pending;
-            return self.to_entry(memory, ctx, buffer);
+            return self.to_entry(memory, ctx, buffer, [0; 2]);
         }
         match unwind::throw(
             self.module.image.arch,
@@ -226,7 +234,7 @@ impl HostServices for CallServices<'_> {
                 // The walk failed (corrupt chain, pc outside JIT code): go
                 // straight to the entry.
                 self.pending = Pending::Failed(error);
-                self.to_entry(memory, ctx, buffer)
+                self.to_entry(memory, ctx, buffer, [0; 2])
             }
         }
     }
@@ -536,6 +544,7 @@ impl Module {
         let base = machine.allocate_code(size)?;
         let host_symbols = HashMap::from([
             (THROW_SYMBOL.to_string(), stubs.throw),
+            (THROW_TO_ENTRY_SYMBOL.to_string(), stubs.throw_to_entry),
             (host::DISPATCH_SYMBOL.to_string(), dispatcher),
         ]);
         let image = link(arch, &compiled, base, &host_symbols)?;
@@ -690,8 +699,13 @@ impl Module {
             fault: None,
             direct: None,
         };
-        self.machine
-            .call_entry(entry.trampoline, entry.callee, buffer, &mut services)?;
+        match self.machine.as_native() {
+            Some(native) => native.enter(entry.trampoline, entry.callee, buffer, &mut services)?,
+            None => {
+                self.machine
+                    .call_entry(entry.trampoline, entry.callee, buffer, &mut services)?
+            }
+        }
         self.outcome(&mut services, buffer)
     }
 
@@ -756,24 +770,39 @@ pub struct StubAddresses {
     pub throw: u64,
     /// The resume stub (`fn(context)` with the C convention, never returns).
     pub resume: u64,
+    /// The throw stub's code again, calling [`HostFunction::ThrowToEntry`]:
+    /// what [`THROW_TO_ENTRY_SYMBOL`] resolves to.
+    pub throw_to_entry: u64,
 }
 
-/// Install `[host literal][throw stub][resume stub]` on `machine`, the
-/// literal pointing at the machine's [`HostFunction::Throw`].
+/// Install `[host literal][throw stub][resume stub]` twice on `machine`
+/// (the second copy 8-byte aligned), the literals pointing at the machine's
+/// [`HostFunction::Throw`] and [`HostFunction::ThrowToEntry`]. A throw stub
+/// reads its literal from the 8 bytes before its first instruction and
+/// falls through into the resume stub after its last.
 pub fn install_stubs(machine: &mut dyn Machine) -> Result<StubAddresses, Error> {
     let arch = machine.arch();
     let spec = arch.spec();
     let throw = spec.throw_stub();
     let resume = spec.resume_stub();
-    let mut bytes = Vec::with_capacity(8 + throw.code.len() + resume.code.len());
-    let host = machine.host_function_address(HostFunction::Throw)?;
-    bytes.extend_from_slice(&arch.endianness().write_u64(host));
-    bytes.extend_from_slice(throw.code);
-    bytes.extend_from_slice(resume.code);
+    let mut bytes = Vec::with_capacity(2 * (16 + throw.code.len() + resume.code.len()));
+    let mut throw_at = [0; 2];
+    for (i, host) in [HostFunction::Throw, HostFunction::ThrowToEntry]
+        .into_iter()
+        .enumerate()
+    {
+        bytes.resize(bytes.len().next_multiple_of(8), 0);
+        let address = machine.host_function_address(host)?;
+        bytes.extend_from_slice(&arch.endianness().write_u64(address));
+        throw_at[i] = bytes.len() as u64;
+        bytes.extend_from_slice(throw.code);
+        bytes.extend_from_slice(resume.code);
+    }
     let base = machine.allocate_code(bytes.len())?;
     machine.install_code(base, &bytes)?;
     Ok(StubAddresses {
-        throw: base + 8,
-        resume: base + 8 + throw.code.len() as u64,
+        throw: base + throw_at[0],
+        resume: base + throw_at[0] + throw.code.len() as u64,
+        throw_to_entry: base + throw_at[1],
     })
 }

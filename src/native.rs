@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::isa::Arch;
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::HostMemory;
+use crate::module::THROW_TO_ENTRY_SYMBOL;
 use crate::signals::{self, Resume};
 use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
@@ -199,6 +200,22 @@ extern "C" fn native_throw(context: *mut u64) {
     }
 }
 
+/// The host function behind the throw-to-entry stub (C ABI, called from JIT
+/// code).
+extern "C" fn native_throw_to_entry(context: *mut u64) {
+    let Some((active, stack)) = active_call() else {
+        eprintln!("cranelift-exn: {THROW_TO_ENTRY_SYMBOL} called outside any entry; aborting");
+        std::process::abort();
+    };
+    let mut memory = call_memory(active, stack);
+    // SAFETY: as in `native_throw`.
+    let host = unsafe { &mut *active.host };
+    if let Err(e) = host.throw_to_entry(&mut memory, context as u64, active.buffer) {
+        eprintln!("cranelift-exn: a throw to the entry failed: {e}");
+        std::process::abort();
+    }
+}
+
 /// The host function behind [`HostFunction::Call`] (C ABI, called from the
 /// glue of a host function).
 extern "C" fn native_host_call(index: u64, frame: u64) -> u64 {
@@ -281,6 +298,7 @@ impl Machine for NativeMachine {
     fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
         match function {
             HostFunction::Throw => Ok(native_throw as *const () as u64),
+            HostFunction::ThrowToEntry => Ok(native_throw_to_entry as *const () as u64),
             HostFunction::Call => Ok(native_host_call as *const () as u64),
         }
     }
@@ -292,38 +310,33 @@ impl Machine for NativeMachine {
         buffer: &mut [u8],
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
-        if self
-            .regions
-            .iter()
-            .all(|r| entry < r.addr as u64 || entry >= r.addr as u64 + r.len as u64)
-        {
-            return Err(Error::Machine(format!(
-                "entry {entry:#x} is not loaded code"
-            )));
+        self.enter(entry, callee, buffer, host)
+    }
+
+    fn as_native(&self) -> Option<&NativeMachine> {
+        Some(self)
+    }
+}
+
+impl NativeMachine {
+    /// [`Machine::call_entry`], inlined into [`crate::Module::call_raw`].
+    #[inline]
+    pub(crate) fn enter(
+        &self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        if !self.contains_code(entry) {
+            return Err(not_loaded(entry));
         }
         // The trampoline's loads and stores are `aligned`: run on the
         // caller's buffer when it is 16-byte aligned (allocations usually
-        // are), else on an aligned copy (on this stack when it is small).
-        let len = buffer.len();
-        let mut inline: [u128; INLINE_BUFFER_WORDS];
-        let mut heap: Vec<u128>;
-        let copied = !(buffer.as_ptr() as usize).is_multiple_of(16);
-        let target: *mut u8 = if copied {
-            let words: &mut [u128] = if len <= INLINE_BUFFER_WORDS * 16 {
-                inline = [0; INLINE_BUFFER_WORDS];
-                &mut inline
-            } else {
-                heap = vec![0; len.div_ceil(16)];
-                &mut heap
-            };
-            let target = words.as_mut_ptr().cast::<u8>();
-            // SAFETY: `words` has at least `len` bytes and does not overlap
-            // `buffer`.
-            unsafe { ptr::copy_nonoverlapping(buffer.as_ptr(), target, len) };
-            target
-        } else {
-            buffer.as_mut_ptr()
-        };
+        // are), else on an aligned copy.
+        if !(buffer.as_ptr() as usize).is_multiple_of(16) {
+            return self.enter_unaligned(entry, callee, buffer, host);
+        }
         if THREAD.with(|t| t.stack.get()) == (0, 0) {
             first_call_on_thread()?;
         }
@@ -334,23 +347,57 @@ impl Machine for NativeMachine {
         let host: *mut (dyn HostServices + 'static) = unsafe { std::mem::transmute(host) };
         let call = ActiveCall {
             host,
-            buffer: target as u64,
-            buffer_len: len,
+            buffer: buffer.as_mut_ptr() as u64,
+            buffer_len: buffer.len(),
         };
         let previous = THREAD.with(|t| t.active.replace(&call));
         // SAFETY: `entry` is an entry trampoline in our executable memory with
         // the C signature `fn(callee, buffer)`; the buffer is large enough for
-        // the callee's signature (checked by the caller that built it), and
-        // `target` stays valid (the copy lives in this frame) until it returns.
+        // the callee's signature (checked by the caller that built it) and
+        // 16-byte aligned, and stays borrowed until it returns.
         let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry as usize) };
-        f(callee, target as u64);
+        f(callee, call.buffer);
         THREAD.with(|t| t.active.set(previous));
-        if copied {
-            // SAFETY: `target` is the live copy of `len` bytes made above.
-            unsafe { ptr::copy_nonoverlapping(target, buffer.as_mut_ptr(), len) };
-        }
         Ok(())
     }
+
+    /// [`NativeMachine::enter`] on an aligned copy of `buffer` (on this
+    /// stack when it is small).
+    #[cold]
+    fn enter_unaligned(
+        &self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        let len = buffer.len();
+        let mut inline = [0u128; INLINE_BUFFER_WORDS];
+        let mut heap: Vec<u128>;
+        let words: &mut [u128] = if len <= INLINE_BUFFER_WORDS * 16 {
+            &mut inline
+        } else {
+            heap = vec![0; len.div_ceil(16)];
+            &mut heap
+        };
+        // SAFETY: `words` has at least `len` bytes; any bytes are valid `u8`s.
+        let copy = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) };
+        copy.copy_from_slice(buffer);
+        self.enter(entry, callee, copy, host)?;
+        buffer.copy_from_slice(copy);
+        Ok(())
+    }
+
+    fn contains_code(&self, address: u64) -> bool {
+        self.regions
+            .iter()
+            .any(|r| address >= r.addr as u64 && address < r.addr as u64 + r.len as u64)
+    }
+}
+
+#[cold]
+fn not_loaded(entry: u64) -> Error {
+    Error::Machine(format!("entry {entry:#x} is not loaded code"))
 }
 
 #[cfg(target_arch = "x86_64")]

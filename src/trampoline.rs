@@ -14,8 +14,11 @@
 //! Because the inner trampoline uses `tail`, the entry trampoline's
 //! `try_call` treats every register as clobbered on the exceptional edge, so
 //! the entry trampoline restores the host's callee-saved registers itself.
+//! A callee that uses `tail` itself needs no inner trampoline: the entry
+//! trampoline loads its arguments, `try_call`s it and stores its results.
 
 use cranelift_codegen::ir::{self, types};
+use cranelift_codegen::isa::CallConv;
 
 use crate::exception_table::ENTRY_TRAMPOLINE_PREFIX;
 
@@ -52,7 +55,10 @@ pub fn names(index: usize) -> (String, String) {
     )
 }
 
-/// CLIF text of both trampolines for `sig`; `index` makes their names unique.
+/// CLIF text of the trampolines for `sig`; `index` makes their names
+/// unique. A `tail` callee is `try_call`ed by the entry trampoline itself
+/// (its exceptional edge already clobbers every register); any other gets
+/// the inner `tail` trampoline in between.
 pub fn clif(sig: &ir::Signature, index: usize) -> String {
     let (entry, inner) = names(index);
     let mut loads = String::new();
@@ -70,6 +76,53 @@ pub fn clif(sig: &ir::Signature, index: usize) -> String {
     let results: Vec<String> = (0..sig.returns.len())
         .map(|i| format!("v{}", first_result + i))
         .collect();
+    let mut stores = String::new();
+    for (i, r) in results.iter().enumerate() {
+        let off = VALUES_OFFSET + SLOT_SIZE * i as i32;
+        stores.push_str(&format!("    store notrap aligned {r}, v1+{off}\n"));
+    }
+    let ptr = types::I64;
+    let record = format!(
+        "    v2 = get_exception_handler_address.{ptr} block1, 0
+    v3 = get_stack_pointer.{ptr}
+    v4 = get_frame_pointer.{ptr}
+    store notrap aligned v2, v1+{HANDLER_PC_OFFSET}
+    store notrap aligned v3, v1+{HANDLER_SP_OFFSET}
+    store notrap aligned v4, v1+{HANDLER_FP_OFFSET}
+"
+    );
+    let outcomes = format!(
+        "    v5 = iconst.{ptr} {STATUS_RETURNED}
+    store notrap aligned v5, v1+{STATUS_OFFSET}
+    return
+block3(v6: {ptr}, v7: {ptr}):
+    v8 = iconst.{ptr} {STATUS_EXCEPTION}
+    store notrap aligned v8, v1+{STATUS_OFFSET}
+    return
+}}
+"
+    );
+    if sig.call_conv == CallConv::Tail {
+        let params: Vec<String> = results
+            .iter()
+            .zip(&sig.returns)
+            .map(|(r, p)| format!("{r}: {}", p.value_type))
+            .collect();
+        let rets: Vec<String> = (0..results.len()).map(|i| format!("ret{i}")).collect();
+        return format!(
+            "function {entry}({ptr}, {ptr}) system_v {{
+    sig0 = {sig}
+block0(v0: {ptr}, v1: {ptr}):
+{record}{loads}    jump block1
+block1:
+    try_call_indirect v0({args}), sig0, block2({rets}), [ default: block3(exn0, exn1) ]
+block2({params}):
+{stores}{outcomes}",
+            args = args.join(", "),
+            rets = rets.join(", "),
+            params = params.join(", "),
+        );
+    }
     let call = if results.is_empty() {
         format!("    call_indirect sig0, v0({})\n", args.join(", "))
     } else {
@@ -79,12 +132,6 @@ pub fn clif(sig: &ir::Signature, index: usize) -> String {
             args.join(", ")
         )
     };
-    let mut stores = String::new();
-    for (i, r) in results.iter().enumerate() {
-        let off = VALUES_OFFSET + SLOT_SIZE * i as i32;
-        stores.push_str(&format!("    store notrap aligned {r}, v1+{off}\n"));
-    }
-    let ptr = types::I64;
     format!(
         "function {inner}({ptr}, {ptr}) tail {{
     sig0 = {sig}
@@ -96,24 +143,10 @@ function {entry}({ptr}, {ptr}) system_v {{
     sig0 = ({ptr}, {ptr}) tail
     fn0 = colocated {inner}(i64, i64) tail
 block0(v0: {ptr}, v1: {ptr}):
-    v2 = get_exception_handler_address.{ptr} block1, 0
-    v3 = get_stack_pointer.{ptr}
-    v4 = get_frame_pointer.{ptr}
-    store notrap aligned v2, v1+{HANDLER_PC_OFFSET}
-    store notrap aligned v3, v1+{HANDLER_SP_OFFSET}
-    store notrap aligned v4, v1+{HANDLER_FP_OFFSET}
-    jump block1
+{record}    jump block1
 block1:
     try_call fn0(v0, v1), sig0, block2(), [ default: block3(exn0, exn1) ]
 block2:
-    v5 = iconst.{ptr} {STATUS_RETURNED}
-    store notrap aligned v5, v1+{STATUS_OFFSET}
-    return
-block3(v6: {ptr}, v7: {ptr}):
-    v8 = iconst.{ptr} {STATUS_EXCEPTION}
-    store notrap aligned v8, v1+{STATUS_OFFSET}
-    return
-}}
-"
+{outcomes}"
     )
 }

@@ -7,7 +7,9 @@ use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::{Type, types};
 
 use crate::error::Error;
-use crate::module::{CallError, Module, symbol_name};
+use crate::isa::Endianness;
+use crate::module::{CallError, Module, RawEntry, symbol_name};
+use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET};
 
 /// A Rust type that crosses a JIT call as one CLIF value.
 pub trait Value: Sized {
@@ -17,6 +19,25 @@ pub trait Value: Sized {
     fn into_data(self) -> DataValue;
     /// From a [`DataValue`] of type [`Value::TYPE`].
     fn from_data(value: &DataValue) -> Option<Self>;
+
+    /// Write the value into a buffer slot (see [`crate::trampoline`]) in
+    /// the target's byte order.
+    fn write_slot(self, slot: &mut [u8], endianness: Endianness) {
+        let slot = &mut slot[..Self::TYPE.bytes() as usize];
+        match endianness {
+            Endianness::Little => self.into_data().write_to_slice_le(slot),
+            Endianness::Big => self.into_data().write_to_slice_be(slot),
+        }
+    }
+
+    /// Read a value written in the target's byte order from a buffer slot.
+    fn read_slot(slot: &[u8], endianness: Endianness) -> Option<Self> {
+        let slot = &slot[..Self::TYPE.bytes() as usize];
+        Self::from_data(&match endianness {
+            Endianness::Little => DataValue::read_from_slice_le(slot, Self::TYPE),
+            Endianness::Big => DataValue::read_from_slice_be(slot, Self::TYPE),
+        })
+    }
 }
 
 macro_rules! int_value {
@@ -81,6 +102,8 @@ pub trait Params {
     fn types() -> Vec<Type>;
     /// The values, in order.
     fn into_values(self) -> Vec<DataValue>;
+    /// Write the values into the value slots of a call buffer.
+    fn write_slots(self, buffer: &mut [u8], endianness: Endianness);
 }
 
 /// The results of a typed call: `()`, a [`Value`], or a tuple of them.
@@ -89,6 +112,8 @@ pub trait Results: Sized {
     fn types() -> Vec<Type>;
     /// From the values a call returned (checked against [`Results::types`]).
     fn from_values(values: &[DataValue]) -> Option<Self>;
+    /// Read the values from the value slots of a call buffer.
+    fn read_slots(buffer: &[u8], endianness: Endianness) -> Option<Self>;
 }
 
 impl<T: Value> Params for T {
@@ -97,6 +122,9 @@ impl<T: Value> Params for T {
     }
     fn into_values(self) -> Vec<DataValue> {
         vec![self.into_data()]
+    }
+    fn write_slots(self, buffer: &mut [u8], endianness: Endianness) {
+        self.write_slot(&mut buffer[slot(0)..], endianness);
     }
 }
 
@@ -110,6 +138,14 @@ impl<T: Value> Results for T {
             _ => None,
         }
     }
+    fn read_slots(buffer: &[u8], endianness: Endianness) -> Option<Self> {
+        T::read_slot(&buffer[slot(0)..], endianness)
+    }
+}
+
+/// Offset of value slot `i` in a call buffer.
+fn slot(i: usize) -> usize {
+    VALUES_OFFSET as usize + SLOT_SIZE as usize * i
 }
 
 macro_rules! tuple {
@@ -123,6 +159,12 @@ macro_rules! tuple {
                 let ($($name,)*) = self;
                 vec![$($name.into_data()),*]
             }
+            #[allow(non_snake_case, unused_variables, unused_mut)]
+            fn write_slots(self, buffer: &mut [u8], endianness: Endianness) {
+                let ($($name,)*) = self;
+                let mut i = 0;
+                $($name.write_slot(&mut buffer[slot(i)..], endianness); i += 1;)*
+            }
         }
 
         impl<$($name: Value),*> Results for ($($name,)*) {
@@ -134,6 +176,12 @@ macro_rules! tuple {
                 let mut iter = values.iter();
                 $(let $name = $name::from_data(iter.next()?)?;)*
                 iter.next().is_none().then_some(($($name,)*))
+            }
+            #[allow(unused_variables, unused_mut, unused_assignments, non_snake_case)]
+            fn read_slots(buffer: &[u8], endianness: Endianness) -> Option<Self> {
+                let mut i = 0;
+                $(let $name = $name::read_slot(&buffer[slot(i)..], endianness)?; i += 1;)*
+                Some(($($name,)*))
             }
         }
     };
@@ -150,16 +198,33 @@ tuple!(A, B, C, D, E, F);
 pub struct TypedFunc<'m, P, R> {
     module: &'m Module,
     name: String,
+    entry: RawEntry,
     _types: PhantomData<fn(P) -> R>,
 }
 
+/// The largest call buffer a typed call needs: the header and six slots
+/// (the longest tuple), in 16-byte words so that it is aligned as the
+/// trampoline's loads and stores require.
+const TYPED_BUFFER_WORDS: usize = (VALUES_OFFSET as usize + 6 * SLOT_SIZE as usize) / 16;
+
 impl<P: Params, R: Results> TypedFunc<'_, P, R> {
-    /// Call it.
+    /// Call it: the arguments go into a buffer on this stack, the call goes
+    /// straight to the entry trampoline resolved when the handle was made.
     pub fn call(&self, params: P) -> Result<R, CallError> {
-        let values = self.module.call(&self.name, &params.into_values())?;
-        R::from_values(&values).ok_or_else(|| {
+        let mut words = [0u128; TYPED_BUFFER_WORDS];
+        // SAFETY: plain bytes of `words`, which outlives the borrow.
+        let buffer: &mut [u8] = unsafe {
+            std::slice::from_raw_parts_mut(
+                words.as_mut_ptr().cast::<u8>(),
+                self.entry.buffer_size(),
+            )
+        };
+        let endianness = self.module.image().arch.endianness();
+        params.write_slots(buffer, endianness);
+        self.module.call_raw(&self.entry, buffer)?;
+        R::read_slots(buffer, endianness).ok_or_else(|| {
             CallError::Failed(Error::Signature(format!(
-                "{} returned {values:?}, not {:?}",
+                "{} returned values that are not {:?}",
                 self.name,
                 R::types()
             )))
@@ -184,9 +249,19 @@ impl Module {
                 R::types()
             )));
         }
+        let entry = self.raw_entry(&symbol).map_err(|e| match e {
+            CallError::Failed(e) => e,
+            other => Error::Signature(other.to_string()),
+        })?;
+        if entry.buffer_size() > TYPED_BUFFER_WORDS * 16 {
+            return Err(Error::Signature(format!(
+                "{symbol} has more values than a typed handle carries"
+            )));
+        }
         Ok(TypedFunc {
             module: self,
             name: symbol,
+            entry,
             _types: PhantomData,
         })
     }

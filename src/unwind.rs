@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::exception_table::{ExceptionTable, FunctionEntry, ReturnSite, select_handler};
 use crate::isa::{Arch, context};
 use crate::memory::Memory;
+use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
 /// Frames walked before the unwinder gives up (a guard against a corrupted
 /// chain that still increases monotonically).
@@ -367,6 +368,71 @@ fn chain_shrinks(fp: u64, next_fp: u64, function: &str) -> Error {
     Error::Unwind(format!(
         "frame chain does not grow toward the caller: {fp:#x} links to {next_fp:#x} (in {function})"
     ))
+}
+
+/// The O(1) delivery: rewrite the throw context at `context_addr` to resume
+/// at the handler the innermost entry trampoline recorded in the header of
+/// its buffer at `buffer` (see [`crate::trampoline`]), with `payloads` in
+/// the payload registers. No frame is walked; the trampoline's `try_call`
+/// clobbers every register on that edge, so no other state is due.
+pub fn to_entry(
+    memory: &mut dyn Memory,
+    context_addr: u64,
+    buffer: u64,
+    payloads: [u64; 2],
+) -> Result<(), Error> {
+    match memory.host_view() {
+        Some(mut host) => rewrite_to_entry(&mut host, context_addr, buffer, payloads),
+        None => rewrite_to_entry(memory, context_addr, buffer, payloads),
+    }
+}
+
+/// [`to_entry`] for a context the throw-to-entry stub captured
+/// ([`crate::module::THROW_TO_ENTRY_SYMBOL`]): its first three argument
+/// words are the tag and the payloads, which it returns.
+pub fn throw_to_entry(
+    memory: &mut dyn Memory,
+    context_addr: u64,
+    buffer: u64,
+) -> Result<(u32, [u64; 2]), Error> {
+    fn deliver<M: Memory + ?Sized>(
+        memory: &mut M,
+        context_addr: u64,
+        buffer: u64,
+    ) -> Result<(u32, [u64; 2]), Error> {
+        let arg = |i: usize| memory.read_u64(context_addr + 8 * (context::ARGS + i) as u64);
+        // The tag is an i32 argument: the low half of its register.
+        let tag = arg(0)? as u32;
+        let payloads = [arg(1)?, arg(2)?];
+        rewrite_to_entry(memory, context_addr, buffer, payloads)?;
+        Ok((tag, payloads))
+    }
+    match memory.host_view() {
+        Some(mut host) => deliver(&mut host, context_addr, buffer),
+        None => deliver(memory, context_addr, buffer),
+    }
+}
+
+fn rewrite_to_entry<M: Memory + ?Sized>(
+    memory: &mut M,
+    context_addr: u64,
+    buffer: u64,
+    payloads: [u64; 2],
+) -> Result<(), Error> {
+    let header = |offset: i32| memory.read_u64(buffer.wrapping_add_signed(i64::from(offset)));
+    let pc = header(HANDLER_PC_OFFSET)?;
+    let sp = header(HANDLER_SP_OFFSET)?;
+    let fp = header(HANDLER_FP_OFFSET)?;
+    for (index, value) in [
+        (context::PC, pc),
+        (context::SP, sp),
+        (context::FP, fp),
+        (context::PAYLOAD0, payloads[0]),
+        (context::PAYLOAD1, payloads[1]),
+    ] {
+        memory.write_u64(context_addr + 8 * index as u64, value)?;
+    }
+    Ok(())
 }
 
 /// Deliberate unwinder bugs, for proving that a test (the fuzzing oracle)

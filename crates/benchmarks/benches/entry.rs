@@ -18,6 +18,9 @@ fn entry(c: &mut Criterion) {
     group.bench_function("our_trampoline", |b| {
         b.iter(|| bench.ret_via_trampoline(black_box(5)))
     });
+    group.bench_function("our_trampoline_tail_callee", |b| {
+        b.iter(|| bench.ret_tail_via_trampoline(black_box(5)))
+    });
     group.bench_function("c_setjmp_entry", |b| {
         b.iter(|| c::setjmp_entry(black_box(ret), black_box(5)))
     });

@@ -14,6 +14,7 @@ fn id(thrower: Thrower) -> &'static str {
         Thrower::NoThrow => "jit_calls_no_throw",
         Thrower::StackWalk => "a_stack_walk",
         Thrower::StackWalkFromHost => "a_stack_walk_from_host",
+        Thrower::ToEntry => "b_to_entry",
         Thrower::ToEntryFromHost => "b_to_entry_from_host",
         Thrower::Trap => "b_trap_to_entry",
         Thrower::Wasmtime => "c_wasmtime_unwinder",
@@ -30,7 +31,9 @@ fn throw(c: &mut Criterion) {
             let outcome = bench.run(thrower, depth);
             match thrower {
                 Thrower::NoThrow => assert_eq!(outcome, Ok(depth as i64 - 2)),
-                Thrower::ToEntryFromHost | Thrower::Trap => assert!(outcome.is_err()),
+                Thrower::ToEntry | Thrower::ToEntryFromHost | Thrower::Trap => {
+                    assert!(outcome.is_err())
+                }
                 _ => assert_eq!(outcome, Ok(PAYLOAD), "{thrower:?}"),
             }
             group.bench_with_input(BenchmarkId::new(id(thrower), depth), &depth, |b, &d| {
@@ -46,6 +49,12 @@ fn throw(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("f_longjmp", depth), &depth, |b, &d| {
             b.iter(|| c::longjmp(black_box(d), PAYLOAD))
         });
+        assert_eq!(bench.longjmp_over_jit(depth, PAYLOAD), PAYLOAD);
+        group.bench_with_input(
+            BenchmarkId::new("f_longjmp_over_jit", depth),
+            &depth,
+            |b, &d| b.iter(|| bench.longjmp_over_jit(black_box(d), PAYLOAD)),
+        );
         group.bench_with_input(
             BenchmarkId::new("c_calls_no_throw", depth),
             &depth,

@@ -52,6 +52,33 @@ i64 exn_bench_longjmp(i64 depth, i64 payload) {
     return -r; /* not reached: the chain always jumps */
 }
 
+/* setjmp here, then `entry(throw_fn, depth, payload)`: JIT code that
+ * descends `depth` frames and calls `throw_fn` with __cranelift_throw's
+ * arguments; `lj_over_throw` longjmps back with the payload. */
+static void lj_over_throw(i64 entry_fp, i64 exit_fp, i64 exit_pc, int32_t tag, i64 payload,
+                          i64 unused) {
+    (void)entry_fp;
+    (void)exit_fp;
+    (void)exit_pc;
+    (void)tag;
+    (void)unused;
+    lj_payload = payload;
+    longjmp(*lj_target, 1);
+}
+
+i64 exn_bench_longjmp_over(i64 (*entry)(i64, i64, i64), i64 depth, i64 payload) {
+    jmp_buf env;
+    jmp_buf *prev = lj_target;
+    if (setjmp(env) != 0) {
+        lj_target = prev;
+        return lj_payload;
+    }
+    lj_target = &env;
+    i64 r = entry((i64)(intptr_t)&lj_over_throw, depth, payload);
+    lj_target = prev;
+    return -r; /* not reached: the chain always jumps */
+}
+
 /* The same chain returning normally (the cost of the calls alone). */
 FRAME static i64 calls_rec(i64 depth);
 static i64 (*volatile calls_next)(i64) = calls_rec;

@@ -3,6 +3,11 @@
 mod ffi {
     unsafe extern "C" {
         pub fn exn_bench_longjmp(depth: i64, payload: i64) -> i64;
+        pub fn exn_bench_longjmp_over(
+            entry: extern "C" fn(i64, i64, i64) -> i64,
+            depth: i64,
+            payload: i64,
+        ) -> i64;
         pub fn exn_bench_c_calls(depth: i64) -> i64;
         pub fn exn_bench_setjmp_entry(f: extern "C" fn(i64) -> i64, x: i64) -> i64;
         pub fn exn_bench_sigsetjmp_entry(f: extern "C" fn(i64) -> i64, x: i64) -> i64;
@@ -21,6 +26,23 @@ mod ffi {
 pub fn longjmp(depth: u64, payload: i64) -> i64 {
     // SAFETY: plain C; the jump only crosses the C frames of the chain.
     unsafe { ffi::exn_bench_longjmp(depth.max(1) as i64, payload) }
+}
+
+/// `setjmp`, then `entry(thrower, depth, payload)`, where `thrower` is a C
+/// function with `__cranelift_throw`'s arguments that `longjmp`s back with
+/// its payload; returns that payload.
+///
+/// # Safety
+///
+/// `entry` must eventually call `thrower` (or return), and every frame
+/// between must be one that may be abandoned without cleanup.
+pub unsafe fn longjmp_over(
+    entry: extern "C" fn(i64, i64, i64) -> i64,
+    depth: u64,
+    payload: i64,
+) -> i64 {
+    // SAFETY: the caller's contract.
+    unsafe { ffi::exn_bench_longjmp_over(entry, depth as i64, payload) }
 }
 
 /// `depth` C frames that return normally; returns `depth`.

@@ -59,6 +59,24 @@ block2:
     return v12
 }
 
+;; (b): the same arguments, thrown straight to the entry (tag, payload).
+function %to_entry(i64, i64, i64, i32, i64, i64) system_v {
+    fn0 = %__cranelift_exn_throw_to_entry(i32, i64, i64) system_v
+block0(v0: i64, v1: i64, v2: i64, v3: i32, v4: i64, v5: i64):
+    call fn0(v3, v4, v5)
+    return
+}
+
+;; (f'): the same `%rec` frames under a plain call, for C's setjmp/longjmp.
+function %lj_catch(i64, i64, i64) -> i64 system_v {
+    sig0 = (i64, i64, i64, i64) -> i64 tail
+    fn0 = %rec(i64, i64, i64, i64) -> i64 tail
+block0(v0: i64, v1: i64, v2: i64):
+    v3 = get_frame_pointer.i64
+    v4 = call fn0(v3, v0, v1, v2)
+    return v4
+}
+
 function %no_throw(i64, i64, i64, i32, i64, i64) system_v {
 block0(v0: i64, v1: i64, v2: i64, v3: i32, v4: i64, v5: i64):
     return
@@ -70,6 +88,11 @@ block0(v0: i64, v1: i64, v2: i64, v3: i32, v4: i64, v5: i64):
 }
 
 function %ret(i64) -> i64 system_v {
+block0(v0: i64):
+    return v0
+}
+
+function %ret_tail(i64) -> i64 tail {
 block0(v0: i64):
     return v0
 }
@@ -97,10 +120,14 @@ pub enum Thrower {
     /// (a') A host function returning `HostThrow::Exception`: host-function
     /// glue and dispatch, then the same stack walk.
     StackWalkFromHost,
-    /// (b) A host function returning `HostThrow::ToEntry`: delivered to the
-    /// entry trampoline in O(1), without a walk.
+    /// (b) `%__cranelift_exn_throw_to_entry` (through `%to_entry`, which
+    /// takes the throw arguments): delivered to the entry trampoline in
+    /// O(1), without a walk.
+    ToEntry,
+    /// (b') A host function returning `HostThrow::ToEntry`: host-function
+    /// glue and dispatch, then the same O(1) delivery.
     ToEntryFromHost,
-    /// (b') A `trap` (ud2): delivered to the entry in O(1) by rewriting the
+    /// (b'') A `trap` (ud2): delivered to the entry in O(1) by rewriting the
     /// signal context.
     Trap,
     /// (c) wasmtime-internal-unwinder: its frame walker and exception table
@@ -110,10 +137,11 @@ pub enum Thrower {
 
 impl Thrower {
     /// Every mechanism.
-    pub const ALL: [Thrower; 6] = [
+    pub const ALL: [Thrower; 7] = [
         Thrower::NoThrow,
         Thrower::StackWalk,
         Thrower::StackWalkFromHost,
+        Thrower::ToEntry,
         Thrower::ToEntryFromHost,
         Thrower::Trap,
         Thrower::Wasmtime,
@@ -125,12 +153,15 @@ pub struct JitBench {
     module: Module,
     catch: RawEntry,
     ret: RawEntry,
+    ret_tail: RawEntry,
     trap_ud2: RawEntry,
     trap_divz: RawEntry,
     buffer: Vec<u8>,
     /// A 16-byte aligned buffer for calling the entry trampoline directly.
     aligned: Vec<u128>,
     no_throw: u64,
+    to_entry: u64,
+    lj_catch: u64,
     trap_here: u64,
     host_throw: u64,
     host_to_entry: u64,
@@ -198,9 +229,12 @@ impl JitBench {
         };
         let catch = entry("catch")?;
         let ret = entry("ret")?;
+        let ret_tail = entry("ret_tail")?;
         let trap_ud2 = entry("trap_ud2")?;
         let trap_divz = entry("trap_divz")?;
         let no_throw = symbol("%no_throw")?;
+        let to_entry = symbol("%to_entry")?;
+        let lj_catch = symbol("%lj_catch")?;
         let trap_here = symbol("%trap_here")?;
         let host_throw = symbol("%host_throw")?;
         let host_to_entry = symbol("%host_to_entry")?;
@@ -212,11 +246,14 @@ impl JitBench {
         Ok(JitBench {
             catch,
             ret,
+            ret_tail,
             trap_ud2,
             trap_divz,
             buffer: vec![0; size],
             aligned: vec![0; ret.buffer_size().div_ceil(16)],
             no_throw,
+            to_entry,
+            lj_catch,
             trap_here,
             host_throw,
             host_to_entry,
@@ -240,6 +277,7 @@ impl JitBench {
             Thrower::NoThrow => self.no_throw,
             Thrower::StackWalk => self.module.throw_stub(),
             Thrower::StackWalkFromHost => self.host_throw,
+            Thrower::ToEntry => self.to_entry,
             Thrower::ToEntryFromHost => self.host_to_entry,
             Thrower::Trap => self.trap_here,
             Thrower::Wasmtime => crate::wasmtime::throw_function(),
@@ -280,9 +318,37 @@ impl JitBench {
         }
     }
 
+    /// (f') C's `setjmp`, then `%lj_catch` → `depth` frames of `%rec` (the
+    /// frames every JIT row unwinds), then a C function that `longjmp`s
+    /// back; returns `payload`. No entry trampoline: JIT code is called as
+    /// a plain C function.
+    pub fn longjmp_over_jit(&self, depth: u64, payload: i64) -> i64 {
+        // SAFETY: `%lj_catch` is `system_v` `(i64, i64, i64) -> i64`, loaded
+        // for as long as `self` lives; the JIT frames the `longjmp` abandons
+        // hold nothing that needs cleaning up.
+        unsafe {
+            let f = std::mem::transmute::<usize, extern "C" fn(i64, i64, i64) -> i64>(
+                self.lj_catch as usize,
+            );
+            crate::c::longjmp_over(f, depth.max(1), payload)
+        }
+    }
+
     /// `%ret(x)` through its entry trampoline called directly: the
     /// trampoline's own cost, without host services.
     pub fn ret_via_trampoline(&mut self, x: i64) -> i64 {
+        let ret = self.ret;
+        self.via_trampoline(&ret, x)
+    }
+
+    /// [`JitBench::ret_via_trampoline`] of `%ret_tail`, the same function
+    /// with the `tail` convention: one trampoline level less.
+    pub fn ret_tail_via_trampoline(&mut self, x: i64) -> i64 {
+        let ret = self.ret_tail;
+        self.via_trampoline(&ret, x)
+    }
+
+    fn via_trampoline(&mut self, entry: &RawEntry, x: i64) -> i64 {
         let bytes = self.aligned.as_mut_ptr().cast::<u8>();
         let at = VALUES_OFFSET as usize;
         // SAFETY: `aligned` holds at least `ret.buffer_size()` bytes, 16-byte
@@ -290,8 +356,8 @@ impl JitBench {
         // neither throws nor traps.
         unsafe {
             bytes.add(at).cast::<i64>().write(x);
-            let f: extern "C" fn(u64, u64) = std::mem::transmute(self.ret.trampoline() as usize);
-            f(self.ret.callee(), bytes as u64);
+            let f: extern "C" fn(u64, u64) = std::mem::transmute(entry.trampoline() as usize);
+            f(entry.callee(), bytes as u64);
             bytes.add(at).cast::<i64>().read()
         }
     }

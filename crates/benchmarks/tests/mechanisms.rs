@@ -27,7 +27,7 @@ fn jit_throwers_at_every_depth() {
                 // %rec(1) returns -1, each level above adds one.
                 Thrower::NoThrow => Ok(depth as i64 - 2),
                 Thrower::StackWalk | Thrower::StackWalkFromHost | Thrower::Wasmtime => Ok(PAYLOAD),
-                Thrower::ToEntryFromHost => Err(CallError::Exception {
+                Thrower::ToEntry | Thrower::ToEntryFromHost => Err(CallError::Exception {
                     tag: 1,
                     payloads: [PAYLOAD as u64, 0],
                 }),
@@ -42,6 +42,11 @@ fn jit_throwers_at_every_depth() {
             };
             assert_eq!(outcome, expected, "{thrower:?} at depth {depth}");
         }
+        assert_eq!(
+            bench.longjmp_over_jit(depth, PAYLOAD),
+            PAYLOAD,
+            "depth {depth}"
+        );
     }
 }
 
@@ -50,6 +55,7 @@ fn entry_paths_return_the_argument() {
     let mut bench = JitBench::new().unwrap();
     assert_eq!(bench.ret_fn()(41), 41);
     assert_eq!(bench.ret_via_trampoline(-3), -3);
+    assert_eq!(bench.ret_tail_via_trampoline(-4), -4);
     assert_eq!(bench.ret_via_call_raw(99).unwrap(), 99);
     assert_eq!(c::setjmp_entry(bench.ret_fn(), 7), 7);
     assert_eq!(c::sigsetjmp_entry(bench.ret_fn(), 8), 8);

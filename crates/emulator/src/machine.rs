@@ -26,7 +26,11 @@ const HOST_BASE: u64 = 0x1000_0000;
 const HOST_SIZE: u64 = 0x1_0000;
 const HOST_SLOT: u64 = 16;
 /// Host functions in slot order.
-const HOST_FUNCTIONS: [HostFunction; 2] = [HostFunction::Throw, HostFunction::Call];
+const HOST_FUNCTIONS: [HostFunction; 3] = [
+    HostFunction::Throw,
+    HostFunction::Call,
+    HostFunction::ThrowToEntry,
+];
 /// Where the entry trampoline returns to; reaching it ends a call.
 const HALT_ADDRESS: u64 = HOST_BASE + 0x8000;
 
@@ -218,6 +222,7 @@ fn host_slot(function: HostFunction) -> u64 {
     match function {
         HostFunction::Throw => 0,
         HostFunction::Call => 1,
+        HostFunction::ThrowToEntry => 2,
     }
 }
 
@@ -712,6 +717,9 @@ fn dispatch_host_call(
         let host = unsafe { &mut *host.as_ptr() };
         match function {
             HostFunction::Throw => host.throw(&mut memory, context, buffer).map(|()| None),
+            HostFunction::ThrowToEntry => host
+                .throw_to_entry(&mut memory, context, buffer)
+                .map(|()| None),
             HostFunction::Call => host.call_host(&mut memory, context, second).map(Some),
         }
     }));

@@ -275,6 +275,28 @@ block0(v0: i64):
     trap user3
 }
 
+;; Throws tag 7 to the entry from below handlers that would catch it.
+function %to_entry(i64) -> i64 {
+    sig0 = (i64) -> i64 tail
+    fn0 = %to_entry_inner(i64) -> i64 tail
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ tag7: block2(exn0), default: block2(exn0) ]
+block1(v1: i64):
+    return v1
+block2(v2: i64):
+    v3 = iconst.i64 -1
+    return v3
+}
+
+function %to_entry_inner(i64) -> i64 tail {
+    fn0 = %__cranelift_exn_throw_to_entry(i32, i64, i64) system_v
+block0(v0: i64):
+    v1 = iconst.i32 7
+    v2 = iconst.i64 99
+    call fn0(v1, v0, v2)
+    return v0
+}
+
 function %ceil(f32, f64) -> f32, f64 {
 block0(v0: f32, v1: f64):
     v2 = ceil v0
@@ -343,8 +365,10 @@ fn hosted_module_for(isa: OwnedTargetIsa, native: bool) -> Module {
             };
             let inner = if *x < 10 {
                 m.call("inner", &[DataValue::I64(*x)])
-            } else {
+            } else if *x < 20 {
                 m.call("inner_trap", &[DataValue::I64(*x)])
+            } else {
+                m.call("to_entry", &[DataValue::I64(*x)])
             };
             let value = match inner {
                 Ok(v) => match v[..] {
@@ -442,6 +466,85 @@ fn nested_entries_each_get_their_own_outcome() {
         // An inner trap is the inner call's outcome.
         assert_eq!(call(10), 3330, "{label}");
         assert_eq!(call(1), (5 * 1000 + 40) * 10, "{label}");
+    }
+}
+
+#[test]
+fn jit_code_throws_straight_to_the_entry() {
+    for (label, arch, native) in machines() {
+        let module = hosted_module(arch, native);
+        for x in [0, 5, -3] {
+            assert_eq!(
+                module.call("to_entry", &[DataValue::I64(x)]).unwrap_err(),
+                CallError::Exception {
+                    tag: 7,
+                    payloads: [x as u64, 99]
+                },
+                "{label}: the tag-7 handler in between is skipped"
+            );
+        }
+        // Nested: the inner entry gets it, the outer call goes on.
+        assert_eq!(
+            one(module.call("outer", &[DataValue::I64(21)])),
+            (7 * 1000 + 21) * 10,
+            "{label}"
+        );
+        assert_eq!(
+            one(module.call("catch_host", &[DataValue::I64(1)])),
+            42,
+            "{label}: usable afterwards"
+        );
+    }
+}
+
+const MIXED: &str = "
+function %mix(i8, i16, i32, i64, f32, f64) -> i64, f64, i8, i128 {
+block0(v0: i8, v1: i16, v2: i32, v3: i64, v4: f32, v5: f64):
+    v6 = sextend.i64 v0
+    v7 = sextend.i64 v1
+    v8 = sextend.i64 v2
+    v9 = iadd v6, v7
+    v10 = iadd v9, v8
+    v11 = iadd v10, v3
+    v12 = fpromote.f64 v4
+    v13 = fadd v12, v5
+    v14 = ineg v0
+    v15 = sextend.i128 v11
+    v16 = iconst.i64 1
+    v17 = uextend.i128 v16
+    v20 = iconst.i64 100
+    v18 = ishl v17, v20
+    v19 = bor v15, v18
+    return v11, v13, v14, v19
+}
+";
+
+/// Typed handles carry every scalar width in the target's byte order (s390x
+/// is big-endian) on every machine.
+#[test]
+fn typed_handles_on_every_machine() {
+    for (label, arch, native) in machines() {
+        let mut shared = settings::builder();
+        shared.set("enable_llvm_abi_extensions", "true").unwrap();
+        shared
+            .set("enable_multi_ret_implicit_sret", "true")
+            .unwrap();
+        let isa = build_isa(arch, &settings::Flags::new(shared), &[]).unwrap();
+        let module = Module::new(
+            machine(arch, native),
+            isa.as_ref(),
+            cranelift_exn::reader::parse_functions(MIXED).unwrap(),
+        )
+        .unwrap();
+        let mix = module
+            .typed::<(i8, i16, i32, i64, f32, f64), (i64, f64, i8, i128)>("mix")
+            .unwrap();
+        let (sum, float, negated, wide) = mix.call((-3, 1000, -70000, 1 << 40, 1.5, 0.25)).unwrap();
+        assert_eq!(sum, -3 + 1000 - 70000 + (1 << 40), "{label}");
+        assert_eq!(float, 1.75, "{label}");
+        assert_eq!(negated, 3, "{label}");
+        assert_eq!(wide, i128::from(sum) | (1 << 100), "{label}");
+        assert!(module.typed::<(i8, i16), i64>("mix").is_err(), "{label}");
     }
 }
 
