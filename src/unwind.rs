@@ -260,7 +260,8 @@ fn walk<M: Memory + ?Sized, C: ContextWords>(
     let mut fp = ctx.get(context::FP);
     let mut searching = false;
     let mut past_entry = false;
-    for _ in 0..MAX_FRAMES {
+    let return_stack = spec.return_stack_depth();
+    for frames_left in 0..MAX_FRAMES {
         if fp == request.exit_fp {
             searching = true;
         }
@@ -309,6 +310,14 @@ fn walk<M: Memory + ?Sized, C: ContextWords>(
                 ctx.set(context::FP, fp);
                 ctx.set(context::PAYLOAD0, request.payloads[0]);
                 ctx.set(context::PAYLOAD1, request.payloads[1]);
+                // The throw stub's return address and one per frame left.
+                let abandoned = frames_left + 1;
+                let drops = if abandoned <= return_stack {
+                    abandoned
+                } else {
+                    0
+                };
+                ctx.set(context::RETURN_STACK_DROPS, drops as u64);
                 let delivery = if caught {
                     Delivery::Caught { pc: target, sp, fp }
                 } else {
@@ -423,12 +432,15 @@ fn rewrite_to_entry<M: Memory + ?Sized>(
     let pc = header(HANDLER_PC_OFFSET)?;
     let sp = header(HANDLER_SP_OFFSET)?;
     let fp = header(HANDLER_FP_OFFSET)?;
+    // How many frames lie in between is not known without a walk: no
+    // return-address predictor entries are dropped.
     for (index, value) in [
         (context::PC, pc),
         (context::SP, sp),
         (context::FP, fp),
         (context::PAYLOAD0, payloads[0]),
         (context::PAYLOAD1, payloads[1]),
+        (context::RETURN_STACK_DROPS, 0),
     ] {
         memory.write_u64(context_addr + 8 * index as u64, value)?;
     }

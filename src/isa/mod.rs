@@ -238,6 +238,13 @@ pub mod context {
     pub const ARG_COUNT: usize = 6;
     /// First callee-saved register, in [`super::IsaSpec::callee_saved`] order.
     pub const SAVED: usize = ARGS + ARG_COUNT;
+    /// On resume, the word of the first argument holds how many entries of
+    /// the CPU's return-address predictor the resume stub drops before it
+    /// jumps: the return addresses of the calls the throw abandoned (the
+    /// throw stub's and one per frame left), when they still fit the
+    /// predictor ([`super::IsaSpec::return_stack_depth`]), else 0. Resume
+    /// stubs whose ISA reports a depth of 0 ignore it.
+    pub const RETURN_STACK_DROPS: usize = ARGS;
 
     /// Size in bytes of a context for an ISA with `saved` callee-saved
     /// registers, rounded up to 16 bytes.
@@ -371,6 +378,12 @@ pub trait IsaSpec: Sync {
     fn throw_stub(&self) -> Stub;
     /// The resume stub.
     fn resume_stub(&self) -> Stub;
+    /// How many entries of the return-address predictor the resume stub
+    /// drops at most (see [`context::RETURN_STACK_DROPS`]); 0, the default,
+    /// for a stub that drops none.
+    fn return_stack_depth(&self) -> usize {
+        0
+    }
 }
 
 /// The `len` bytes at `offset` in `code`, if the code has them.

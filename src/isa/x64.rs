@@ -5,7 +5,7 @@ use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
     Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
-    Stub, apply_absolute, field_mut, fp_relative_saved_registers,
+    Stub, apply_absolute, context, field_mut, fp_relative_saved_registers,
 };
 
 /// x86-64.
@@ -65,17 +65,30 @@ movq %rsp, %rdi
 callq *-0x6d(%rip)
 movq %rsp, %rdi";
 
-/// Resume stub: the context pointer arrives in rdi, which is never written.
-/// The target pc goes through rcx, a scratch register that is neither
-/// callee-saved nor a payload register; rsp is installed last before the
-/// jump, so every load reads the context while it is still intact.
-static RESUME_CODE: [u8; 41] = [
+/// Resume stub: the context pointer arrives in rdi. The target pc goes
+/// through rcx and the drop count through rsi, scratch registers that are
+/// neither callee-saved nor payload registers; rsp is installed after every
+/// other load, so each one reads the context while it is still intact.
+///
+/// Then, before the jump, it drops [`context::RETURN_STACK_DROPS`] entries
+/// of the CPU's return-address predictor: one `push; ret` to the next
+/// instruction each (the word pushed lies below the new stack pointer, in
+/// memory the resumed frame does not use; rdi is free by then). Those
+/// entries belong to the calls the throw abandoned; left in place, every
+/// return the resumed code makes afterwards would be predicted to one of
+/// them and mispredict, up the whole chain of callers.
+static RESUME_CODE: [u8; 70] = [
     0x48, 0x8b, 0x5f, 0x58, 0x4c, 0x8b, 0x67, 0x60, 0x4c, 0x8b, 0x6f, 0x68, //
     0x4c, 0x8b, 0x77, 0x70, 0x4c, 0x8b, 0x7f, 0x78, 0x48, 0x8b, 0x47, 0x18, //
-    0x48, 0x8b, 0x57, 0x20, 0x48, 0x8b, 0x6f, 0x10, 0x48, 0x8b, 0x0f, 0x48, //
-    0x8b, 0x67, 0x08, 0xff, 0xe1,
+    0x48, 0x8b, 0x57, 0x20, 0x48, 0x8b, 0x6f, 0x10, 0x48, 0x8b, 0x77, 0x28, //
+    0x48, 0x8b, 0x0f, 0x48, 0x8b, 0x67, 0x08, 0x48, 0x85, 0xf6, 0x74, 0x14, //
+    0x48, 0x83, 0xfe, 0x04, 0x77, 0x0e, 0x48, 0x8d, 0x3d, 0x02, 0x00, 0x00, //
+    0x00, 0x57, 0xc3, 0x48, 0xff, 0xce, 0x75, 0xf2, 0xff, 0xe1,
 ];
 
+/// Capstone (AT&T) listing of [`RESUME_CODE`]. A drop count of 0 or above
+/// [`RETURN_STACK_DEPTH`] (a context some other host code resumes, whose
+/// word still holds the first argument) drops nothing.
 const RESUME_LISTING: &str = "\
 movq 0x58(%rdi), %rbx
 movq 0x60(%rdi), %r12
@@ -85,9 +98,26 @@ movq 0x78(%rdi), %r15
 movq 0x18(%rdi), %rax
 movq 0x20(%rdi), %rdx
 movq 0x10(%rdi), %rbp
+movq 0x28(%rdi), %rsi
 movq (%rdi), %rcx
 movq 8(%rdi), %rsp
+testq %rsi, %rsi
+je 0x44
+cmpq $4, %rsi
+ja 0x44
+leaq 2(%rip), %rdi
+pushq %rdi
+retq
+decq %rsi
+jne 0x36
 jmpq *%rcx";
+
+/// Return-address predictor entries the resume stub drops at most (the
+/// `cmpq $4` of [`RESUME_CODE`]). Each drop is a `ret` the predictor gets
+/// wrong, so dropping pays only while it costs fewer mispredictions than
+/// the misaligned predictor would cause up the caller chain: throws that
+/// leave a few frames. Deeper ones keep the plain jump.
+const RETURN_STACK_DEPTH: usize = 4;
 
 fn write_i32(code: &mut [u8], offset: usize, value: i64) -> Result<(), RelocError> {
     let field = i32::try_from(value).map_err(|_| RelocError::OutOfRange { value })?;
@@ -192,6 +222,10 @@ impl IsaSpec for X64 {
             code: &THROW_CODE,
             listing: THROW_LISTING,
         }
+    }
+
+    fn return_stack_depth(&self) -> usize {
+        RETURN_STACK_DEPTH
     }
 
     fn resume_stub(&self) -> Stub {
