@@ -5,7 +5,7 @@ use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
     Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
-    Stub, apply_absolute, context, field_mut, fp_relative_saved_registers,
+    Stub, apply_absolute, field_mut, fp_relative_saved_registers,
 };
 
 /// x86-64.
@@ -70,7 +70,7 @@ movq %rsp, %rdi";
 /// neither callee-saved nor payload registers; rsp is installed after every
 /// other load, so each one reads the context while it is still intact.
 ///
-/// Then, before the jump, it drops [`context::RETURN_STACK_DROPS`] entries
+/// Then, before the jump, it drops [`super::context::RETURN_STACK_DROPS`] entries
 /// of the CPU's return-address predictor: one `push; ret` to the next
 /// instruction each (the word pushed lies below the new stack pointer, in
 /// memory the resumed frame does not use; rdi is free by then). Those
