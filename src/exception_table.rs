@@ -232,10 +232,20 @@ struct ReturnIndex {
     shift: u32,
 }
 
+/// Bytes of the return-address index an [`ExceptionTable`] keeps for
+/// `call_sites` call sites (its slots; the `Vec` header aside).
+pub fn return_index_bytes(call_sites: usize) -> usize {
+    ReturnIndex::slots_for(call_sites) * std::mem::size_of::<(u64, ReturnSite)>()
+}
+
 impl ReturnIndex {
+    fn slots_for(call_sites: usize) -> usize {
+        (call_sites * 2).next_power_of_two().max(8)
+    }
+
     fn new(functions: &[FunctionEntry]) -> ReturnIndex {
         let count: usize = functions.iter().map(|f| f.call_sites.len()).sum();
-        let len = (count * 2).next_power_of_two().max(8);
+        let len = Self::slots_for(count);
         let empty = ReturnSite {
             function: 0,
             site: 0,

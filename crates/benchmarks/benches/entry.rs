@@ -15,6 +15,9 @@ fn entry(c: &mut Criterion) {
     group.bench_function("plain_indirect_call", |b| {
         b.iter(|| black_box(ret)(black_box(5)))
     });
+    group.bench_function("bare_wrapper", |b| {
+        b.iter(|| bench.ret_via_bare_wrapper(black_box(5)))
+    });
     group.bench_function("our_trampoline", |b| {
         b.iter(|| bench.ret_via_trampoline(black_box(5)))
     });

@@ -97,6 +97,17 @@ block0(v0: i64):
     return v0
 }
 
+;; The floor of any entry through a buffer: load the argument, call,
+;; store the result; no handler, no callee-saved registers.
+function %bare_wrapper(i64, i64) system_v {
+    sig0 = (i64) -> i64 system_v
+block0(v0: i64, v1: i64):
+    v2 = load.i64 notrap aligned v1+32
+    v3 = call_indirect sig0, v0(v2)
+    store notrap aligned v3, v1+32
+    return
+}
+
 function %trap_ud2(i64) -> i64 system_v {
 block0(v0: i64):
     trap user2
@@ -162,6 +173,7 @@ pub struct JitBench {
     no_throw: u64,
     to_entry: u64,
     lj_catch: u64,
+    bare_wrapper: u64,
     trap_here: u64,
     host_throw: u64,
     host_to_entry: u64,
@@ -235,6 +247,7 @@ impl JitBench {
         let no_throw = symbol("%no_throw")?;
         let to_entry = symbol("%to_entry")?;
         let lj_catch = symbol("%lj_catch")?;
+        let bare_wrapper = symbol("%bare_wrapper")?;
         let trap_here = symbol("%trap_here")?;
         let host_throw = symbol("%host_throw")?;
         let host_to_entry = symbol("%host_to_entry")?;
@@ -254,6 +267,7 @@ impl JitBench {
             no_throw,
             to_entry,
             lj_catch,
+            bare_wrapper,
             trap_here,
             host_throw,
             host_to_entry,
@@ -346,6 +360,22 @@ impl JitBench {
     pub fn ret_tail_via_trampoline(&mut self, x: i64) -> i64 {
         let ret = self.ret_tail;
         self.via_trampoline(&ret, x)
+    }
+
+    /// `%ret(x)` through `%bare_wrapper`, called directly: a frame that
+    /// moves the value through the buffer and registers nothing — what any
+    /// buffer-based entry costs at least.
+    pub fn ret_via_bare_wrapper(&mut self, x: i64) -> i64 {
+        let bytes = self.aligned.as_mut_ptr().cast::<u8>();
+        let at = VALUES_OFFSET as usize;
+        // SAFETY: as in `via_trampoline`; `%bare_wrapper` is `system_v`
+        // `(callee, buffer)` and `%ret` returns.
+        unsafe {
+            bytes.add(at).cast::<i64>().write(x);
+            let f: extern "C" fn(u64, u64) = std::mem::transmute(self.bare_wrapper as usize);
+            f(self.ret.callee(), bytes as u64);
+            bytes.add(at).cast::<i64>().read()
+        }
     }
 
     fn via_trampoline(&mut self, entry: &RawEntry, x: i64) -> i64 {

@@ -12,7 +12,10 @@
 //! function, each `CallSite` owning a `Vec<Handler>`. Its size here is the
 //! in-memory size of exactly that: the `Vec` header per function, one
 //! `CallSite` per call site, one `Handler` per handler-list entry (tags,
-//! defaults and contexts), without allocator overhead. It keeps *every*
+//! defaults and contexts), without allocator overhead, plus the
+//! return-address index the walk probes once per frame (16-byte slots, a
+//! power of two at least twice the call sites, one index over the whole
+//! corpus as if it were one image). It keeps *every*
 //! call site, with or without handlers (the walk looks the return address
 //! up in each frame), so it is given twice: as stored, and counting only
 //! `try_call` sites. *Wasmtime's* is `ExceptionTableBuilder::to_vec()`,
@@ -166,6 +169,9 @@ pub fn measure(files: &[PathBuf]) -> Result<TableSizes, String> {
             sizes.ours_try_only_bytes += ours_bytes(&f.call_sites, true);
         }
     }
+    sizes.ours_bytes += cranelift_exn::exception_table::return_index_bytes(sizes.call_sites);
+    sizes.ours_try_only_bytes +=
+        cranelift_exn::exception_table::return_index_bytes(sizes.try_call_sites);
     sizes.wasmtime_bytes = builder.to_vec().len();
     Ok(sizes)
 }

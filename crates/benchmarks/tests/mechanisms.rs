@@ -56,6 +56,7 @@ fn entry_paths_return_the_argument() {
     assert_eq!(bench.ret_fn()(41), 41);
     assert_eq!(bench.ret_via_trampoline(-3), -3);
     assert_eq!(bench.ret_tail_via_trampoline(-4), -4);
+    assert_eq!(bench.ret_via_bare_wrapper(-5), -5);
     assert_eq!(bench.ret_via_call_raw(99).unwrap(), 99);
     assert_eq!(c::setjmp_entry(bench.ret_fn(), 7), 7);
     assert_eq!(c::sigsetjmp_entry(bench.ret_fn(), 8), 8);
