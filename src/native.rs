@@ -6,7 +6,7 @@ use std::ptr;
 use crate::error::Error;
 use crate::isa::Arch;
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
-use crate::memory::HostMemory;
+use crate::memory::{HostMemory, Memory};
 use crate::module::THROW_TO_ENTRY_SYMBOL;
 use crate::signals::{self, Resume};
 use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
@@ -184,34 +184,43 @@ fn thread_stack_bounds() -> Option<(u64, u64)> {
 
 /// The host function behind the throw stub (C ABI, called from JIT code).
 extern "C" fn native_throw(context: *mut u64) {
+    serve_throw(
+        context,
+        "__cranelift_throw",
+        |host, memory, context, buffer| host.throw(memory, context, buffer),
+    );
+}
+
+/// The host function behind the throw-to-entry stub (C ABI, called from JIT
+/// code).
+extern "C" fn native_throw_to_entry(context: *mut u64) {
+    serve_throw(
+        context,
+        THROW_TO_ENTRY_SYMBOL,
+        |host, memory, context, buffer| host.throw_to_entry(memory, context, buffer),
+    );
+}
+
+/// Run `serve` on the thread's active call for the throw stub's `context`
+/// (`what` names the symbol JIT code called).
+#[inline(always)]
+fn serve_throw(
+    context: *mut u64,
+    what: &str,
+    serve: impl FnOnce(&mut dyn HostServices, &mut dyn Memory, u64, u64) -> Result<(), Error>,
+) {
     let Some((active, stack)) = active_call() else {
-        eprintln!("cranelift-exn: __cranelift_throw called outside any entry; aborting");
+        eprintln!("cranelift-exn: {what} called outside any entry; aborting");
         std::process::abort();
     };
     let mut memory = call_memory(active, stack);
     // SAFETY: `host` points at the `&mut dyn HostServices` borrowed by the
     // `call_entry` frame below us on this thread, which outlives this call.
     let host = unsafe { &mut *active.host };
-    if let Err(e) = host.throw(&mut memory, context as u64, active.buffer) {
+    if let Err(e) = serve(host, &mut memory, context as u64, active.buffer) {
         // Returning would resume at a garbage context; the services deliver
         // every recoverable failure to the entry, so this is unrecoverable.
-        eprintln!("cranelift-exn: throw failed and could not reach the entry: {e}");
-        std::process::abort();
-    }
-}
-
-/// The host function behind the throw-to-entry stub (C ABI, called from JIT
-/// code).
-extern "C" fn native_throw_to_entry(context: *mut u64) {
-    let Some((active, stack)) = active_call() else {
-        eprintln!("cranelift-exn: {THROW_TO_ENTRY_SYMBOL} called outside any entry; aborting");
-        std::process::abort();
-    };
-    let mut memory = call_memory(active, stack);
-    // SAFETY: as in `native_throw`.
-    let host = unsafe { &mut *active.host };
-    if let Err(e) = host.throw_to_entry(&mut memory, context as u64, active.buffer) {
-        eprintln!("cranelift-exn: a throw to the entry failed: {e}");
+        eprintln!("cranelift-exn: {what} failed and could not reach the entry: {e}");
         std::process::abort();
     }
 }
