@@ -13,12 +13,12 @@
 //! really selected the extension's instruction (or, for compressed
 //! encodings, which VCode does not show, that the machine code changed).
 
-use cranelift_exn::codegen::control::ControlPlane;
+mod common;
+use common::isa;
+
 use cranelift_exn::codegen::data_value::DataValue;
-use cranelift_exn::codegen::isa::{OwnedTargetIsa, TargetIsa};
-use cranelift_exn::codegen::settings::{self, Configurable};
-use cranelift_exn::codegen::{Context, ir};
-use cranelift_exn::compile::build_isa;
+use cranelift_exn::codegen::ir;
+use cranelift_exn::codegen::isa::TargetIsa;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::{CallError, Module};
 use cranelift_exn_emulator::{EmulatedMachine, unsupported_reason};
@@ -56,53 +56,18 @@ struct Probe {
     inputs: &'static [[u64; 3]],
 }
 
-/// The ISA for `arch` with `flags` enabled (and the flags every
-/// cranelift-exn compilation forces).
-fn isa(arch: Arch, flags: &[&str]) -> OwnedTargetIsa {
-    let mut builder = cranelift_exn::codegen::isa::lookup(arch.triple()).unwrap();
-    for flag in flags {
-        builder
-            .enable(flag)
-            .unwrap_or_else(|e| panic!("{arch} {flag}: {e}"));
-    }
-    let raw = builder
-        .finish(settings::Flags::new(settings::builder()))
-        .unwrap();
-    build_isa(
-        arch,
-        &settings::Flags::new(settings::builder()),
-        &raw.isa_flags(),
-    )
-    .unwrap()
-}
-
-/// The probe function; lines of `body` declaring stack slots (`ssN = ...`)
-/// go before the block.
+/// The probe function `%probe(i64, i64, i64) -> i64` with `body`.
 fn probe_function(body: &str) -> ir::Function {
-    let (slots, insts): (Vec<&str>, Vec<&str>) = body
-        .lines()
-        .partition(|line| line.trim_start().starts_with("ss"));
-    let (slots, insts) = (slots.join("\n"), insts.join("\n"));
-    let text = format!(
-        "function %probe(i64, i64, i64) -> i64 system_v {{\n{slots}\n\
-         block0(v0: i64, v1: i64, v2: i64):\n{insts}\n}}\n"
-    );
-    let mut functions =
-        cranelift_exn::reader::parse_functions(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    functions.remove(0)
+    common::function(
+        "function %probe(i64, i64, i64) -> i64 system_v",
+        "block0(v0: i64, v1: i64, v2: i64)",
+        body,
+    )
 }
 
 /// Machine code and VCode listing of the probe compiled for `isa`.
 fn compile(isa: &dyn TargetIsa, body: &str) -> (Vec<u8>, String) {
-    let mut ctx = Context::for_function(probe_function(body));
-    ctx.set_disasm(true);
-    let compiled = ctx
-        .compile(isa, &mut ControlPlane::default())
-        .unwrap_or_else(|e| panic!("{:?}", e.inner));
-    (
-        compiled.code_buffer().to_vec(),
-        compiled.vcode.clone().unwrap_or_default(),
-    )
+    common::compile(isa, probe_function(body))
 }
 
 /// Run the probe for every input in the emulator; `Err` describes the

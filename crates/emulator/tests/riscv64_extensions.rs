@@ -15,13 +15,11 @@
 //! emulator does not carry out, Cranelift's trap instruction and Zcb
 //! accesses of unmapped or read-only memory are reported at their own pc.
 
-use cranelift_exn::codegen::Context;
-use cranelift_exn::codegen::control::ControlPlane;
+mod common;
+
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{self, TrapCode};
 use cranelift_exn::codegen::isa::{OwnedTargetIsa, TargetIsa};
-use cranelift_exn::codegen::settings::{self, Configurable};
-use cranelift_exn::compile::build_isa;
 use cranelift_exn::isa::{Arch, Reg};
 use cranelift_exn::machine::{HostServices, Machine};
 use cranelift_exn::memory::Memory;
@@ -30,50 +28,21 @@ use cranelift_exn_emulator::{EmulatedMachine, unsupported_reason};
 
 /// The riscv64 ISA with `flags` enabled.
 fn isa(flags: &[&str]) -> OwnedTargetIsa {
-    let mut builder = cranelift_exn::codegen::isa::lookup(Arch::Riscv64.triple()).unwrap();
-    for flag in flags {
-        builder
-            .enable(flag)
-            .unwrap_or_else(|e| panic!("{flag}: {e}"));
-    }
-    let raw = builder
-        .finish(settings::Flags::new(settings::builder()))
-        .unwrap();
-    build_isa(
-        Arch::Riscv64,
-        &settings::Flags::new(settings::builder()),
-        &raw.isa_flags(),
-    )
-    .unwrap()
+    common::isa(Arch::Riscv64, flags)
 }
 
-/// `function %f(i64, i64) -> i64`: `body` after `block0(v0, v1)`; lines
-/// declaring stack slots go before the block.
+/// `function %f(i64, i64) -> i64`: `body` after `block0(v0, v1)`.
 fn function(body: &str) -> ir::Function {
-    let (slots, insts): (Vec<&str>, Vec<&str>) = body
-        .lines()
-        .partition(|line| line.trim_start().starts_with("ss"));
-    let text = format!(
-        "function %f(i64, i64) -> i64 system_v {{\n{}\nblock0(v0: i64, v1: i64):\n{}\n}}\n",
-        slots.join("\n"),
-        insts.join("\n")
-    );
-    let mut functions =
-        cranelift_exn::reader::parse_functions(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    functions.remove(0)
+    common::function(
+        "function %f(i64, i64) -> i64 system_v",
+        "block0(v0: i64, v1: i64)",
+        body,
+    )
 }
 
 /// Machine code and VCode listing of `body` compiled for `isa`.
 fn compile(isa: &dyn TargetIsa, body: &str) -> (Vec<u8>, String) {
-    let mut ctx = Context::for_function(function(body));
-    ctx.set_disasm(true);
-    let compiled = ctx
-        .compile(isa, &mut ControlPlane::default())
-        .unwrap_or_else(|e| panic!("{:?}", e.inner));
-    (
-        compiled.code_buffer().to_vec(),
-        compiled.vcode.clone().unwrap_or_default(),
-    )
+    common::compile(isa, function(body))
 }
 
 /// How a case proves its instruction is in the code.

@@ -1,0 +1,56 @@
+//! Helpers shared by the emulator tests that compile small CLIF functions
+//! with ISA flags and check the code Cranelift emits.
+
+use cranelift_exn::codegen::Context;
+use cranelift_exn::codegen::control::ControlPlane;
+use cranelift_exn::codegen::ir;
+use cranelift_exn::codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_exn::codegen::settings::{self, Configurable};
+use cranelift_exn::compile::build_isa;
+use cranelift_exn::isa::Arch;
+
+/// The ISA for `arch` with `flags` enabled (and the flags every
+/// cranelift-exn compilation forces).
+pub fn isa(arch: Arch, flags: &[&str]) -> OwnedTargetIsa {
+    let mut builder = cranelift_exn::codegen::isa::lookup(arch.triple()).unwrap();
+    for flag in flags {
+        builder
+            .enable(flag)
+            .unwrap_or_else(|e| panic!("{arch} {flag}: {e}"));
+    }
+    let raw = builder
+        .finish(settings::Flags::new(settings::builder()))
+        .unwrap();
+    build_isa(
+        arch,
+        &settings::Flags::new(settings::builder()),
+        &raw.isa_flags(),
+    )
+    .unwrap()
+}
+
+/// `{signature} {` + `{block}:` + `body` + `}`; lines of `body` declaring
+/// stack slots (`ssN = ...`) go before the block.
+pub fn function(signature: &str, block: &str, body: &str) -> ir::Function {
+    let (slots, insts): (Vec<&str>, Vec<&str>) = body
+        .lines()
+        .partition(|line| line.trim_start().starts_with("ss"));
+    let (slots, insts) = (slots.join("\n"), insts.join("\n"));
+    let text = format!("{signature} {{\n{slots}\n{block}:\n{insts}\n}}\n");
+    let mut functions =
+        cranelift_exn::reader::parse_functions(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    functions.remove(0)
+}
+
+/// Machine code and VCode listing of `func` compiled for `isa`.
+pub fn compile(isa: &dyn TargetIsa, func: ir::Function) -> (Vec<u8>, String) {
+    let mut ctx = Context::for_function(func);
+    ctx.set_disasm(true);
+    let compiled = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .unwrap_or_else(|e| panic!("{:?}", e.inner));
+    (
+        compiled.code_buffer().to_vec(),
+        compiled.vcode.clone().unwrap_or_default(),
+    )
+}
