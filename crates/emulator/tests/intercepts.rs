@@ -10,13 +10,13 @@
 //! ordering; checked with capstone). Expected results are computed here with
 //! Rust's own arithmetic, independently of the emulator's code.
 
-use cranelift_exn::codegen::Context;
-use cranelift_exn::codegen::control::ControlPlane;
+mod common;
+use common::isa;
+
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir;
-use cranelift_exn::codegen::isa::{OwnedTargetIsa, TargetIsa};
-use cranelift_exn::codegen::settings::{self, Configurable};
-use cranelift_exn::compile::{build_isa, default_isa};
+use cranelift_exn::codegen::isa::TargetIsa;
+use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::{Arch, Reg, disassemble};
 use cranelift_exn::machine::{HostServices, Machine};
 use cranelift_exn::memory::Memory;
@@ -32,32 +32,10 @@ fn parse(clif: &str) -> ir::Function {
     functions.remove(0)
 }
 
-/// The ISA for `arch` with `flags` enabled.
-fn isa(arch: Arch, flags: &[&str]) -> OwnedTargetIsa {
-    let mut builder = cranelift_exn::codegen::isa::lookup(arch.triple()).unwrap();
-    for flag in flags {
-        builder.enable(flag).unwrap();
-    }
-    let raw = builder
-        .finish(settings::Flags::new(settings::builder()))
-        .unwrap();
-    build_isa(
-        arch,
-        &settings::Flags::new(settings::builder()),
-        &raw.isa_flags(),
-    )
-    .unwrap()
-}
-
 /// Whether Cranelift's VCode listing of `clif` for `isa` has `mnemonic` as
 /// an instruction (also inside `;`-separated pseudo-instruction sequences).
 fn emits(isa: &dyn TargetIsa, clif: &str, mnemonic: &str) -> bool {
-    let mut ctx = Context::for_function(parse(clif));
-    ctx.set_disasm(true);
-    let compiled = ctx
-        .compile(isa, &mut ControlPlane::default())
-        .unwrap_or_else(|e| panic!("{:?}", e.inner));
-    let listing = compiled.vcode.clone().unwrap_or_default();
+    let (_, listing) = common::compile(isa, parse(clif));
     listing
         .lines()
         .flat_map(|line| line.split(';'))

@@ -1,6 +1,9 @@
 //! Helpers shared by the emulator tests that compile small CLIF functions
 //! with ISA flags and check the code Cranelift emits.
 
+// Each test crate that includes this module uses part of it.
+#![allow(dead_code)]
+
 use cranelift_exn::codegen::Context;
 use cranelift_exn::codegen::control::ControlPlane;
 use cranelift_exn::codegen::ir;
