@@ -52,15 +52,6 @@ impl FunctionEntry {
         }
     }
 
-    /// The call site whose return address is `pc`.
-    pub fn call_site(&self, pc: u64) -> Option<&CallSite> {
-        let offset = u32::try_from(pc.checked_sub(self.start)?).ok()?;
-        self.call_sites
-            .binary_search_by_key(&offset, |c| c.return_offset)
-            .ok()
-            .map(|i| &self.call_sites[i])
-    }
-
     /// The trap site of the instruction at `pc`, recorded at most `skew`
     /// bytes past it (see [`crate::isa::IsaSpec::trap_record_skew`]).
     pub fn trap_at_instruction(&self, pc: u64, skew: u32) -> Option<&TrapSite> {

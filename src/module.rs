@@ -111,18 +111,6 @@ struct CallServices<'m> {
 }
 
 impl CallServices<'_> {
-    /// Rewrite the throw context to resume at the entry trampoline's handler
-    /// with `payloads` (see [`unwind::to_entry`]).
-    fn to_entry(
-        &self,
-        memory: &mut dyn Memory,
-        ctx: u64,
-        buffer: u64,
-        payloads: [u64; 2],
-    ) -> Result<(), Error> {
-        unwind::to_entry(memory, ctx, buffer, payloads)
-    }
-
     fn run_host(
         &mut self,
         memory: &mut dyn Memory,
@@ -214,7 +202,7 @@ impl HostServices for CallServices<'_> {
         if let Some(pending) = self.direct.take() {
             // O(1): no walk at all.
             self.pending = pending;
-            return self.to_entry(memory, ctx, buffer, [0; 2]);
+            return unwind::to_entry(memory, ctx, buffer, [0; 2]);
         }
         match unwind::throw(
             self.module.image.arch,
@@ -234,7 +222,7 @@ impl HostServices for CallServices<'_> {
                 // The walk failed (corrupt chain, pc outside JIT code): go
                 // straight to the entry.
                 self.pending = Pending::Failed(error);
-                self.to_entry(memory, ctx, buffer, [0; 2])
+                unwind::to_entry(memory, ctx, buffer, [0; 2])
             }
         }
     }

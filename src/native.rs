@@ -79,17 +79,17 @@ struct ActiveCall {
 struct ThreadState {
     /// The innermost [`ActiveCall`], or null.
     active: Cell<*const ActiveCall>,
-    /// The thread's stack as `(lowest, highest)`; `(0, 0)` until the first
-    /// call on this thread has looked it up (which can mean parsing
-    /// /proc/self/maps, so never in a signal handler).
-    stack: Cell<(u64, u64)>,
+    /// The thread's stack as `(lowest, highest)`, once the first call on
+    /// this thread has looked it up (which can mean parsing /proc/self/maps,
+    /// so never in a signal handler).
+    stack: Cell<Option<(u64, u64)>>,
 }
 
 thread_local! {
     static THREAD: ThreadState = const {
         ThreadState {
             active: Cell::new(ptr::null()),
-            stack: Cell::new((0, 0)),
+            stack: Cell::new(None),
         }
     };
 }
@@ -107,8 +107,8 @@ const STACK_GUARD_REACH: u64 = 1 << 20;
 #[cold]
 fn first_call_on_thread() -> Result<(), Error> {
     signals::ensure_alt_stack()?;
-    let bounds = thread_stack_bounds().unwrap_or((1, u64::MAX));
-    THREAD.with(|t| t.stack.set(bounds));
+    let bounds = thread_stack_bounds().unwrap_or((0, u64::MAX));
+    THREAD.with(|t| t.stack.set(Some(bounds)));
     Ok(())
 }
 
@@ -118,7 +118,8 @@ fn active_call() -> Option<(&'static ActiveCall, (u64, u64))> {
     // SAFETY: a non-null `active` points at the `ActiveCall` in the frame of
     // a `call_entry` below us on this thread, which outlives every use made
     // of it here (during that call).
-    unsafe { active.as_ref() }.map(|a| (a, stack))
+    // A call is active only after `first_call_on_thread` set the stack.
+    unsafe { active.as_ref() }.zip(stack)
 }
 
 /// Called by the signal handler: if `fault` happened in JIT code of this
@@ -346,7 +347,7 @@ impl NativeMachine {
         if !(buffer.as_ptr() as usize).is_multiple_of(16) {
             return self.enter_unaligned(entry, callee, buffer, host);
         }
-        if THREAD.with(|t| t.stack.get()) == (0, 0) {
+        if THREAD.with(|t| t.stack.get()).is_none() {
             first_call_on_thread()?;
         }
         // SAFETY: lifetime erasure only; the call is unlinked (the previous

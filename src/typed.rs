@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::isa::Endianness;
 use crate::module::{CallError, Module, RawEntry, symbol_name};
 use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET};
+use crate::values::{read_scalar, write_scalar};
 
 /// A Rust type that crosses a JIT call as one CLIF value.
 pub trait Value: Sized {
@@ -23,20 +24,12 @@ pub trait Value: Sized {
     /// Write the value into a buffer slot (see [`crate::trampoline`]) in
     /// the target's byte order.
     fn write_slot(self, slot: &mut [u8], endianness: Endianness) {
-        let slot = &mut slot[..Self::TYPE.bytes() as usize];
-        match endianness {
-            Endianness::Little => self.into_data().write_to_slice_le(slot),
-            Endianness::Big => self.into_data().write_to_slice_be(slot),
-        }
+        write_scalar(&self.into_data(), slot, endianness);
     }
 
     /// Read a value written in the target's byte order from a buffer slot.
     fn read_slot(slot: &[u8], endianness: Endianness) -> Option<Self> {
-        let slot = &slot[..Self::TYPE.bytes() as usize];
-        Self::from_data(&match endianness {
-            Endianness::Little => DataValue::read_from_slice_le(slot, Self::TYPE),
-            Endianness::Big => DataValue::read_from_slice_be(slot, Self::TYPE),
-        })
+        Self::from_data(&read_scalar(slot, Self::TYPE, endianness))
     }
 }
 

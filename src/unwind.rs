@@ -140,14 +140,19 @@ impl Context {
 
     /// The throw arguments the stub captured.
     pub fn request(&self) -> ThrowRequest {
-        let arg = |i| self.words[context::ARGS + i];
-        ThrowRequest {
-            entry_fp: arg(0),
-            exit_fp: arg(1),
-            exit_pc: arg(2),
-            tag: arg(3) as u32,
-            payloads: [arg(4), arg(5)],
-        }
+        request(self)
+    }
+}
+
+/// The throw arguments the stub captured in `ctx`.
+fn request(ctx: &impl ContextWords) -> ThrowRequest {
+    let arg = |i| ctx.get(context::ARGS + i);
+    ThrowRequest {
+        entry_fp: arg(0),
+        exit_fp: arg(1),
+        exit_pc: arg(2),
+        tag: arg(3) as u32,
+        payloads: [arg(4), arg(5)],
     }
 }
 
@@ -212,9 +217,7 @@ pub fn throw(
     context_addr: u64,
 ) -> Result<(ThrowRequest, Delivery), Error> {
     let len = context::SAVED + arch.spec().callee_saved().len();
-    if let Some(host) = memory.host_view()
-        && arch == Arch::host().unwrap_or(arch)
-    {
+    if let Some(host) = memory.host_view() {
         if len > MAX_CONTEXT_WORDS || !host.contains(context_addr, len * 8) {
             return Err(Error::Memory {
                 address: context_addr,
@@ -245,14 +248,7 @@ fn walk<M: Memory + ?Sized, C: ContextWords>(
 ) -> Result<(ThrowRequest, Delivery), Error> {
     let spec = arch.spec();
     let links = spec.frame_links();
-    let arg = |i| ctx.get(context::ARGS + i);
-    let request = ThrowRequest {
-        entry_fp: arg(0),
-        exit_fp: arg(1),
-        exit_pc: arg(2),
-        tag: arg(3) as u32,
-        payloads: [arg(4), arg(5)],
-    };
+    let request = request(ctx);
     let restore = !sabotaged(Sabotage::CalleeSavedRestore);
     let last_handler = sabotaged(Sabotage::HandlerLookup);
 
@@ -675,6 +671,86 @@ mod tests {
         assert!(
             matches!(err, Error::Unwind(ref m) if m.contains("does not grow")),
             "{err}"
+        );
+    }
+
+    /// x86_64: `%b` calls the throw stub `skipped` frames below `%a`, whose
+    /// handler catches. The resume word counts the abandoned calls (the
+    /// stub's and one per `%b` frame) while the predictor can hold them.
+    fn return_stack_drops(skipped: usize) -> u64 {
+        let site = |return_offset, handlers: Vec<Handler>| CallSite {
+            return_offset,
+            frame_offset: Some(0x10),
+            handlers,
+        };
+        let a = function(
+            "%a",
+            0x1000,
+            vec![site(0x20, vec![Handler::Default { offset: 0x80 }])],
+            vec![],
+        );
+        let b = function(
+            "%b",
+            0x2000,
+            vec![site(0x10, vec![]), site(0x30, vec![])],
+            vec![],
+        );
+        let table = ExceptionTable::new(vec![a, b]);
+        let fp = |i: usize| 0x4000 + 0x100 * i as u64;
+        let mut m = FakeMemory::default();
+        for i in 0..skipped {
+            let caller = if i + 1 < skipped { 0x2010 } else { 0x1020 };
+            m.write_u64(fp(i), fp(i + 1)).unwrap();
+            m.write_u64(fp(i) + 8, caller).unwrap();
+        }
+        let words = context::SAVED + Arch::X86_64.spec().callee_saved().len();
+        for i in 0..words {
+            m.write_u64(CTX + 8 * i as u64, 0).unwrap();
+        }
+        // The stub was called from `%b`, or from `%a` itself.
+        let pc = if skipped == 0 { 0x1020 } else { 0x2030 };
+        let exit_fp = fp(0);
+        m.write_u64(CTX + 8 * context::PC as u64, pc).unwrap();
+        m.write_u64(CTX + 8 * context::FP as u64, exit_fp).unwrap();
+        let args = [fp(skipped) + 0x100, exit_fp, 0, 1, 0x11, 0x22];
+        for (i, v) in args.iter().enumerate() {
+            m.write_u64(CTX + 8 * (context::ARGS + i) as u64, *v)
+                .unwrap();
+        }
+        let (_, delivery) = throw(Arch::X86_64, &table, &mut m, CTX).unwrap();
+        assert_eq!(
+            delivery,
+            Delivery::Caught {
+                pc: 0x1080,
+                sp: fp(skipped) - 0x10,
+                fp: fp(skipped)
+            }
+        );
+        m.read_u64(CTX + 8 * context::RETURN_STACK_DROPS as u64)
+            .unwrap()
+    }
+
+    #[test]
+    fn resume_drops_the_abandoned_calls_while_the_predictor_holds_them() {
+        let depth = Arch::X86_64.spec().return_stack_depth() as u64;
+        assert!(depth > 1);
+        for skipped in 0..=depth as usize + 2 {
+            let abandoned = skipped as u64 + 1;
+            let expected = if abandoned <= depth { abandoned } else { 0 };
+            assert_eq!(
+                return_stack_drops(skipped),
+                expected,
+                "{skipped} frames skipped"
+            );
+        }
+        // Aarch64's resume stub drops nothing: the word says so.
+        assert_eq!(Arch::Aarch64.spec().return_stack_depth(), 0);
+        let (table, mut m) = scene(A_FP, 0);
+        throw(Arch::Aarch64, &table, &mut m, CTX).unwrap();
+        assert_eq!(
+            m.read_u64(CTX + 8 * context::RETURN_STACK_DROPS as u64)
+                .unwrap(),
+            0
         );
     }
 }

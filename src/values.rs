@@ -67,13 +67,28 @@ pub fn encode_slots(
             value.write_to_slice_ne(slot);
             to_lane_order(slot, param.value_type, endianness);
         } else {
-            match endianness {
-                Endianness::Little => value.write_to_slice_le(slot),
-                Endianness::Big => value.write_to_slice_be(slot),
-            }
+            write_scalar(value, slot, endianness);
         }
     }
     Ok(())
+}
+
+/// Write a scalar into the first `value.ty().bytes()` bytes of `slot`, in
+/// the target's byte order.
+pub(crate) fn write_scalar(value: &DataValue, slot: &mut [u8], endianness: Endianness) {
+    match endianness {
+        Endianness::Little => value.write_to_slice_le(slot),
+        Endianness::Big => value.write_to_slice_be(slot),
+    }
+}
+
+/// The scalar of type `ty` at the start of `slot`, in the target's byte
+/// order.
+pub(crate) fn read_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> DataValue {
+    match endianness {
+        Endianness::Little => DataValue::read_from_slice_le(slot, ty),
+        Endianness::Big => DataValue::read_from_slice_be(slot, ty),
+    }
 }
 
 /// Turn a vector's little-endian memory image into the target's (or back):
@@ -126,10 +141,7 @@ pub fn decode_slots(
             to_lane_order(image, param.value_type, endianness);
             DataValue::read_from_slice_ne(image, param.value_type)
         } else {
-            match endianness {
-                Endianness::Little => DataValue::read_from_slice_le(slot, param.value_type),
-                Endianness::Big => DataValue::read_from_slice_be(slot, param.value_type),
-            }
+            read_scalar(slot, param.value_type, endianness)
         });
     }
     Ok(values)

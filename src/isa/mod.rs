@@ -368,12 +368,6 @@ pub trait IsaSpec: Sync {
     /// Where a function saves callee-saved registers, from Cranelift's unwind
     /// instructions for it, as offsets from the frame-pointer value.
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String>;
-    /// A return address as stored in a frame, with any signature removed
-    /// (aarch64 pointer authentication, `sign_return_address`): the bits of
-    /// [`FrameLinks::return_address_mask`].
-    fn strip_return_address(&self, stored: u64) -> u64 {
-        stored & self.frame_links().return_address_mask
-    }
     /// The throw-capture stub.
     fn throw_stub(&self) -> Stub;
     /// The resume stub.

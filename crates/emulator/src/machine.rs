@@ -217,7 +217,7 @@ fn align_up(value: u64, align: u64) -> Option<u64> {
     Some(value.checked_add(align - 1)? & !(align - 1))
 }
 
-/// The host-function slot of `function`.
+/// The host-function slot of `function`: its index in [`HOST_FUNCTIONS`].
 fn host_slot(function: HostFunction) -> u64 {
     match function {
         HostFunction::Throw => 0,
@@ -225,7 +225,6 @@ fn host_slot(function: HostFunction) -> u64 {
         HostFunction::ThrowToEntry => 2,
     }
 }
-
 impl EmulatedMachine {
     /// A fresh machine for `arch`, with its CPU model selected and set up to
     /// run Cranelift code.
