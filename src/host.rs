@@ -19,7 +19,8 @@ use std::sync::Arc;
 use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::{self, LibCall, types};
 
-use crate::module::{Module, THROW_SYMBOL};
+use crate::machine::Machine;
+use crate::module::{JitModule, THROW_SYMBOL};
 use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET};
 
 /// The symbol glue calls to reach the machine's host-call dispatcher.
@@ -70,21 +71,31 @@ pub type HostResult = Result<Vec<DataValue>, HostThrow>;
 
 /// A host function: gets the module (to call back into JIT code: calls
 /// nest) and the arguments, in the order of its signature's parameters.
-pub type HostFunc = Arc<dyn Fn(&Module, &[DataValue]) -> HostResult + Send + Sync>;
+pub type HostFunc<M = dyn Machine> =
+    Arc<dyn Fn(&JitModule<M>, &[DataValue]) -> HostResult + Send + Sync>;
 
 /// A host function with the name and signature JIT code uses.
-#[derive(Clone)]
-pub struct HostImport {
+pub struct HostImport<M: ?Sized + Machine = dyn Machine> {
     /// CLIF name (`%name`).
     pub name: String,
     /// The signature JIT code calls it with (its calling convention is the
     /// glue's).
     pub signature: ir::Signature,
     /// The Rust function.
-    pub func: HostFunc,
+    pub func: HostFunc<M>,
 }
 
-impl std::fmt::Debug for HostImport {
+impl<M: ?Sized + Machine> Clone for HostImport<M> {
+    fn clone(&self) -> Self {
+        HostImport {
+            name: self.name.clone(),
+            signature: self.signature.clone(),
+            func: self.func.clone(),
+        }
+    }
+}
+
+impl<M: ?Sized + Machine> std::fmt::Debug for HostImport<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HostImport({} {})", self.name, self.signature)
     }
@@ -97,7 +108,7 @@ pub fn frame_size(sig: &ir::Signature) -> u32 {
 }
 
 /// CLIF text of the glue for host function number `index`.
-pub fn glue_clif(import: &HostImport, index: usize) -> String {
+pub fn glue_clif<M: ?Sized + Machine>(import: &HostImport<M>, index: usize) -> String {
     let sig = &import.signature;
     let name = &import.name;
     let ptr = types::I64;

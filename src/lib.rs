@@ -13,6 +13,7 @@ pub mod error;
 pub mod exception_table;
 pub mod host;
 pub mod isa;
+pub mod jit;
 pub mod link;
 pub mod machine;
 pub mod memory;
@@ -26,9 +27,10 @@ pub mod values;
 
 pub use error::Error;
 pub use host::{HostResult, HostThrow};
-pub use module::{CallError, Module, ModuleBuilder, Outcome};
+pub use module::{CallError, JitModule, Module, ModuleBuilder, Outcome};
 pub use typed::TypedFunc;
 
 /// Re-exported Cranelift crates, at the exact versions this crate uses.
 pub use cranelift_codegen as codegen;
+pub use cranelift_module;
 pub use cranelift_reader as reader;

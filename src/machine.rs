@@ -102,6 +102,22 @@ pub trait Machine {
     /// Copy `bytes` to `base` (from [`Machine::allocate_code`]) and make them
     /// executable, with instruction-cache coherence.
     fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error>;
+    /// Reserve `size` bytes of data memory for JIT data objects, readable
+    /// and writable, zero-filled, aligned to at least `align` bytes (a power
+    /// of two); returns its address. A region is never moved or reused
+    /// while the machine lives. Machines without data memory return an
+    /// error (the default).
+    fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
+        let _ = (size, align);
+        Err(Error::Machine("this machine has no data memory".into()))
+    }
+    /// Copy `bytes` to the start of the region at `base` (from
+    /// [`Machine::allocate_data`]) and, unless `writable`, make the whole
+    /// region read-only, so that a store to it faults.
+    fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
+        let _ = (base, bytes, writable);
+        Err(Error::Machine("this machine has no data memory".into()))
+    }
     /// The address JIT code calls to reach `function` on the host.
     fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error>;
     /// Run `entry(callee, buffer)`: `buffer` is copied into target memory

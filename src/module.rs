@@ -1,23 +1,23 @@
 //! Compile, link, load and call: a set of CLIF functions on one machine.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir;
-use cranelift_codegen::isa::TargetIsa;
+use cranelift_codegen::ir::TrapCode;
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_module::{FuncId, ModuleDeclarations};
 
-use std::sync::Arc;
-
-use cranelift_codegen::ir::{TrapCode, types};
-use cranelift_codegen::isa::OwnedTargetIsa;
-
-use crate::compile::{CompiledFunction, RelocTarget, compile_function};
 use crate::error::Error;
+use crate::exception_table::ExceptionTable;
 use crate::host::{self, HostImport, HostResult, HostStatus, HostThrow};
 use crate::isa::{Arch, Endianness};
-use crate::link::{Image, image_size, link};
+use crate::jit::{PendingData, PendingFunction};
+use crate::link::Image;
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::Memory;
+use crate::native::NativeMachine;
 use crate::trampoline::{self, STATUS_EXCEPTION, STATUS_OFFSET, STATUS_RETURNED, VALUES_OFFSET};
 use crate::unwind::{self, Delivery};
 use crate::values::{decode_results, decode_slots, encode_arguments, encode_slots, header_word};
@@ -33,7 +33,10 @@ pub const THROW_SYMBOL: &str = "%__cranelift_throw";
 pub const THROW_TO_ENTRY_SYMBOL: &str = "%__cranelift_exn_throw_to_entry";
 
 /// Why a call did not return values.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` prints trap codes by name (`stk_ovf`, `user3`), as `Display`
+/// does.
+#[derive(Clone, PartialEq, Eq)]
 pub enum CallError {
     /// An exception no JIT handler caught reached the entry.
     Exception {
@@ -52,6 +55,9 @@ pub enum CallError {
         pc: u64,
         /// The function it belongs to.
         function: String,
+        /// For a memory fault, the data address accessed, when the machine
+        /// reports it.
+        address: Option<u64>,
     },
     /// Something failed: bad arguments, the machine, the unwinder, or a host
     /// function that panicked.
@@ -70,10 +76,45 @@ impl std::fmt::Display for CallError {
                 "uncaught exception tag{tag} (payloads {:#x}, {:#x})",
                 payloads[0], payloads[1]
             ),
-            CallError::Trap { code, pc, function } => {
-                write!(f, "trap {code} at {pc:#x} in {function}")
+            CallError::Trap {
+                code,
+                pc,
+                function,
+                address,
+            } => {
+                write!(f, "trap {code} at {pc:#x} in {function}")?;
+                match address {
+                    Some(a) => write!(f, ", accessing {a:#x}"),
+                    None => Ok(()),
+                }
             }
             CallError::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::fmt::Debug for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Exception { tag, payloads } => f
+                .debug_struct("Exception")
+                .field("tag", tag)
+                .field("payloads", &format_args!("[{:#x}, {:#x}]", payloads[0], payloads[1]))
+                .finish(),
+            CallError::Trap {
+                code,
+                pc,
+                function,
+                address,
+            } => f
+                .debug_struct("Trap")
+                // TrapCode's own Debug prints `TrapCode(251)`.
+                .field("code", &format_args!("{code}"))
+                .field("pc", &format_args!("{pc:#x}"))
+                .field("function", function)
+                .field("address", &format_args!("{address:#x?}"))
+                .finish(),
+            CallError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
         }
     }
 }
@@ -99,8 +140,8 @@ enum Pending {
 }
 
 /// The host side of one call: throws, faults and host functions.
-struct CallServices<'m> {
-    module: &'m Module,
+struct CallServices<'m, M: ?Sized + Machine> {
+    module: &'m JitModule<M>,
     pending: Pending,
     /// A fault delivered to the entry (written from a signal handler
     /// natively, so a plain `Copy` value).
@@ -110,7 +151,7 @@ struct CallServices<'m> {
     direct: Option<Pending>,
 }
 
-impl CallServices<'_> {
+impl<M: ?Sized + Machine> CallServices<'_, M> {
     fn run_host(
         &mut self,
         memory: &mut dyn Memory,
@@ -186,7 +227,7 @@ impl CallServices<'_> {
     }
 }
 
-impl HostServices for CallServices<'_> {
+impl<M: ?Sized + Machine> HostServices for CallServices<'_, M> {
     fn throw_to_entry(
         &mut self,
         memory: &mut dyn Memory,
@@ -204,12 +245,7 @@ impl HostServices for CallServices<'_> {
             self.pending = pending;
             return unwind::to_entry(memory, ctx, buffer, [0; 2]);
         }
-        match unwind::throw(
-            self.module.image.arch,
-            &self.module.image.table,
-            memory,
-            ctx,
-        ) {
+        match unwind::throw(self.module.arch, &self.module.table, memory, ctx) {
             Ok((_, Delivery::Caught { .. })) => Ok(()),
             Ok((request, Delivery::Uncaught { .. })) => {
                 self.pending = Pending::Uncaught {
@@ -229,7 +265,7 @@ impl HostServices for CallServices<'_> {
 
     fn fault(&mut self, fault: &Fault) -> bool {
         // Runs in a signal handler natively: a lookup and a `Copy` store.
-        if self.module.image.table.function(fault.pc).is_none() {
+        if self.module.table.function(fault.pc).is_none() {
             return false;
         }
         self.fault = Some(*fault);
@@ -243,6 +279,9 @@ impl HostServices for CallServices<'_> {
 
 /// Collects functions (CLIF text or built with `cranelift_frontend`) and
 /// host functions, then compiles, links and loads them as a [`Module`].
+///
+/// A convenience layer over [`JitModule`]: `finalize` defines everything in
+/// a fresh `JitModule` and calls [`JitModule::finalize_definitions`] once.
 ///
 /// Names are CLIF names: `%name` for test-case names (the `%` may be
 /// omitted in this API) or `u0:1` for user names. A function may call any
@@ -305,6 +344,7 @@ impl ModuleBuilder {
     /// Define a function (its name is its symbol).
     pub fn define_function(&mut self, func: ir::Function) -> Result<(), Error> {
         let symbol = func.name.to_string();
+        crate::jit::check_not_reserved(&symbol)?;
         if self.is_defined(&symbol) {
             return Err(Error::Compile {
                 function: symbol,
@@ -325,10 +365,7 @@ impl ModuleBuilder {
 
     /// Define every function in CLIF `text`; returns their symbols.
     pub fn define_clif(&mut self, text: &str) -> Result<Vec<String>, Error> {
-        let functions = cranelift_reader::parse_functions(text).map_err(|e| Error::Parse {
-            location: format!("line {}", e.location.line_number),
-            message: e.message,
-        })?;
+        let functions = crate::jit::parse_clif(text)?;
         let mut symbols = Vec::new();
         for func in functions {
             symbols.push(func.name.to_string());
@@ -346,6 +383,7 @@ impl ModuleBuilder {
         func: impl Fn(&Module, &[DataValue]) -> HostResult + Send + Sync + 'static,
     ) -> Result<String, Error> {
         let symbol = symbol_name(name);
+        crate::jit::check_not_reserved(&symbol)?;
         if self.is_defined(&symbol) {
             return Err(Error::Compile {
                 function: symbol,
@@ -375,28 +413,76 @@ impl ModuleBuilder {
                 });
             }
         }
-        Module::build(machine, self.isa.as_ref(), self.functions, self.hosts)
+        let mut module = JitModule::from_boxed_machine(machine, self.isa.as_ref())?;
+        module.define_all(self.functions, self.hosts)?;
+        Ok(module)
     }
 }
 
-/// A set of functions compiled, linked and loaded on one [`Machine`].
+/// A JIT module on a [`Machine`]: functions and data objects declared and
+/// defined through [`cranelift_module::Module`] (or as CLIF), compiled,
+/// linked and loaded by [`JitModule::finalize_definitions`] — as often as
+/// needed: each finalize loads the new definitions into new memory, and
+/// code already loaded is never moved or rewritten.
 ///
 /// Calls take `&self`: a host function may call back into the module
-/// (entries nest), and each call gets its own outcome.
-pub struct Module {
-    machine: Box<dyn Machine>,
-    image: Image,
-    signatures: HashMap<String, ir::Signature>,
-    entries: HashMap<ir::Signature, u64>,
-    unusable: HashMap<ir::Signature, Error>,
-    hosts: Vec<HostImport>,
-    throw_stub: u64,
+/// (entries nest), and each call gets its own outcome. A
+/// `JitModule<NativeMachine>` is `Send + Sync`: threads may call one module
+/// concurrently (trap and throw state is per thread). `JitModule<dyn
+/// Machine>` ([`Module`]) and modules on an emulated machine are not.
+pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
+    pub(crate) arch: Arch,
+    pub(crate) isa: OwnedTargetIsa,
+    /// The ISA of the generated glue and trampolines (see
+    /// [`crate::compile::glue_isa`]), when it differs from `isa`.
+    pub(crate) glue_isa: Option<OwnedTargetIsa>,
+    pub(crate) declarations: ModuleDeclarations,
+    pub(crate) stubs: StubAddresses,
+    /// Address of every loaded symbol by its key ([`symbol_name`] of its
+    /// name): functions, host-function glue, data objects, native symbols,
+    /// imported modules' exports and the reserved stubs.
+    pub(crate) symbols: HashMap<String, u64>,
+    /// The signature of every loaded JIT function, by key.
+    pub(crate) signatures: HashMap<String, ir::Signature>,
+    /// Signatures of symbols JIT code may call that are not JIT functions
+    /// (native symbols registered with one, imported modules' exports).
+    pub(crate) foreign_signatures: HashMap<String, ir::Signature>,
+    /// Resolvers of names no definition provides (like
+    /// `JITBuilder::symbol_lookup_fn`).
+    pub(crate) lookups: Vec<SymbolLookup>,
+    /// Functions defined but not loaded yet.
+    pub(crate) pending: Vec<PendingFunction>,
+    /// Data objects defined but not loaded yet.
+    pub(crate) pending_data: Vec<PendingData>,
+    /// Loaded data objects: address and size.
+    pub(crate) data_objects: HashMap<cranelift_module::DataId, (u64, usize)>,
+    pub(crate) hosts: Vec<HostImport<M>>,
+    /// How many of `hosts` have glue loaded.
+    pub(crate) hosts_loaded: usize,
+    pub(crate) images: Vec<Image>,
+    /// Every loaded function of this module and of the modules it imports
+    /// from: what the unwinder and the trap lookup search.
+    pub(crate) table: ExceptionTable,
+    pub(crate) entries: HashMap<ir::Signature, u64>,
+    pub(crate) unusable: HashMap<ir::Signature, Error>,
+    /// Trampoline pairs compiled so far (their names' index).
+    pub(crate) trampolines: usize,
+    /// Modules whose exports this one links to: kept alive while it is.
+    pub(crate) imported: Vec<Arc<JitModule<NativeMachine>>>,
     /// Tells this module's [`RawEntry`]s from other modules'.
-    id: u64,
+    pub(crate) id: u64,
+    pub(crate) machine: Box<M>,
 }
 
-/// A function's entry resolved by [`Module::raw_entry`], for
-/// [`Module::call_raw`].
+/// A resolver of symbol names to addresses.
+pub type SymbolLookup = Box<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
+/// The module type of the [`ModuleBuilder`] API: a [`JitModule`] on any
+/// machine.
+pub type Module = JitModule<dyn Machine>;
+
+/// A function's entry resolved by [`JitModule::raw_entry`], for
+/// [`JitModule::call_raw`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawEntry {
     module: u64,
@@ -424,7 +510,7 @@ impl RawEntry {
     }
 }
 
-/// Source of [`Module`] ids.
+/// Source of [`JitModule`] ids.
 static NEXT_MODULE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Module {
@@ -435,15 +521,27 @@ impl Module {
         isa: &dyn TargetIsa,
         functions: Vec<ir::Function>,
     ) -> Result<Module, Error> {
-        Module::build(machine, isa, functions, Vec::new())
+        let mut module = JitModule::from_boxed_machine(machine, isa)?;
+        module.define_all(functions, Vec::new())?;
+        Ok(module)
     }
+}
 
-    fn build(
-        mut machine: Box<dyn Machine>,
+impl<M: Machine> JitModule<M> {
+    /// An empty module for `isa` on `machine` (which gets the throw and
+    /// resume stubs now). `isa` must target the machine's architecture;
+    /// `preserve_frame_pointers` and `unwind_info` are forced on.
+    pub fn with_machine(machine: M, isa: &dyn TargetIsa) -> Result<JitModule<M>, Error> {
+        JitModule::from_boxed_machine(Box::new(machine), isa)
+    }
+}
+
+impl<M: ?Sized + Machine> JitModule<M> {
+    /// [`JitModule::with_machine`] for a boxed (possibly `dyn`) machine.
+    pub fn from_boxed_machine(
+        mut machine: Box<M>,
         isa: &dyn TargetIsa,
-        functions: Vec<ir::Function>,
-        mut hosts: Vec<HostImport>,
-    ) -> Result<Module, Error> {
+    ) -> Result<JitModule<M>, Error> {
         let arch = machine.arch();
         if Arch::from_triple(isa.triple()) != Some(arch) {
             return Err(Error::Machine(format!(
@@ -451,125 +549,120 @@ impl Module {
                 isa.triple()
             )));
         }
+        let isa = crate::compile::build_isa(arch, isa.flags(), &isa.isa_flags())?;
+        let glue_isa = crate::compile::glue_isa(isa.as_ref())?;
         let stubs = install_stubs(machine.as_mut())?;
         let dispatcher = machine.host_function_address(HostFunction::Call)?;
-
-        let mut signatures = HashMap::new();
-        let mut compiled: Vec<CompiledFunction> = Vec::new();
-        let mut distinct: Vec<ir::Signature> = Vec::new();
-        for func in functions {
-            let sig = func.signature.clone();
-            if !distinct.contains(&sig) {
-                distinct.push(sig.clone());
-            }
-            let f = compile_function(isa, func)?;
-            signatures.insert(f.name.clone(), sig);
-            compiled.push(f);
-        }
-
-        // Libcalls the code refers to and nothing defines become host
-        // functions.
-        let mut wanted_libcalls = Vec::new();
-        for f in &compiled {
-            for r in &f.relocs {
-                if let RelocTarget::Symbol(name) = &r.target
-                    && !signatures.contains_key(name)
-                    && !hosts.iter().any(|h| h.name == *name)
-                    && let Some(call) = host::libcall_named(name)
-                    && let Some(op) = host::libcall(call)
-                    && !wanted_libcalls.iter().any(|(n, _)| n == name)
-                {
-                    wanted_libcalls.push((name.clone(), (call, op)));
-                }
-            }
-        }
-        for (name, (call, op)) in wanted_libcalls {
-            let signature = call.signature(isa.default_call_conv(), types::I64);
-            hosts.push(HostImport {
-                name: name.clone(),
-                signature,
-                func: Arc::new(move |_, args| {
-                    op(args).map(|v| vec![v]).ok_or(HostThrow::ToEntry {
-                        tag: 0,
-                        payloads: [0; 2],
-                    })
-                }),
-            });
-        }
-        let unpadded = crate::compile::glue_isa(isa)?;
-        let glue_isa = unpadded.as_deref().unwrap_or(isa);
-        for (index, import) in hosts.iter().enumerate() {
-            let text = host::glue_clif(import, index);
-            let funcs = cranelift_reader::parse_functions(&text).map_err(|e| Error::Compile {
-                function: import.name.clone(),
-                message: format!("host function glue: {e}"),
-            })?;
-            for func in funcs {
-                compiled.push(compile_function(glue_isa, func)?);
-            }
-        }
-
-        // A signature whose trampoline does not compile (say, a vector type
-        // the target flags cannot load) only makes calls of that signature
-        // fail, not the whole module.
-        let mut entry_names = Vec::new();
-        let mut unusable = HashMap::new();
-        for (index, sig) in distinct.iter().enumerate() {
-            match compile_trampolines(glue_isa, sig, index) {
-                Ok(pair) => {
-                    compiled.extend(pair);
-                    entry_names.push((sig.clone(), trampoline::names(index).0));
-                }
-                // A Cranelift panic is not a limit of the target's flags.
-                Err(e @ Error::CompilerPanic { .. }) => return Err(e),
-                Err(e) => {
-                    unusable.insert(sig.clone(), e);
-                }
-            }
-        }
-
-        let size = image_size(arch, &compiled);
-        let base = machine.allocate_code(size)?;
-        let host_symbols = HashMap::from([
+        let symbols = HashMap::from([
             (THROW_SYMBOL.to_string(), stubs.throw),
             (THROW_TO_ENTRY_SYMBOL.to_string(), stubs.throw_to_entry),
             (host::DISPATCH_SYMBOL.to_string(), dispatcher),
         ]);
-        let image = link(arch, &compiled, base, &host_symbols)?;
-        machine.install_code(base, &image.code)?;
-        let entries = entry_names
-            .into_iter()
-            .map(|(sig, name)| (sig, image.symbols[&name]))
-            .collect();
-        Ok(Module {
-            machine,
-            image,
-            signatures,
-            entries,
-            unusable,
-            hosts,
-            throw_stub: stubs.throw,
+        Ok(JitModule {
+            arch,
+            isa,
+            glue_isa,
+            declarations: ModuleDeclarations::default(),
+            stubs,
+            symbols,
+            signatures: HashMap::new(),
+            foreign_signatures: HashMap::new(),
+            lookups: Vec::new(),
+            pending: Vec::new(),
+            pending_data: Vec::new(),
+            data_objects: HashMap::new(),
+            hosts: Vec::new(),
+            hosts_loaded: 0,
+            images: Vec::new(),
+            table: ExceptionTable::default(),
+            entries: HashMap::new(),
+            unusable: HashMap::new(),
+            trampolines: 0,
+            imported: Vec::new(),
             id: NEXT_MODULE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            machine,
         })
     }
 
-    /// The linked image.
+    /// Define `functions` and `hosts`, then finalize: all must load.
+    fn define_all(
+        &mut self,
+        functions: Vec<ir::Function>,
+        hosts: Vec<HostImport<M>>,
+    ) -> Result<(), Error> {
+        for import in hosts {
+            self.define_host_import(import)?;
+        }
+        for func in functions {
+            self.define_ir_function(func)?;
+        }
+        self.finalize()?;
+        if let Some(waiting) = self.pending.first() {
+            return Err(Error::Link {
+                function: waiting.compiled.name.clone(),
+                offset: 0,
+                kind: "symbol".into(),
+                message: format!("undefined symbol {}", waiting.missing(self)),
+            });
+        }
+        Ok(())
+    }
+
+    /// The linked images, one per [`JitModule::finalize_definitions`] that
+    /// loaded code, in order.
+    pub fn images(&self) -> &[Image] {
+        &self.images
+    }
+
+    /// The first linked image (for a module made by [`ModuleBuilder`] or
+    /// [`Module::new`], its only one).
     pub fn image(&self) -> &Image {
-        &self.image
+        static EMPTY: std::sync::OnceLock<HashMap<Arch, Image>> = std::sync::OnceLock::new();
+        self.images.first().unwrap_or_else(|| {
+            &EMPTY.get_or_init(|| {
+                Arch::ALL
+                    .into_iter()
+                    .map(|arch| {
+                        (
+                            arch,
+                            Image {
+                                arch,
+                                base: 0,
+                                code: Vec::new(),
+                                symbols: HashMap::new(),
+                                table: ExceptionTable::default(),
+                            },
+                        )
+                    })
+                    .collect()
+            })[&self.arch]
+        })
+    }
+
+    /// Every loaded function of this module (and of the modules it imports
+    /// from), for pc lookups.
+    pub fn table(&self) -> &ExceptionTable {
+        &self.table
     }
 
     /// Address of the throw stub (what `%__cranelift_throw` resolves to).
     pub fn throw_stub(&self) -> u64 {
-        self.throw_stub
+        self.stubs.throw
     }
 
     /// The machine the module runs on.
-    pub fn machine(&self) -> &dyn Machine {
+    pub fn machine(&self) -> &M {
         self.machine.as_ref()
     }
 
-    /// The signature of the function called `name` (`%name`, `name` or
-    /// `u0:1`).
+    /// The address of the loaded symbol `name` (`%name`, `name` or `u0:1`):
+    /// a function, a data object, a native symbol or a stub.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        self.symbols.get(&symbol_name(name)).copied()
+    }
+
+    /// The signature of the loaded function called `name` (`%name`, `name`
+    /// or `u0:1`).
     pub fn signature(&self, name: &str) -> Option<&ir::Signature> {
         self.signatures.get(&symbol_name(name))
     }
@@ -582,16 +675,9 @@ impl Module {
             .signatures
             .get(&symbol)
             .ok_or_else(|| Error::Signature(format!("no function {symbol} in this module")))?;
-        let callee = self.image.symbols[&symbol];
-        let Some(&entry) = self.entries.get(sig) else {
-            return Err(CallError::Failed(
-                self.unusable
-                    .get(sig)
-                    .cloned()
-                    .unwrap_or_else(|| Error::Signature(format!("no entry trampoline for {sig}"))),
-            ));
-        };
-        let endianness = self.machine.arch().endianness();
+        let callee = self.symbols[&symbol];
+        let entry = self.entry_for(sig)?;
+        let endianness = self.arch.endianness();
         let mut buffer = encode_arguments(sig, args, endianness)?;
         let mut services = CallServices {
             module: self,
@@ -605,20 +691,32 @@ impl Module {
         Ok(decode_results(sig, &buffer, endianness)?)
     }
 
+    fn entry_for(&self, sig: &ir::Signature) -> Result<u64, CallError> {
+        match self.entries.get(sig) {
+            Some(&entry) => Ok(entry),
+            None => Err(CallError::Failed(
+                self.unusable
+                    .get(sig)
+                    .cloned()
+                    .unwrap_or_else(|| Error::Signature(format!("no entry trampoline for {sig}"))),
+            )),
+        }
+    }
+
     /// What a finished `call_entry` means: `Ok` when the callee returned
     /// (its results are in `buffer`), else the trap, exception or failure.
     #[inline]
-    fn outcome(&self, services: &mut CallServices<'_>, buffer: &[u8]) -> Result<(), CallError> {
-        let status = header_word(buffer, STATUS_OFFSET, self.image.arch.endianness());
+    fn outcome(&self, services: &mut CallServices<'_, M>, buffer: &[u8]) -> Result<(), CallError> {
+        let status = header_word(buffer, STATUS_OFFSET, self.arch.endianness());
         if status == STATUS_RETURNED && services.fault.is_none() {
             return Ok(());
         }
         Err(self.failed_outcome(services, status))
     }
 
-    /// [`Module::outcome`] of a call that did not return.
+    /// [`JitModule::outcome`] of a call that did not return.
     #[cold]
-    fn failed_outcome(&self, services: &mut CallServices<'_>, status: u64) -> CallError {
+    fn failed_outcome(&self, services: &mut CallServices<'_, M>, status: u64) -> CallError {
         if let Some(fault) = services.fault {
             return self.trap(&fault);
         }
@@ -636,7 +734,7 @@ impl Module {
         }
     }
 
-    /// Resolve the function called `name` once, for [`Module::call_raw`]:
+    /// Resolve the function called `name` once, for [`JitModule::call_raw`]:
     /// its address, its signature's entry trampoline and the buffer size a
     /// call needs.
     pub fn raw_entry(&self, name: &str) -> Result<RawEntry, CallError> {
@@ -645,28 +743,21 @@ impl Module {
             .signatures
             .get(&symbol)
             .ok_or_else(|| Error::Signature(format!("no function {symbol} in this module")))?;
-        let Some(&trampoline) = self.entries.get(sig) else {
-            return Err(CallError::Failed(
-                self.unusable
-                    .get(sig)
-                    .cloned()
-                    .unwrap_or_else(|| Error::Signature(format!("no entry trampoline for {sig}"))),
-            ));
-        };
+        let trampoline = self.entry_for(sig)?;
         Ok(RawEntry {
             module: self.id,
             trampoline,
-            callee: self.image.symbols[&symbol],
+            callee: self.symbols[&symbol],
             buffer_size: trampoline::buffer_size(sig),
         })
     }
 
-    /// Call through `entry` (from [`Module::raw_entry`] of this module) with
-    /// a buffer the caller encoded: the [`crate::trampoline`] header
+    /// Call through `entry` (from [`JitModule::raw_entry`] of this module)
+    /// with a buffer the caller encoded: the [`crate::trampoline`] header
     /// followed by one [`crate::trampoline::SLOT_SIZE`]-byte slot per value,
     /// in the target's byte order (what [`crate::values::encode_arguments`]
     /// produces). On `Ok` the results are in the slots. Outcomes are those of
-    /// [`Module::call`]; what this skips is the name lookup and the
+    /// [`JitModule::call`]; what this skips is the name lookup and the
     /// `DataValue` encoding and decoding, so a caller can reuse one buffer.
     pub fn call_raw(&self, entry: &RawEntry, buffer: &mut [u8]) -> Result<(), CallError> {
         if entry.module != self.id {
@@ -697,9 +788,14 @@ impl Module {
         self.outcome(&mut services, buffer)
     }
 
+    /// The key ([`symbol_name`]) of function `id`.
+    pub(crate) fn func_key(&self, id: FuncId) -> String {
+        crate::jit::func_key(&self.declarations, id)
+    }
+
     /// What a fault delivered to the entry means.
     fn trap(&self, fault: &Fault) -> CallError {
-        let Some(function) = self.image.table.function(fault.pc) else {
+        let Some(function) = self.table.function(fault.pc) else {
             return CallError::Failed(Error::Machine(format!(
                 "{:?} at {:#x}, outside JIT code",
                 fault.kind, fault.pc
@@ -709,7 +805,7 @@ impl Module {
         // fault on memory that happens to lie just below a thread's stack,
         // while the accesses that overflow the stack (pushes, calls, spill
         // stores) are not trap sites.
-        let skew = self.image.arch.spec().trap_record_skew();
+        let skew = self.arch.spec().trap_record_skew();
         let code = function
             .trap_at_instruction(fault.pc, skew)
             .map(|t| t.code)
@@ -719,6 +815,9 @@ impl Module {
                 code,
                 pc: fault.pc,
                 function: function.name.clone(),
+                address: fault.address.filter(|_| {
+                    matches!(fault.kind, FaultKind::MemoryAccess | FaultKind::StackOverflow)
+                }),
             },
             None => CallError::Failed(Error::Machine(format!(
                 "{:?} at {:#x} ({}+{:#x}{}), which is not a trap site",
@@ -733,22 +832,6 @@ impl Module {
             ))),
         }
     }
-}
-
-fn compile_trampolines(
-    isa: &dyn TargetIsa,
-    sig: &ir::Signature,
-    index: usize,
-) -> Result<Vec<CompiledFunction>, Error> {
-    let text = trampoline::clif(sig, index);
-    let funcs = cranelift_reader::parse_functions(&text).map_err(|e| Error::Compile {
-        function: trampoline::names(index).0,
-        message: format!("entry trampoline for {sig}: {e}"),
-    })?;
-    funcs
-        .into_iter()
-        .map(|func| compile_function(isa, func))
-        .collect()
 }
 
 /// Where [`install_stubs`] put the ISA's stubs.
@@ -768,7 +851,7 @@ pub struct StubAddresses {
 /// [`HostFunction::Throw`] and [`HostFunction::ThrowToEntry`]. A throw stub
 /// reads its literal from the 8 bytes before its first instruction and
 /// falls through into the resume stub after its last.
-pub fn install_stubs(machine: &mut dyn Machine) -> Result<StubAddresses, Error> {
+pub fn install_stubs<M: ?Sized + Machine>(machine: &mut M) -> Result<StubAddresses, Error> {
     let arch = machine.arch();
     let spec = arch.spec();
     let throw = spec.throw_stub();

@@ -28,7 +28,17 @@ struct Region {
 pub struct NativeMachine {
     arch: Arch,
     regions: Vec<Region>,
+    /// Data memory ([`Machine::allocate_data`]), never executable.
+    data: Vec<Region>,
 }
+
+// SAFETY: the regions are plain mappings owned by the machine; `&self`
+// methods only read their bounds, and mutation (allocation, installation)
+// takes `&mut self`. Calls keep their state per thread (`THREAD`).
+unsafe impl Send for NativeMachine {}
+// SAFETY: as above; concurrent `call_entry`s share nothing but read-only
+// region bounds.
+unsafe impl Sync for NativeMachine {}
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -45,6 +55,7 @@ impl NativeMachine {
         Ok(NativeMachine {
             arch,
             regions: Vec::new(),
+            data: Vec::new(),
         })
     }
 
@@ -55,7 +66,7 @@ impl NativeMachine {
 
 impl Drop for NativeMachine {
     fn drop(&mut self) {
-        for r in &self.regions {
+        for r in self.regions.iter().chain(&self.data) {
             // SAFETY: each region was mapped by us with this length; nothing
             // runs in it once the machine is dropped.
             unsafe { libc::munmap(r.addr, r.len) };
@@ -302,6 +313,64 @@ impl Machine for NativeMachine {
             }
         }
         flush_icache(base, bytes.len());
+        Ok(())
+    }
+
+    fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
+        if !align.is_power_of_two() || align > page_size() as u64 {
+            return Err(Error::Memory {
+                address: 0,
+                message: format!("data alignment {align} (at most the page size is supported)"),
+            });
+        }
+        let len = size.max(1).next_multiple_of(page_size());
+        // SAFETY: an anonymous private mapping with no address hint.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::Memory {
+                address: 0,
+                message: format!("mmap of {len} bytes: {}", std::io::Error::last_os_error()),
+            });
+        }
+        self.data.push(Region { addr, len });
+        Ok(addr as u64)
+    }
+
+    fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
+        let region = self
+            .data
+            .iter()
+            .find(|r| r.addr as u64 == base)
+            .ok_or_else(|| Error::Memory {
+                address: base,
+                message: "not a region from allocate_data".into(),
+            })?;
+        if bytes.len() > region.len {
+            return Err(Error::Memory {
+                address: base,
+                message: format!("{} bytes do not fit a {}-byte region", bytes.len(), region.len),
+            });
+        }
+        // SAFETY: the region is ours and at least `bytes.len()` long; it is
+        // still writable (only this call makes it read-only).
+        unsafe {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), region.addr as *mut u8, bytes.len());
+            if !writable && libc::mprotect(region.addr, region.len, libc::PROT_READ) != 0 {
+                return Err(Error::Memory {
+                    address: base,
+                    message: format!("mprotect: {}", std::io::Error::last_os_error()),
+                });
+            }
+        }
         Ok(())
     }
 

@@ -8,7 +8,8 @@ use cranelift_codegen::ir::{Type, types};
 
 use crate::error::Error;
 use crate::isa::Endianness;
-use crate::module::{CallError, Module, RawEntry, symbol_name};
+use crate::machine::Machine;
+use crate::module::{CallError, JitModule, RawEntry, symbol_name};
 use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET};
 use crate::values::{read_scalar, write_scalar};
 
@@ -188,8 +189,8 @@ tuple!(A, B, C, D, E);
 tuple!(A, B, C, D, E, F);
 
 /// A JIT function with a checked signature. Get one with [`Module::typed`].
-pub struct TypedFunc<'m, P, R> {
-    module: &'m Module,
+pub struct TypedFunc<'m, P, R, M: ?Sized + Machine = dyn Machine> {
+    module: &'m JitModule<M>,
     name: String,
     entry: RawEntry,
     _types: PhantomData<fn(P) -> R>,
@@ -200,7 +201,7 @@ pub struct TypedFunc<'m, P, R> {
 /// trampoline's loads and stores require.
 const TYPED_BUFFER_WORDS: usize = (VALUES_OFFSET as usize + 6 * SLOT_SIZE as usize) / 16;
 
-impl<P: Params, R: Results> TypedFunc<'_, P, R> {
+impl<P: Params, R: Results, M: ?Sized + Machine> TypedFunc<'_, P, R, M> {
     /// Call it: the arguments go into a buffer on this stack, the call goes
     /// straight to the entry trampoline resolved when the handle was made.
     pub fn call(&self, params: P) -> Result<R, CallError> {
@@ -212,7 +213,7 @@ impl<P: Params, R: Results> TypedFunc<'_, P, R> {
                 self.entry.buffer_size(),
             )
         };
-        let endianness = self.module.image().arch.endianness();
+        let endianness = self.module.machine().arch().endianness();
         params.write_slots(buffer, endianness);
         self.module.call_raw(&self.entry, buffer)?;
         R::read_slots(buffer, endianness).ok_or_else(|| {
@@ -225,10 +226,18 @@ impl<P: Params, R: Results> TypedFunc<'_, P, R> {
     }
 }
 
-impl Module {
+impl<M: ?Sized + Machine> JitModule<M> {
+    /// A typed handle to loaded function `id` (see [`JitModule::typed`]).
+    pub fn typed_function<P: Params, R: Results>(
+        &self,
+        id: cranelift_module::FuncId,
+    ) -> Result<TypedFunc<'_, P, R, M>, Error> {
+        self.typed(&self.func_key(id))
+    }
+
     /// A typed handle to the function called `name`, if its signature's
     /// parameter and result types are `P` and `R`'s.
-    pub fn typed<P: Params, R: Results>(&self, name: &str) -> Result<TypedFunc<'_, P, R>, Error> {
+    pub fn typed<P: Params, R: Results>(&self, name: &str) -> Result<TypedFunc<'_, P, R, M>, Error> {
         let symbol = symbol_name(name);
         let sig = self
             .signature(&symbol)

@@ -55,6 +55,13 @@ const CODE_BASE: u64 = 0x4000_0000;
 const CODE_LIMIT: u64 = 0x8000_0000;
 const CODE_CHUNK: u64 = 0x10_0000;
 
+/// Data objects ([`Machine::allocate_data`]) are bump-allocated from here,
+/// each in its own pages so that read-only ones can be protected; within
+/// PC-relative reach (±2 GiB) of all code.
+const DATA_BASE: u64 = 0x8000_0000;
+const DATA_LIMIT: u64 = 0xA000_0000;
+const DATA_PAGE: u64 = 0x1000;
+
 /// The default bound on instructions per [`Machine::call_entry`].
 pub const DEFAULT_INSTRUCTION_LIMIT: u64 = 2_000_000_000;
 
@@ -178,6 +185,8 @@ pub struct EmulatedMachine {
     code_next: u64,
     /// End of the mapped code region.
     code_end: u64,
+    /// Next free data page.
+    data_next: u64,
     /// Size of the mapped buffer area.
     buffer_size: Cell<u64>,
     instruction_limit: Option<u64>,
@@ -297,6 +306,7 @@ impl EmulatedMachine {
             emu,
             code_next: CODE_BASE,
             code_end: CODE_BASE,
+            data_next: DATA_BASE,
             buffer_size: Cell::new(BUFFER_INITIAL),
             instruction_limit: Some(DEFAULT_INSTRUCTION_LIMIT),
             timeout: None,
@@ -800,6 +810,55 @@ impl Machine for EmulatedMachine {
         self.uc
             .ctl_remove_cache(base, end)
             .map_err(|e| engine_error(arch, "invalidating translated code", e))
+    }
+
+    fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
+        let arch = self.emu.arch();
+        if !align.is_power_of_two() || align > DATA_PAGE {
+            return Err(Error::Memory {
+                address: 0,
+                message: format!("{arch}: data alignment {align} (at most {DATA_PAGE:#x})"),
+            });
+        }
+        let start = self.data_next;
+        let len = align_up(size.max(1) as u64, DATA_PAGE)
+            .filter(|len| start.checked_add(*len).is_some_and(|end| end <= DATA_LIMIT))
+            .ok_or_else(|| Error::Memory {
+                address: start,
+                message: format!(
+                    "{arch}: data region exhausted allocating {size:#x} bytes (limit {DATA_LIMIT:#x})"
+                ),
+            })?;
+        self.uc
+            .mem_map(start, len, Prot::READ | Prot::WRITE)
+            .map_err(|e| map_error(arch, start, len, e))?;
+        self.data_next = start + len;
+        Ok(start)
+    }
+
+    fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
+        let arch = self.emu.arch();
+        let end = base.checked_add(bytes.len() as u64);
+        if base < DATA_BASE || end.is_none_or(|end| end > self.data_next) {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{arch}: installing {:#x} bytes outside allocated data {DATA_BASE:#x}..{:#x}",
+                    bytes.len(),
+                    self.data_next
+                ),
+            });
+        }
+        self.memory().write(base, bytes)?;
+        if !writable {
+            // The object's pages: up to the next page boundary after it
+            // (every allocation is whole pages).
+            let len = align_up(bytes.len().max(1) as u64, DATA_PAGE).unwrap_or(DATA_PAGE);
+            self.uc
+                .mem_protect(base, len, Prot::READ)
+                .map_err(|e| map_error(arch, base, len, e))?;
+        }
+        Ok(())
     }
 
     fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
