@@ -687,9 +687,11 @@ fn called(func: &ir::Function, key: &dyn Fn(&str) -> String) -> Vec<(String, ir:
         .ext_funcs
         .values()
         .filter(|e| !matches!(e.name, ir::ExternalName::LibCall(_)))
-        .map(|e| {
+        // A placeholder entry (no signature) declares nothing.
+        .filter_map(|e| {
+            let sig = func.dfg.signatures.get(e.signature)?;
             let name = e.name.display(Some(&func.params)).to_string();
-            (key(&name), func.dfg.signatures[e.signature].clone())
+            Some((key(&name), sig.clone()))
         })
         .collect()
 }

@@ -1,0 +1,499 @@
+//! `JitModule` through `cranelift_module::Module`, natively: incremental
+//! definitions, data objects, native symbols, threads, cross-module calls,
+//! signature checks and reserved symbols.
+
+use std::sync::Arc;
+
+use cranelift_exn::codegen::data_value::DataValue;
+use cranelift_exn::codegen::ir::{self, AbiParam, InstBuilder, TrapCode, types};
+use cranelift_exn::compile::default_isa;
+use cranelift_exn::cranelift_module::{DataDescription, Linkage, Module as _};
+use cranelift_exn::isa::Arch;
+use cranelift_exn::native::NativeMachine;
+use cranelift_exn::{CallError, JitModule};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+fn jit() -> JitModule<NativeMachine> {
+    let isa = default_isa(Arch::X86_64).unwrap();
+    JitModule::with_machine(NativeMachine::new().unwrap(), isa.as_ref()).unwrap()
+}
+
+fn sig(m: &JitModule<NativeMachine>, params: usize) -> ir::Signature {
+    let mut s = m.make_signature();
+    s.params.extend((0..params).map(|_| AbiParam::new(types::I64)));
+    s.returns.push(AbiParam::new(types::I64));
+    s
+}
+
+/// Define `id` with a body built by `body(builder, module-imported refs, params)`.
+fn define(
+    m: &mut JitModule<NativeMachine>,
+    id: cranelift_exn::cranelift_module::FuncId,
+    body: impl FnOnce(&mut FunctionBuilder, &mut JitModule<NativeMachine>, &[ir::Value]) -> ir::Value,
+) {
+    let mut ctx = m.make_context();
+    ctx.func.signature = m.declarations().get_function_decl(id).signature.clone();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    b.seal_block(block);
+    let params = b.block_params(block).to_vec();
+    let v = body(&mut b, m, &params);
+    b.ins().return_(&[v]);
+    let config = m.isa().frontend_config();
+    b.finalize(config);
+    m.define_function(id, &mut ctx).unwrap();
+}
+
+fn call1(m: &JitModule<NativeMachine>, name: &str, x: i64) -> Result<i64, CallError> {
+    match m.call(name, &[DataValue::I64(x)])?[..] {
+        [DataValue::I64(v)] => Ok(v),
+        ref other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn incremental_definitions_call_old_and_new_code_and_resolve_later_definitions() {
+    let mut m = jit();
+    let s1 = sig(&m, 1);
+    let double = m.declare_function("double", Linkage::Export, &s1).unwrap();
+    let later = m.declare_function("later", Linkage::Local, &s1).unwrap();
+    let uses_later = m
+        .declare_function("uses_later", Linkage::Export, &s1)
+        .unwrap();
+    define(&mut m, double, |b, _, p| b.ins().iadd(p[0], p[0]));
+    define(&mut m, uses_later, |b, m, p| {
+        let f = m.declare_func_in_func(later, b.func);
+        let call = b.ins().call(f, &[p[0]]);
+        b.inst_results(call)[0]
+    });
+    m.finalize_definitions().unwrap();
+    assert_eq!(call1(&m, "double", 21), Ok(42));
+    let old_double = m.get_finalized_function(double).unwrap();
+    // `uses_later` waits for `later`.
+    assert!(m.get_finalized_function(uses_later).is_err());
+    assert_eq!(
+        m.waiting(),
+        vec![("%uses_later".to_string(), "%later".to_string())]
+    );
+    assert!(m.call("uses_later", &[DataValue::I64(1)]).is_err());
+
+    // Second round: `later` calls old code; `uses_later` loads now.
+    define(&mut m, later, |b, m, p| {
+        let f = m.declare_func_in_func(double, b.func);
+        let call = b.ins().call(f, &[p[0]]);
+        let r = b.inst_results(call)[0];
+        {
+            let one = b.ins().iconst(types::I64, 1);
+            b.ins().iadd(r, one)
+        }
+    });
+    m.finalize_definitions().unwrap();
+    assert_eq!(call1(&m, "uses_later", 10), Ok(21));
+    assert_eq!(call1(&m, "later", 5), Ok(11));
+    assert_eq!(m.get_finalized_function(double).unwrap(), old_double);
+    assert_eq!(m.images().len(), 2);
+    assert!(m.waiting().is_empty());
+    let typed = m.typed_function::<i64, i64>(uses_later).unwrap();
+    assert_eq!(typed.call(100).unwrap(), 201);
+}
+
+#[test]
+fn module_errors_for_bad_declarations_and_definitions() {
+    let mut m = jit();
+    let s1 = sig(&m, 1);
+    let s2 = sig(&m, 2);
+    let f = m.declare_function("f", Linkage::Export, &s1).unwrap();
+    assert!(m.declare_function("f", Linkage::Export, &s2).is_err());
+    m.declare_data("f", Linkage::Export, false, false)
+        .expect_err("a function's name as data");
+    define(&mut m, f, |b, _, p| p[0].min(b.ins().iconst(types::I64, 0)));
+    let mut ctx = m.make_context();
+    ctx.func.signature = s1.clone();
+    assert!(m.define_function(f, &mut ctx).is_err(), "defined twice");
+    let imp = m.declare_function("imp", Linkage::Import, &s1).unwrap();
+    let mut ctx = m.make_context();
+    ctx.func.signature = s1.clone();
+    assert!(matches!(
+        m.define_function(imp, &mut ctx),
+        Err(cranelift_exn::cranelift_module::ModuleError::InvalidImportDefinition(_))
+    ));
+    // An import nothing provides is an error at finalize naming it.
+    let uses = m.declare_function("uses_imp", Linkage::Export, &s1).unwrap();
+    define(&mut m, uses, |b, m, p| {
+        let r = m.declare_func_in_func(imp, b.func);
+        let call = b.ins().call(r, &[p[0]]);
+        b.inst_results(call)[0]
+    });
+    let err = m.finalize_definitions().unwrap_err().to_string();
+    assert!(err.contains("undefined symbol %imp"), "{err}");
+    // Thread-local data is refused clearly.
+    let err = m
+        .declare_data("tls", Linkage::Export, true, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("thread-local"), "{err}");
+    // Reserved symbols cannot be defined, but the throw stub can be imported.
+    assert!(m.declare_function("__cranelift_throw", Linkage::Export, &s1).is_err());
+    assert!(
+        m.declare_function("__cranelift_exn_entry_0", Linkage::Local, &s1)
+            .is_err()
+    );
+}
+
+#[test]
+fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
+    let mut m = jit();
+    let s0 = sig(&m, 0);
+    let s1 = sig(&m, 1);
+    let counter = m.declare_data("counter", Linkage::Export, true, false).unwrap();
+    let table = m.declare_data("table", Linkage::Local, false, false).unwrap();
+    let zeros = m.declare_data("zeros", Linkage::Local, true, false).unwrap();
+    let ptrs = m.declare_data("ptrs", Linkage::Local, false, false).unwrap();
+    let target = m.declare_function("target", Linkage::Local, &s1).unwrap();
+    let bump = m.declare_function("bump", Linkage::Export, &s1).unwrap();
+    let read_table = m.declare_function("read_table", Linkage::Export, &s1).unwrap();
+    let via_ptrs = m.declare_function("via_ptrs", Linkage::Export, &s1).unwrap();
+    let poke_ro = m.declare_function("poke_ro", Linkage::Export, &s0).unwrap();
+
+    let mut d = DataDescription::new();
+    d.define(7u64.to_le_bytes().to_vec().into_boxed_slice());
+    m.define_data(counter, &d).unwrap();
+    let mut d = DataDescription::new();
+    let bytes: Vec<u8> = [10u64, 20, 30, 40].iter().flat_map(|v| v.to_le_bytes()).collect();
+    d.define(bytes.into_boxed_slice());
+    d.set_align(256);
+    m.define_data(table, &d).unwrap();
+    let mut d = DataDescription::new();
+    d.define_zeroinit(4096 * 3);
+    d.set_align(64);
+    m.define_data(zeros, &d).unwrap();
+    // ptrs = [&target, &table + 16]
+    let mut d = DataDescription::new();
+    d.define_zeroinit(16);
+    let fref = m.declare_func_in_data(target, &mut d);
+    d.write_function_addr(0, fref);
+    let gv = m.declare_data_in_data(table, &mut d);
+    d.write_data_addr(8, gv, 16);
+    m.define_data(ptrs, &d).unwrap();
+
+    define(&mut m, target, |b, _, p| {
+        let three = b.ins().iconst(types::I64, 3);
+        b.ins().imul(p[0], three)
+    });
+    define(&mut m, bump, |b, m, p| {
+        let gv = m.declare_data_in_func(counter, b.func);
+        let addr = b.ins().symbol_value(types::I64, gv);
+        let old = b.ins().load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
+        let new = b.ins().iadd(old, p[0]);
+        b.ins().store(ir::MemFlagsData::trusted(), new, addr, 0);
+        new
+    });
+    define(&mut m, read_table, |b, m, p| {
+        let gv = m.declare_data_in_func(table, b.func);
+        let addr = b.ins().symbol_value(types::I64, gv);
+        let eight = b.ins().iconst(types::I64, 8);
+        let off = b.ins().imul(p[0], eight);
+        let at = b.ins().iadd(addr, off);
+        b.ins().load(types::I64, ir::MemFlagsData::trusted(), at, 0)
+    });
+    define(&mut m, via_ptrs, |b, m, p| {
+        let gv = m.declare_data_in_func(ptrs, b.func);
+        let addr = b.ins().symbol_value(types::I64, gv);
+        let fptr = b.ins().load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
+        let dptr = b.ins().load(types::I64, ir::MemFlagsData::trusted(), addr, 8);
+        let sref = b.import_signature(s1.clone());
+        let call = b.ins().call_indirect(sref, fptr, &[p[0]]);
+        let r = b.inst_results(call)[0];
+        let t = b.ins().load(types::I64, ir::MemFlagsData::trusted(), dptr, 0);
+        b.ins().iadd(r, t)
+    });
+    define(&mut m, poke_ro, |b, m, _| {
+        let gv = m.declare_data_in_func(table, b.func);
+        let addr = b.ins().symbol_value(types::I64, gv);
+        let v = b.ins().iconst(types::I64, 99);
+        b.ins().store(ir::MemFlagsData::new().with_trap_code(Some(TrapCode::HEAP_OUT_OF_BOUNDS)), v, addr, 0);
+        v
+    });
+    m.finalize_definitions().unwrap();
+
+    assert_eq!(call1(&m, "bump", 5), Ok(12));
+    assert_eq!(call1(&m, "bump", 5), Ok(17));
+    let (addr, size) = m.get_finalized_data(counter).unwrap();
+    assert_eq!(size, 8);
+    // SAFETY: a live, loaded 8-byte data object.
+    assert_eq!(unsafe { (addr as *const u64).read() }, 17);
+    for i in 0..4 {
+        assert_eq!(call1(&m, "read_table", i), Ok(10 * (i + 1)));
+    }
+    let (table_addr, _) = m.get_finalized_data(table).unwrap();
+    assert_eq!(table_addr % 256, 0);
+    let (zeros_addr, zsize) = m.get_finalized_data(zeros).unwrap();
+    assert_eq!((zeros_addr % 64, zsize), (0, 4096 * 3));
+    // SAFETY: a live, loaded data object of `zsize` bytes.
+    let z = unsafe { std::slice::from_raw_parts(zeros_addr as *const u8, zsize) };
+    assert!(z.iter().all(|&b| b == 0));
+    // 4 * 3 + table[2]
+    assert_eq!(call1(&m, "via_ptrs", 4), Ok(12 + 30));
+    let (ptrs_addr, _) = m.get_finalized_data(ptrs).unwrap();
+    // SAFETY: a live 16-byte data object.
+    let words = unsafe { std::slice::from_raw_parts(ptrs_addr as *const u64, 2) };
+    assert_eq!(words, [m.get_finalized_function(target).unwrap(), table_addr + 16]);
+    // A store to read-only data is a trap with the faulting address.
+    match m.call("poke_ro", &[]) {
+        Err(CallError::Trap {
+            code,
+            function,
+            address,
+            ..
+        }) => {
+            assert_eq!(code, TrapCode::HEAP_OUT_OF_BOUNDS);
+            assert_eq!(function, "%poke_ro");
+            assert_eq!(address, Some(table_addr));
+            let debug = format!("{:?}", m.call("poke_ro", &[]).unwrap_err());
+            assert!(debug.contains("heap_oob"), "{debug}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(call1(&m, "read_table", 0), Ok(10), "still intact");
+}
+
+extern "C" fn native_triple(x: i64) -> i64 {
+    x * 3
+}
+
+#[test]
+fn native_symbols_are_called_directly_and_host_functions_may_throw() {
+    let mut m = jit();
+    let s1 = sig(&m, 1);
+    m.define_native_symbol("triple", native_triple as *const () as u64, Some(s1.clone()))
+        .unwrap();
+    m.add_symbol_lookup(|name| (name == "looked_up").then_some(native_triple as *const () as u64));
+    m.define_host_function("host_check", s1.clone(), |_, args| match args {
+        [DataValue::I64(x)] if *x >= 0 => Ok(vec![DataValue::I64(*x + 1000)]),
+        _ => Err(cranelift_exn::HostThrow::Exception {
+            tag: 3,
+            payloads: [9, 9],
+        }),
+    })
+    .unwrap();
+    let triple = m.declare_function("triple", Linkage::Import, &s1).unwrap();
+    let looked = m.declare_function("looked_up", Linkage::Import, &s1).unwrap();
+    let check = m.declare_function("host_check", Linkage::Import, &s1).unwrap();
+    let f = m.declare_function("f", Linkage::Export, &s1).unwrap();
+    define(&mut m, f, |b, m, p| {
+        let t = m.declare_func_in_func(triple, b.func);
+        let l = m.declare_func_in_func(looked, b.func);
+        let c = m.declare_func_in_func(check, b.func);
+        let c1 = b.ins().call(t, &[p[0]]);
+        let a = b.inst_results(c1)[0];
+        let c2 = b.ins().call(l, &[a]);
+        let a = b.inst_results(c2)[0];
+        let c3 = b.ins().call(c, &[a]);
+        b.inst_results(c3)[0]
+    });
+    m.finalize_definitions().unwrap();
+    assert_eq!(call1(&m, "f", 2), Ok(1018));
+    assert_eq!(
+        call1(&m, "f", -1),
+        Err(CallError::Exception {
+            tag: 3,
+            payloads: [9, 9]
+        })
+    );
+}
+
+#[test]
+fn signature_mismatches_are_errors_naming_both_signatures() {
+    // A host function registered with one signature, declared in CLIF with
+    // another.
+    let mut m = jit();
+    let s1 = sig(&m, 1);
+    m.define_host_function("h", s1, |_, _| Ok(vec![DataValue::I64(0)]))
+        .unwrap();
+    m.define_clif(
+        "function %f(i64) -> i64 {
+            fn0 = %h(i64, i64) -> i64 tail
+        block0(v0: i64):
+            v1 = call fn0(v0, v0)
+            return v1
+        }",
+    )
+    .unwrap();
+    let err = m.finalize().unwrap_err().to_string();
+    assert!(
+        err.contains("%f calls %h as (i64, i64) -> i64 tail")
+            && err.contains("but %h is (i64) -> i64 system_v"),
+        "{err}"
+    );
+    assert!(m.call("f", &[DataValue::I64(1)]).is_err());
+
+    // A returns mismatch and a CLIF→CLIF call-convention mismatch.
+    for (callee, decl) in [
+        ("function %g(i64) -> i64 {\nblock0(v0: i64):\n return v0\n}", "%g(i64) -> f64"),
+        (
+            "function %g(i64) -> i64 tail {\nblock0(v0: i64):\n return v0\n}",
+            "%g(i64) -> i64 system_v",
+        ),
+    ] {
+        let mut m = jit();
+        m.define_clif(callee).unwrap();
+        m.define_clif(&format!(
+            "function %caller(i64) -> i64 {{
+                fn0 = {decl}
+            block0(v0: i64):
+                v1 = call fn0(v0)
+                v2 = iconst.i64 0
+                return v2
+            }}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = m.finalize().unwrap_err().to_string();
+        assert!(err.contains("%caller calls %g as") && err.contains("but %g is"), "{err}");
+    }
+
+    // A user-defined %__cranelift_throw is refused.
+    let mut m = jit();
+    let err = m
+        .define_clif("function %__cranelift_throw() {\nblock0:\n return\n}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reserved"), "{err}");
+}
+
+const THROWER: &str = "
+function %lib_div(i64, i64) -> i64 {
+block0(v0: i64, v1: i64):
+    v2 = sdiv v0, v1
+    return v2
+}
+
+function %lib_throw(i64) -> i64 tail {
+    sig0 = (i64, i64, i64, i32, i64, i64) system_v
+    fn0 = %__cranelift_throw sig0
+block0(v0: i64):
+    v1 = get_frame_pointer.i64
+    v2 = get_return_address.i64
+    v3 = iconst.i64 0
+    v4 = iconst.i32 5
+    call fn0(v3, v1, v2, v4, v0, v0)
+    return v0
+}
+";
+
+#[test]
+fn cross_module_calls_with_traps_and_throws_reaching_the_caller() {
+    let mut lib = jit();
+    lib.define_clif(THROWER).unwrap();
+    lib.finalize().unwrap();
+    let lib = Arc::new(lib);
+    let mut app = jit();
+    app.import_module(&lib).unwrap();
+    app.define_clif(
+        "function %app(i64, i64) -> i64 {
+            fn0 = %lib_div(i64, i64) -> i64
+            sig1 = (i64) -> i64 tail
+            fn1 = %lib_throw(i64) -> i64 tail
+        block0(v0: i64, v1: i64):
+            brif v1, block1, block2
+        block1:
+            v2 = call fn0(v0, v1)
+            return v2
+        block2:
+            try_call fn1(v0), sig1, block3(ret0), [ tag5: block4(exn0), default: block5 ]
+        block3(v3: i64):
+            return v3
+        block4(v4: i64):
+            v7 = iconst.i64 1000
+            v5 = iadd v4, v7
+            return v5
+        block5:
+            v6 = iconst.i64 -1
+            return v6
+        }",
+    )
+    .unwrap();
+    app.finalize().unwrap();
+    let two = |a: i64, b: i64| app.call("app", &[DataValue::I64(a), DataValue::I64(b)]);
+    assert_eq!(two(42, 6), Ok(vec![DataValue::I64(7)]));
+    // The throw in the other module's code is caught by this module's handler.
+    assert_eq!(two(7, 0), Ok(vec![DataValue::I64(1007)]));
+    // The trap in the other module's code reaches this module's entry.
+    let mut app2 = jit();
+    app2.import_module(&lib).unwrap();
+    app2.define_clif(
+        "function %divz(i64) -> i64 {
+            fn0 = %lib_div(i64, i64) -> i64
+        block0(v0: i64):
+            v1 = iconst.i64 0
+            v2 = call fn0(v0, v1)
+            return v2
+        }",
+    )
+    .unwrap();
+    app2.finalize().unwrap();
+    match app2.call("divz", &[DataValue::I64(1)]) {
+        Err(CallError::Trap { code, function, .. }) => {
+            assert_eq!(code, TrapCode::INTEGER_DIVISION_BY_ZERO);
+            assert_eq!(function, "%lib_div");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(lib);
+    // The imported module stays alive with its importers.
+    assert_eq!(two(42, 7), Ok(vec![DataValue::I64(6)]));
+}
+
+#[test]
+fn one_native_module_is_shared_by_threads_calling_it_concurrently() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<JitModule<NativeMachine>>();
+    let mut m = jit();
+    m.define_clif(
+        "function %work(i64) -> i64 {
+        block0(v0: i64):
+            v1 = iconst.i64 0
+            v2 = icmp slt v0, v1
+            trapnz v2, user7
+            v4 = iconst.i64 3
+            v3 = imul v0, v4
+            return v3
+        }",
+    )
+    .unwrap();
+    m.define_clif(THROWER).unwrap();
+    m.finalize().unwrap();
+    let m = Arc::new(m);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let work = m.typed::<i64, i64>("work").unwrap();
+                for i in 0..2000i64 {
+                    let x = i * 4 + t;
+                    match i % 3 {
+                        0 => assert_eq!(work.call(x).unwrap(), 3 * x),
+                        1 => match work.call(-x - 1) {
+                            Err(CallError::Trap { code, .. }) => {
+                                assert_eq!(code, TrapCode::user(7).unwrap())
+                            }
+                            other => panic!("{other:?}"),
+                        },
+                        _ => assert_eq!(
+                            m.call("lib_throw", &[DataValue::I64(x)]),
+                            Err(CallError::Exception {
+                                tag: 5,
+                                payloads: [x as u64; 2]
+                            })
+                        ),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
