@@ -20,7 +20,7 @@ use cranelift_exn::codegen::ir::{
     MemFlagsData, condcodes::IntCC, types,
 };
 use cranelift_exn::cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_exn::frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 /// The tag `throw` uses.
 pub const TOY_TAG: u32 = 1;

@@ -32,5 +32,6 @@ pub use typed::TypedFunc;
 
 /// Re-exported Cranelift crates, at the exact versions this crate uses.
 pub use cranelift_codegen as codegen;
+pub use cranelift_frontend as frontend;
 pub use cranelift_module;
 pub use cranelift_reader as reader;

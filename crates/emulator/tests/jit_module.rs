@@ -1,0 +1,250 @@
+//! `JitModule` (the `cranelift_module::Module` implementation) on the four
+//! emulated ISAs: the toy frontend with loops, calls, a global and
+//! throw/try; incremental definitions; data objects (writable, read-only,
+//! zeroed, aligned, with function and data relocations); native symbols.
+
+#[allow(dead_code)]
+#[path = "../../../examples/toy.rs"]
+mod toy;
+
+use cranelift_exn::codegen::data_value::DataValue;
+use cranelift_exn::codegen::ir::{AbiParam, TrapCode, types};
+use cranelift_exn::compile::default_isa;
+use cranelift_exn::cranelift_module::{DataDescription, Linkage, Module as _};
+use cranelift_exn::isa::{Arch, Endianness};
+use cranelift_exn::{CallError, HostThrow, JitModule};
+use cranelift_exn_emulator::EmulatedMachine;
+
+fn module(arch: Arch) -> JitModule<EmulatedMachine> {
+    let isa = default_isa(arch).unwrap();
+    JitModule::with_machine(EmulatedMachine::new(arch).unwrap(), isa.as_ref()).unwrap()
+}
+
+fn i64s(values: &[i64]) -> Vec<DataValue> {
+    values.iter().map(|&v| DataValue::I64(v)).collect()
+}
+
+const GETTERS: &str = "fn get_calls() { return calls; }";
+
+#[test]
+fn the_toy_frontend_runs_with_exceptions_on_every_emulated_isa() {
+    for arch in Arch::ALL {
+        let mut m = module(arch);
+        let mut sig = m.make_signature();
+        sig.params.push(AbiParam::new(types::I64));
+        sig.returns.push(AbiParam::new(types::I64));
+        m.define_host_function(toy::RAISE, sig, |_, args| match args {
+            [DataValue::I64(v)] => Err(HostThrow::Exception {
+                tag: toy::TOY_TAG,
+                payloads: [*v as u64, 0],
+            }),
+            _ => Ok(vec![DataValue::I64(0)]),
+        })
+        .unwrap();
+        let p = toy::compile(&mut m, toy::DEMO, &toy::Program::default()).unwrap();
+        m.finalize_definitions().unwrap();
+        let call = |m: &JitModule<EmulatedMachine>, p: &toy::Program, name: &str, args: &[i64]| {
+            m.call_function(p.functions[name].0, &i64s(args))
+        };
+        assert_eq!(call(&m, &p, "fib", &[40]), Ok(i64s(&[102334155])), "{arch}");
+        assert_eq!(call(&m, &p, "safe_div", &[84, 2]), Ok(i64s(&[42])), "{arch}");
+        assert_eq!(call(&m, &p, "safe_div", &[5, 0]), Ok(i64s(&[-1005])), "{arch}");
+        assert_eq!(
+            call(&m, &p, "uncaught", &[7]),
+            Err(CallError::Exception {
+                tag: toy::TOY_TAG,
+                payloads: [7, 0]
+            }),
+            "{arch}"
+        );
+        match call(&m, &p, "raw_div", &[5, 0]) {
+            Err(CallError::Trap { code, function, .. }) => {
+                assert_eq!(code, TrapCode::INTEGER_DIVISION_BY_ZERO, "{arch}");
+                assert_eq!(function, "%raw_div", "{arch}");
+            }
+            other => panic!("{arch}: {other:?}"),
+        }
+        // Incremental: new code calling old code and reading the global.
+        let more = toy::compile(
+            &mut m,
+            &format!("{GETTERS} fn fib_sum(n) {{ return fib(n) + fib(n + 1); }}"),
+            &p,
+        )
+        .unwrap();
+        m.finalize_definitions().unwrap();
+        assert_eq!(call(&m, &more, "fib_sum", &[10]), Ok(i64s(&[144])), "{arch}");
+        assert_eq!(call(&m, &more, "get_calls", &[]), Ok(i64s(&[3])), "{arch}");
+        assert_eq!(m.images().len(), 2, "{arch}");
+    }
+}
+
+#[test]
+fn data_objects_and_native_symbols_on_every_emulated_isa() {
+    for arch in Arch::ALL {
+        let mut m = module(arch);
+        let word = |v: u64| match arch.endianness() {
+            Endianness::Little => v.to_le_bytes(),
+            Endianness::Big => v.to_be_bytes(),
+        };
+        let counter = m.declare_data("counter", Linkage::Export, true, false).unwrap();
+        let table = m.declare_data("table", Linkage::Local, false, false).unwrap();
+        let zeros = m.declare_data("zeros", Linkage::Local, true, false).unwrap();
+        let ptrs = m.declare_data("ptrs", Linkage::Export, false, false).unwrap();
+        let mut d = DataDescription::new();
+        d.define(Box::new(word(7)));
+        m.define_data(counter, &d).unwrap();
+        let mut d = DataDescription::new();
+        d.define([10u64, 20, 30, 40].iter().flat_map(|&v| word(v)).collect());
+        d.set_align(128);
+        m.define_data(table, &d).unwrap();
+        let mut d = DataDescription::new();
+        d.define_zeroinit(5000);
+        d.set_align(32);
+        m.define_data(zeros, &d).unwrap();
+        m.define_clif(
+            "function %triple(i64) -> i64 {
+            block0(v0: i64):
+                v1 = iconst.i64 3
+                v2 = imul v0, v1
+                return v2
+            }",
+        )
+        .unwrap();
+        let triple = m
+            .declare_function("triple", Linkage::Export, &{
+                let mut s = m.make_signature();
+                s.params.push(AbiParam::new(types::I64));
+                s.returns.push(AbiParam::new(types::I64));
+                s.call_conv = cranelift_exn::codegen::isa::CallConv::Fast;
+                s
+            })
+            .unwrap();
+        // ptrs = [&triple, &table + 16]
+        let mut d = DataDescription::new();
+        d.define_zeroinit(16);
+        let f = m.declare_func_in_data(triple, &mut d);
+        d.write_function_addr(0, f);
+        let g = m.declare_data_in_data(table, &mut d);
+        d.write_data_addr(8, g, 16);
+        m.define_data(ptrs, &d).unwrap();
+        m.define_clif(
+            "function %bump(i64) -> i64 {
+                gv0 = symbol colocated %counter
+            block0(v0: i64):
+                v1 = symbol_value.i64 gv0
+                v2 = load.i64 v1
+                v3 = iadd v2, v0
+                store v3, v1
+                return v3
+            }
+
+            function %read_table(i64) -> i64 {
+                gv0 = symbol %table
+            block0(v0: i64):
+                v1 = symbol_value.i64 gv0
+                v2 = iconst.i64 8
+                v3 = imul v0, v2
+                v4 = iadd v1, v3
+                v5 = load.i64 v4
+                return v5
+            }
+
+            function %via_ptrs(i64) -> i64 {
+                gv0 = symbol colocated %ptrs
+                sig0 = (i64) -> i64 fast
+            block0(v0: i64):
+                v1 = symbol_value.i64 gv0
+                v2 = load.i64 v1
+                v3 = load.i64 v1+8
+                v4 = call_indirect sig0, v2(v0)
+                v5 = load.i64 v3
+                v6 = iadd v4, v5
+                return v6
+            }
+
+            function %zeros_sum() -> i64 {
+                gv0 = symbol colocated %zeros
+            block0:
+                v1 = symbol_value.i64 gv0
+                v2 = load.i64 v1
+                v3 = load.i64 v1+4992
+                v4 = iadd v2, v3
+                return v4
+            }
+
+            function %addresses() -> i64, i64 {
+                gv0 = symbol colocated %table
+                gv1 = symbol colocated %zeros
+            block0:
+                v0 = symbol_value.i64 gv0
+                v1 = symbol_value.i64 gv1
+                return v0, v1
+            }
+
+            function %poke_ro() -> i64 {
+                gv0 = symbol colocated %table
+            block0:
+                v0 = symbol_value.i64 gv0
+                v1 = iconst.i64 99
+                store heap_oob v1, v0
+                return v1
+            }",
+        )
+        .unwrap();
+        m.finalize().unwrap();
+        let one = |m: &JitModule<EmulatedMachine>, name: &str, x: &[i64]| m.call(name, &i64s(x));
+        assert_eq!(one(&m, "bump", &[5]), Ok(i64s(&[12])), "{arch}");
+        assert_eq!(one(&m, "bump", &[5]), Ok(i64s(&[17])), "{arch}");
+        for i in 0..4 {
+            assert_eq!(one(&m, "read_table", &[i]), Ok(i64s(&[10 * (i + 1)])), "{arch}");
+        }
+        assert_eq!(one(&m, "via_ptrs", &[4]), Ok(i64s(&[12 + 30])), "{arch}");
+        assert_eq!(one(&m, "zeros_sum", &[]), Ok(i64s(&[0])), "{arch}");
+        let (table_addr, _) = m.get_finalized_data(table).unwrap();
+        let (zeros_addr, zeros_size) = m.get_finalized_data(zeros).unwrap();
+        assert_eq!(
+            one(&m, "addresses", &[]),
+            Ok(i64s(&[table_addr as i64, zeros_addr as i64])),
+            "{arch}"
+        );
+        assert_eq!((table_addr % 128, zeros_addr % 32, zeros_size), (0, 0, 5000));
+        match one(&m, "poke_ro", &[]) {
+            Err(CallError::Trap {
+                code,
+                function,
+                address,
+                ..
+            }) => {
+                assert_eq!(code, TrapCode::HEAP_OUT_OF_BOUNDS, "{arch}");
+                assert_eq!(function, "%poke_ro", "{arch}");
+                assert_eq!(address, Some(table_addr), "{arch}");
+            }
+            other => panic!("{arch}: {other:?}"),
+        }
+        assert_eq!(one(&m, "read_table", &[0]), Ok(i64s(&[10])), "{arch}: intact");
+
+        // A native symbol: a target address (here: loaded code) called
+        // directly by its declared ABI.
+        let address = m.symbol_address("triple").unwrap();
+        let mut sig = m.make_signature();
+        sig.params.push(AbiParam::new(types::I64));
+        sig.returns.push(AbiParam::new(types::I64));
+        sig.call_conv = cranelift_exn::codegen::isa::CallConv::Fast;
+        m.define_native_symbol("native_triple", address, Some(sig))
+            .unwrap();
+        m.define_clif(
+            "function %use_native(i64) -> i64 {
+                fn0 = %native_triple(i64) -> i64 fast
+            block0(v0: i64):
+                v1 = call fn0(v0)
+                v2 = iconst.i64 1
+                v3 = iadd v1, v2
+                return v3
+            }",
+        )
+        .unwrap();
+        m.finalize().unwrap();
+        assert_eq!(one(&m, "use_native", &[14]), Ok(i64s(&[43])), "{arch}");
+        assert_eq!(one(&m, "bump", &[1]), Ok(i64s(&[18])), "{arch}: old code, old data");
+    }
+}
