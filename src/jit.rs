@@ -383,8 +383,10 @@ impl<M: ?Sized + Machine> JitModule<M> {
         let mut batch: Vec<CompiledFunction> = Vec::new();
         let mut new_signatures = Vec::new();
         let mut waiting = Vec::new();
+        let mut calls = Vec::new();
         for (i, p) in std::mem::take(&mut self.pending).into_iter().enumerate() {
             if ready.contains(&i) {
+                calls.push(p.calls);
                 let sig = p.compiled.signature.clone();
                 if !self.entries.contains_key(&sig)
                     && !self.unusable.contains_key(&sig)
@@ -398,20 +400,17 @@ impl<M: ?Sized + Machine> JitModule<M> {
             }
         }
         let user_functions = batch.len();
-        let restore = |module: &mut Self, batch: Vec<CompiledFunction>, waiting| {
+        let mut restore = |module: &mut Self, batch: Vec<CompiledFunction>, waiting| {
             // Put the user functions back as they were.
             module.pending = batch
                 .into_iter()
                 .take(user_functions)
-                .map(|compiled| PendingFunction {
-                    compiled,
-                    calls: Vec::new(),
-                })
+                .zip(std::mem::take(&mut calls))
+                .map(|(compiled, calls)| PendingFunction { compiled, calls })
                 .chain(waiting)
                 .collect();
         };
-        let result = self.link_and_load(&mut batch, &new_signatures, &data_symbols, &regions);
-        match result {
+        match self.link_and_load(&mut batch, &new_signatures, &data_symbols, &regions) {
             Ok(()) => {
                 self.pending = waiting;
                 self.pending_data.clear();

@@ -330,6 +330,26 @@ fn signature_mismatches_are_errors_naming_both_signatures() {
     );
     assert!(m.call("f", &[DataValue::I64(1)]).is_err());
 
+    // A host function returning i64 declared as returning f64.
+    let mut m = jit();
+    let s1 = sig(&m, 1);
+    m.define_host_function("h", s1, |_, _| Ok(vec![DataValue::I64(0)]))
+        .unwrap();
+    m.define_clif(
+        "function %f(i64) -> f64 system_v {
+            fn0 = %h(i64) -> f64 system_v
+        block0(v0: i64):
+            v1 = call fn0(v0)
+            return v1
+        }",
+    )
+    .unwrap();
+    let err = m.finalize().unwrap_err().to_string();
+    assert!(
+        err.contains("%f calls %h as (i64) -> f64 system_v, but %h is (i64) -> i64 system_v"),
+        "{err}"
+    );
+
     // A returns mismatch and a CLIF→CLIF call-convention mismatch.
     for (callee, decl) in [
         ("function %g(i64) -> i64 {\nblock0(v0: i64):\n return v0\n}", "%g(i64) -> f64"),

@@ -81,8 +81,8 @@ fn example_in_this_file() -> String {
 fn readme_shows_the_tested_example() {
     let readme = include_str!("../README.md");
     let section = readme
-        .find("## Library: the embedder runtime")
-        .expect("README has the library section");
+        .find("### CLIF text and host functions: `ModuleBuilder`")
+        .expect("README has the ModuleBuilder section");
     let start =
         readme[section..].find("```rust\n").expect("a rust block") + section + "```rust\n".len();
     let end = readme[start..].find("```\n").expect("the block ends") + start;

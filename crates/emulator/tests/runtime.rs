@@ -223,7 +223,7 @@ fn stack_overflow_in_jit_code_is_a_trap_natively() {
 
 const HOSTED: &str = "
 function %add_host(i64, i64) -> i64 {
-    fn0 = %host_add(i64, i64) -> i64
+    fn0 = %host_add(i64, i64) -> i64 system_v
 block0(v0: i64, v1: i64):
     v2 = call fn0(v0, v1)
     v902 = iconst.i64 1
@@ -255,7 +255,7 @@ block0(v0: i64):
 
 ;; Calls back into the host, which re-enters the module.
 function %outer(i64) -> i64 {
-    fn0 = %host_reenter(i64) -> i64
+    fn0 = %host_reenter(i64) -> i64 system_v
 block0(v0: i64):
     v1 = call fn0(v0)
     v904 = iconst.i64 10
