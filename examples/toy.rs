@@ -49,7 +49,9 @@ fn lex(src: &str) -> Result<Vec<Token>, String> {
             continue;
         }
         if c.is_ascii_digit() {
-            let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let n = rest[..end]
                 .parse()
                 .map_err(|e| format!("number {}: {e}", &rest[..end]))?;
@@ -364,7 +366,8 @@ pub fn compile<M: Module>(module: &mut M, src: &str, known: &Program) -> Result<
             cg.b.def_var(var, v);
             cg.vars.insert(param.clone(), var);
         }
-        cg.stmts(&def.body).map_err(|e| format!("{}: {e}", def.name))?;
+        cg.stmts(&def.body)
+            .map_err(|e| format!("{}: {e}", def.name))?;
         let zero = cg.b.ins().iconst(types::I64, 0);
         cg.b.ins().return_(&[zero]);
         cg.b.seal_all_blocks();
@@ -380,7 +383,8 @@ pub fn compile<M: Module>(module: &mut M, src: &str, known: &Program) -> Result<
 
 fn signature<M: Module>(module: &M, params: usize) -> ir::Signature {
     let mut sig = module.make_signature();
-    sig.params.extend((0..params).map(|_| AbiParam::new(types::I64)));
+    sig.params
+        .extend((0..params).map(|_| AbiParam::new(types::I64)));
     sig.returns.push(AbiParam::new(types::I64));
     sig
 }
@@ -417,8 +421,11 @@ impl<M: Module> Codegen<'_, M> {
                 }
             }
             Stmt::While(cond, body) => {
-                let (head, body_block, exit) =
-                    (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                let (head, body_block, exit) = (
+                    self.b.create_block(),
+                    self.b.create_block(),
+                    self.b.create_block(),
+                );
                 self.b.ins().jump(head, &[]);
                 self.b.switch_to_block(head);
                 let c = self.expr(cond)?;
@@ -429,8 +436,11 @@ impl<M: Module> Codegen<'_, M> {
                 self.b.switch_to_block(exit);
             }
             Stmt::If(cond, then, els) => {
-                let (t, e, merge) =
-                    (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                let (t, e, merge) = (
+                    self.b.create_block(),
+                    self.b.create_block(),
+                    self.b.create_block(),
+                );
                 let c = self.expr(cond)?;
                 self.b.ins().brif(c, t, &[], e, &[]);
                 self.b.switch_to_block(t);
@@ -631,7 +641,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("uncaught(7)       = {}", call("uncaught", &[7]));
 
     // Incremental: a second program calls the first one's code.
-    let more = compile(&mut module, "fn fib_sum(n) { return fib(n) + fib(n + 1); }", &program)?;
+    let more = compile(
+        &mut module,
+        "fn fib_sum(n) { return fib(n) + fib(n + 1); }",
+        &program,
+    )?;
     module.finalize_definitions()?;
     let (id, _) = more.functions["fib_sum"];
     println!(
@@ -640,6 +654,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let (addr, _) = module.get_finalized_data(program.globals["calls"])?;
     // SAFETY: a live 8-byte data object of this (native) module.
-    println!("calls             = {}", unsafe { (addr as *const i64).read() });
+    println!("calls             = {}", unsafe {
+        (addr as *const i64).read()
+    });
     Ok(())
 }

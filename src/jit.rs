@@ -21,12 +21,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use cranelift_codegen::Context;
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir;
 use cranelift_codegen::isa::TargetIsa;
-use cranelift_codegen::Context;
 use cranelift_module::{
     DataDescription, DataId, FuncId, Init, Linkage, ModuleDeclarations, ModuleError,
     ModuleRelocTarget, ModuleResult,
@@ -246,7 +246,10 @@ impl<M: ?Sized + Machine> JitModule<M> {
     /// Resolve names that nothing defines with `lookup` (given the name as
     /// declared, without `%`), like `JITBuilder::symbol_lookup_fn`. Later
     /// lookups are asked first.
-    pub fn add_symbol_lookup(&mut self, lookup: impl Fn(&str) -> Option<u64> + Send + Sync + 'static) {
+    pub fn add_symbol_lookup(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<u64> + Send + Sync + 'static,
+    ) {
         self.lookups.insert(0, Box::new(lookup));
     }
 
@@ -290,7 +293,12 @@ impl<M: ?Sized + Machine> JitModule<M> {
     fn merge_table(&mut self, functions: &[FunctionEntry]) {
         let present: HashSet<u64> = self.table.functions().iter().map(|f| f.start).collect();
         let mut all = self.table.functions().to_vec();
-        all.extend(functions.iter().filter(|f| !present.contains(&f.start)).cloned());
+        all.extend(
+            functions
+                .iter()
+                .filter(|f| !present.contains(&f.start))
+                .cloned(),
+        );
         self.table = ExceptionTable::new(all);
     }
 
@@ -337,7 +345,9 @@ impl<M: ?Sized + Machine> JitModule<M> {
             .collect()
     }
 
-    /// [`JitModule::finalize`] with `cranelift_module`'s error type.
+    /// [`JitModule::finalize`] with `cranelift_module`'s error type (the
+    /// signature of cranelift-jit's `finalize_definitions`).
+    #[allow(clippy::result_large_err)]
     pub fn finalize_definitions(&mut self) -> ModuleResult<()> {
         self.finalize().map_err(from_error)
     }
@@ -499,8 +509,11 @@ impl<M: ?Sized + Machine> JitModule<M> {
                             message: "the address does not fit the data object".into(),
                         });
                     }
-                    bytes[field..field + 8]
-                        .copy_from_slice(&arch.endianness().write_u64(value.wrapping_add_signed(*addend)));
+                    bytes[field..field + 8].copy_from_slice(
+                        &arch
+                            .endianness()
+                            .write_u64(value.wrapping_add_signed(*addend)),
+                    );
                 }
             }
             self.machine.install_data(*base, &bytes, *writable)?;
@@ -626,6 +639,19 @@ impl<M: ?Sized + Machine> JitModule<M> {
         }
         let data: HashSet<&str> = self.pending_data.iter().map(|d| d.key.as_str()).collect();
         let hosts: HashSet<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+        // Keys of every function and data object declared to be defined
+        // in this module (not imports): a reference to one waits.
+        let functions = self
+            .declarations
+            .get_functions()
+            .filter(|(_, d)| d.linkage != Linkage::Import)
+            .map(|(id, _)| func_key(&self.declarations, id));
+        let objects = self
+            .declarations
+            .get_data_objects()
+            .filter(|(_, d)| d.linkage != Linkage::Import)
+            .map(|(id, _)| data_key(&self.declarations, id));
+        let definable: HashSet<String> = functions.chain(objects).collect();
         let mut ready: HashSet<usize> = (0..self.pending.len()).collect();
         loop {
             let keys: HashSet<&str> = ready
@@ -647,15 +673,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
                     {
                         continue;
                     }
-                    let declared_here = match self.declarations.get_name(decl_name(s)) {
-                        Some(cranelift_module::FuncOrDataId::Func(id)) => {
-                            self.declarations.get_function_decl(id).linkage != Linkage::Import
-                        }
-                        Some(cranelift_module::FuncOrDataId::Data(id)) => {
-                            self.declarations.get_data_decl(id).linkage != Linkage::Import
-                        }
-                        None => false,
-                    };
+                    let declared_here = definable.contains(s);
                     let pending_elsewhere = self.pending.iter().any(|p| p.compiled.name == s);
                     if declared_here || pending_elsewhere {
                         deferred.push(i);
@@ -731,7 +749,10 @@ fn module_key(declarations: &ModuleDeclarations, name: &str) -> String {
     name.to_string()
 }
 
-fn reloc_target_key(declarations: &ModuleDeclarations, target: &ModuleRelocTarget) -> Option<String> {
+fn reloc_target_key(
+    declarations: &ModuleDeclarations,
+    target: &ModuleRelocTarget,
+) -> Option<String> {
     match target {
         ModuleRelocTarget::User { namespace, index } => {
             Some(module_key(declarations, &format!("u{namespace}:{index}")))
@@ -821,7 +842,8 @@ impl<M: ?Sized + Machine> cranelift_module::Module for JitModule<M> {
         }
         let declarations = &self.declarations;
         let calls = called(&ctx.func, &|s| module_key(declarations, s));
-        let mut compiled = compile_function(self.isa.as_ref(), ctx.func.clone()).map_err(from_error)?;
+        let mut compiled =
+            compile_function(self.isa.as_ref(), ctx.func.clone()).map_err(from_error)?;
         compiled.name = key;
         for r in &mut compiled.relocs {
             if let RelocTarget::Symbol(s) = &mut r.target {
@@ -864,12 +886,17 @@ impl<M: ?Sized + Machine> cranelift_module::Module for JitModule<M> {
         };
         let align = data.align.unwrap_or(1);
         if !align.is_power_of_two() {
-            return Err(backend(format!("{key}: alignment {align} is not a power of two")));
+            return Err(backend(format!(
+                "{key}: alignment {align} is not a power of two"
+            )));
         }
         let mut relocs = Vec::new();
         for r in data.all_relocs(Reloc::Abs8) {
             let target = reloc_target_key(&self.declarations, &r.name).ok_or_else(|| {
-                backend(format!("{key}: a relocation to {:?} is not supported", r.name))
+                backend(format!(
+                    "{key}: a relocation to {:?} is not supported",
+                    r.name
+                ))
             })?;
             relocs.push((r.offset, target, r.addend));
         }

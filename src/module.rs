@@ -99,7 +99,10 @@ impl std::fmt::Debug for CallError {
             CallError::Exception { tag, payloads } => f
                 .debug_struct("Exception")
                 .field("tag", tag)
-                .field("payloads", &format_args!("[{:#x}, {:#x}]", payloads[0], payloads[1]))
+                .field(
+                    "payloads",
+                    &format_args!("[{:#x}, {:#x}]", payloads[0], payloads[1]),
+                )
                 .finish(),
             CallError::Trap {
                 code,
@@ -816,7 +819,10 @@ impl<M: ?Sized + Machine> JitModule<M> {
                 pc: fault.pc,
                 function: function.name.clone(),
                 address: fault.address.filter(|_| {
-                    matches!(fault.kind, FaultKind::MemoryAccess | FaultKind::StackOverflow)
+                    matches!(
+                        fault.kind,
+                        FaultKind::MemoryAccess | FaultKind::StackOverflow
+                    )
                 }),
             },
             None => CallError::Failed(Error::Machine(format!(

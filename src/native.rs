@@ -357,7 +357,11 @@ impl Machine for NativeMachine {
         if bytes.len() > region.len {
             return Err(Error::Memory {
                 address: base,
-                message: format!("{} bytes do not fit a {}-byte region", bytes.len(), region.len),
+                message: format!(
+                    "{} bytes do not fit a {}-byte region",
+                    bytes.len(),
+                    region.len
+                ),
             });
         }
         // SAFETY: the region is ours and at least `bytes.len()` long; it is

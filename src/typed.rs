@@ -237,7 +237,10 @@ impl<M: ?Sized + Machine> JitModule<M> {
 
     /// A typed handle to the function called `name`, if its signature's
     /// parameter and result types are `P` and `R`'s.
-    pub fn typed<P: Params, R: Results>(&self, name: &str) -> Result<TypedFunc<'_, P, R, M>, Error> {
+    pub fn typed<P: Params, R: Results>(
+        &self,
+        name: &str,
+    ) -> Result<TypedFunc<'_, P, R, M>, Error> {
         let symbol = symbol_name(name);
         let sig = self
             .signature(&symbol)

@@ -20,7 +20,8 @@ fn jit() -> JitModule<NativeMachine> {
 
 fn sig(m: &JitModule<NativeMachine>, params: usize) -> ir::Signature {
     let mut s = m.make_signature();
-    s.params.extend((0..params).map(|_| AbiParam::new(types::I64)));
+    s.params
+        .extend((0..params).map(|_| AbiParam::new(types::I64)));
     s.returns.push(AbiParam::new(types::I64));
     s
 }
@@ -121,7 +122,9 @@ fn module_errors_for_bad_declarations_and_definitions() {
         Err(cranelift_exn::cranelift_module::ModuleError::InvalidImportDefinition(_))
     ));
     // An import nothing provides is an error at finalize naming it.
-    let uses = m.declare_function("uses_imp", Linkage::Export, &s1).unwrap();
+    let uses = m
+        .declare_function("uses_imp", Linkage::Export, &s1)
+        .unwrap();
     define(&mut m, uses, |b, m, p| {
         let r = m.declare_func_in_func(imp, b.func);
         let call = b.ins().call(r, &[p[0]]);
@@ -136,7 +139,10 @@ fn module_errors_for_bad_declarations_and_definitions() {
         .to_string();
     assert!(err.contains("thread-local"), "{err}");
     // Reserved symbols cannot be defined, but the throw stub can be imported.
-    assert!(m.declare_function("__cranelift_throw", Linkage::Export, &s1).is_err());
+    assert!(
+        m.declare_function("__cranelift_throw", Linkage::Export, &s1)
+            .is_err()
+    );
     assert!(
         m.declare_function("__cranelift_exn_entry_0", Linkage::Local, &s1)
             .is_err()
@@ -148,21 +154,36 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
     let mut m = jit();
     let s0 = sig(&m, 0);
     let s1 = sig(&m, 1);
-    let counter = m.declare_data("counter", Linkage::Export, true, false).unwrap();
-    let table = m.declare_data("table", Linkage::Local, false, false).unwrap();
-    let zeros = m.declare_data("zeros", Linkage::Local, true, false).unwrap();
-    let ptrs = m.declare_data("ptrs", Linkage::Local, false, false).unwrap();
+    let counter = m
+        .declare_data("counter", Linkage::Export, true, false)
+        .unwrap();
+    let table = m
+        .declare_data("table", Linkage::Local, false, false)
+        .unwrap();
+    let zeros = m
+        .declare_data("zeros", Linkage::Local, true, false)
+        .unwrap();
+    let ptrs = m
+        .declare_data("ptrs", Linkage::Local, false, false)
+        .unwrap();
     let target = m.declare_function("target", Linkage::Local, &s1).unwrap();
     let bump = m.declare_function("bump", Linkage::Export, &s1).unwrap();
-    let read_table = m.declare_function("read_table", Linkage::Export, &s1).unwrap();
-    let via_ptrs = m.declare_function("via_ptrs", Linkage::Export, &s1).unwrap();
+    let read_table = m
+        .declare_function("read_table", Linkage::Export, &s1)
+        .unwrap();
+    let via_ptrs = m
+        .declare_function("via_ptrs", Linkage::Export, &s1)
+        .unwrap();
     let poke_ro = m.declare_function("poke_ro", Linkage::Export, &s0).unwrap();
 
     let mut d = DataDescription::new();
     d.define(7u64.to_le_bytes().to_vec().into_boxed_slice());
     m.define_data(counter, &d).unwrap();
     let mut d = DataDescription::new();
-    let bytes: Vec<u8> = [10u64, 20, 30, 40].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let bytes: Vec<u8> = [10u64, 20, 30, 40]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     d.define(bytes.into_boxed_slice());
     d.set_align(256);
     m.define_data(table, &d).unwrap();
@@ -186,7 +207,9 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
     define(&mut m, bump, |b, m, p| {
         let gv = m.declare_data_in_func(counter, b.func);
         let addr = b.ins().symbol_value(types::I64, gv);
-        let old = b.ins().load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
+        let old = b
+            .ins()
+            .load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
         let new = b.ins().iadd(old, p[0]);
         b.ins().store(ir::MemFlagsData::trusted(), new, addr, 0);
         new
@@ -202,19 +225,30 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
     define(&mut m, via_ptrs, |b, m, p| {
         let gv = m.declare_data_in_func(ptrs, b.func);
         let addr = b.ins().symbol_value(types::I64, gv);
-        let fptr = b.ins().load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
-        let dptr = b.ins().load(types::I64, ir::MemFlagsData::trusted(), addr, 8);
+        let fptr = b
+            .ins()
+            .load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
+        let dptr = b
+            .ins()
+            .load(types::I64, ir::MemFlagsData::trusted(), addr, 8);
         let sref = b.import_signature(s1.clone());
         let call = b.ins().call_indirect(sref, fptr, &[p[0]]);
         let r = b.inst_results(call)[0];
-        let t = b.ins().load(types::I64, ir::MemFlagsData::trusted(), dptr, 0);
+        let t = b
+            .ins()
+            .load(types::I64, ir::MemFlagsData::trusted(), dptr, 0);
         b.ins().iadd(r, t)
     });
     define(&mut m, poke_ro, |b, m, _| {
         let gv = m.declare_data_in_func(table, b.func);
         let addr = b.ins().symbol_value(types::I64, gv);
         let v = b.ins().iconst(types::I64, 99);
-        b.ins().store(ir::MemFlagsData::new().with_trap_code(Some(TrapCode::HEAP_OUT_OF_BOUNDS)), v, addr, 0);
+        b.ins().store(
+            ir::MemFlagsData::new().with_trap_code(Some(TrapCode::HEAP_OUT_OF_BOUNDS)),
+            v,
+            addr,
+            0,
+        );
         v
     });
     m.finalize_definitions().unwrap();
@@ -240,7 +274,10 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
     let (ptrs_addr, _) = m.get_finalized_data(ptrs).unwrap();
     // SAFETY: a live 16-byte data object.
     let words = unsafe { std::slice::from_raw_parts(ptrs_addr as *const u64, 2) };
-    assert_eq!(words, [m.get_finalized_function(target).unwrap(), table_addr + 16]);
+    assert_eq!(
+        words,
+        [m.get_finalized_function(target).unwrap(), table_addr + 16]
+    );
     // A store to read-only data is a trap with the faulting address.
     match m.call("poke_ro", &[]) {
         Err(CallError::Trap {
@@ -268,8 +305,12 @@ extern "C" fn native_triple(x: i64) -> i64 {
 fn native_symbols_are_called_directly_and_host_functions_may_throw() {
     let mut m = jit();
     let s1 = sig(&m, 1);
-    m.define_native_symbol("triple", native_triple as *const () as u64, Some(s1.clone()))
-        .unwrap();
+    m.define_native_symbol(
+        "triple",
+        native_triple as *const () as u64,
+        Some(s1.clone()),
+    )
+    .unwrap();
     m.add_symbol_lookup(|name| (name == "looked_up").then_some(native_triple as *const () as u64));
     m.define_host_function("host_check", s1.clone(), |_, args| match args {
         [DataValue::I64(x)] if *x >= 0 => Ok(vec![DataValue::I64(*x + 1000)]),
@@ -280,8 +321,12 @@ fn native_symbols_are_called_directly_and_host_functions_may_throw() {
     })
     .unwrap();
     let triple = m.declare_function("triple", Linkage::Import, &s1).unwrap();
-    let looked = m.declare_function("looked_up", Linkage::Import, &s1).unwrap();
-    let check = m.declare_function("host_check", Linkage::Import, &s1).unwrap();
+    let looked = m
+        .declare_function("looked_up", Linkage::Import, &s1)
+        .unwrap();
+    let check = m
+        .declare_function("host_check", Linkage::Import, &s1)
+        .unwrap();
     let f = m.declare_function("f", Linkage::Export, &s1).unwrap();
     define(&mut m, f, |b, m, p| {
         let t = m.declare_func_in_func(triple, b.func);
@@ -352,7 +397,10 @@ fn signature_mismatches_are_errors_naming_both_signatures() {
 
     // A returns mismatch and a CLIF→CLIF call-convention mismatch.
     for (callee, decl) in [
-        ("function %g(i64) -> i64 {\nblock0(v0: i64):\n return v0\n}", "%g(i64) -> f64"),
+        (
+            "function %g(i64) -> i64 {\nblock0(v0: i64):\n return v0\n}",
+            "%g(i64) -> f64",
+        ),
         (
             "function %g(i64) -> i64 tail {\nblock0(v0: i64):\n return v0\n}",
             "%g(i64) -> i64 system_v",
@@ -371,7 +419,10 @@ fn signature_mismatches_are_errors_naming_both_signatures() {
         ))
         .unwrap_or_else(|e| panic!("{e}"));
         let err = m.finalize().unwrap_err().to_string();
-        assert!(err.contains("%caller calls %g as") && err.contains("but %g is"), "{err}");
+        assert!(
+            err.contains("%caller calls %g as") && err.contains("but %g is"),
+            "{err}"
+        );
     }
 
     // A user-defined %__cranelift_throw is refused.

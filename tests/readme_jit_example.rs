@@ -66,7 +66,10 @@ fn readme_jit_example_runs() -> Result<(), Box<dyn std::error::Error>> {
          }",
     )?;
     module.finalize_definitions()?;
-    assert_eq!(module.call("bump_twice", &[DataValue::I64(25)])?, [DataValue::I64(6)]); // 100/25 + 100/50
+    assert_eq!(
+        module.call("bump_twice", &[DataValue::I64(25)])?,
+        [DataValue::I64(6)]
+    ); // 100/25 + 100/50
     // README-END
     Ok(())
 }

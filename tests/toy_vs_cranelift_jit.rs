@@ -87,10 +87,9 @@ fn on_cranelift_jit() -> (Vec<i64>, Vec<i64>) {
                 [a, b] => {
                     std::mem::transmute::<*const u8, extern "C" fn(i64, i64) -> i64>(f)(*a, *b)
                 }
-                [a, b, c] => std::mem::transmute::<
-                    *const u8,
-                    extern "C" fn(i64, i64, i64) -> i64,
-                >(f)(*a, *b, *c),
+                [a, b, c] => std::mem::transmute::<*const u8, extern "C" fn(i64, i64, i64) -> i64>(
+                    f,
+                )(*a, *b, *c),
                 _ => unreachable!(),
             }
         };

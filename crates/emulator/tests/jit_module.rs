@@ -47,8 +47,16 @@ fn the_toy_frontend_runs_with_exceptions_on_every_emulated_isa() {
             m.call_function(p.functions[name].0, &i64s(args))
         };
         assert_eq!(call(&m, &p, "fib", &[40]), Ok(i64s(&[102334155])), "{arch}");
-        assert_eq!(call(&m, &p, "safe_div", &[84, 2]), Ok(i64s(&[42])), "{arch}");
-        assert_eq!(call(&m, &p, "safe_div", &[5, 0]), Ok(i64s(&[-1005])), "{arch}");
+        assert_eq!(
+            call(&m, &p, "safe_div", &[84, 2]),
+            Ok(i64s(&[42])),
+            "{arch}"
+        );
+        assert_eq!(
+            call(&m, &p, "safe_div", &[5, 0]),
+            Ok(i64s(&[-1005])),
+            "{arch}"
+        );
         assert_eq!(
             call(&m, &p, "uncaught", &[7]),
             Err(CallError::Exception {
@@ -72,7 +80,11 @@ fn the_toy_frontend_runs_with_exceptions_on_every_emulated_isa() {
         )
         .unwrap();
         m.finalize_definitions().unwrap();
-        assert_eq!(call(&m, &more, "fib_sum", &[10]), Ok(i64s(&[144])), "{arch}");
+        assert_eq!(
+            call(&m, &more, "fib_sum", &[10]),
+            Ok(i64s(&[144])),
+            "{arch}"
+        );
         assert_eq!(call(&m, &more, "get_calls", &[]), Ok(i64s(&[3])), "{arch}");
         assert_eq!(m.images().len(), 2, "{arch}");
     }
@@ -86,10 +98,18 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
             Endianness::Little => v.to_le_bytes(),
             Endianness::Big => v.to_be_bytes(),
         };
-        let counter = m.declare_data("counter", Linkage::Export, true, false).unwrap();
-        let table = m.declare_data("table", Linkage::Local, false, false).unwrap();
-        let zeros = m.declare_data("zeros", Linkage::Local, true, false).unwrap();
-        let ptrs = m.declare_data("ptrs", Linkage::Export, false, false).unwrap();
+        let counter = m
+            .declare_data("counter", Linkage::Export, true, false)
+            .unwrap();
+        let table = m
+            .declare_data("table", Linkage::Local, false, false)
+            .unwrap();
+        let zeros = m
+            .declare_data("zeros", Linkage::Local, true, false)
+            .unwrap();
+        let ptrs = m
+            .declare_data("ptrs", Linkage::Export, false, false)
+            .unwrap();
         let mut d = DataDescription::new();
         d.define(Box::new(word(7)));
         m.define_data(counter, &d).unwrap();
@@ -196,7 +216,11 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
         assert_eq!(one(&m, "bump", &[5]), Ok(i64s(&[12])), "{arch}");
         assert_eq!(one(&m, "bump", &[5]), Ok(i64s(&[17])), "{arch}");
         for i in 0..4 {
-            assert_eq!(one(&m, "read_table", &[i]), Ok(i64s(&[10 * (i + 1)])), "{arch}");
+            assert_eq!(
+                one(&m, "read_table", &[i]),
+                Ok(i64s(&[10 * (i + 1)])),
+                "{arch}"
+            );
         }
         assert_eq!(one(&m, "via_ptrs", &[4]), Ok(i64s(&[12 + 30])), "{arch}");
         assert_eq!(one(&m, "zeros_sum", &[]), Ok(i64s(&[0])), "{arch}");
@@ -207,7 +231,10 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
             Ok(i64s(&[table_addr as i64, zeros_addr as i64])),
             "{arch}"
         );
-        assert_eq!((table_addr % 128, zeros_addr % 32, zeros_size), (0, 0, 5000));
+        assert_eq!(
+            (table_addr % 128, zeros_addr % 32, zeros_size),
+            (0, 0, 5000)
+        );
         match one(&m, "poke_ro", &[]) {
             Err(CallError::Trap {
                 code,
@@ -221,7 +248,11 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
             }
             other => panic!("{arch}: {other:?}"),
         }
-        assert_eq!(one(&m, "read_table", &[0]), Ok(i64s(&[10])), "{arch}: intact");
+        assert_eq!(
+            one(&m, "read_table", &[0]),
+            Ok(i64s(&[10])),
+            "{arch}: intact"
+        );
 
         // A native symbol: a target address (here: loaded code) called
         // directly by its declared ABI.
@@ -245,6 +276,10 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
         .unwrap();
         m.finalize().unwrap();
         assert_eq!(one(&m, "use_native", &[14]), Ok(i64s(&[43])), "{arch}");
-        assert_eq!(one(&m, "bump", &[1]), Ok(i64s(&[18])), "{arch}: old code, old data");
+        assert_eq!(
+            one(&m, "bump", &[1]),
+            Ok(i64s(&[18])),
+            "{arch}: old code, old data"
+        );
     }
 }
