@@ -27,7 +27,7 @@ pub mod values;
 
 pub use error::Error;
 pub use host::{HostResult, HostThrow};
-pub use module::{CallError, JitModule, Module, ModuleBuilder, Outcome};
+pub use module::{BacktraceFrame, CallError, JitModule, Module, ModuleBuilder, Outcome};
 pub use typed::TypedFunc;
 
 /// Re-exported Cranelift crates, at the exact versions this crate uses.

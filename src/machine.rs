@@ -44,6 +44,10 @@ pub struct Fault {
     pub kind: FaultKind,
     /// The data address of a memory fault, when the machine knows it.
     pub address: Option<u64>,
+    /// The faulting frame's frame-pointer value as the unwinder reads frames
+    /// ([`crate::isa::FrameLinks`]; on s390x the back-chain word at the
+    /// stack pointer), when the machine knows it: where a backtrace starts.
+    pub fp: Option<u64>,
 }
 
 /// What the host does when JIT code calls a [`HostFunction`].
@@ -73,10 +77,11 @@ pub trait HostServices {
     /// header), `false` to leave it unhandled (natively: to the previously
     /// installed signal handler).
     ///
-    /// Natively this runs inside a signal handler: it must not allocate,
-    /// lock or unwind.
-    fn fault(&mut self, fault: &Fault) -> bool {
-        let _ = fault;
+    /// `memory` is the call's memory (its stack), in which the frames of
+    /// the faulting code can still be read. Natively this runs inside a
+    /// signal handler: it must not allocate, lock or unwind.
+    fn fault(&mut self, fault: &Fault, memory: &dyn Memory) -> bool {
+        let _ = (fault, memory);
         false
     }
 

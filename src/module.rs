@@ -58,11 +58,30 @@ pub enum CallError {
         /// For a memory fault, the data address accessed, when the machine
         /// reports it.
         address: Option<u64>,
+        /// The JIT frames from the fault out to the call's entry, innermost
+        /// first: each frame's function and the offset in it (of the faulting
+        /// instruction, then of each return address). At most
+        /// [`MAX_BACKTRACE`] frames; empty when the machine gives no frame
+        /// pointer.
+        backtrace: Vec<BacktraceFrame>,
     },
     /// Something failed: bad arguments, the machine, the unwinder, or a host
     /// function that panicked.
     Failed(Error),
 }
+
+/// One frame of a [`CallError::Trap`] backtrace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BacktraceFrame {
+    /// The function (`%name` or `u0:1`).
+    pub function: String,
+    /// Offset in it: of the faulting instruction in the innermost frame,
+    /// of the return address in the others.
+    pub offset: u64,
+}
+
+/// The most frames a trap's backtrace records.
+pub const MAX_BACKTRACE: usize = 64;
 
 /// The outcome of a call that did not return values (the name used by the
 /// embedder API).
@@ -81,6 +100,7 @@ impl std::fmt::Display for CallError {
                 pc,
                 function,
                 address,
+                ..
             } => {
                 write!(f, "trap {code} at {pc:#x} in {function}")?;
                 match address {
@@ -109,6 +129,7 @@ impl std::fmt::Debug for CallError {
                 pc,
                 function,
                 address,
+                backtrace,
             } => f
                 .debug_struct("Trap")
                 // TrapCode's own Debug prints `TrapCode(251)`.
@@ -116,6 +137,13 @@ impl std::fmt::Debug for CallError {
                 .field("pc", &format_args!("{pc:#x}"))
                 .field("function", function)
                 .field("address", &format_args!("{address:#x?}"))
+                .field(
+                    "backtrace",
+                    &backtrace
+                        .iter()
+                        .map(|b| format!("{}+{:#x}", b.function, b.offset))
+                        .collect::<Vec<_>>(),
+                )
                 .finish(),
             CallError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
         }
@@ -152,9 +180,67 @@ struct CallServices<'m, M: ?Sized + Machine> {
     /// Set by a host function's outcome: the next throw goes straight to the
     /// entry (a [`HostThrow::ToEntry`], or a panic) with this pending state.
     direct: Option<Pending>,
+    /// The pcs of a delivered fault's frames (see [`CallError::Trap`]),
+    /// recorded while the frames exist.
+    frames: [u64; MAX_BACKTRACE],
+    /// How many of `frames` are set.
+    depth: usize,
 }
 
 impl<M: ?Sized + Machine> CallServices<'_, M> {
+    /// Services for one call of `module`.
+    fn new(module: &JitModule<M>) -> CallServices<'_, M> {
+        CallServices {
+            module,
+            pending: Pending::None,
+            fault: None,
+            direct: None,
+            frames: [0; MAX_BACKTRACE],
+            depth: 0,
+        }
+    }
+
+    /// Walk the frame-pointer chain of `fault` out to the entry (or the
+    /// first frame that is not JIT code), recording each frame's pc. Native
+    /// memory is read only where [`HostMemory::contains`] allows, so nothing
+    /// allocates or faults.
+    ///
+    /// [`HostMemory::contains`]: crate::memory::HostMemory::contains
+    fn record_frames(&mut self, fault: &Fault, memory: &dyn Memory) {
+        let links = self.module.arch.spec().frame_links();
+        let host = memory.host_view();
+        let read = |addr: u64| match &host {
+            Some(h) => h.contains(addr, 8).then(|| h.read_u64(addr).ok()).flatten(),
+            None => memory.read_u64(addr).ok(),
+        };
+        self.depth = 0;
+        let (mut pc, mut fp) = (fault.pc, fault.fp);
+        while self.depth < MAX_BACKTRACE {
+            // A return address may be one past its function's last byte.
+            let at = if self.depth == 0 {
+                pc
+            } else {
+                pc.wrapping_sub(1)
+            };
+            match self.module.table.function(at) {
+                Some(f) if !f.name.starts_with(crate::jit::RESERVED_PREFIX) => {}
+                _ => break,
+            }
+            self.frames[self.depth] = pc;
+            self.depth += 1;
+            let Some(frame) = fp else { break };
+            let next_pc = read(frame.wrapping_add_signed(links.return_address_offset));
+            let next_fp = read(frame.wrapping_add_signed(links.caller_fp_offset));
+            match (next_pc, next_fp) {
+                (Some(p), Some(f)) if f > frame => {
+                    pc = p & links.return_address_mask;
+                    fp = Some(f);
+                }
+                _ => break,
+            }
+        }
+    }
+
     fn run_host(
         &mut self,
         memory: &mut dyn Memory,
@@ -266,12 +352,14 @@ impl<M: ?Sized + Machine> HostServices for CallServices<'_, M> {
         }
     }
 
-    fn fault(&mut self, fault: &Fault) -> bool {
-        // Runs in a signal handler natively: a lookup and a `Copy` store.
+    fn fault(&mut self, fault: &Fault, memory: &dyn Memory) -> bool {
+        // Runs in a signal handler natively: lookups, bounds-checked reads
+        // and `Copy` stores only.
         if self.module.table.function(fault.pc).is_none() {
             return false;
         }
         self.fault = Some(*fault);
+        self.record_frames(fault, memory);
         true
     }
 
@@ -682,12 +770,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
         let entry = self.entry_for(sig)?;
         let endianness = self.arch.endianness();
         let mut buffer = encode_arguments(sig, args, endianness)?;
-        let mut services = CallServices {
-            module: self,
-            pending: Pending::None,
-            fault: None,
-            direct: None,
-        };
+        let mut services = CallServices::new(self);
         self.machine
             .call_entry(entry, callee, &mut buffer, &mut services)?;
         self.outcome(&mut services, &buffer)?;
@@ -721,7 +804,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
     #[cold]
     fn failed_outcome(&self, services: &mut CallServices<'_, M>, status: u64) -> CallError {
         if let Some(fault) = services.fault {
-            return self.trap(&fault);
+            return self.trap(&fault, &services.frames[..services.depth]);
         }
         if status != STATUS_EXCEPTION {
             return CallError::Failed(Error::Machine(format!(
@@ -775,12 +858,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
                 entry.buffer_size
             ))));
         }
-        let mut services = CallServices {
-            module: self,
-            pending: Pending::None,
-            fault: None,
-            direct: None,
-        };
+        let mut services = CallServices::new(self);
         match self.machine.as_native() {
             Some(native) => native.enter(entry.trampoline, entry.callee, buffer, &mut services)?,
             None => {
@@ -797,7 +875,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
     }
 
     /// What a fault delivered to the entry means.
-    fn trap(&self, fault: &Fault) -> CallError {
+    fn trap(&self, fault: &Fault, frames: &[u64]) -> CallError {
         let Some(function) = self.table.function(fault.pc) else {
             return CallError::Failed(Error::Machine(format!(
                 "{:?} at {:#x}, outside JIT code",
@@ -818,6 +896,17 @@ impl<M: ?Sized + Machine> JitModule<M> {
                 code,
                 pc: fault.pc,
                 function: function.name.clone(),
+                backtrace: frames
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &pc)| {
+                        let f = self.table.function(if i == 0 { pc } else { pc - 1 })?;
+                        Some(BacktraceFrame {
+                            function: f.name.clone(),
+                            offset: pc - f.start,
+                        })
+                    })
+                    .collect(),
                 address: fault.address.filter(|_| {
                     matches!(
                         fault.kind,

@@ -137,7 +137,8 @@ fn active_call() -> Option<(&'static ActiveCall, (u64, u64))> {
 /// thread's innermost call and its services accept it, where to resume.
 /// Runs in a signal handler: no allocation, no locks.
 pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
-    let (active, (low, _)) = active_call()?;
+    let (active, stack) = active_call()?;
+    let low = stack.0;
     if fault.kind == FaultKind::MemoryAccess
         && let Some(address) = fault.address
         && address < low.saturating_add(page_size() as u64)
@@ -164,7 +165,8 @@ pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
     // frame below us on this thread; the fault interrupted JIT code, so no
     // other reference to it is in use.
     let host = unsafe { &mut *active.host };
-    host.fault(&fault).then_some(resume)
+    host.fault(&fault, &call_memory(active, stack))
+        .then_some(resume)
 }
 
 /// What the unwinder and host functions of `active` may touch: this

@@ -158,6 +158,12 @@ mod context {
         unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as u64 }
     }
 
+    /// The interrupted frame pointer.
+    pub(super) unsafe fn fp(uc: *mut libc::ucontext_t) -> u64 {
+        // SAFETY: as above.
+        unsafe { (*uc).uc_mcontext.gregs[libc::REG_RBP as usize] as u64 }
+    }
+
     /// Resume at `to`, with zero payload registers (`rax`, `rdx`).
     pub(super) unsafe fn redirect(uc: *mut libc::ucontext_t, to: super::Resume) {
         // SAFETY: as above; the kernel restores these registers on return.
@@ -175,6 +181,11 @@ mod context {
     pub(super) unsafe fn pc(uc: *mut libc::ucontext_t) -> u64 {
         // SAFETY: the kernel passed a valid ucontext (caller's contract).
         unsafe { (*uc).uc_mcontext.pc }
+    }
+
+    pub(super) unsafe fn fp(uc: *mut libc::ucontext_t) -> u64 {
+        // SAFETY: as above.
+        unsafe { (*uc).uc_mcontext.regs[29] }
     }
 
     pub(super) unsafe fn redirect(uc: *mut libc::ucontext_t, to: super::Resume) {
@@ -196,6 +207,10 @@ mod context {
         0
     }
 
+    pub(super) unsafe fn fp(_uc: *mut libc::ucontext_t) -> u64 {
+        0
+    }
+
     pub(super) unsafe fn redirect(_uc: *mut libc::ucontext_t, _to: super::Resume) {}
 }
 
@@ -206,7 +221,8 @@ extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mu
     let uc = uc.cast::<libc::ucontext_t>();
     if DELIVERS_TRAPS {
         // SAFETY: the kernel passes valid siginfo and ucontext pointers.
-        let (pc, address) = unsafe { (context::pc(uc), (*info).si_addr() as u64) };
+        let (pc, fp, address) =
+            unsafe { (context::pc(uc), context::fp(uc), (*info).si_addr() as u64) };
         let kind = match signal {
             libc::SIGILL => FaultKind::IllegalInstruction,
             libc::SIGFPE => FaultKind::Arithmetic,
@@ -216,6 +232,7 @@ extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mu
             pc,
             kind,
             address: (kind == FaultKind::MemoryAccess).then_some(address),
+            fp: Some(fp),
         };
         if let Some(resume) = crate::native::deliver_fault(fault) {
             // SAFETY: as above.

@@ -568,3 +568,97 @@ fn one_native_module_is_shared_by_threads_calling_it_concurrently() {
         t.join().unwrap();
     }
 }
+
+const CHAIN: &str = "
+function %inner(i64) -> i64 {
+block0(v0: i64):
+    v1 = iconst.i64 0
+    v2 = icmp eq v0, v1
+    trapnz v2, user9
+    return v0
+}
+
+function %middle(i64) -> i64 {
+    fn0 = %inner(i64) -> i64
+block0(v0: i64):
+    v1 = call fn0(v0)
+    v2 = iconst.i64 1
+    v3 = iadd v1, v2
+    return v3
+}
+
+function %outer(i64) -> i64 {
+    fn0 = %middle(i64) -> i64
+block0(v0: i64):
+    v1 = call fn0(v0)
+    v2 = iconst.i64 2
+    v3 = iadd v1, v2
+    return v3
+}
+
+function %recurse(i64) -> i64 {
+    fn0 = %recurse(i64) -> i64
+block0(v0: i64):
+    v1 = iconst.i64 1
+    v2 = iadd v0, v1
+    v3 = call fn0(v2)
+    v4 = iadd v3, v1
+    return v4
+}
+";
+
+#[test]
+fn traps_carry_a_backtrace_and_print_codes_by_name() {
+    let mut m = jit();
+    m.define_clif(CHAIN).unwrap();
+    m.finalize().unwrap();
+    assert_eq!(call1(&m, "outer", 5), Ok(8));
+    let err = m.call("outer", &[DataValue::I64(0)]).unwrap_err();
+    let CallError::Trap {
+        code,
+        pc,
+        ref function,
+        ref backtrace,
+        ..
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (code, function.as_str()),
+        (TrapCode::user(9).unwrap(), "%inner")
+    );
+    let names: Vec<&str> = backtrace.iter().map(|f| f.function.as_str()).collect();
+    assert_eq!(names, ["%inner", "%middle", "%outer"]);
+    let start = |name: &str| m.symbol_address(name).unwrap();
+    assert_eq!(backtrace[0].offset, pc - start("inner"));
+    // The other offsets are return addresses of call sites.
+    for frame in &backtrace[1..] {
+        let site = m
+            .table()
+            .call_site_returning_to(start(&frame.function) + frame.offset);
+        assert!(site.is_some(), "{frame:?}");
+    }
+    let debug = format!("{err:?}");
+    assert!(
+        debug.contains("user9") && debug.contains("%middle+0x"),
+        "{debug}"
+    );
+
+    // A stack overflow: `stk_ovf` by name, and the backtrace is capped.
+    let handle = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || m.call("recurse", &[DataValue::I64(0)]))
+        .unwrap();
+    let err = handle.join().unwrap().unwrap_err();
+    let debug = format!("{err:?}");
+    assert!(
+        debug.contains("stk_ovf") && !debug.contains("TrapCode("),
+        "{debug}"
+    );
+    let CallError::Trap { backtrace, .. } = err else {
+        panic!("{debug}")
+    };
+    assert_eq!(backtrace.len(), cranelift_exn::module::MAX_BACKTRACE);
+    assert!(backtrace.iter().all(|f| f.function == "%recurse"));
+}

@@ -516,6 +516,18 @@ impl EmulatedMachine {
                 }
                 (Err(e), None) => fault_kind(e),
             };
+            // The faulting frame's frame-pointer value: the frame pointer,
+            // or on s390x the back-chain word at the stack pointer.
+            let fp = match arch.spec().frame_pointer() {
+                Some(fp) => core::read_reg(&uc, self.emu, fp).ok(),
+                None => core::read_reg(&uc, self.emu, arch.spec().stack_pointer())
+                    .ok()
+                    .and_then(|sp| {
+                        EmulatedMemory::new(&mut uc, arch.endianness())
+                            .read_u64(sp)
+                            .ok()
+                    }),
+            };
             let fault = kind.map(|kind| {
                 let address = mem_fault.map(|f| f.address);
                 let overflow = kind == FaultKind::MemoryAccess
@@ -528,6 +540,7 @@ impl EmulatedMachine {
                         kind
                     },
                     address,
+                    fp,
                 }
             });
             // Before the entry trampoline has recorded its handler there is
@@ -537,7 +550,7 @@ impl EmulatedMachine {
                 .is_ok_and(|pc| pc != 0);
             if let Some(fault) = fault
                 && recorded
-                && host.fault(&fault)
+                && host.fault(&fault, &EmulatedMemory::new(&mut uc, arch.endianness()))
             {
                 if self.emu.resets_after_fault() {
                     uc.context_restore(&self.clean)
