@@ -7,6 +7,10 @@
 //! emulator from the separate emulator crate) → calls through generated
 //! [`trampoline`]s. Throws go through each ISA's throw stub to the
 //! [`unwind`]er and back through its resume stub.
+//!
+//! Embedders use [`JitModule`], which implements
+//! `cranelift_module::Module` ([`jit`]), or the [`ModuleBuilder`] layer
+//! over it.
 
 pub mod compile;
 pub mod error;

@@ -1,4 +1,7 @@
-//! Compile, link, load and call: a set of CLIF functions on one machine.
+//! Calling JIT code: [`JitModule`] (loaded functions and data on one
+//! machine, called with exception and trap outcomes), [`ModuleBuilder`] (the
+//! CLIF-text convenience layer over it) and [`CallError`]. The definition
+//! side of `JitModule` is in [`crate::jit`].
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -425,13 +425,30 @@ fn signature_mismatches_are_errors_naming_both_signatures() {
         );
     }
 
-    // A user-defined %__cranelift_throw is refused.
-    let mut m = jit();
-    let err = m
-        .define_clif("function %__cranelift_throw() {\nblock0:\n return\n}")
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("reserved"), "{err}");
+    // User-defined reserved symbols are refused: the throw stub, the host
+    // dispatcher, trampolines; also through ModuleBuilder.
+    for name in [
+        "%__cranelift_throw",
+        "%__cranelift_exn_throw_to_entry",
+        "%__cranelift_exn_host_call",
+        "%__cranelift_exn_entry_0",
+    ] {
+        let text = format!("function {name}() {{\nblock0:\n return\n}}");
+        let err = jit().define_clif(&text).unwrap_err().to_string();
+        assert!(err.contains("reserved") && err.contains(name), "{err}");
+        let mut b = cranelift_exn::ModuleBuilder::new(default_isa(Arch::X86_64).unwrap());
+        let err = b.define_clif(&text).unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
+        let err = b
+            .define_host_function(
+                name,
+                ir::Signature::new(cranelift_exn::codegen::isa::CallConv::SystemV),
+                |_, _| Ok(vec![]),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reserved"), "{err}");
+    }
 }
 
 const THROWER: &str = "

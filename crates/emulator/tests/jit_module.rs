@@ -341,5 +341,14 @@ block0(v0: i64):
             );
         }
         assert!(format!("{err:?}").contains("user9"), "{arch}");
+
+        // Another module's code cannot be linked into an emulated one.
+        let native = JitModule::with_machine(
+            cranelift_exn::native::NativeMachine::new().unwrap(),
+            default_isa(Arch::X86_64).unwrap().as_ref(),
+        )
+        .unwrap();
+        let err = m.import_module(&std::sync::Arc::new(native)).unwrap_err();
+        assert!(err.to_string().contains("native"), "{arch}: {err}");
     }
 }
