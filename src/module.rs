@@ -184,9 +184,10 @@ struct CallServices<'m, M: ?Sized + Machine> {
     /// entry (a [`HostThrow::ToEntry`], or a panic) with this pending state.
     direct: Option<Pending>,
     /// The pcs of a delivered fault's frames (see [`CallError::Trap`]),
-    /// recorded while the frames exist.
-    frames: [u64; MAX_BACKTRACE],
-    /// How many of `frames` are set.
+    /// recorded while the frames exist. Left uninitialised: a call that does
+    /// not trap pays nothing for it.
+    frames: [std::mem::MaybeUninit<u64>; MAX_BACKTRACE],
+    /// How many of `frames` are set (the first `depth`).
     depth: usize,
 }
 
@@ -198,7 +199,7 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
             pending: Pending::None,
             fault: None,
             direct: None,
-            frames: [0; MAX_BACKTRACE],
+            frames: [const { std::mem::MaybeUninit::uninit() }; MAX_BACKTRACE],
             depth: 0,
         }
     }
@@ -229,7 +230,7 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
                 Some(f) if !f.name.starts_with(crate::jit::RESERVED_PREFIX) => {}
                 _ => break,
             }
-            self.frames[self.depth] = pc;
+            self.frames[self.depth].write(pc);
             self.depth += 1;
             let Some(frame) = fp else { break };
             let next_pc = read(frame.wrapping_add_signed(links.return_address_offset));
@@ -807,7 +808,12 @@ impl<M: ?Sized + Machine> JitModule<M> {
     #[cold]
     fn failed_outcome(&self, services: &mut CallServices<'_, M>, status: u64) -> CallError {
         if let Some(fault) = services.fault {
-            return self.trap(&fault, &services.frames[..services.depth]);
+            let frames: Vec<u64> = services.frames[..services.depth]
+                .iter()
+                // SAFETY: `record_frames` wrote the first `depth` entries.
+                .map(|f| unsafe { f.assume_init() })
+                .collect();
+            return self.trap(&fault, &frames);
         }
         if status != STATUS_EXCEPTION {
             return CallError::Failed(Error::Machine(format!(

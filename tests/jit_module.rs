@@ -529,9 +529,64 @@ fn cross_module_calls_with_traps_and_throws_reaching_the_caller() {
         }
         other => panic!("{other:?}"),
     }
+    // A throw in the other module's code that nothing catches reaches this
+    // module's entry.
+    let mut app3 = jit();
+    app3.import_module(&lib).unwrap();
+    app3.define_clif(
+        "function %pass(i64) -> i64 tail {
+            fn0 = %lib_throw(i64) -> i64 tail
+        block0(v0: i64):
+            v1 = call fn0(v0)
+            return v1
+        }",
+    )
+    .unwrap();
+    app3.finalize().unwrap();
+    assert_eq!(
+        app3.call("pass", &[DataValue::I64(3)]),
+        Err(CallError::Exception {
+            tag: 5,
+            payloads: [3, 3]
+        })
+    );
+    // Its functions are not this module's: calls by name are refused.
+    assert!(
+        app3.call("lib_div", &[DataValue::I64(1), DataValue::I64(1)])
+            .is_err()
+    );
     drop(lib);
     // The imported module stays alive with its importers.
     assert_eq!(two(42, 7), Ok(vec![DataValue::I64(6)]));
+}
+
+#[test]
+fn a_failed_finalize_loads_nothing_and_the_module_stays_usable() {
+    let mut m = jit();
+    m.define_clif("function %ok(i64) -> i64 {\nblock0(v0: i64):\n return v0\n}")
+        .unwrap();
+    m.finalize().unwrap();
+    m.define_clif(
+        "function %bad(i64) -> i64 {
+            fn0 = %nowhere(i64) -> i64
+        block0(v0: i64):
+            v1 = call fn0(v0)
+            return v1
+        }",
+    )
+    .unwrap();
+    let err = m.finalize().unwrap_err().to_string();
+    assert!(
+        err.contains("undefined symbol %nowhere") && err.contains("%bad"),
+        "{err}"
+    );
+    assert_eq!(call1(&m, "ok", 4), Ok(4));
+    assert!(m.call("bad", &[DataValue::I64(1)]).is_err());
+    // Defining the missing symbol makes the next finalize load both.
+    m.define_clif("function %nowhere(i64) -> i64 {\nblock0(v0: i64):\n v1 = iconst.i64 9\n v2 = iadd v0, v1\n return v2\n}")
+        .unwrap();
+    m.finalize().unwrap();
+    assert_eq!(call1(&m, "bad", 1), Ok(10));
 }
 
 #[test]
