@@ -188,7 +188,7 @@ tuple!(A, B, C, D);
 tuple!(A, B, C, D, E);
 tuple!(A, B, C, D, E, F);
 
-/// A JIT function with a checked signature. Get one with [`Module::typed`].
+/// A JIT function with a checked signature. Get one with [`JitModule::typed`].
 pub struct TypedFunc<'m, P, R, M: ?Sized + Machine = dyn Machine> {
     module: &'m JitModule<M>,
     name: String,
