@@ -12,6 +12,7 @@ pub mod compile;
 pub mod error;
 pub mod exception_table;
 pub mod host;
+pub mod interrupt;
 pub mod isa;
 pub mod link;
 pub mod machine;
@@ -26,6 +27,7 @@ pub mod values;
 
 pub use error::Error;
 pub use host::{HostResult, HostThrow};
+pub use interrupt::InterruptHandle;
 pub use module::{CallError, Module, ModuleBuilder, Outcome};
 pub use typed::TypedFunc;
 

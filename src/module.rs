@@ -14,6 +14,7 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use crate::compile::{CompiledFunction, RelocTarget, compile_function};
 use crate::error::Error;
 use crate::host::{self, HostImport, HostResult, HostStatus, HostThrow};
+use crate::interrupt::{CallInterrupt, InterruptHandle};
 use crate::isa::{Arch, Endianness};
 use crate::link::{Image, image_size, link};
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
@@ -53,6 +54,9 @@ pub enum CallError {
         /// The function it belongs to.
         function: String,
     },
+    /// The call was interrupted through an [`InterruptHandle`] of its
+    /// module (see [`crate::interrupt`]).
+    Interrupted,
     /// Something failed: bad arguments, the machine, the unwinder, or a host
     /// function that panicked.
     Failed(Error),
@@ -73,6 +77,7 @@ impl std::fmt::Display for CallError {
             CallError::Trap { code, pc, function } => {
                 write!(f, "trap {code} at {pc:#x} in {function}")
             }
+            CallError::Interrupted => write!(f, "interrupted"),
             CallError::Failed(e) => e.fmt(f),
         }
     }
@@ -95,6 +100,7 @@ enum Pending {
         tag: u32,
         payloads: [u64; 2],
     },
+    Interrupted,
     Failed(Error),
 }
 
@@ -108,6 +114,8 @@ struct CallServices<'m> {
     /// Set by a host function's outcome: the next throw goes straight to the
     /// entry (a [`HostThrow::ToEntry`], or a panic) with this pending state.
     direct: Option<Pending>,
+    /// Whether the module's interrupt handle interrupted this call.
+    interrupt: CallInterrupt<'m>,
 }
 
 impl CallServices<'_> {
@@ -150,6 +158,12 @@ impl CallServices<'_> {
             memory.write_u64(frame + host::PAYLOAD1_OFFSET, payloads[1])?;
             Ok::<_, Error>(HostStatus::Threw)
         };
+        // An interrupt that came while the host function ran stops the call
+        // as it returns to JIT code.
+        if self.interrupt.is_interrupted() {
+            self.direct = Some(Pending::Interrupted);
+            return throw(memory, 0, [0; 2]);
+        }
         match outcome {
             Ok(Ok(values)) => match encode_slots(&sig.returns, &values, bytes, endianness) {
                 Ok(()) => {
@@ -229,6 +243,9 @@ impl HostServices for CallServices<'_> {
 
     fn fault(&mut self, fault: &Fault) -> bool {
         // Runs in a signal handler natively: a lookup and a `Copy` store.
+        if fault.kind == FaultKind::Interrupted && !self.interrupt.is_interrupted() {
+            return false;
+        }
         if self.module.image.table.function(fault.pc).is_none() {
             return false;
         }
@@ -238,6 +255,10 @@ impl HostServices for CallServices<'_> {
 
     fn call_host(&mut self, memory: &mut dyn Memory, index: u64, frame: u64) -> Result<u64, Error> {
         self.run_host(memory, index, frame).map(|s| s as u64)
+    }
+
+    fn interrupt(&self) -> Option<CallInterrupt<'_>> {
+        Some(self.interrupt)
     }
 }
 
@@ -393,6 +414,7 @@ pub struct Module {
     throw_stub: u64,
     /// Tells this module's [`RawEntry`]s from other modules'.
     id: u64,
+    interrupt: InterruptHandle,
 }
 
 /// A function's entry resolved by [`Module::raw_entry`], for
@@ -451,6 +473,9 @@ impl Module {
                 isa.triple()
             )));
         }
+        // Every function gets stack probes (see `compile::probed_isa`).
+        let probed = crate::compile::probed_isa(isa)?;
+        let isa = probed.as_deref().unwrap_or(isa);
         let stubs = install_stubs(machine.as_mut())?;
         let dispatcher = machine.host_function_address(HostFunction::Call)?;
 
@@ -536,7 +561,10 @@ impl Module {
             (host::DISPATCH_SYMBOL.to_string(), dispatcher),
         ]);
         let image = link(arch, &compiled, base, &host_symbols)?;
-        machine.install_code(base, &image.code)?;
+        // SAFETY: the image is Cranelift's code for the module's verified
+        // functions, its trampolines and glue, linked against this machine's
+        // host functions and stubs.
+        unsafe { machine.install_code(base, &image.code)? };
         let entries = entry_names
             .into_iter()
             .map(|(sig, name)| (sig, image.symbols[&name]))
@@ -550,7 +578,14 @@ impl Module {
             hosts,
             throw_stub: stubs.throw,
             id: NEXT_MODULE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            interrupt: InterruptHandle::new(),
         })
+    }
+
+    /// A handle that interrupts the calls of this module from any thread
+    /// (see [`crate::interrupt`]).
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        self.interrupt.clone()
     }
 
     /// The linked image.
@@ -598,9 +633,15 @@ impl Module {
             pending: Pending::None,
             fault: None,
             direct: None,
+            interrupt: self.interrupt.begin(),
         };
-        self.machine
-            .call_entry(entry, callee, &mut buffer, &mut services)?;
+        // SAFETY: `entry` is the trampoline of `callee`'s signature, both in
+        // the image this module compiled from checked CLIF and installed, and
+        // the buffer was encoded for that signature.
+        unsafe {
+            self.machine
+                .call_entry(entry, callee, &mut buffer, &mut services)?
+        };
         self.outcome(&mut services, &buffer)?;
         Ok(decode_results(sig, &buffer, endianness)?)
     }
@@ -620,6 +661,9 @@ impl Module {
     #[cold]
     fn failed_outcome(&self, services: &mut CallServices<'_>, status: u64) -> CallError {
         if let Some(fault) = services.fault {
+            if fault.kind == FaultKind::Interrupted {
+                return CallError::Interrupted;
+            }
             return self.trap(&fault);
         }
         if status != STATUS_EXCEPTION {
@@ -629,6 +673,7 @@ impl Module {
         }
         match std::mem::take(&mut services.pending) {
             Pending::Uncaught { tag, payloads } => CallError::Exception { tag, payloads },
+            Pending::Interrupted => CallError::Interrupted,
             Pending::Failed(e) => CallError::Failed(e),
             Pending::None => CallError::Failed(Error::Unwind(
                 "an exception reached the entry without passing the throw service".into(),
@@ -686,12 +731,22 @@ impl Module {
             pending: Pending::None,
             fault: None,
             direct: None,
+            interrupt: self.interrupt.begin(),
         };
-        match self.machine.as_native() {
-            Some(native) => native.enter(entry.trampoline, entry.callee, buffer, &mut services)?,
-            None => {
-                self.machine
-                    .call_entry(entry.trampoline, entry.callee, buffer, &mut services)?
+        // SAFETY: `entry` was resolved by this module (checked above): its
+        // trampoline and callee are installed code of this module, and the
+        // buffer is at least the size the signature needs.
+        unsafe {
+            match self.machine.as_native() {
+                Some(native) => {
+                    native.enter(entry.trampoline, entry.callee, buffer, &mut services)?
+                }
+                None => self.machine.call_entry(
+                    entry.trampoline,
+                    entry.callee,
+                    buffer,
+                    &mut services,
+                )?,
             }
         }
         self.outcome(&mut services, buffer)
@@ -787,7 +842,9 @@ pub fn install_stubs(machine: &mut dyn Machine) -> Result<StubAddresses, Error> 
         bytes.extend_from_slice(resume.code);
     }
     let base = machine.allocate_code(bytes.len())?;
-    machine.install_code(base, &bytes)?;
+    // SAFETY: the ISA's own stubs, whose literals are the machine's host
+    // functions.
+    unsafe { machine.install_code(base, &bytes)? };
     Ok(StubAddresses {
         throw: base + throw_at[0],
         resume: base + throw_at[0] + throw.code.len() as u64,
