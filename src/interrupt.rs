@@ -17,12 +17,13 @@
 //! when it arrives in JIT code, the handler redirects it to the entry
 //! trampoline's handler, as the trap handler does. Arriving anywhere else
 //! (the host function, the throw service, the entry trampoline before it
-//! has recorded its handler), it is resent, first after
-//! [`RESEND_INTERVAL`], then at doubling intervals up to
-//! [`MAX_RESEND_INTERVAL`]. [`InterruptHandle::interrupt`] returns once
-//! every affected call has been redirected or has ended: a thread that
-//! blocks SIGURG makes it wait until its call ends, and host code should
-//! expect `EINTR` from system calls the `SA_RESTART` flag does not restart.
+//! has recorded its handler), it is resent by a background thread (started
+//! at the first such interrupt), first after [`RESEND_INTERVAL`], then at
+//! doubling intervals up to [`MAX_RESEND_INTERVAL`], until the call has been
+//! redirected or has ended. [`InterruptHandle::interrupt`] itself does not
+//! wait. Host code that runs while its call is interrupted should expect
+//! `EINTR` from system calls the `SA_RESTART` flag does not restart; a
+//! thread that blocks SIGURG cannot be interrupted in JIT code.
 //! Only the innermost call on a thread is signalled: an interrupted call
 //! that is running a host function which is running another module's code
 //! stops when that host function returns.
@@ -79,13 +80,11 @@ impl InterruptHandle {
 
     /// Make every call of the module in progress now end with
     /// [`crate::CallError::Interrupted`] (see the [module docs](self)).
+    /// Returns at once; the calls end as soon as they can.
     pub fn interrupt(&self) {
         let target = self.shared.epoch.fetch_add(1, SeqCst) + 1;
-        let shared = Arc::as_ptr(&self.shared).cast_mut();
-        let mut wait = RESEND_INTERVAL;
-        while signal_threads(shared, target) {
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(MAX_RESEND_INTERVAL);
+        if signal_threads(Arc::as_ptr(&self.shared).cast_mut(), target) {
+            resend(self.shared.clone(), target);
         }
     }
 }
@@ -163,6 +162,56 @@ fn signal_threads(shared: *mut Shared, target: u64) -> bool {
         }
     }
     waiting
+}
+
+/// Interrupts whose signal still has to reach a thread where it takes
+/// effect, and whether the resending thread runs.
+struct Resends {
+    pending: Vec<(Arc<Shared>, u64)>,
+    started: bool,
+}
+
+static RESENDS: Mutex<Resends> = Mutex::new(Resends {
+    pending: Vec::new(),
+    started: false,
+});
+static RESEND_WAKE: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Keep signalling for interrupt `target` of `shared` from the resending
+/// thread (started here the first time).
+fn resend(shared: Arc<Shared>, target: u64) {
+    let mut resends = RESENDS.lock().unwrap_or_else(PoisonError::into_inner);
+    resends.pending.push((shared, target));
+    if !resends.started {
+        let spawned = std::thread::Builder::new()
+            .name("cranelift-exn-interrupts".into())
+            .spawn(resend_loop);
+        // Without the thread, interrupts that miss JIT code still take
+        // effect when a host function returns.
+        resends.started = spawned.is_ok();
+    }
+    RESEND_WAKE.notify_one();
+}
+
+fn resend_loop() {
+    let mut wait = RESEND_INTERVAL;
+    let mut resends = RESENDS.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if resends.pending.is_empty() {
+            wait = RESEND_INTERVAL;
+            resends = RESEND_WAKE
+                .wait(resends)
+                .unwrap_or_else(PoisonError::into_inner);
+            continue;
+        }
+        drop(resends);
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(MAX_RESEND_INTERVAL);
+        resends = RESENDS.lock().unwrap_or_else(PoisonError::into_inner);
+        resends
+            .pending
+            .retain(|(shared, target)| signal_threads(Arc::as_ptr(shared).cast_mut(), *target));
+    }
 }
 
 /// This thread's slot, registering the thread on first use; null while the
