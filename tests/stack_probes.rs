@@ -23,7 +23,7 @@ function %deep(i64) -> i64 system_v {{
     fn0 = %deep(i64) -> i64 system_v
 block0(v0: i64):
     v1 = stack_addr.i64 ss0
-    store v0, v1
+    store notrap aligned v0, v1
     v2 = iconst.i64 1
     v3 = iadd v0, v2
     v4 = call fn0(v3)

@@ -666,7 +666,10 @@ fn on_block(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, address:
     // SAFETY: `host` is the live `&mut dyn HostServices` of the running
     // `call_entry`; see `HookState::host`.
     if recorded && unsafe { &mut *host.as_ptr() }.fault(&fault) {
-        uc.get_data_mut().interrupted = Some(address);
+        let state = uc.get_data_mut();
+        state.interrupted = Some(address);
+        // Once: the entry's handler runs to its end.
+        state.interrupt = None;
         // Stopping can only fail if the engine is not running, and it is.
         let _ = uc.emu_stop();
     }
