@@ -146,7 +146,8 @@ pub trait Machine {
     /// `host` accepts (see [`HostServices::fault`]) resumes at the entry
     /// trampoline's handler, which returns with the exception status.
     ///
-    /// `Err` when `entry` is not installed code of this machine.
+    /// `Err` when the call cannot run (natively: when `entry` is not in
+    /// code installed on this machine).
     ///
     /// # Safety
     ///

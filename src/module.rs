@@ -760,16 +760,15 @@ impl Module {
                 fault.kind, fault.pc
             )));
         };
-        // An access to the stack's guard region is a stack overflow whatever
-        // the instruction: Cranelift records riscv64's stack-probe store as
-        // a `heap_oob` trap site, and with stack probes a frame's first
-        // access beyond the stack is to the guard page.
+        // A trap site wins over the stack-guard guess: a heap access may
+        // fault on memory that happens to lie just below a thread's stack,
+        // while the accesses that overflow the stack (pushes, calls, spill
+        // stores) are not trap sites.
         let skew = self.image.arch.spec().trap_record_skew();
-        let code = if fault.kind == FaultKind::StackOverflow {
-            Some(TrapCode::STACK_OVERFLOW)
-        } else {
-            function.trap_at_instruction(fault.pc, skew).map(|t| t.code)
-        };
+        let code = function
+            .trap_at_instruction(fault.pc, skew)
+            .map(|t| t.code)
+            .or((fault.kind == FaultKind::StackOverflow).then_some(TrapCode::STACK_OVERFLOW));
         match code {
             Some(code) => CallError::Trap {
                 code,

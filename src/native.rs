@@ -517,9 +517,9 @@ impl NativeMachine {
     }
 
     fn contains_code(&self, address: u64) -> bool {
-        self.regions
-            .iter()
-            .any(|r| r.installed && address >= r.addr as u64 && address < r.addr as u64 + r.len as u64)
+        self.regions.iter().any(|r| {
+            r.installed && address >= r.addr as u64 && address < r.addr as u64 + r.len as u64
+        })
     }
 }
 

@@ -300,16 +300,19 @@ extern "C" fn on_interrupt(signal: libc::c_int, info: *mut libc::siginfo_t, uc: 
             let Some(Ok(previous)) = PREVIOUS_INTERRUPT.get() else {
                 return;
             };
-            // SAFETY: the previous action is what the process had installed;
-            // a handler is called the way its flags say. SIG_DFL (ignore,
-            // for SIGURG) and SIG_IGN: nothing to do.
+            // SIG_DFL (ignore, for SIGURG) and SIG_IGN: nothing to do.
             if previous.sa_sigaction == libc::SIG_DFL || previous.sa_sigaction == libc::SIG_IGN {
                 return;
             }
+            // SAFETY: the previous action is what the process had installed;
+            // its handler is called the way its flags say.
             unsafe {
                 if previous.sa_flags & libc::SA_SIGINFO != 0 {
-                    let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                        std::mem::transmute(previous.sa_sigaction);
+                    let handler: extern "C" fn(
+                        libc::c_int,
+                        *mut libc::siginfo_t,
+                        *mut libc::c_void,
+                    ) = std::mem::transmute(previous.sa_sigaction);
                     handler(signal, info, uc.cast());
                 } else {
                     let handler: extern "C" fn(libc::c_int) =

@@ -159,7 +159,9 @@ fn a_handle_from_another_thread_interrupts_immediately_after_the_start() {
     for _ in 0..5 {
         r.started.recv_timeout(PATIENCE).unwrap();
         let handle = r.handle.clone();
-        std::thread::spawn(move || handle.interrupt()).join().unwrap();
+        std::thread::spawn(move || handle.interrupt())
+            .join()
+            .unwrap();
         assert_eq!(r.outcome(), Err(CallError::Interrupted));
     }
     r.thread.join().unwrap();
@@ -226,7 +228,10 @@ fn native_code_is_installed_once_at_its_address() {
     unsafe {
         assert!(m.install_code(a + 16, &ret).is_err(), "inside a region");
         assert!(m.install_code(0x1000, &ret).is_err(), "never allocated");
-        assert!(m.install_code(a, &[0; 65]).is_err(), "larger than allocated");
+        assert!(
+            m.install_code(a, &[0; 65]).is_err(),
+            "larger than allocated"
+        );
         m.install_code(a, &ret).unwrap();
         let error = m.install_code(a, &ret).unwrap_err().to_string();
         assert!(error.contains("already installed"), "{error}");

@@ -220,7 +220,11 @@ fn an_isa_without_probes_is_rebuilt_with_them_keeping_its_flags() {
         let probed = probed_isa(isa.as_ref()).unwrap().expect("rebuilt");
         assert!(has_stack_probes(probed.as_ref()), "{arch}");
         let flags = probed.flags();
-        assert_eq!(flags.opt_level(), settings::OptLevel::SpeedAndSize, "{arch}");
+        assert_eq!(
+            flags.opt_level(),
+            settings::OptLevel::SpeedAndSize,
+            "{arch}"
+        );
         // Probes at most one 4 KiB page apart, whatever was asked.
         assert_eq!(flags.probestack_size_log2(), 12, "{arch}");
         assert!(flags.preserve_frame_pointers(), "{arch}");
