@@ -456,9 +456,9 @@ impl NativeMachine {
             in_jit: Cell::new(false),
         };
         let previous = THREAD.with(|t| t.active.replace(&call));
-        if interrupt::enter_native(call.interrupt.as_ref()) {
+        let interrupted_early = interrupt::enter_native(call.interrupt.as_ref()) && {
             // Interrupted before any signal could reach it: it ends at its
-            // entry without running.
+            // entry without running, if the services take it.
             let fault = Fault {
                 pc: entry,
                 kind: FaultKind::Interrupted,
@@ -466,8 +466,9 @@ impl NativeMachine {
             };
             // SAFETY: `host` is the services object we were given, not in
             // use elsewhere.
-            unsafe { (*call.host).fault(&fault) };
-        } else {
+            unsafe { (*call.host).fault(&fault) }
+        };
+        if !interrupted_early {
             // SAFETY: `entry` is an entry trampoline in our executable memory
             // with the C signature `fn(callee, buffer)`; the buffer is large
             // enough for the callee's signature and 16-byte aligned, and stays
