@@ -31,7 +31,8 @@
 //! The emulator crate checks for an interrupt at each basic block.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::Ordering::{self, SeqCst};
+use std::sync::atomic::{AtomicPtr, AtomicU64};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -246,22 +247,26 @@ fn thread_slot() -> *const ThreadSlot {
 /// must not run.
 pub(crate) fn enter_native(interrupt: Option<&CallInterrupt<'_>>) -> bool {
     let Some(interrupt) = interrupt else {
-        set_innermost(std::ptr::null_mut());
+        set_innermost(std::ptr::null_mut(), Ordering::Release);
         return false;
     };
-    set_innermost(interrupt.shared_ptr());
-    // After publishing the slot: an interrupt either sees it (and signals
-    // this thread) or is seen here.
+    // Publishing the slot and then reading the epoch, both sequentially
+    // consistent, against `interrupt`'s increment and then read of the
+    // slots: an interrupt either sees this call (and signals the thread) or
+    // is seen here.
+    set_innermost(interrupt.shared_ptr(), SeqCst);
     interrupt.is_interrupted()
 }
 
 /// The native call entered with [`enter_native`] ended; `outer` is the call
-/// it was nested in, if any.
+/// it was nested in, if any. (An interrupt that still sees the old value
+/// only sends a signal that does not concern this thread's call.)
 pub(crate) fn leave_native(outer: Option<&CallInterrupt<'_>>) {
-    set_innermost(outer.map_or(std::ptr::null_mut(), CallInterrupt::shared_ptr));
+    let shared = outer.map_or(std::ptr::null_mut(), CallInterrupt::shared_ptr);
+    set_innermost(shared, Ordering::Release);
 }
 
-fn set_innermost(shared: *mut Shared) {
+fn set_innermost(shared: *mut Shared, order: Ordering) {
     let slot = if shared.is_null() {
         SLOT.with(Cell::get)
     } else {
@@ -270,8 +275,8 @@ fn set_innermost(shared: *mut Shared) {
     // SAFETY: a non-null slot is owned by this thread's registration, alive
     // until the thread exits.
     if let Some(slot) = unsafe { slot.as_ref() } {
-        slot.acked.store(0, SeqCst);
-        slot.innermost.store(shared, SeqCst);
+        slot.acked.store(0, Ordering::Relaxed);
+        slot.innermost.store(shared, order);
     }
 }
 

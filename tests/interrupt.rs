@@ -275,3 +275,25 @@ block0:
     let after = unsafe { std::slice::from_raw_parts(start as *const u8, 8) };
     assert_eq!(after, &before[..]);
 }
+
+#[test]
+fn an_interrupt_stops_only_its_own_modules_calls() {
+    if Arch::host().is_none() {
+        return;
+    }
+    let a = runner(&["spin"]);
+    let b = runner(&["spin"]);
+    a.started.recv_timeout(PATIENCE).unwrap();
+    b.started.recv_timeout(PATIENCE).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    a.handle.interrupt();
+    assert_eq!(a.outcome(), Err(CallError::Interrupted));
+    assert!(
+        b.outcomes.recv_timeout(Duration::from_millis(200)).is_err(),
+        "the other module's call ended"
+    );
+    b.handle.interrupt();
+    assert_eq!(b.outcome(), Err(CallError::Interrupted));
+    a.thread.join().unwrap();
+    b.thread.join().unwrap();
+}
