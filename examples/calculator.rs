@@ -336,6 +336,7 @@ fn evaluate(source: &str, cells: u64) -> Result<String, String> {
                 payloads[0] as i64
             )
         }
+        Err(CallError::Interrupted) => "interrupted".to_string(),
         Err(CallError::Failed(e)) => format!("failed: {e}"),
     })
 }

@@ -480,7 +480,10 @@ impl<M: ?Sized + Machine> JitModule<M> {
             let size = image_size(arch, batch);
             let base = self.machine.allocate_code(size)?;
             let image = link(arch, batch, base, &resolved)?;
-            self.machine.install_code(base, &image.code)?;
+            // SAFETY: the image is Cranelift's code for this module's
+            // verified functions, trampolines and glue, linked against this
+            // machine's stubs, host functions, data and earlier code.
+            unsafe { self.machine.install_code(base, &image.code)? };
             Some(image)
         };
         if let Some(image) = &image {

@@ -16,6 +16,7 @@ pub mod compile;
 pub mod error;
 pub mod exception_table;
 pub mod host;
+pub mod interrupt;
 pub mod isa;
 pub mod jit;
 pub mod link;
@@ -31,6 +32,7 @@ pub mod values;
 
 pub use error::Error;
 pub use host::{HostResult, HostThrow};
+pub use interrupt::InterruptHandle;
 pub use module::{BacktraceFrame, CallError, JitModule, Module, ModuleBuilder, Outcome};
 pub use typed::TypedFunc;
 

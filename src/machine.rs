@@ -1,6 +1,7 @@
 //! Where linked code runs: the host CPU or an emulator.
 
 use crate::error::Error;
+pub use crate::interrupt::CallInterrupt;
 use crate::isa::Arch;
 use crate::memory::Memory;
 
@@ -33,6 +34,10 @@ pub enum FaultKind {
     StackOverflow,
     /// An arithmetic exception (integer division by zero or overflow).
     Arithmetic,
+    /// Not a fault of the code: the call was interrupted (see
+    /// [`crate::interrupt`]) while `pc` was executing. Delivered like a trap,
+    /// to the innermost entry, when the services accept it.
+    Interrupted,
 }
 
 /// A synchronous fault raised by code running under [`Machine::call_entry`].
@@ -85,6 +90,15 @@ pub trait HostServices {
         false
     }
 
+    /// Whether the running call can be interrupted, and how to tell that it
+    /// has been: a machine checks [`CallInterrupt::is_interrupted`] while
+    /// the call runs (natively when the interrupt signal arrives, emulated
+    /// at each basic block) and then reports a [`FaultKind::Interrupted`]
+    /// fault to [`HostServices::fault`]. `None` (the default): never.
+    fn interrupt(&self) -> Option<CallInterrupt<'_>> {
+        None
+    }
+
     /// Handle [`HostFunction::Call`]: run host function `index` on the glue
     /// frame at `frame`; returns the glue's status word.
     fn call_host(&mut self, memory: &mut dyn Memory, index: u64, frame: u64) -> Result<u64, Error> {
@@ -98,15 +112,34 @@ pub trait HostServices {
 /// A call always enters through an *entry trampoline* with the C calling
 /// convention `fn(callee: u64, buffer: u64)`, so no implementation needs to
 /// know how Cranelift passes arguments.
+///
+/// This is the raw layer below [`crate::Module`] (which is the safe API):
+/// like cranelift-jit, it leaves to its caller the promise that the bytes it
+/// installs and runs are code that keeps the contract below, hence
+/// [`Machine::install_code`] and [`Machine::call_entry`] are `unsafe`. What
+/// can be checked is, by every implementation: code is installed once per
+/// [`Machine::allocate_code`] region, at the address that call returned, and
+/// never writable while it can run.
 pub trait Machine {
     /// The architecture this machine executes.
     fn arch(&self) -> Arch;
     /// Reserve `size` bytes of code memory, 16-byte aligned; returns its
     /// address.
     fn allocate_code(&mut self, size: usize) -> Result<u64, Error>;
-    /// Copy `bytes` to `base` (from [`Machine::allocate_code`]) and make them
-    /// executable, with instruction-cache coherence.
-    fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error>;
+    /// Copy `bytes` to `base` and make them executable (not writable), with
+    /// instruction-cache coherence.
+    ///
+    /// `Err` (and nothing installed) unless `base` is an address
+    /// [`Machine::allocate_code`] returned, not installed before, and
+    /// `bytes` fit the size asked for there.
+    ///
+    /// # Safety
+    ///
+    /// Once installed, the bytes can run on this machine through
+    /// [`Machine::call_entry`]: the caller promises that they are code for
+    /// [`Machine::arch`] that keeps the contract of `call_entry` (on the
+    /// host CPU, code can do anything the process can).
+    unsafe fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error>;
     /// Reserve `size` bytes of data memory for JIT data objects, readable
     /// and writable, zero-filled, aligned to at least `align` bytes (a power
     /// of two); returns its address. A region is never moved or reused
@@ -133,7 +166,21 @@ pub trait Machine {
     /// machine, which is why this takes `&self`. A fault in JIT code that
     /// `host` accepts (see [`HostServices::fault`]) resumes at the entry
     /// trampoline's handler, which returns with the exception status.
-    fn call_entry(
+    ///
+    /// `Err` when the call cannot run (natively: when `entry` is not in
+    /// code installed on this machine).
+    ///
+    /// # Safety
+    ///
+    /// `entry` is an entry trampoline ([`crate::trampoline`]) installed on
+    /// this machine, and `callee` a function installed on it whose signature
+    /// the trampoline was made for; `buffer` is at least
+    /// [`crate::trampoline::buffer_size`] of that signature. All code the
+    /// call can reach is installed code keeping the same contract, which
+    /// reaches the host only through [`Machine::host_function_address`]es,
+    /// with the arguments [`HostFunction`] documents, and touches no memory
+    /// but its stack, the buffer and memory `host` hands out.
+    unsafe fn call_entry(
         &self,
         entry: u64,
         callee: u64,

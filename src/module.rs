@@ -15,6 +15,7 @@ use cranelift_module::{FuncId, ModuleDeclarations};
 use crate::error::Error;
 use crate::exception_table::ExceptionTable;
 use crate::host::{self, HostImport, HostResult, HostStatus, HostThrow};
+use crate::interrupt::{CallInterrupt, InterruptHandle};
 use crate::isa::{Arch, Endianness};
 use crate::jit::{PendingData, PendingFunction};
 use crate::link::Image;
@@ -68,6 +69,9 @@ pub enum CallError {
         /// pointer.
         backtrace: Vec<BacktraceFrame>,
     },
+    /// The call was interrupted through an [`InterruptHandle`] of its
+    /// module (see [`crate::interrupt`]).
+    Interrupted,
     /// Something failed: bad arguments, the machine, the unwinder, or a host
     /// function that panicked.
     Failed(Error),
@@ -111,6 +115,7 @@ impl std::fmt::Display for CallError {
                     None => Ok(()),
                 }
             }
+            CallError::Interrupted => write!(f, "interrupted"),
             CallError::Failed(e) => e.fmt(f),
         }
     }
@@ -148,6 +153,7 @@ impl std::fmt::Debug for CallError {
                         .collect::<Vec<_>>(),
                 )
                 .finish(),
+            CallError::Interrupted => f.write_str("Interrupted"),
             CallError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
         }
     }
@@ -170,6 +176,7 @@ enum Pending {
         tag: u32,
         payloads: [u64; 2],
     },
+    Interrupted,
     Failed(Error),
 }
 
@@ -189,6 +196,8 @@ struct CallServices<'m, M: ?Sized + Machine> {
     frames: [std::mem::MaybeUninit<u64>; MAX_BACKTRACE],
     /// How many of `frames` are set (the first `depth`).
     depth: usize,
+    /// Whether the module's interrupt handle interrupted this call.
+    interrupt: CallInterrupt<'m>,
 }
 
 impl<M: ?Sized + Machine> CallServices<'_, M> {
@@ -201,6 +210,7 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
             direct: None,
             frames: [const { std::mem::MaybeUninit::uninit() }; MAX_BACKTRACE],
             depth: 0,
+            interrupt: module.interrupt.begin(),
         }
     }
 
@@ -284,6 +294,12 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
             memory.write_u64(frame + host::PAYLOAD1_OFFSET, payloads[1])?;
             Ok::<_, Error>(HostStatus::Threw)
         };
+        // An interrupt that came while the host function ran stops the call
+        // as it returns to JIT code.
+        if self.interrupt.is_interrupted() {
+            self.direct = Some(Pending::Interrupted);
+            return throw(memory, 0, [0; 2]);
+        }
         match outcome {
             Ok(Ok(values)) => match encode_slots(&sig.returns, &values, bytes, endianness) {
                 Ok(()) => {
@@ -359,6 +375,9 @@ impl<M: ?Sized + Machine> HostServices for CallServices<'_, M> {
     fn fault(&mut self, fault: &Fault, memory: &dyn Memory) -> bool {
         // Runs in a signal handler natively: lookups, bounds-checked reads
         // and `Copy` stores only.
+        if fault.kind == FaultKind::Interrupted && !self.interrupt.is_interrupted() {
+            return false;
+        }
         if self.module.table.function(fault.pc).is_none() {
             return false;
         }
@@ -369,6 +388,10 @@ impl<M: ?Sized + Machine> HostServices for CallServices<'_, M> {
 
     fn call_host(&mut self, memory: &mut dyn Memory, index: u64, frame: u64) -> Result<u64, Error> {
         self.run_host(memory, index, frame).map(|s| s as u64)
+    }
+
+    fn interrupt(&self) -> Option<CallInterrupt<'_>> {
+        Some(self.interrupt)
     }
 }
 
@@ -567,6 +590,7 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// Tells this module's [`RawEntry`]s from other modules'.
     pub(crate) id: u64,
     pub(crate) machine: Box<M>,
+    pub(crate) interrupt: InterruptHandle,
 }
 
 /// A resolver of symbol names to addresses.
@@ -645,6 +669,11 @@ impl<M: ?Sized + Machine> JitModule<M> {
             )));
         }
         let isa = crate::compile::build_isa(arch, isa.flags(), &isa.isa_flags())?;
+        // Every function gets stack probes (see `compile::probed_isa`).
+        let isa = match crate::compile::probed_isa(isa.as_ref())? {
+            Some(probed) => probed,
+            None => isa,
+        };
         let glue_isa = crate::compile::glue_isa(isa.as_ref())?;
         let stubs = install_stubs(machine.as_mut())?;
         let dispatcher = machine.host_function_address(HostFunction::Call)?;
@@ -676,7 +705,14 @@ impl<M: ?Sized + Machine> JitModule<M> {
             imported: Vec::new(),
             id: NEXT_MODULE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             machine,
+            interrupt: InterruptHandle::new(),
         })
+    }
+
+    /// A handle that interrupts the calls of this module from any thread
+    /// (see [`crate::interrupt`]).
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        self.interrupt.clone()
     }
 
     /// Define `functions` and `hosts`, then finalize: all must load.
@@ -775,8 +811,13 @@ impl<M: ?Sized + Machine> JitModule<M> {
         let endianness = self.arch.endianness();
         let mut buffer = encode_arguments(sig, args, endianness)?;
         let mut services = CallServices::new(self);
-        self.machine
-            .call_entry(entry, callee, &mut buffer, &mut services)?;
+        // SAFETY: `entry` is the trampoline of `callee`'s signature, both in
+        // code this module compiled from checked CLIF and installed, and the
+        // buffer was encoded for that signature.
+        unsafe {
+            self.machine
+                .call_entry(entry, callee, &mut buffer, &mut services)?
+        };
         self.outcome(&mut services, &buffer)?;
         Ok(decode_results(sig, &buffer, endianness)?)
     }
@@ -808,6 +849,9 @@ impl<M: ?Sized + Machine> JitModule<M> {
     #[cold]
     fn failed_outcome(&self, services: &mut CallServices<'_, M>, status: u64) -> CallError {
         if let Some(fault) = services.fault {
+            if fault.kind == FaultKind::Interrupted {
+                return CallError::Interrupted;
+            }
             let frames: Vec<u64> = services.frames[..services.depth]
                 .iter()
                 // SAFETY: `record_frames` wrote the first `depth` entries.
@@ -822,6 +866,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
         }
         match std::mem::take(&mut services.pending) {
             Pending::Uncaught { tag, payloads } => CallError::Exception { tag, payloads },
+            Pending::Interrupted => CallError::Interrupted,
             Pending::Failed(e) => CallError::Failed(e),
             Pending::None => CallError::Failed(Error::Unwind(
                 "an exception reached the entry without passing the throw service".into(),
@@ -868,11 +913,20 @@ impl<M: ?Sized + Machine> JitModule<M> {
             ))));
         }
         let mut services = CallServices::new(self);
-        match self.machine.as_native() {
-            Some(native) => native.enter(entry.trampoline, entry.callee, buffer, &mut services)?,
-            None => {
-                self.machine
-                    .call_entry(entry.trampoline, entry.callee, buffer, &mut services)?
+        // SAFETY: `entry` was resolved by this module (checked above): its
+        // trampoline and callee are installed code of this module, and the
+        // buffer is at least the size the signature needs.
+        unsafe {
+            match self.machine.as_native() {
+                Some(native) => {
+                    native.enter(entry.trampoline, entry.callee, buffer, &mut services)?
+                }
+                None => self.machine.call_entry(
+                    entry.trampoline,
+                    entry.callee,
+                    buffer,
+                    &mut services,
+                )?,
             }
         }
         self.outcome(&mut services, buffer)
@@ -974,7 +1028,9 @@ pub fn install_stubs<M: ?Sized + Machine>(machine: &mut M) -> Result<StubAddress
         bytes.extend_from_slice(resume.code);
     }
     let base = machine.allocate_code(bytes.len())?;
-    machine.install_code(base, &bytes)?;
+    // SAFETY: the ISA's own stubs, whose literals are the machine's host
+    // functions.
+    unsafe { machine.install_code(base, &bytes)? };
     Ok(StubAddresses {
         throw: base + throw_at[0],
         resume: base + throw_at[0] + throw.code.len() as u64,

@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::ptr;
 
 use crate::error::Error;
+use crate::interrupt::{self, CallInterrupt};
 use crate::isa::Arch;
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::{HostMemory, Memory};
@@ -11,10 +12,14 @@ use crate::module::THROW_TO_ENTRY_SYMBOL;
 use crate::signals::{self, Resume};
 use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
-/// One region of code memory: mapped read-write, then read-execute.
+/// One region of code memory: mapped read-write, then, once installed,
+/// read-execute.
 struct Region {
     addr: *mut libc::c_void,
     len: usize,
+    /// The size `allocate_code` was asked for.
+    size: usize,
+    installed: bool,
 }
 
 /// The host CPU as a [`Machine`]. Code memory is never writable and
@@ -24,7 +29,9 @@ struct Region {
 /// and SIGFPE: a fault in JIT code that the running call's
 /// [`HostServices::fault`] accepts resumes at that call's entry trampoline
 /// (no setjmp/longjmp); any other signal goes to the handler installed
-/// before.
+/// before. It also installs the handler of
+/// [`crate::interrupt::INTERRUPT_SIGNAL`], which interrupts calls the same
+/// way.
 pub struct NativeMachine {
     arch: Arch,
     regions: Vec<Region>,
@@ -52,6 +59,7 @@ impl NativeMachine {
         let arch = Arch::host()
             .ok_or_else(|| Error::Machine("the host architecture is not supported".into()))?;
         signals::install()?;
+        signals::install_interrupt()?;
         Ok(NativeMachine {
             arch,
             regions: Vec::new(),
@@ -59,8 +67,8 @@ impl NativeMachine {
         })
     }
 
-    fn region(&self, base: u64) -> Option<&Region> {
-        self.regions.iter().find(|r| r.addr as u64 == base)
+    fn region(&mut self, base: u64) -> Option<&mut Region> {
+        self.regions.iter_mut().find(|r| r.addr as u64 == base)
     }
 }
 
@@ -82,6 +90,12 @@ struct ActiveCall {
     host: *mut dyn HostServices,
     buffer: u64,
     buffer_len: usize,
+    /// What the call observes of interrupts (lifetime erased like `host`'s).
+    interrupt: Option<CallInterrupt<'static>>,
+    /// Whether the thread is running JIT code of this call (rather than
+    /// Rust code of the machine or the services): where an interrupt can
+    /// be delivered.
+    in_jit: Cell<bool>,
 }
 
 /// This thread's state: plain `Cell`s without a destructor, so that every
@@ -169,6 +183,48 @@ pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
         .then_some(resume)
 }
 
+/// What the interrupt signal handler does.
+pub(crate) enum InterruptDelivery {
+    /// No interrupted call on this thread: the signal is someone else's.
+    NotOurs,
+    /// Resume here: the innermost call is interrupted in JIT code.
+    Resume(Resume),
+    /// The call is interrupted but not in JIT code; the signal will be
+    /// resent.
+    Later,
+}
+
+/// Called by the interrupt signal handler with the interrupted pc. Runs in
+/// a signal handler: no allocation, no locks.
+pub(crate) fn deliver_interrupt(pc: u64) -> InterruptDelivery {
+    let Some((active, _)) = active_call() else {
+        return InterruptDelivery::NotOurs;
+    };
+    let Some(call) = active.interrupt.as_ref() else {
+        return InterruptDelivery::NotOurs;
+    };
+    if !call.is_interrupted() {
+        interrupt::acknowledge(call);
+        return InterruptDelivery::NotOurs;
+    }
+    if !signals::DELIVERS_TRAPS || !active.in_jit.get() {
+        return InterruptDelivery::Later;
+    }
+    let fault = Fault {
+        pc,
+        kind: FaultKind::Interrupted,
+        address: None,
+        fp: None,
+    };
+    match deliver_fault(fault) {
+        Some(resume) => {
+            interrupt::acknowledge(call);
+            InterruptDelivery::Resume(resume)
+        }
+        None => InterruptDelivery::Later,
+    }
+}
+
 /// What the unwinder and host functions of `active` may touch: this
 /// thread's stack (where the throw stub's context sits below the suspended
 /// JIT frames) and the call's buffer.
@@ -227,11 +283,14 @@ fn serve_throw(
         eprintln!("cranelift-exn: {what} called outside any entry; aborting");
         std::process::abort();
     };
+    active.in_jit.set(false);
     let mut memory = call_memory(active, stack);
     // SAFETY: `host` points at the `&mut dyn HostServices` borrowed by the
     // `call_entry` frame below us on this thread, which outlives this call.
     let host = unsafe { &mut *active.host };
-    if let Err(e) = serve(host, &mut memory, context as u64, active.buffer) {
+    let served = serve(host, &mut memory, context as u64, active.buffer);
+    active.in_jit.set(true);
+    if let Err(e) = served {
         // Returning would resume at a garbage context; the services deliver
         // every recoverable failure to the entry, so this is unrecoverable.
         eprintln!("cranelift-exn: {what} failed and could not reach the entry: {e}");
@@ -246,11 +305,14 @@ extern "C" fn native_host_call(index: u64, frame: u64) -> u64 {
         eprintln!("cranelift-exn: a host function was called outside any entry; aborting");
         std::process::abort();
     };
+    active.in_jit.set(false);
     let mut memory = call_memory(active, stack);
     // SAFETY: as in `native_throw`; a nested `call_entry` made by the host
     // function installs its own `ActiveCall` and restores this one.
     let host = unsafe { &mut *active.host };
-    match host.call_host(&mut memory, index, frame) {
+    let status = host.call_host(&mut memory, index, frame);
+    active.in_jit.set(true);
+    match status {
         Ok(status) => status,
         Err(e) => {
             // The services turn every failure of the host function into a
@@ -285,26 +347,41 @@ impl Machine for NativeMachine {
                 message: format!("mmap of {len} bytes: {}", std::io::Error::last_os_error()),
             });
         }
-        self.regions.push(Region { addr, len });
+        self.regions.push(Region {
+            addr,
+            len,
+            size,
+            installed: false,
+        });
         Ok(addr as u64)
     }
 
-    fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
+    unsafe fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
         let region = self.region(base).ok_or_else(|| Error::Memory {
             address: base,
-            message: "not a region from allocate_code".into(),
+            message: "not an address allocate_code returned".into(),
         })?;
-        if bytes.len() > region.len {
+        if region.installed {
+            return Err(Error::Memory {
+                address: base,
+                message: "code is already installed here (install_code runs once per region)"
+                    .into(),
+            });
+        }
+        if bytes.len() > region.size {
             return Err(Error::Memory {
                 address: base,
                 message: format!(
-                    "{} bytes do not fit a {}-byte region",
+                    "{} bytes do not fit the {} bytes allocated",
                     bytes.len(),
-                    region.len
+                    region.size
                 ),
             });
         }
-        // SAFETY: the region is ours, writable, and at least `bytes.len()` long.
+        // Whatever happens next, the region is never written again.
+        region.installed = true;
+        // SAFETY: the region is ours, still writable (never installed), and
+        // at least `bytes.len()` long; no code runs in it yet.
         unsafe {
             ptr::copy_nonoverlapping(bytes.as_ptr(), region.addr as *mut u8, bytes.len());
             if libc::mprotect(region.addr, region.len, libc::PROT_READ | libc::PROT_EXEC) != 0 {
@@ -313,8 +390,16 @@ impl Machine for NativeMachine {
                     message: format!("mprotect: {}", std::io::Error::last_os_error()),
                 });
             }
+            // Instruction-cache coherence for the new code, then a pipeline
+            // flush on every core running a thread of this process (no-ops
+            // where the hardware keeps them coherent, as on x86-64).
+            wasmtime_jit_icache_coherence::clear_cache(region.addr.cast_const(), bytes.len())
+                .and_then(|()| wasmtime_jit_icache_coherence::pipeline_flush_mt())
+                .map_err(|e| Error::Memory {
+                    address: base,
+                    message: format!("instruction-cache flush: {e}"),
+                })?;
         }
-        flush_icache(base, bytes.len());
         Ok(())
     }
 
@@ -343,7 +428,12 @@ impl Machine for NativeMachine {
                 message: format!("mmap of {len} bytes: {}", std::io::Error::last_os_error()),
             });
         }
-        self.data.push(Region { addr, len });
+        self.data.push(Region {
+            addr,
+            len,
+            size: len,
+            installed: false,
+        });
         Ok(addr as u64)
     }
 
@@ -388,14 +478,16 @@ impl Machine for NativeMachine {
         }
     }
 
-    fn call_entry(
+    unsafe fn call_entry(
         &self,
         entry: u64,
         callee: u64,
         buffer: &mut [u8],
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
-        self.enter(entry, callee, buffer, host)
+        // SAFETY: the caller keeps `call_entry`'s contract, which is
+        // `enter`'s.
+        unsafe { self.enter(entry, callee, buffer, host) }
     }
 
     fn as_native(&self) -> Option<&NativeMachine> {
@@ -405,8 +497,12 @@ impl Machine for NativeMachine {
 
 impl NativeMachine {
     /// [`Machine::call_entry`], inlined into [`crate::Module::call_raw`].
+    ///
+    /// # Safety
+    ///
+    /// The contract of [`Machine::call_entry`].
     #[inline]
-    pub(crate) fn enter(
+    pub(crate) unsafe fn enter(
         &self,
         entry: u64,
         callee: u64,
@@ -420,7 +516,8 @@ impl NativeMachine {
         // caller's buffer when it is 16-byte aligned (allocations usually
         // are), else on an aligned copy.
         if !(buffer.as_ptr() as usize).is_multiple_of(16) {
-            return self.enter_unaligned(entry, callee, buffer, host);
+            // SAFETY: our caller's contract.
+            return unsafe { self.enter_unaligned(entry, callee, buffer, host) };
         }
         if THREAD.with(|t| t.stack.get()).is_none() {
             first_call_on_thread()?;
@@ -428,28 +525,57 @@ impl NativeMachine {
         // SAFETY: lifetime erasure only; the call is unlinked (the previous
         // one restored) before this function returns, while `host` is still
         // borrowed.
+        let interrupt: Option<CallInterrupt<'static>> =
+            unsafe { std::mem::transmute(host.interrupt()) };
         let host: *mut (dyn HostServices + '_) = host;
         let host: *mut (dyn HostServices + 'static) = unsafe { std::mem::transmute(host) };
         let call = ActiveCall {
             host,
             buffer: buffer.as_mut_ptr() as u64,
             buffer_len: buffer.len(),
+            interrupt,
+            in_jit: Cell::new(false),
         };
         let previous = THREAD.with(|t| t.active.replace(&call));
-        // SAFETY: `entry` is an entry trampoline in our executable memory with
-        // the C signature `fn(callee, buffer)`; the buffer is large enough for
-        // the callee's signature (checked by the caller that built it) and
-        // 16-byte aligned, and stays borrowed until it returns.
-        let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry as usize) };
-        f(callee, call.buffer);
+        let interrupted_early = interrupt::enter_native(call.interrupt.as_ref()) && {
+            // Interrupted before any signal could reach it: it ends at its
+            // entry without running, if the services take it.
+            let fault = Fault {
+                pc: entry,
+                kind: FaultKind::Interrupted,
+                address: None,
+                fp: None,
+            };
+            let stack = THREAD.with(|t| t.stack.get()).unwrap_or_default();
+            // SAFETY: `host` is the services object we were given, not in
+            // use elsewhere.
+            unsafe { (*call.host).fault(&fault, &call_memory(&call, stack)) }
+        };
+        if !interrupted_early {
+            // SAFETY: `entry` is an entry trampoline in our executable memory
+            // with the C signature `fn(callee, buffer)`; the buffer is large
+            // enough for the callee's signature and 16-byte aligned, and stays
+            // borrowed until it returns (our caller's contract).
+            let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry as usize) };
+            call.in_jit.set(true);
+            f(callee, call.buffer);
+            call.in_jit.set(false);
+        }
+        // SAFETY: `previous` is null or the live call this one is nested in.
+        let outer = unsafe { previous.as_ref() }.and_then(|p| p.interrupt.as_ref());
+        interrupt::leave_native(outer);
         THREAD.with(|t| t.active.set(previous));
         Ok(())
     }
 
     /// [`NativeMachine::enter`] on an aligned copy of `buffer` (on this
     /// stack when it is small).
+    ///
+    /// # Safety
+    ///
+    /// As for [`NativeMachine::enter`].
     #[cold]
-    fn enter_unaligned(
+    unsafe fn enter_unaligned(
         &self,
         entry: u64,
         callee: u64,
@@ -468,38 +594,20 @@ impl NativeMachine {
         // SAFETY: `words` has at least `len` bytes; any bytes are valid `u8`s.
         let copy = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) };
         copy.copy_from_slice(buffer);
-        self.enter(entry, callee, copy, host)?;
+        // SAFETY: our caller's contract; the copy has the buffer's size.
+        unsafe { self.enter(entry, callee, copy, host)? };
         buffer.copy_from_slice(copy);
         Ok(())
     }
 
     fn contains_code(&self, address: u64) -> bool {
-        self.regions
-            .iter()
-            .any(|r| address >= r.addr as u64 && address < r.addr as u64 + r.len as u64)
+        self.regions.iter().any(|r| {
+            r.installed && address >= r.addr as u64 && address < r.addr as u64 + r.len as u64
+        })
     }
 }
 
 #[cold]
 fn not_loaded(entry: u64) -> Error {
     Error::Machine(format!("entry {entry:#x} is not loaded code"))
-}
-
-#[cfg(target_arch = "x86_64")]
-fn flush_icache(_base: u64, _len: usize) {
-    // x86-64 keeps instruction fetch coherent with stores.
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn flush_icache(base: u64, len: usize) {
-    unsafe extern "C" {
-        fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
-    }
-    // SAFETY: the range is mapped code we just wrote.
-    unsafe {
-        __clear_cache(
-            base as *mut libc::c_char,
-            (base + len as u64) as *mut libc::c_char,
-        )
-    };
 }

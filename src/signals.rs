@@ -268,3 +268,75 @@ fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_voi
         }
     }
 }
+
+/// The action of [`crate::interrupt::INTERRUPT_SIGNAL`] installed before
+/// ours.
+static PREVIOUS_INTERRUPT: OnceLock<Result<libc::sigaction, String>> = OnceLock::new();
+
+/// Install the handler of [`crate::interrupt::INTERRUPT_SIGNAL`] (once per
+/// process): an interrupted call running JIT code on the receiving thread
+/// resumes at its entry trampoline's handler.
+pub(crate) fn install_interrupt() -> Result<(), Error> {
+    let signal = crate::interrupt::INTERRUPT_SIGNAL;
+    let result = PREVIOUS_INTERRUPT.get_or_init(|| {
+        // SAFETY: a zeroed sigaction filled with a valid handler, an empty
+        // mask and flags; valid pointers. SA_RESTART: host code the signal
+        // lands in sees as few EINTRs as possible.
+        unsafe {
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_interrupt as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, &mut previous) != 0 {
+                return Err(format!(
+                    "sigaction({signal}): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            Ok(previous)
+        }
+    });
+    result
+        .as_ref()
+        .map(|_| ())
+        .map_err(|e| Error::Machine(format!("installing the interrupt handler: {e}")))
+}
+
+extern "C" fn on_interrupt(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let uc = uc.cast::<libc::ucontext_t>();
+    // SAFETY: the kernel passes a valid ucontext.
+    let pc = unsafe { context::pc(uc) };
+    match crate::native::deliver_interrupt(pc) {
+        crate::native::InterruptDelivery::Resume(resume) => {
+            // SAFETY: as above.
+            unsafe { context::redirect(uc, resume) }
+        }
+        crate::native::InterruptDelivery::Later => {}
+        crate::native::InterruptDelivery::NotOurs => {
+            let Some(Ok(previous)) = PREVIOUS_INTERRUPT.get() else {
+                return;
+            };
+            // SIG_DFL (ignore, for SIGURG) and SIG_IGN: nothing to do.
+            if previous.sa_sigaction == libc::SIG_DFL || previous.sa_sigaction == libc::SIG_IGN {
+                return;
+            }
+            // SAFETY: the previous action is what the process had installed;
+            // its handler is called the way its flags say.
+            unsafe {
+                if previous.sa_flags & libc::SA_SIGINFO != 0 {
+                    let handler: extern "C" fn(
+                        libc::c_int,
+                        *mut libc::siginfo_t,
+                        *mut libc::c_void,
+                    ) = std::mem::transmute(previous.sa_sigaction);
+                    handler(signal, info, uc.cast());
+                } else {
+                    let handler: extern "C" fn(libc::c_int) =
+                        std::mem::transmute(previous.sa_sigaction);
+                    handler(signal);
+                }
+            }
+        }
+    }
+}

@@ -394,13 +394,14 @@ impl JitBench {
 
     /// [`JitBench::run`] as one number, what the timed loops keep (so that
     /// they time the call, not copies of a `CallError`): the value, an
-    /// uncaught exception's first payload, -2 for a trap, -3 for a failure.
+    /// uncaught exception's first payload, -2 for a trap, -3 for a failure
+    /// or an interrupt.
     pub fn run_value(&mut self, thrower: Thrower, depth: u64) -> i64 {
         match self.run(thrower, depth) {
             Ok(value) => value,
             Err(CallError::Exception { payloads, .. }) => payloads[0] as i64,
             Err(CallError::Trap { .. }) => -2,
-            Err(CallError::Failed(_)) => -3,
+            Err(CallError::Failed(_) | CallError::Interrupted) => -3,
         }
     }
 

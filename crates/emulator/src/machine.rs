@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Reg};
-use cranelift_exn::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
+use cranelift_exn::machine::{
+    CallInterrupt, Fault, FaultKind, HostFunction, HostServices, Machine,
+};
 use cranelift_exn::memory::Memory;
 use cranelift_exn::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 use unicorn_engine::unicorn_const::{HookType, MemType, Prot, TlbType, uc_error};
@@ -21,7 +23,8 @@ use crate::memory::EmulatedMemory;
 
 /// Host-function page: one 16-byte slot per [`HostFunction`], filled with
 /// undefined instructions; a code hook on the slots runs the host side.
-/// It is the only mapping without write permission (see [`writable`]).
+/// It and code are the mappings without write permission (see
+/// [`writable`]).
 const HOST_BASE: u64 = 0x1000_0000;
 const HOST_SIZE: u64 = 0x1_0000;
 const HOST_SLOT: u64 = 16;
@@ -37,20 +40,24 @@ const HALT_ADDRESS: u64 = HOST_BASE + 0x8000;
 /// The `call_entry` buffer is copied here.
 const BUFFER_BASE: u64 = 0x2000_0000;
 const BUFFER_INITIAL: u64 = 0x1_0000;
-const BUFFER_MAX: u64 = 0x1000_0000;
+/// The buffer area ends 1 MiB below the stack, unmapped.
+const BUFFER_MAX: u64 = 0x0f00_0000;
 
 const STACK_BASE: u64 = 0x3000_0000;
 const STACK_SIZE: u64 = 0x80_0000;
 /// The stack pointer starts 256 bytes below the end of the stack mapping.
 const STACK_TOP: u64 = STACK_BASE + STACK_SIZE - 0x100;
-/// A write this far below the stack is a stack overflow (the area below the
-/// stack mapping is never mapped).
-const STACK_GUARD: u64 = 0x10_0000;
+/// An access this far below the stack is a stack overflow: the stack's guard
+/// page. Code compiled with stack probes (what [`cranelift_exn::Module`]
+/// compiles) touches it before anything further down; an access further
+/// down (the 1 MiB below the stack is never mapped) is a wild one, as
+/// natively a write into a neighbouring thread's stack would be.
+const STACK_GUARD: u64 = 0x1000;
 /// A nested entry starts this far below the interrupted code's stack
 /// pointer (past any red zone).
 const NESTED_GAP: u64 = 0x400;
 
-/// Code is bump-allocated from here, mapped read-write-execute in chunks.
+/// Code is bump-allocated from here, mapped read-execute in chunks.
 const CODE_BASE: u64 = 0x4000_0000;
 const CODE_LIMIT: u64 = 0x8000_0000;
 const CODE_CHUNK: u64 = 0x10_0000;
@@ -130,6 +137,12 @@ pub(crate) struct HookState {
     host: Option<NonNull<dyn HostServices>>,
     /// The target address of the running call's buffer.
     buffer: u64,
+    /// What the running call observes of interrupts (lifetime erased as for
+    /// `host`, under the same argument).
+    interrupt: Option<CallInterrupt<'static>>,
+    /// The pc of the block where the block hook stopped an interrupted
+    /// call.
+    interrupted: Option<u64>,
     /// An error raised inside a hook; it stopped the emulation and wins over
     /// whatever unicorn reports.
     error: Option<Error>,
@@ -149,14 +162,16 @@ struct HostGuard {
     uc: Unicorn<'static, HookState>,
     host: Option<NonNull<dyn HostServices>>,
     buffer: u64,
+    interrupt: Option<CallInterrupt<'static>>,
 }
 
 impl Drop for HostGuard {
     fn drop(&mut self) {
-        let (host, buffer) = (self.host, self.buffer);
+        let (host, buffer, interrupt) = (self.host, self.buffer, self.interrupt);
         let state = self.uc.get_data_mut();
         state.host = host;
         state.buffer = buffer;
+        state.interrupt = interrupt;
     }
 }
 
@@ -164,13 +179,19 @@ impl Drop for HostGuard {
 /// unicorn-engine.
 ///
 /// Memory ([`Layout`]): a host-function page, a buffer area for
-/// [`Machine::call_entry`], an 8 MiB stack and a code region that grows in
-/// 1 MiB read-write-execute chunks. Calls to [`HostFunction`] addresses are
+/// [`Machine::call_entry`], an 8 MiB stack (whose guard page is the 4 KiB
+/// below it) and a code region that grows in 1 MiB read-execute chunks,
+/// written only by [`EmulatedMachine::install_code`], once per
+/// [`Machine::allocate_code`] region. Calls to [`HostFunction`] addresses are
 /// intercepted by a code hook and dispatched to the [`HostServices`] given to
 /// `call_entry`, which then returns to the caller as a C function would.
 /// Instructions unicorn executes wrongly are found in code as it is
 /// installed and carried out by the machine from a code hook on each of
 /// their addresses ([`EmulatedMachine::intercepted`], see the crate docs).
+///
+/// A call whose [`HostServices::interrupt`] says it has been interrupted is
+/// stopped at the next basic block of JIT code (see
+/// [`cranelift_exn::interrupt`]).
 ///
 /// Each call runs at most [`DEFAULT_INSTRUCTION_LIMIT`] instructions unless
 /// changed with [`EmulatedMachine::set_instruction_limit`]; running out, any
@@ -196,6 +217,16 @@ pub struct EmulatedMachine {
     /// The code hook on each installed instruction the machine carries out
     /// itself (`EmuArch::intercepts`), by address.
     intercepts: BTreeMap<u64, UcHookId>,
+    /// Every `allocate_code` region, by start address.
+    code_regions: BTreeMap<u64, CodeRegion>,
+}
+
+/// One `allocate_code` region.
+#[derive(Clone, Copy, Debug)]
+struct CodeRegion {
+    /// The size asked for.
+    size: u64,
+    installed: bool,
 }
 
 impl fmt::Debug for EmulatedMachine {
@@ -292,6 +323,9 @@ impl EmulatedMachine {
             },
         )
         .map_err(|e| engine_error(arch, "adding the memory-fault hook", e))?;
+        // begin > end: every block. Stops interrupted calls.
+        uc.add_block_hook(1, 0, move |uc, address, _size| on_block(uc, emu, address))
+            .map_err(|e| engine_error(arch, "adding the interrupt hook", e))?;
         if emu.hooks_exceptions() {
             uc.add_intr_hook(move |uc, intno| on_exception(uc, emu, intno))
                 .map_err(|e| engine_error(arch, "adding the exception hook", e))?;
@@ -311,6 +345,7 @@ impl EmulatedMachine {
             instruction_limit: Some(DEFAULT_INSTRUCTION_LIMIT),
             timeout: None,
             intercepts: BTreeMap::new(),
+            code_regions: BTreeMap::new(),
         })
     }
 
@@ -453,6 +488,9 @@ impl EmulatedMachine {
     fn run(&self, entry: u64, buffer: u64, host: &mut dyn HostServices) -> Result<(), Error> {
         let arch = self.emu.arch();
         let mut uc = self.uc.clone();
+        // SAFETY: lifetime erasure only, as for `host_ptr` below.
+        let interrupt: Option<CallInterrupt<'static>> =
+            unsafe { std::mem::transmute(host.interrupt()) };
         let host_ptr = NonNull::from(&mut *host);
         // SAFETY: only the trait object's lifetime bound changes (same
         // layout); see `HookState::host` for why the pointer is never used
@@ -468,7 +506,9 @@ impl EmulatedMachine {
                 uc: self.uc.clone(),
                 host: state.host.replace(host_ptr),
                 buffer: std::mem::replace(&mut state.buffer, buffer),
+                interrupt: std::mem::replace(&mut state.interrupt, interrupt),
             };
+            state.interrupted = None;
             state.error = None;
             state.fault = None;
             state.exception = None;
@@ -489,8 +529,14 @@ impl EmulatedMachine {
             let mem_fault = state.fault.take();
             let exception = state.exception.take();
             let access = state.access.take();
+            let interrupted = state.interrupted.take();
             if let Some(error) = hook_error {
                 break Err(error);
+            }
+            if interrupted.is_some() {
+                // The services accepted the interrupt (see `on_block`).
+                start = self.redirect_to_entry(&mut uc, buffer)?;
+                continue;
             }
             let mut pc = core::read_pc(&uc, self.emu)?;
             if outcome == Err(uc_error::EXCEPTION) {
@@ -621,6 +667,43 @@ fn on_host_call(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, addr
     }
 }
 
+/// The block hook: stop an interrupted call at a block of its JIT code, once
+/// its entry trampoline has recorded the handler to resume at.
+fn on_block(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, address: u64) {
+    let state = uc.get_data();
+    let (Some(interrupt), Some(host)) = (state.interrupt, state.host) else {
+        return;
+    };
+    if !interrupt.is_interrupted() {
+        return;
+    }
+    let buffer = state.buffer;
+    let recorded = EmulatedMemory::new(&mut *uc, emu.arch().endianness())
+        .read_u64(buffer + HANDLER_PC_OFFSET as u64)
+        .is_ok_and(|pc| pc != 0);
+    let fault = Fault {
+        pc: address,
+        kind: FaultKind::Interrupted,
+        address: None,
+        fp: None,
+    };
+    // SAFETY: `host` is the live `&mut dyn HostServices` of the running
+    // `call_entry`; see `HookState::host`.
+    if recorded
+        && unsafe { &mut *host.as_ptr() }.fault(
+            &fault,
+            &EmulatedMemory::new(&mut *uc, emu.arch().endianness()),
+        )
+    {
+        let state = uc.get_data_mut();
+        state.interrupted = Some(address);
+        // Once: the entry's handler runs to its end.
+        state.interrupt = None;
+        // Stopping can only fail if the engine is not running, and it is.
+        let _ = uc.emu_stop();
+    }
+}
+
 /// The interrupt hook, on architectures with instructions to emulate: carry
 /// out the faulting instruction if it is one unicorn lacks, else stop with
 /// the exception.
@@ -649,12 +732,13 @@ fn on_exception(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, _int
 }
 
 /// Whether the program may store `len` bytes at `address`, given that they
-/// are mapped: every mapping but the host-function page is writable (the
-/// stack, the buffer area and code, see `EmulatedMachine::new`,
+/// are mapped: every mapping but the host-function page and code is
+/// writable (the stack and the buffer area, see `EmulatedMachine::new`,
 /// `reserve_buffer`, `allocate_code`).
 fn writable(address: u64, len: u64) -> bool {
     let end = address.saturating_add(len);
-    end <= HOST_BASE || address >= HOST_BASE + HOST_SIZE
+    let outside = |base: u64, limit: u64| end <= base || address >= limit;
+    outside(HOST_BASE, HOST_BASE + HOST_SIZE) && outside(CODE_BASE, CODE_LIMIT)
 }
 
 /// The code hook on an instruction the machine carries out itself: do so
@@ -765,54 +849,46 @@ fn dispatch_host_call(
     emu.return_from_host(&mut core)
 }
 
-impl Machine for EmulatedMachine {
-    fn arch(&self) -> Arch {
-        self.emu.arch()
-    }
-
-    fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
+impl EmulatedMachine {
+    /// [`Machine::install_code`], safe here: emulated code cannot reach
+    /// host memory. Code is installed once per [`Machine::allocate_code`]
+    /// region, at its start; it is mapped read-execute (the emulated
+    /// program cannot write it).
+    pub fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
         let arch = self.emu.arch();
-        let exhausted = |start: u64| Error::Memory {
-            address: start,
-            message: format!(
-                "{arch}: code region exhausted allocating {size:#x} bytes (limit {CODE_LIMIT:#x})"
-            ),
-        };
-        let start = align_up(self.code_next, 16).ok_or_else(|| exhausted(self.code_next))?;
-        let end = start
-            .checked_add(size as u64)
-            .filter(|&end| end <= CODE_LIMIT)
-            .ok_or_else(|| exhausted(start))?;
-        if end > self.code_end {
-            let new_end = align_up(end, CODE_CHUNK)
-                .map(|e| e.min(CODE_LIMIT))
-                .ok_or_else(|| exhausted(start))?;
-            let grow = new_end - self.code_end;
-            self.uc
-                .mem_map(self.code_end, grow, Prot::ALL)
-                .map_err(|e| map_error(arch, self.code_end, grow, e))?;
-            self.code_end = new_end;
-        }
-        self.code_next = end;
-        Ok(start)
-    }
-
-    fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
-        let arch = self.emu.arch();
-        let end = base.checked_add(bytes.len() as u64);
-        if base < CODE_BASE || end.is_none_or(|end| end > self.code_next) {
+        let Some(region) = self.code_regions.get_mut(&base) else {
             return Err(Error::Memory {
                 address: base,
                 message: format!(
-                    "{arch}: installing {:#x} bytes outside allocated code {CODE_BASE:#x}..{:#x}",
-                    bytes.len(),
-                    self.code_next
+                    "{arch}: installing {:#x} bytes at an address allocate_code did not return",
+                    bytes.len()
+                ),
+            });
+        };
+        if region.installed {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{arch}: code is already installed here (install_code runs once per region)"
                 ),
             });
         }
+        if bytes.len() as u64 > region.size {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{arch}: {:#x} bytes do not fit the {:#x} bytes allocated",
+                    bytes.len(),
+                    region.size
+                ),
+            });
+        }
+        region.installed = true;
         if bytes.is_empty() {
             return Ok(());
         }
+        // Host writes ignore the mapping's protection: code stays read-execute
+        // for the emulated program.
         self.memory().write(base, bytes)?;
         self.hook_intercepts(base, bytes)?;
         // Drop any translation of the old bytes (instruction-cache coherence),
@@ -825,60 +901,10 @@ impl Machine for EmulatedMachine {
             .map_err(|e| engine_error(arch, "invalidating translated code", e))
     }
 
-    fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
-        let arch = self.emu.arch();
-        if !align.is_power_of_two() || align > DATA_PAGE {
-            return Err(Error::Memory {
-                address: 0,
-                message: format!("{arch}: data alignment {align} (at most {DATA_PAGE:#x})"),
-            });
-        }
-        let start = self.data_next;
-        let len = align_up(size.max(1) as u64, DATA_PAGE)
-            .filter(|len| start.checked_add(*len).is_some_and(|end| end <= DATA_LIMIT))
-            .ok_or_else(|| Error::Memory {
-                address: start,
-                message: format!(
-                    "{arch}: data region exhausted allocating {size:#x} bytes (limit {DATA_LIMIT:#x})"
-                ),
-            })?;
-        self.uc
-            .mem_map(start, len, Prot::READ | Prot::WRITE)
-            .map_err(|e| map_error(arch, start, len, e))?;
-        self.data_next = start + len;
-        Ok(start)
-    }
-
-    fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
-        let arch = self.emu.arch();
-        let end = base.checked_add(bytes.len() as u64);
-        if base < DATA_BASE || end.is_none_or(|end| end > self.data_next) {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: installing {:#x} bytes outside allocated data {DATA_BASE:#x}..{:#x}",
-                    bytes.len(),
-                    self.data_next
-                ),
-            });
-        }
-        self.memory().write(base, bytes)?;
-        if !writable {
-            // The object's pages: up to the next page boundary after it
-            // (every allocation is whole pages).
-            let len = align_up(bytes.len().max(1) as u64, DATA_PAGE).unwrap_or(DATA_PAGE);
-            self.uc
-                .mem_protect(base, len, Prot::READ)
-                .map_err(|e| map_error(arch, base, len, e))?;
-        }
-        Ok(())
-    }
-
-    fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
-        Ok(HOST_BASE + HOST_SLOT * host_slot(function))
-    }
-
-    fn call_entry(
+    /// [`Machine::call_entry`], safe here: emulated code reaches the host
+    /// only through `host` and sees only the emulator's memory, so any
+    /// bytes at `entry` end in values or an `Err`.
+    pub fn call_entry(
         &self,
         entry: u64,
         callee: u64,
@@ -940,6 +966,113 @@ impl Machine for EmulatedMachine {
         uc.context_restore(&saved)
             .map_err(|e| engine_error(arch, "restoring registers after a nested call", e))?;
         outcome
+    }
+}
+
+impl Machine for EmulatedMachine {
+    fn arch(&self) -> Arch {
+        self.emu.arch()
+    }
+
+    fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
+        let arch = self.emu.arch();
+        let exhausted = |start: u64| Error::Memory {
+            address: start,
+            message: format!(
+                "{arch}: code region exhausted allocating {size:#x} bytes (limit {CODE_LIMIT:#x})"
+            ),
+        };
+        let start = align_up(self.code_next, 16).ok_or_else(|| exhausted(self.code_next))?;
+        let end = start
+            .checked_add(size as u64)
+            .filter(|&end| end <= CODE_LIMIT)
+            .ok_or_else(|| exhausted(start))?;
+        if end > self.code_end {
+            let new_end = align_up(end, CODE_CHUNK)
+                .map(|e| e.min(CODE_LIMIT))
+                .ok_or_else(|| exhausted(start))?;
+            let grow = new_end - self.code_end;
+            self.uc
+                .mem_map(self.code_end, grow, Prot::READ | Prot::EXEC)
+                .map_err(|e| map_error(arch, self.code_end, grow, e))?;
+            self.code_end = new_end;
+        }
+        self.code_next = end;
+        self.code_regions.insert(
+            start,
+            CodeRegion {
+                size: size as u64,
+                installed: false,
+            },
+        );
+        Ok(start)
+    }
+
+    fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
+        let arch = self.emu.arch();
+        if !align.is_power_of_two() || align > DATA_PAGE {
+            return Err(Error::Memory {
+                address: 0,
+                message: format!("{arch}: data alignment {align} (at most {DATA_PAGE:#x})"),
+            });
+        }
+        let start = self.data_next;
+        let len = align_up(size.max(1) as u64, DATA_PAGE)
+            .filter(|len| start.checked_add(*len).is_some_and(|end| end <= DATA_LIMIT))
+            .ok_or_else(|| Error::Memory {
+                address: start,
+                message: format!(
+                    "{arch}: data region exhausted allocating {size:#x} bytes (limit {DATA_LIMIT:#x})"
+                ),
+            })?;
+        self.uc
+            .mem_map(start, len, Prot::READ | Prot::WRITE)
+            .map_err(|e| map_error(arch, start, len, e))?;
+        self.data_next = start + len;
+        Ok(start)
+    }
+
+    fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
+        let arch = self.emu.arch();
+        let end = base.checked_add(bytes.len() as u64);
+        if base < DATA_BASE || end.is_none_or(|end| end > self.data_next) {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{arch}: installing {:#x} bytes outside allocated data {DATA_BASE:#x}..{:#x}",
+                    bytes.len(),
+                    self.data_next
+                ),
+            });
+        }
+        self.memory().write(base, bytes)?;
+        if !writable {
+            // The object's pages: up to the next page boundary after it
+            // (every allocation is whole pages).
+            let len = align_up(bytes.len().max(1) as u64, DATA_PAGE).unwrap_or(DATA_PAGE);
+            self.uc
+                .mem_protect(base, len, Prot::READ)
+                .map_err(|e| map_error(arch, base, len, e))?;
+        }
+        Ok(())
+    }
+
+    unsafe fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
+        EmulatedMachine::install_code(self, base, bytes)
+    }
+
+    fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
+        Ok(HOST_BASE + HOST_SLOT * host_slot(function))
+    }
+
+    unsafe fn call_entry(
+        &self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        EmulatedMachine::call_entry(self, entry, callee, buffer, host)
     }
 }
 

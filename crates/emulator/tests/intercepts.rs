@@ -322,26 +322,22 @@ fn s390x_adds_whose_condition_code_is_not_read_run_unhooked() {
 }
 
 #[test]
-fn reinstalled_code_replaces_its_hooks() {
-    // ark ; ipm ; br — then a plain return over it, then the add again.
+fn installed_code_and_its_hooks_cannot_be_replaced() {
+    // ark ; ipm ; br — then an attempt to install a plain return over it.
     let add = [0xb9, 0xf8, 0x50, 0x64, 0xb2, 0x22, 0x00, 0x20, 0x07, 0xfe];
     let (mut m, base) = raw(Arch::S390x, &add, "ark %r6, %r4, %r5\nipm %r2\nbr %r14");
     assert_eq!(m.intercepted(), [base]);
     let mut plain = [0x07u8; 10];
     plain[..4].copy_from_slice(&[0xa7, 0x29, 0x00, 0x07]); // lghi %r2, 7
     plain[4..6].copy_from_slice(&[0x07, 0xfe]);
-    m.install_code(base, &plain).unwrap();
-    assert_eq!(m.intercepted(), Vec::<u64>::new());
-    m.call_entry(base, 0, &mut [0; 8], &mut NoHost).unwrap();
-    assert_eq!(m.read_reg(Reg::int(2)).unwrap(), 7);
-    for _ in 0..2 {
-        m.install_code(base, &add).unwrap();
-        assert_eq!(m.intercepted(), [base]);
-    }
+    let error = m.install_code(base, &plain).unwrap_err().to_string();
+    assert!(error.contains("already installed"), "{error}");
+    assert_eq!(m.intercepted(), [base]);
     let min = u64::from(i32::MIN as u32);
     m.write_reg(Reg::int(4), min).unwrap();
     m.write_reg(Reg::int(5), min).unwrap();
     m.call_entry(base, 0, &mut [0; 8], &mut NoHost).unwrap();
+    // Still the add (overflow: condition code 3), not `lghi %r2, 7`.
     assert_eq!((m.read_reg(Reg::int(2)).unwrap() >> 28) & 3, 3);
 }
 

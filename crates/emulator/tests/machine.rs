@@ -486,6 +486,12 @@ fn code_region_grows_and_rejects_stray_installs() {
         assert_eq!(back, vec![0x11; 16]);
         assert!(m.install_code(c, &[0; 6]).is_err(), "{arch}");
         assert!(m.install_code(0x1000, &[0]).is_err(), "{arch}");
+        // Once per region, at its start, within its size.
+        assert!(m.install_code(c, &[0; 5]).is_err(), "{arch}");
+        assert!(m.install_code(b + 16, &[0; 5]).is_err(), "{arch}");
+        let d = m.allocate_code(8).unwrap();
+        assert!(m.install_code(d, &[0; 9]).is_err(), "{arch}");
+        m.install_code(d, &[0; 8]).unwrap();
         assert!(m.allocate_code(usize::MAX).is_err(), "{arch}");
     }
 }

@@ -422,7 +422,7 @@ mod tests {
             Ok(base)
         }
 
-        fn install_code(&mut self, _: u64, _: &[u8]) -> Result<(), Error> {
+        unsafe fn install_code(&mut self, _: u64, _: &[u8]) -> Result<(), Error> {
             Ok(())
         }
 
@@ -430,7 +430,7 @@ mod tests {
             Ok(0x1000 + 16 * function as u64)
         }
 
-        fn call_entry(
+        unsafe fn call_entry(
             &self,
             _: u64,
             _: u64,

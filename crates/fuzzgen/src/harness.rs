@@ -71,7 +71,7 @@ pub fn execute(program: &Program, isa: &dyn TargetIsa, machine: Box<dyn Machine>
             Some(code) => Outcome::Trap { code, function },
             None => Outcome::Failed(format!("trap {code} in {function}")),
         },
-        Err(CallError::Failed(e)) => Outcome::Failed(e.to_string()),
+        Err(e @ (CallError::Interrupted | CallError::Failed(_))) => Outcome::Failed(e.to_string()),
     }
 }
 

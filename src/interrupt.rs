@@ -1,0 +1,294 @@
+//! Stopping a running call from another thread.
+//!
+//! A [`crate::Module`] hands out [`InterruptHandle`]s (`Send + Sync +
+//! Clone`). [`InterruptHandle::interrupt`] makes every call into that module
+//! that is in progress when it is called end with
+//! [`crate::CallError::Interrupted`]; calls that start after it returns are
+//! not affected, and the module stays usable. The running code needs no
+//! cooperation (a loop without calls stops too):
+//!
+//! - JIT code is stopped where it is, like a trap: its frames are discarded
+//!   and the call's entry returns.
+//! - A host function is never stopped: when it returns to JIT code, the call
+//!   ends as interrupted instead of continuing (a call it makes into the
+//!   module after the interrupt runs normally).
+//!
+//! Natively the thread running the call gets [`INTERRUPT_SIGNAL`] (SIGURG);
+//! when it arrives in JIT code, the handler redirects it to the entry
+//! trampoline's handler, as the trap handler does. Arriving anywhere else
+//! (the host function, the throw service, the entry trampoline before it
+//! has recorded its handler), it is resent by a background thread (started
+//! at the first such interrupt), first after [`RESEND_INTERVAL`], then at
+//! doubling intervals up to [`MAX_RESEND_INTERVAL`], until the call has been
+//! redirected or has ended. [`InterruptHandle::interrupt`] itself does not
+//! wait. Host code that runs while its call is interrupted should expect
+//! `EINTR` from system calls the `SA_RESTART` flag does not restart; a
+//! thread that blocks SIGURG cannot be interrupted in JIT code.
+//! Only the innermost call on a thread is signalled: an interrupted call
+//! that is running a host function which is running another module's code
+//! stops when that host function returns.
+//!
+//! The emulator crate checks for an interrupt at each basic block.
+
+use std::cell::Cell;
+use std::sync::atomic::Ordering::{self, SeqCst};
+use std::sync::atomic::{AtomicPtr, AtomicU64};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The signal that interrupts a native call. SIGURG: its default action is
+/// to ignore it, so a late or stray delivery is harmless, and outside Go
+/// runtimes (which use it to preempt goroutines) nothing else sends it but
+/// sockets with out-of-band data and an owner set by `F_SETOWN`. A SIGURG
+/// that arrives on a thread with no interrupted call goes to the handler
+/// installed before this crate's.
+pub const INTERRUPT_SIGNAL: libc::c_int = libc::SIGURG;
+
+/// How long [`InterruptHandle::interrupt`] first waits before resending the
+/// signal to a thread that received it where it could not take effect.
+pub const RESEND_INTERVAL: Duration = Duration::from_micros(50);
+
+/// The longest wait between two resends.
+pub const MAX_RESEND_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The interrupt state of one module, shared with its handles: the number
+/// of interrupts so far.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    epoch: AtomicU64,
+}
+
+/// Interrupts the calls of one [`crate::Module`]; from
+/// [`crate::Module::interrupt_handle`].
+#[derive(Clone, Debug, Default)]
+pub struct InterruptHandle {
+    shared: Arc<Shared>,
+}
+
+impl InterruptHandle {
+    /// A handle for a new module.
+    pub(crate) fn new() -> InterruptHandle {
+        InterruptHandle::default()
+    }
+
+    /// The interrupt state of a call starting now.
+    pub(crate) fn begin(&self) -> CallInterrupt<'_> {
+        CallInterrupt {
+            shared: &self.shared,
+            start: self.shared.epoch.load(SeqCst),
+        }
+    }
+
+    /// Make every call of the module in progress now end with
+    /// [`crate::CallError::Interrupted`] (see the [module docs](self)).
+    /// Returns at once; the calls end as soon as they can.
+    pub fn interrupt(&self) {
+        let target = self.shared.epoch.fetch_add(1, SeqCst) + 1;
+        if signal_threads(Arc::as_ptr(&self.shared).cast_mut(), target) {
+            resend(self.shared.clone(), target);
+        }
+    }
+}
+
+/// What one call observes of its module's interrupts: whether any arrived
+/// since the call started.
+#[derive(Clone, Copy, Debug)]
+pub struct CallInterrupt<'a> {
+    shared: &'a Shared,
+    start: u64,
+}
+
+impl CallInterrupt<'_> {
+    /// Whether the call has been interrupted. One atomic load: safe in a
+    /// signal handler.
+    #[inline]
+    pub fn is_interrupted(&self) -> bool {
+        self.shared.epoch.load(SeqCst) != self.start
+    }
+
+    fn shared_ptr(&self) -> *mut Shared {
+        (self.shared as *const Shared).cast_mut()
+    }
+}
+
+/// A thread that has run a native call: which module's call is innermost on
+/// it, and up to which interrupt its signal handler has seen.
+#[derive(Debug)]
+struct ThreadSlot {
+    thread: libc::pthread_t,
+    /// The [`Shared`] of the innermost call's module (null: none, or a call
+    /// that cannot be interrupted).
+    innermost: AtomicPtr<Shared>,
+    /// The module epoch the signal handler last saw while the interrupt took
+    /// effect or did not concern the innermost call (0 since that call
+    /// started).
+    acked: AtomicU64,
+}
+
+/// Every thread with a [`ThreadSlot`].
+static THREADS: Mutex<Vec<Arc<ThreadSlot>>> = Mutex::new(Vec::new());
+
+/// Removes the thread's slot from [`THREADS`] at thread exit.
+struct Registration(Arc<ThreadSlot>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = SLOT.try_with(|s| s.set(std::ptr::null()));
+        THREADS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|s| !Arc::ptr_eq(s, &self.0));
+    }
+}
+
+thread_local! {
+    static REGISTRATION: std::cell::RefCell<Option<Registration>> =
+        const { std::cell::RefCell::new(None) };
+    /// This thread's slot (owned by [`REGISTRATION`]), or null: a plain
+    /// `Cell` so that the signal handler and each call reach it with one load.
+    static SLOT: Cell<*const ThreadSlot> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Signal every thread whose innermost call belongs to `shared` and has not
+/// acknowledged interrupt `target`; whether there was one.
+fn signal_threads(shared: *mut Shared, target: u64) -> bool {
+    let threads = THREADS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut waiting = false;
+    for slot in threads.iter() {
+        if slot.innermost.load(SeqCst) == shared && slot.acked.load(SeqCst) < target {
+            waiting = true;
+            // SAFETY: the thread is alive: it removes its slot (under this
+            // lock) before it exits.
+            unsafe { libc::pthread_kill(slot.thread, INTERRUPT_SIGNAL) };
+        }
+    }
+    waiting
+}
+
+/// Interrupts whose signal still has to reach a thread where it takes
+/// effect, and whether the resending thread runs.
+struct Resends {
+    pending: Vec<(Arc<Shared>, u64)>,
+    started: bool,
+}
+
+static RESENDS: Mutex<Resends> = Mutex::new(Resends {
+    pending: Vec::new(),
+    started: false,
+});
+static RESEND_WAKE: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Keep signalling for interrupt `target` of `shared` from the resending
+/// thread (started here the first time).
+fn resend(shared: Arc<Shared>, target: u64) {
+    let mut resends = RESENDS.lock().unwrap_or_else(PoisonError::into_inner);
+    resends.pending.push((shared, target));
+    if !resends.started {
+        let spawned = std::thread::Builder::new()
+            .name("cranelift-exn-interrupts".into())
+            .spawn(resend_loop);
+        // Without the thread, interrupts that miss JIT code still take
+        // effect when a host function returns.
+        resends.started = spawned.is_ok();
+    }
+    RESEND_WAKE.notify_one();
+}
+
+fn resend_loop() {
+    let mut wait = RESEND_INTERVAL;
+    let mut resends = RESENDS.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if resends.pending.is_empty() {
+            wait = RESEND_INTERVAL;
+            resends = RESEND_WAKE
+                .wait(resends)
+                .unwrap_or_else(PoisonError::into_inner);
+            continue;
+        }
+        drop(resends);
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(MAX_RESEND_INTERVAL);
+        resends = RESENDS.lock().unwrap_or_else(PoisonError::into_inner);
+        resends
+            .pending
+            .retain(|(shared, target)| signal_threads(Arc::as_ptr(shared).cast_mut(), *target));
+    }
+}
+
+/// This thread's slot, registering the thread on first use; null while the
+/// thread's locals are being destroyed. Not for signal handlers.
+fn thread_slot() -> *const ThreadSlot {
+    let slot = SLOT.with(Cell::get);
+    if !slot.is_null() {
+        return slot;
+    }
+    REGISTRATION
+        .try_with(|r| {
+            let slot = Arc::new(ThreadSlot {
+                // SAFETY: pthread_self has no preconditions.
+                thread: unsafe { libc::pthread_self() },
+                innermost: AtomicPtr::new(std::ptr::null_mut()),
+                acked: AtomicU64::new(0),
+            });
+            THREADS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(slot.clone());
+            let ptr = Arc::as_ptr(&slot);
+            *r.borrow_mut() = Some(Registration(slot));
+            SLOT.with(|s| s.set(ptr));
+            ptr
+        })
+        .unwrap_or(std::ptr::null())
+}
+
+/// A native call observing `interrupt` starts on this thread. Returns
+/// whether the call was interrupted before it could be signalled: then it
+/// must not run.
+pub(crate) fn enter_native(interrupt: Option<&CallInterrupt<'_>>) -> bool {
+    let Some(interrupt) = interrupt else {
+        set_innermost(std::ptr::null_mut(), Ordering::Release);
+        return false;
+    };
+    // Publishing the slot and then reading the epoch, both sequentially
+    // consistent, against `interrupt`'s increment and then read of the
+    // slots: an interrupt either sees this call (and signals the thread) or
+    // is seen here.
+    set_innermost(interrupt.shared_ptr(), SeqCst);
+    interrupt.is_interrupted()
+}
+
+/// The native call entered with [`enter_native`] ended; `outer` is the call
+/// it was nested in, if any. (An interrupt that still sees the old value
+/// only sends a signal that does not concern this thread's call.)
+pub(crate) fn leave_native(outer: Option<&CallInterrupt<'_>>) {
+    let shared = outer.map_or(std::ptr::null_mut(), CallInterrupt::shared_ptr);
+    set_innermost(shared, Ordering::Release);
+}
+
+fn set_innermost(shared: *mut Shared, order: Ordering) {
+    let slot = if shared.is_null() {
+        SLOT.with(Cell::get)
+    } else {
+        thread_slot()
+    };
+    // SAFETY: a non-null slot is owned by this thread's registration, alive
+    // until the thread exits.
+    if let Some(slot) = unsafe { slot.as_ref() } {
+        slot.acked.store(0, Ordering::Relaxed);
+        slot.innermost.store(shared, order);
+    }
+}
+
+/// From the interrupt signal handler: the interrupt that `interrupt`'s call
+/// saw has taken effect (or does not concern it), so
+/// [`InterruptHandle::interrupt`] stops resending. Async-signal-safe.
+pub(crate) fn acknowledge(interrupt: &CallInterrupt<'_>) {
+    let epoch = interrupt.shared.epoch.load(SeqCst);
+    if let Ok(slot) = SLOT.try_with(Cell::get)
+        // SAFETY: as in `set_innermost`.
+        && let Some(slot) = unsafe { slot.as_ref() }
+    {
+        slot.acked.store(epoch, SeqCst);
+    }
+}

@@ -1,0 +1,299 @@
+//! Interrupting running calls on the host CPU from another thread, and the
+//! machine contract (install once, code never writable).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cranelift_exn::codegen::data_value::DataValue;
+use cranelift_exn::codegen::ir::Signature;
+use cranelift_exn::codegen::isa::CallConv;
+use cranelift_exn::compile::default_isa;
+use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::Machine;
+use cranelift_exn::native::NativeMachine;
+use cranelift_exn::{CallError, InterruptHandle, Module, ModuleBuilder};
+
+/// `%spin` tells the host it started, then loops without calls;
+/// `%in_host` calls `%wait` (which blocks until the test lets it go) and
+/// then `%after`; `%answer` returns 42.
+const PROGRAM: &str = "
+function %spin() -> i64 system_v {
+    fn0 = %started() system_v
+block0:
+    call fn0()
+    jump block1
+block1:
+    jump block1
+}
+
+function %in_host() -> i64 system_v {
+    fn0 = %wait() system_v
+    fn1 = %after() system_v
+block0:
+    call fn0()
+    call fn1()
+    v0 = iconst.i64 7
+    return v0
+}
+
+function %answer() -> i64 system_v {
+block0:
+    v0 = iconst.i64 42
+    return v0
+}
+";
+
+/// How long a test waits for a call to end before calling it a hang.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Hooks {
+    started: Sender<()>,
+    go: Mutex<Receiver<()>>,
+    after: Arc<AtomicUsize>,
+}
+
+fn module(hooks: Hooks) -> Module {
+    let arch = Arch::host().expect("a supported host");
+    let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+    builder.define_clif(PROGRAM).unwrap();
+    let unit = Signature::new(CallConv::SystemV);
+    let Hooks { started, go, after } = hooks;
+    builder
+        .define_host_function("started", unit.clone(), move |_, _| {
+            let _ = started.send(());
+            Ok(vec![])
+        })
+        .unwrap();
+    builder
+        .define_host_function("wait", unit.clone(), move |_, _| {
+            let _ = go.lock().unwrap().recv();
+            Ok(vec![])
+        })
+        .unwrap();
+    builder
+        .define_host_function("after", unit, move |_, _| {
+            after.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        })
+        .unwrap();
+    builder
+        .finalize(Box::new(NativeMachine::new().unwrap()))
+        .unwrap()
+}
+
+/// A module on its own thread running `calls` one after the other; the
+/// test gets the handle, the `%started` notifications, a sender that lets
+/// `%wait` return, the `%after` count and each call's outcome.
+struct Runner {
+    handle: InterruptHandle,
+    started: Receiver<()>,
+    go: Sender<()>,
+    after: Arc<AtomicUsize>,
+    outcomes: Receiver<Result<Vec<DataValue>, CallError>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn runner(calls: &'static [&'static str]) -> Runner {
+    let (started_tx, started) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    let after = Arc::new(AtomicUsize::new(0));
+    let (handle_tx, handle_rx) = mpsc::channel();
+    let (outcome_tx, outcomes) = mpsc::channel();
+    let hooks = Hooks {
+        started: started_tx,
+        go: Mutex::new(go_rx),
+        after: after.clone(),
+    };
+    let thread = std::thread::spawn(move || {
+        let module = module(hooks);
+        handle_tx.send(module.interrupt_handle()).unwrap();
+        for name in calls {
+            outcome_tx.send(module.call(name, &[])).unwrap();
+        }
+    });
+    Runner {
+        handle: handle_rx.recv().unwrap(),
+        started,
+        go,
+        after,
+        outcomes,
+        thread,
+    }
+}
+
+impl Runner {
+    fn outcome(&self) -> Result<Vec<DataValue>, CallError> {
+        self.outcomes
+            .recv_timeout(PATIENCE)
+            .expect("the call did not end")
+    }
+}
+
+#[test]
+fn a_loop_without_calls_is_interrupted_and_the_module_stays_usable() {
+    if Arch::host().is_none() {
+        return;
+    }
+    let r = runner(&["spin", "answer", "spin", "answer"]);
+    for _ in 0..2 {
+        r.started.recv_timeout(PATIENCE).unwrap();
+        // Let it reach the loop.
+        std::thread::sleep(Duration::from_millis(20));
+        r.handle.interrupt();
+        assert_eq!(r.outcome(), Err(CallError::Interrupted));
+        assert_eq!(r.outcome(), Ok(vec![DataValue::I64(42)]));
+    }
+    r.thread.join().unwrap();
+}
+
+#[test]
+fn a_handle_from_another_thread_interrupts_immediately_after_the_start() {
+    if Arch::host().is_none() {
+        return;
+    }
+    // No pause: the interrupt may land in the host function, the glue, the
+    // entry trampoline or the loop; each ends the call.
+    let r = runner(&["spin", "spin", "spin", "spin", "spin"]);
+    for _ in 0..5 {
+        r.started.recv_timeout(PATIENCE).unwrap();
+        let handle = r.handle.clone();
+        std::thread::spawn(move || handle.interrupt())
+            .join()
+            .unwrap();
+        assert_eq!(r.outcome(), Err(CallError::Interrupted));
+    }
+    r.thread.join().unwrap();
+}
+
+#[test]
+fn an_interrupt_during_a_host_function_ends_the_call_when_it_returns() {
+    if Arch::host().is_none() {
+        return;
+    }
+    let r = runner(&["in_host", "in_host"]);
+    // Wait until the call is inside `%wait`: the thread is then blocked.
+    std::thread::sleep(Duration::from_millis(50));
+    r.handle.interrupt();
+    r.go.send(()).unwrap();
+    assert_eq!(r.outcome(), Err(CallError::Interrupted));
+    assert_eq!(r.after.load(Ordering::SeqCst), 0, "%after ran");
+    // The next call is not affected.
+    r.go.send(()).unwrap();
+    assert_eq!(r.outcome(), Ok(vec![DataValue::I64(7)]));
+    assert_eq!(r.after.load(Ordering::SeqCst), 1);
+    r.thread.join().unwrap();
+}
+
+#[test]
+fn an_interrupt_while_no_call_runs_affects_no_later_call() {
+    if Arch::host().is_none() {
+        return;
+    }
+    let r = runner(&[]);
+    r.handle.interrupt();
+    r.thread.join().unwrap();
+    let (started, _) = mpsc::channel();
+    let (_, go) = mpsc::channel();
+    let m = module(Hooks {
+        started,
+        go: Mutex::new(go),
+        after: Arc::new(AtomicUsize::new(0)),
+    });
+    m.interrupt_handle().interrupt();
+    assert_eq!(m.call("answer", &[]), Ok(vec![DataValue::I64(42)]));
+}
+
+#[test]
+fn the_handle_is_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<InterruptHandle>();
+}
+
+#[test]
+fn native_code_is_installed_once_at_its_address() {
+    if Arch::host().is_none() {
+        return;
+    }
+    let mut m = NativeMachine::new().unwrap();
+    let a = m.allocate_code(64).unwrap();
+    let ret = match Arch::host().unwrap() {
+        Arch::X86_64 => vec![0xc3],
+        Arch::Aarch64 => vec![0xc0, 0x03, 0x5f, 0xd6],
+        Arch::Riscv64 => vec![0x67, 0x80, 0x00, 0x00],
+        Arch::S390x => vec![0x07, 0xfe],
+    };
+    // SAFETY: nothing runs the code.
+    unsafe {
+        assert!(m.install_code(a + 16, &ret).is_err(), "inside a region");
+        assert!(m.install_code(0x1000, &ret).is_err(), "never allocated");
+        assert!(
+            m.install_code(a, &[0; 65]).is_err(),
+            "larger than allocated"
+        );
+        m.install_code(a, &ret).unwrap();
+        let error = m.install_code(a, &ret).unwrap_err().to_string();
+        assert!(error.contains("already installed"), "{error}");
+    }
+    // The code is read-execute: it reads back, and stays what was installed.
+    // SAFETY: the region is mapped readable.
+    let installed = unsafe { std::slice::from_raw_parts(a as *const u8, ret.len()) };
+    assert_eq!(installed, &ret[..]);
+}
+
+#[test]
+fn jit_code_cannot_write_its_own_code() {
+    let Some(arch) = Arch::host() else {
+        return;
+    };
+    let clif = "
+function %scribble() -> i64 system_v {
+    fn0 = %scribble() -> i64 system_v
+block0:
+    v0 = func_addr.i64 fn0
+    v1 = iconst.i64 0
+    store v1, v0
+    return v1
+}
+";
+    let module = Module::new(
+        Box::new(NativeMachine::new().unwrap()),
+        default_isa(arch).unwrap().as_ref(),
+        cranelift_exn::reader::parse_functions(clif).unwrap(),
+    )
+    .unwrap();
+    let start = module.image().symbols["%scribble"];
+    // SAFETY: installed code, mapped readable.
+    let before = unsafe { std::slice::from_raw_parts(start as *const u8, 8) }.to_vec();
+    let outcome = module.call("scribble", &[]);
+    assert!(
+        matches!(outcome, Err(CallError::Trap { .. })),
+        "the store into code did not fault: {outcome:?}"
+    );
+    // SAFETY: as above.
+    let after = unsafe { std::slice::from_raw_parts(start as *const u8, 8) };
+    assert_eq!(after, &before[..]);
+}
+
+#[test]
+fn an_interrupt_stops_only_its_own_modules_calls() {
+    if Arch::host().is_none() {
+        return;
+    }
+    let a = runner(&["spin"]);
+    let b = runner(&["spin"]);
+    a.started.recv_timeout(PATIENCE).unwrap();
+    b.started.recv_timeout(PATIENCE).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    a.handle.interrupt();
+    assert_eq!(a.outcome(), Err(CallError::Interrupted));
+    assert!(
+        b.outcomes.recv_timeout(Duration::from_millis(200)).is_err(),
+        "the other module's call ended"
+    );
+    b.handle.interrupt();
+    assert_eq!(b.outcome(), Err(CallError::Interrupted));
+    a.thread.join().unwrap();
+    b.thread.join().unwrap();
+}
