@@ -242,8 +242,18 @@ impl Printer {
         }
         if !self.by_target.is_empty() {
             s += "run lines by target:\n";
-            let arch_width = self.by_target.iter().map(|t| t.arch.len()).max().unwrap_or(0);
-            let mode_width = self.by_target.iter().map(|t| t.mode.len()).max().unwrap_or(0);
+            let arch_width = self
+                .by_target
+                .iter()
+                .map(|t| t.arch.len())
+                .max()
+                .unwrap_or(0);
+            let mode_width = self
+                .by_target
+                .iter()
+                .map(|t| t.mode.len())
+                .max()
+                .unwrap_or(0);
             for t in &self.by_target {
                 s += &format!(
                     "  {:arch_width$} {:mode_width$} {}\n",

@@ -74,6 +74,9 @@ struct Running {
     step_started: Instant,
     test: Option<(String, Option<String>)>,
     line: Option<usize>,
+    /// Whether the current run line is emulated (the emulator ends it at
+    /// the limit itself, with its own message).
+    emulated: bool,
 }
 
 struct Worker {
@@ -284,9 +287,9 @@ impl Pool<'_> {
                 step_started: now,
                 test: None,
                 line: None,
+                emulated: false,
             });
-            if worker.stdin.write_all(line.as_bytes()).is_err() || worker.stdin.flush().is_err()
-            {
+            if worker.stdin.write_all(line.as_bytes()).is_err() || worker.stdin.flush().is_err() {
                 // The worker died before taking the job: its Closed event
                 // fails the job.
             }
@@ -348,12 +351,14 @@ impl Pool<'_> {
                 if let Some(r) = &mut worker.running {
                     r.test = Some((kind, target));
                     r.line = None;
+                    r.emulated = false;
                     r.step_started = Instant::now();
                 }
             }
-            Event::Message(Message::Line(line)) => {
+            Event::Message(Message::Line(line, emulated)) => {
                 if let Some(r) = &mut worker.running {
                     r.line = Some(line);
+                    r.emulated = emulated;
                     r.step_started = Instant::now();
                 }
             }
@@ -390,14 +395,15 @@ impl Pool<'_> {
 
     /// Kill workers whose current step has run past the limit.
     fn enforce_limits(&mut self, paths: &[&PathBuf]) {
-        let limit = self.settings.timeout + GRACE;
+        let timeout = self.settings.timeout;
         let late: Vec<usize> = self
             .workers
             .iter()
             .filter(|(_, w)| {
-                w.running
-                    .as_ref()
-                    .is_some_and(|r| r.step_started.elapsed() > limit)
+                w.running.as_ref().is_some_and(|r| {
+                    let limit = if r.emulated { timeout + GRACE } else { timeout };
+                    r.step_started.elapsed() > limit
+                })
             })
             .map(|(&id, _)| id)
             .collect();
@@ -425,13 +431,12 @@ impl Pool<'_> {
         let path = paths[spec.file];
         let mut report = FileReport::new(path);
         report.elapsed = running.started.elapsed();
-        let (kind, target) = running
-            .test
-            .clone()
-            .unwrap_or_else(|| ("-".into(), None));
+        let (kind, target) = running.test.clone().unwrap_or_else(|| ("-".into(), None));
         match running.line {
             Some(line) if kind == "run" => {
-                let invocation = source_line(path, line).unwrap_or_else(|| "run line".into());
+                let (invocation, expected) = source_line(path, line)
+                    .map(|text| split_run_line(&text))
+                    .unwrap_or_else(|| ("run line".into(), "returns".into()));
                 report.results.push(TestResult {
                     kind,
                     target,
@@ -441,7 +446,7 @@ impl Pool<'_> {
                         failures: vec![RunFailure {
                             line,
                             invocation,
-                            expected: "returns".into(),
+                            expected,
                             actual: what.to_string(),
                         }],
                         ..Default::default()
@@ -486,6 +491,26 @@ fn source_line(path: &std::path::Path, line: usize) -> Option<String> {
     text.lines()
         .nth(line.checked_sub(1)?)
         .map(|l| l.trim().to_string())
+}
+
+/// A run line's invocation and expectation (`%f(1)`, `== 2`), from its
+/// text (`; run: %f(1) == 2`).
+fn split_run_line(text: &str) -> (String, String) {
+    let body = text.trim_start_matches(';').trim();
+    let body = body
+        .strip_prefix("run:")
+        .or_else(|| body.strip_prefix("print:"))
+        .unwrap_or(body)
+        .trim();
+    for comparison in [" == ", " != "] {
+        if let Some((invocation, expected)) = body.split_once(comparison) {
+            return (
+                invocation.trim().to_string(),
+                format!("{}{}", comparison.trim_start(), expected.trim()),
+            );
+        }
+    }
+    (body.to_string(), "returns".into())
 }
 
 /// How a worker process ended, as a phrase (`was killed by signal 11

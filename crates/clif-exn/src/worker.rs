@@ -37,8 +37,8 @@ pub enum Message {
         /// The target's label.
         target: Option<String>,
     },
-    /// A run line starts executing.
-    Line(usize),
+    /// A run line starts executing (natively, or emulated).
+    Line(usize, bool),
     /// The job is done.
     Done(FileReport),
 }
@@ -148,7 +148,7 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
                     kind: kind.to_string(),
                     target: target.map(str::to_string),
                 },
-                Progress::Line(line) => Message::Line(line),
+                Progress::Line { line, emulated } => Message::Line(line, emulated),
             })
         })),
     };

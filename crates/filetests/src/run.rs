@@ -58,8 +58,14 @@ pub enum Progress<'a> {
         /// The `target` line's text without `target`.
         target: Option<&'a str>,
     },
-    /// A run line (its 1-based line number) starts executing.
-    Line(usize),
+    /// A run line starts executing.
+    Line {
+        /// Its 1-based line number.
+        line: usize,
+        /// Whether it runs in an emulator (which enforces its own time
+        /// limit) rather than natively.
+        emulated: bool,
+    },
 }
 
 /// Told of each [`Progress`] step as it happens.
@@ -220,7 +226,10 @@ impl TestRun {
         }
         for run in &runs {
             if let Some(hook) = &self.line_hook {
-                hook(Progress::Line(run.line));
+                hook(Progress::Line {
+                    line: run.line,
+                    emulated: report.mode == "emulated",
+                });
             }
             run_line(&mut module, run, &mut report);
         }

@@ -30,7 +30,11 @@ fn identity(meta: &std::fs::Metadata, _path: &Path) -> (u64, u64, PathBuf) {
 /// path.
 #[cfg(not(unix))]
 fn identity(_meta: &std::fs::Metadata, path: &Path) -> (u64, u64, PathBuf) {
-    (0, 0, std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()))
+    (
+        0,
+        0,
+        std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+    )
 }
 
 /// Every `.clif` file under each of `paths` (or the path itself when it is a

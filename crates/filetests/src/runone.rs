@@ -123,8 +123,7 @@ impl FileReport {
                 .any(|r| matches!(r.status, Status::Failed(_)))
         {
             Verdict::Failed
-        } else if self.skipped.is_none()
-            && self.results.iter().any(|r| r.status == Status::Passed)
+        } else if self.skipped.is_none() && self.results.iter().any(|r| r.status == Status::Passed)
         {
             Verdict::Passed
         } else {
@@ -156,9 +155,7 @@ pub fn run_part(path: &Path, part: Part, env: &RunEnv) -> FileReport {
     match std::fs::read(path) {
         Err(e) => report.file_error = Some(format!("{}: {e}", path.display())),
         Ok(bytes) => match String::from_utf8(bytes) {
-            Err(e) => {
-                report.file_error = Some(format!("{}: not UTF-8 text: {e}", path.display()))
-            }
+            Err(e) => report.file_error = Some(format!("{}: not UTF-8 text: {e}", path.display())),
             Ok(text) => {
                 // Cranelift panics on some input its verifier accepts; one
                 // file must never take the others down with it.
@@ -350,13 +347,8 @@ fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut File
                     continue;
                 };
                 progress(kind, Some(label));
-                let status = run_tuple(
-                    &**test,
-                    &file,
-                    isa.flags(),
-                    Some(isa),
-                    &mut verified[index],
-                );
+                let status =
+                    run_tuple(&**test, &file, isa.flags(), Some(isa), &mut verified[index]);
                 let printed = test.take_printed();
                 let run = test.take_run_report();
                 // A target the machine cannot serve is a skip, not a pass.

@@ -168,7 +168,9 @@ pub(crate) mod test_support {
                     }
                 }
                 (IsaSpec::None(_), true) => bail!("test {} requires an ISA", test.name()),
-                (_, false) => test.run_target(&testfile, &file_update, file_path, text, flags, unique)?,
+                (_, false) => {
+                    test.run_target(&testfile, &file_update, file_path, text, flags, unique)?
+                }
             }
         }
         Ok(())
