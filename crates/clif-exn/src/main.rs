@@ -233,7 +233,7 @@ fn main() -> ExitCode {
         worker_args,
         split: !cranelift_exn_filetests::bless::enabled(),
     };
-    let mut printer = report::Printer::new(options.verbose, options.no_run);
+    let mut printer = report::Printer::new(options.verbose, options.no_run, options.timeout);
     supervise::run(&entries, &settings, &mut printer);
     printer.finish()
 }

@@ -37,7 +37,7 @@ struct TargetCounts {
 }
 
 /// After how long a running part gets its first notice (then at each
-/// doubling).
+/// doubling), unless half the time limit is shorter.
 const STALL_NOTICE: Duration = Duration::from_secs(10);
 
 /// Runs longer than this get a progress line (on a terminal).
@@ -47,6 +47,8 @@ const PROGRESS_AFTER: Duration = Duration::from_secs(2);
 pub struct Printer {
     verbose: bool,
     no_run: bool,
+    /// When a running part gets its first STALLED notice.
+    stall_notice: Duration,
     start: Instant,
     /// Whether to draw a progress line on standard error.
     terminal: bool,
@@ -62,11 +64,13 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// A printer; `verbose` for `-v`, `no_run` for `--no-run`.
-    pub fn new(verbose: bool, no_run: bool) -> Self {
+    /// A printer; `verbose` for `-v`, `no_run` for `--no-run`, `timeout`
+    /// the limit on each step (notices come at half of it, or 10 s).
+    pub fn new(verbose: bool, no_run: bool, timeout: Duration) -> Self {
         Printer {
             verbose,
             no_run,
+            stall_notice: STALL_NOTICE.min(timeout / 2),
             start: Instant::now(),
             terminal: std::io::stderr().is_terminal(),
             progress_drawn: false,
@@ -299,7 +303,7 @@ impl Observer for Printer {
         for running in &status.running {
             let key = (running.path.to_path_buf(), running.test.cloned());
             let given = self.stalls.entry(key).or_default();
-            let due = STALL_NOTICE * 2u32.saturating_pow(*given);
+            let due = self.stall_notice * 2u32.saturating_pow(*given);
             if running.elapsed >= due {
                 *given += 1;
                 let mut place = running.path.display().to_string();

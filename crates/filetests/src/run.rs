@@ -597,6 +597,8 @@ mod tests {
         let failure = &report.failures[0];
         assert!(failure.actual.contains("Cranelift panicked"), "{failure:?}");
         assert!(failure.actual.contains("max_pos_range"), "{failure:?}");
+        // The function that did not compile, by its line.
+        assert_eq!(failure.line, 10, "{failure:?}");
     }
 
     /// A host-target file, so that the module really loads and runs.

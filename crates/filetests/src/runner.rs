@@ -94,7 +94,12 @@ fn collect_one(path: &Path, seen: &mut HashSet<(u64, u64, PathBuf)>, found: &mut
                 Err(e) => found.push(Found::Error(dir.clone(), e.to_string())),
             }
         }
-        paths.sort();
+        // Real entries before links, so that a file reached both ways is
+        // listed under its own name.
+        paths.sort_by_cached_key(|p| {
+            let link = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+            (link, p.clone())
+        });
         for p in paths {
             let is_clif = p.extension().is_some_and(|e| e == "clif");
             let meta = match std::fs::metadata(&p) {
