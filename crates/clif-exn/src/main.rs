@@ -4,6 +4,7 @@
 
 mod fuzz;
 mod report;
+mod slot;
 mod supervise;
 mod worker;
 

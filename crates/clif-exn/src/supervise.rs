@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use cranelift_exn_filetests::runone::{FileReport, Part, Status, TestResult};
 use cranelift_exn_filetests::subtest::{RunFailure, RunReport};
 
+use crate::slot::Slot;
 use crate::worker::{Job, Message, path_bytes};
 
 /// How the pool runs.
@@ -83,6 +84,32 @@ struct Worker {
     child: Child,
     stdin: ChildStdin,
     running: Option<Running>,
+    /// Where the worker puts its run line (Linux), else it sends them.
+    slot: Option<Slot>,
+    /// Test steps it has announced.
+    tests: u64,
+    /// The slot's sequence number when last looked at.
+    sequence: u64,
+}
+
+impl Worker {
+    /// Take the run line from the slot if it changed since the last look
+    /// and belongs to the current test step.
+    fn poll_slot(&mut self) {
+        let (Some(slot), Some(running)) = (&self.slot, &mut self.running) else {
+            return;
+        };
+        let (sequence, line) = slot.load();
+        if sequence == self.sequence {
+            return;
+        }
+        self.sequence = sequence;
+        if line.in_step(self.tests) {
+            running.line = Some(line.line);
+            running.emulated = line.emulated;
+            running.step_started = Instant::now();
+        }
+    }
 }
 
 enum Event {
@@ -297,15 +324,32 @@ impl Pool<'_> {
     }
 
     fn spawn(&mut self) -> std::io::Result<usize> {
-        let mut child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        command
             .arg("__worker")
             .arg("--timeout")
             .arg(self.settings.timeout.as_secs_f64().to_string())
             .args(&self.settings.worker_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
+            .stderr(Stdio::inherit());
+        // A shared page for run lines: no message per line. Only this child
+        // inherits its descriptor (closed here once it has started).
+        #[cfg(target_os = "linux")]
+        let (slot, fd) = match Slot::create() {
+            Ok((slot, fd)) => {
+                use std::os::fd::AsRawFd;
+                command.arg("--progress-fd").arg(fd.as_raw_fd().to_string());
+                (Some(slot), Some(fd))
+            }
+            Err(_) => (None, None),
+        };
+        #[cfg(not(target_os = "linux"))]
+        let slot = None;
+        let spawned = command.spawn();
+        #[cfg(target_os = "linux")]
+        drop(fd);
+        let mut child = spawned?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();
@@ -336,6 +380,9 @@ impl Pool<'_> {
                 child,
                 stdin,
                 running: None,
+                slot,
+                tests: 0,
+                sequence: 0,
             },
         );
         Ok(id)
@@ -348,6 +395,8 @@ impl Pool<'_> {
         };
         match event {
             Event::Message(Message::Test { kind, target }) => {
+                worker.poll_slot();
+                worker.tests += 1;
                 if let Some(r) = &mut worker.running {
                     r.test = Some((kind, target));
                     r.line = None;
@@ -375,6 +424,9 @@ impl Pool<'_> {
                 let Some(mut worker) = self.workers.remove(&id) else {
                     return;
                 };
+                // Every message it sent has been handled: the slot holds
+                // its last line.
+                worker.poll_slot();
                 let _ = worker.child.kill();
                 let status = worker.child.wait();
                 let how = if detail.is_empty() {
@@ -396,6 +448,9 @@ impl Pool<'_> {
     /// Kill workers whose current step has run past the limit.
     fn enforce_limits(&mut self, paths: &[&PathBuf]) {
         let timeout = self.settings.timeout;
+        for worker in self.workers.values_mut() {
+            worker.poll_slot();
+        }
         let late: Vec<usize> = self
             .workers
             .iter()

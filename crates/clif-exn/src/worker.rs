@@ -7,6 +7,7 @@
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use cranelift_exn_filetests::runone::{FileReport, Part, run_part};
 use serde::{Deserialize, Serialize};
 
 use crate::Machines;
+use crate::slot::{Slot, SlotLine};
 
 /// A part of a file for a worker to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,16 +95,29 @@ fn protocol_channel() -> std::io::Result<std::fs::File> {
 }
 
 /// Run jobs from standard input until it closes. `args`: `--timeout SECS`,
-/// `--no-run`, `--host-only`, as the parent passes them.
+/// `--no-run`, `--host-only`, `--progress-fd FD` (the parent's shared
+/// [`Slot`] for run lines), as the parent passes them.
 pub fn main(args: &[OsString]) -> std::process::ExitCode {
     let mut timeout = Duration::from_secs(60);
     let mut no_run = false;
     let mut host_only = false;
+    let mut slot = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.to_str() {
             Some("--no-run") => no_run = true,
             Some("--host-only") => host_only = true,
+            #[cfg(target_os = "linux")]
+            Some("--progress-fd") => {
+                let fd = iter
+                    .next()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse().ok());
+                match fd.map(Slot::map) {
+                    Some(Ok(mapped)) => slot = Some(mapped),
+                    _ => return std::process::ExitCode::from(2),
+                }
+            }
             Some("--timeout") => {
                 match iter
                     .next()
@@ -135,6 +150,8 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
     };
     let send = Arc::new(send);
     let progress_send = send.clone();
+    // Test steps announced so far: a run line in the slot names its step.
+    let tests = AtomicU64::new(0);
     let env = RunEnv {
         provider: (!no_run).then(|| {
             Arc::new(Machines {
@@ -142,14 +159,22 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
                 timeout: Some(timeout),
             }) as Arc<dyn MachineProvider>
         }),
-        progress: Some(Arc::new(move |progress: Progress<'_>| {
-            progress_send(&match progress {
-                Progress::Test { kind, target } => Message::Test {
+        progress: Some(Arc::new(move |progress: Progress<'_>| match progress {
+            Progress::Test { kind, target } => {
+                tests.fetch_add(1, Ordering::Relaxed);
+                progress_send(&Message::Test {
                     kind: kind.to_string(),
                     target: target.map(str::to_string),
-                },
-                Progress::Line { line, emulated } => Message::Line(line, emulated),
-            })
+                })
+            }
+            Progress::Line { line, emulated } => match &slot {
+                Some(slot) => slot.store(SlotLine {
+                    tests: tests.load(Ordering::Relaxed),
+                    line,
+                    emulated,
+                }),
+                None => progress_send(&Message::Line(line, emulated)),
+            },
         })),
     };
     // Every job runs on a thread with the same stack, so that how deep a
