@@ -319,8 +319,8 @@ impl Observer for Printer {
                 self.clear_progress();
                 let _ = writeln!(
                     std::io::stderr(),
-                    "STALLED {place}: running for {} s",
-                    running.elapsed.as_secs()
+                    "STALLED {place}: running for {:.1} s",
+                    running.elapsed.as_secs_f64()
                 );
             }
         }

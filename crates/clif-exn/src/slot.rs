@@ -1,13 +1,19 @@
-//! Where a worker's run line is, shared with its parent without a message
-//! per line: a page of memory both map (a Linux `memfd`). The worker stores
-//! the line before running it; the parent reads it when the worker hangs or
-//! dies, and watches its sequence number to time each line. Elsewhere the
-//! worker sends each line over its pipe instead.
+//! Where a worker is — its test step (kind and target) and run line —
+//! shared with its parent without a message per step: a page of memory both
+//! map (a Linux `memfd`). The worker stores each step and line before it
+//! starts; the parent reads them when the worker hangs or dies, and watches
+//! their sequence numbers to time each step. Elsewhere the worker sends
+//! them over its pipe instead.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-/// The shared words: `[sequence, packed line]`.
-const WORDS: usize = 2;
+/// Word 0: run line sequence; 1: packed run line; 2: test step sequence
+/// (a seqlock: odd while being written; halved, the number of steps); 3:
+/// the step text's length; then the text.
+const HEADER: usize = 4;
+/// Room for the step's text, in words.
+const TEXT_WORDS: usize = 60;
+const WORDS: usize = HEADER + TEXT_WORDS;
 
 /// A run line as the slot holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +114,62 @@ impl Slot {
         unsafe { &*self.words.add(index) }
     }
 
+    /// Worker: a test step starts: its kind and target label (cut to the
+    /// room there is). Returns the number of steps so far.
+    pub fn store_step(&self, kind: &str, target: Option<&str>) -> u64 {
+        let mut text = kind.as_bytes().to_vec();
+        if let Some(target) = target {
+            text.push(0);
+            text.extend_from_slice(target.as_bytes());
+        }
+        text.truncate(TEXT_WORDS * 8);
+        let sequence = self.word(2).fetch_add(1, Ordering::Relaxed) + 1;
+        fence(Ordering::Release);
+        self.word(3).store(text.len() as u64, Ordering::Relaxed);
+        for (i, chunk) in text.chunks(8).enumerate() {
+            let mut bytes = [0u8; 8];
+            bytes[..chunk.len()].copy_from_slice(chunk);
+            self.word(HEADER + i)
+                .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        }
+        self.word(2).store(sequence + 1, Ordering::Release);
+        (sequence + 1) / 2
+    }
+
+    /// Parent: the step sequence number, and the step (kind and target)
+    /// unless it is being written (a worker that died mid-write).
+    pub fn load_step(&self) -> (u64, Option<(String, Option<String>)>) {
+        for _ in 0..1000 {
+            let before = self.word(2).load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let len = (self.word(3).load(Ordering::Relaxed) as usize).min(TEXT_WORDS * 8);
+            let mut text = Vec::with_capacity(len);
+            for i in 0..len.div_ceil(8) {
+                text.extend_from_slice(
+                    &self.word(HEADER + i).load(Ordering::Relaxed).to_le_bytes(),
+                );
+            }
+            text.truncate(len);
+            fence(Ordering::Acquire);
+            if self.word(2).load(Ordering::Relaxed) != before {
+                continue;
+            }
+            if before == 0 {
+                return (0, None);
+            }
+            let text = String::from_utf8_lossy(&text);
+            let step = match text.split_once('\0') {
+                Some((kind, target)) => (kind.to_string(), Some(target.to_string())),
+                None => (text.into_owned(), None),
+            };
+            return (before, Some(step));
+        }
+        (self.word(2).load(Ordering::Relaxed), None)
+    }
+
     /// Worker: a run line starts.
     pub fn store(&self, line: SlotLine) {
         self.word(1).store(line.pack(), Ordering::Relaxed);
@@ -182,5 +244,16 @@ mod tests {
         child.store(line);
         let (after, seen) = parent.load();
         assert_eq!((after, seen), (before + 1, line));
+        assert_eq!(parent.load_step(), (0, None));
+        assert_eq!(child.store_step("run", Some("riscv64 has_c")), 1);
+        assert_eq!(
+            parent.load_step(),
+            (2, Some(("run".into(), Some("riscv64 has_c".into()))))
+        );
+        let long = "x".repeat(1000);
+        assert_eq!(child.store_step(&long, None), 2);
+        let (sequence, step) = parent.load_step();
+        assert_eq!(sequence, 4);
+        assert_eq!(step.unwrap().0.len(), TEXT_WORDS * 8);
     }
 }

@@ -86,25 +86,42 @@ struct Worker {
     running: Option<Running>,
     /// Where the worker puts its run line (Linux), else it sends them.
     slot: Option<Slot>,
-    /// Test steps it has announced.
-    tests: u64,
-    /// The slot's sequence number when last looked at.
+    /// The slot's step sequence number when last looked at.
+    step_sequence: u64,
+    /// The slot's line sequence number when last looked at.
     sequence: u64,
 }
 
 impl Worker {
-    /// Take the run line from the slot if it changed since the last look
-    /// and belongs to the current test step.
+    /// Forget the previous job's steps: called, while the worker is idle,
+    /// when it is given a job.
+    fn sync_slot(&mut self) {
+        if let Some(slot) = &self.slot {
+            self.step_sequence = slot.load_step().0;
+            self.sequence = slot.load().0;
+        }
+    }
+
+    /// Take the test step and run line from the slot where they changed
+    /// since the last look (a line only if it belongs to the current step).
     fn poll_slot(&mut self) {
         let (Some(slot), Some(running)) = (&self.slot, &mut self.running) else {
             return;
         };
+        let (step_sequence, step) = slot.load_step();
+        if step_sequence != self.step_sequence {
+            self.step_sequence = step_sequence;
+            running.test = step;
+            running.line = None;
+            running.emulated = false;
+            running.step_started = Instant::now();
+        }
         let (sequence, line) = slot.load();
         if sequence == self.sequence {
             return;
         }
         self.sequence = sequence;
-        if line.in_step(self.tests) {
+        if line.in_step(self.step_sequence / 2) {
             running.line = Some(line.line);
             running.emulated = line.emulated;
             running.step_started = Instant::now();
@@ -307,6 +324,7 @@ impl Pool<'_> {
             };
             let mut line = serde_json::to_string(&message).unwrap_or_default();
             line.push('\n');
+            worker.sync_slot();
             let now = Instant::now();
             worker.running = Some(Running {
                 job,
@@ -381,7 +399,7 @@ impl Pool<'_> {
                 stdin,
                 running: None,
                 slot,
-                tests: 0,
+                step_sequence: 0,
                 sequence: 0,
             },
         );
@@ -395,8 +413,6 @@ impl Pool<'_> {
         };
         match event {
             Event::Message(Message::Test { kind, target }) => {
-                worker.poll_slot();
-                worker.tests += 1;
                 if let Some(r) = &mut worker.running {
                     r.test = Some((kind, target));
                     r.line = None;

@@ -160,13 +160,13 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
             }) as Arc<dyn MachineProvider>
         }),
         progress: Some(Arc::new(move |progress: Progress<'_>| match progress {
-            Progress::Test { kind, target } => {
-                tests.fetch_add(1, Ordering::Relaxed);
-                progress_send(&Message::Test {
+            Progress::Test { kind, target } => match &slot {
+                Some(slot) => tests.store(slot.store_step(kind, target), Ordering::Relaxed),
+                None => progress_send(&Message::Test {
                     kind: kind.to_string(),
                     target: target.map(str::to_string),
-                })
-            }
+                }),
+            },
             Progress::Line { line, emulated } => match &slot {
                 Some(slot) => slot.store(SlotLine {
                     tests: tests.load(Ordering::Relaxed),

@@ -116,6 +116,34 @@ fn a_native_run_line_that_never_returns_times_out_and_the_others_run() {
     );
 }
 
+/// A step that is not a run line (here the interpreter on an endless loop)
+/// is limited too, and named.
+#[test]
+fn an_endless_interpret_test_times_out_and_is_named() {
+    let dir = scratch_dir("interpret-hang");
+    write(
+        &dir,
+        "a-spin.clif",
+        "test interpret\n\nfunction %f() -> i64 {\nblock0:\n    jump block1\nblock1:\n    \
+         jump block1\n}\n; run: %f() == 1\n",
+    );
+    write(&dir, "b-good.clif", &good("s390x"));
+    let o = clif_exn(&["--timeout", "1"], &[&dir]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "FAIL {} in test interpret: timed out after 1 s",
+            dir.join("a-spin.clif").display()
+        )),
+        "{out}"
+    );
+    assert!(
+        files_line(&out).starts_with("2 files: 1 passed, 1 failed"),
+        "{out}"
+    );
+}
+
 #[test]
 fn an_emulated_run_line_that_never_returns_times_out_with_a_plain_message() {
     let dir = scratch_dir("emulated-hang");
