@@ -22,23 +22,18 @@ pub struct SlotLine {
     pub tests: u64,
     /// The line's number.
     pub line: usize,
-    /// Whether it runs emulated.
-    pub emulated: bool,
 }
 
-const LINE_BITS: u32 = 39;
+const LINE_BITS: u32 = 40;
 
 impl SlotLine {
     fn pack(self) -> u64 {
-        ((self.tests & 0xff_ffff) << (LINE_BITS + 1))
-            | (u64::from(self.emulated) << LINE_BITS)
-            | (self.line as u64 & ((1 << LINE_BITS) - 1))
+        ((self.tests & 0xff_ffff) << LINE_BITS) | (self.line as u64 & ((1 << LINE_BITS) - 1))
     }
 
     fn unpack(word: u64) -> Self {
         SlotLine {
-            tests: word >> (LINE_BITS + 1),
-            emulated: (word >> LINE_BITS) & 1 == 1,
+            tests: word >> LINE_BITS,
             line: (word & ((1 << LINE_BITS) - 1)) as usize,
         }
     }
@@ -203,20 +198,14 @@ mod tests {
     #[test]
     fn lines_pack_and_unpack() {
         for line in [
-            SlotLine {
-                tests: 0,
-                line: 0,
-                emulated: false,
-            },
+            SlotLine { tests: 0, line: 0 },
             SlotLine {
                 tests: 0xff_ffff,
                 line: (1 << LINE_BITS) - 1,
-                emulated: true,
             },
             SlotLine {
                 tests: 7,
                 line: 12345,
-                emulated: true,
             },
         ] {
             assert_eq!(SlotLine::unpack(line.pack()), line);
@@ -224,7 +213,6 @@ mod tests {
         let wrapped = SlotLine {
             tests: 0x100_0003,
             line: 1,
-            emulated: false,
         };
         assert!(SlotLine::unpack(wrapped.pack()).in_step(0x100_0003));
     }
@@ -235,11 +223,7 @@ mod tests {
         use std::os::fd::AsRawFd;
         let (parent, fd) = Slot::create().unwrap();
         let child = Slot::map(fd.as_raw_fd()).unwrap();
-        let line = SlotLine {
-            tests: 3,
-            line: 42,
-            emulated: true,
-        };
+        let line = SlotLine { tests: 3, line: 42 };
         let (before, _) = parent.load();
         child.store(line);
         let (after, seen) = parent.load();

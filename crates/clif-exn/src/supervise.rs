@@ -64,10 +64,6 @@ pub struct RunningInfo<'a> {
     pub elapsed: Duration,
 }
 
-/// Extra time a worker gets over the limit before it is killed: the
-/// emulator ends an emulated run line at the limit itself, with a message.
-const GRACE: Duration = Duration::from_secs(2);
-
 struct Running {
     job: usize,
     started: Instant,
@@ -75,9 +71,6 @@ struct Running {
     step_started: Instant,
     test: Option<(String, Option<String>)>,
     line: Option<usize>,
-    /// Whether the current run line is emulated (the emulator ends it at
-    /// the limit itself, with its own message).
-    emulated: bool,
 }
 
 struct Worker {
@@ -113,7 +106,6 @@ impl Worker {
             self.step_sequence = step_sequence;
             running.test = step;
             running.line = None;
-            running.emulated = false;
             running.step_started = Instant::now();
         }
         let (sequence, line) = slot.load();
@@ -123,7 +115,6 @@ impl Worker {
         self.sequence = sequence;
         if line.in_step(self.step_sequence / 2) {
             running.line = Some(line.line);
-            running.emulated = line.emulated;
             running.step_started = Instant::now();
         }
     }
@@ -332,7 +323,6 @@ impl Pool<'_> {
                 step_started: now,
                 test: None,
                 line: None,
-                emulated: false,
             });
             if worker.stdin.write_all(line.as_bytes()).is_err() || worker.stdin.flush().is_err() {
                 // The worker died before taking the job: its Closed event
@@ -345,8 +335,6 @@ impl Pool<'_> {
         let mut command = Command::new(&self.exe);
         command
             .arg("__worker")
-            .arg("--timeout")
-            .arg(self.settings.timeout.as_secs_f64().to_string())
             .args(&self.settings.worker_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -416,14 +404,12 @@ impl Pool<'_> {
                 if let Some(r) = &mut worker.running {
                     r.test = Some((kind, target));
                     r.line = None;
-                    r.emulated = false;
                     r.step_started = Instant::now();
                 }
             }
-            Event::Message(Message::Line(line, emulated)) => {
+            Event::Message(Message::Line(line)) => {
                 if let Some(r) = &mut worker.running {
                     r.line = Some(line);
-                    r.emulated = emulated;
                     r.step_started = Instant::now();
                 }
             }
@@ -471,10 +457,9 @@ impl Pool<'_> {
             .workers
             .iter()
             .filter(|(_, w)| {
-                w.running.as_ref().is_some_and(|r| {
-                    let limit = if r.emulated { timeout + GRACE } else { timeout };
-                    r.step_started.elapsed() > limit
-                })
+                w.running
+                    .as_ref()
+                    .is_some_and(|r| r.step_started.elapsed() > timeout)
             })
             .map(|(&id, _)| id)
             .collect();

@@ -9,7 +9,6 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use cranelift_exn_filetests::kinds::RunEnv;
 use cranelift_exn_filetests::run::{MachineProvider, Progress};
@@ -39,8 +38,8 @@ pub enum Message {
         /// The target's label.
         target: Option<String>,
     },
-    /// A run line starts executing (natively, or emulated).
-    Line(usize, bool),
+    /// A run line starts executing.
+    Line(usize),
     /// The job is done.
     Done(FileReport),
 }
@@ -94,11 +93,10 @@ fn protocol_channel() -> std::io::Result<std::fs::File> {
     }
 }
 
-/// Run jobs from standard input until it closes. `args`: `--timeout SECS`,
-/// `--no-run`, `--host-only`, `--progress-fd FD` (the parent's shared
+/// Run jobs from standard input until it closes. `args`: `--no-run`,
+/// `--host-only`, `--progress-fd FD` (the parent's shared
 /// [`Slot`] for run lines), as the parent passes them.
 pub fn main(args: &[OsString]) -> std::process::ExitCode {
-    let mut timeout = Duration::from_secs(60);
     let mut no_run = false;
     let mut host_only = false;
     let mut slot = None;
@@ -116,16 +114,6 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
                 match fd.map(Slot::map) {
                     Some(Ok(mapped)) => slot = Some(mapped),
                     _ => return std::process::ExitCode::from(2),
-                }
-            }
-            Some("--timeout") => {
-                match iter
-                    .next()
-                    .and_then(|s| s.to_str())
-                    .and_then(|s| s.parse().ok())
-                {
-                    Some(secs) => timeout = Duration::from_secs_f64(secs),
-                    None => return std::process::ExitCode::from(2),
                 }
             }
             _ => return std::process::ExitCode::from(2),
@@ -153,12 +141,7 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
     // Test steps announced so far: a run line in the slot names its step.
     let tests = AtomicU64::new(0);
     let env = RunEnv {
-        provider: (!no_run).then(|| {
-            Arc::new(Machines {
-                host_only,
-                timeout: Some(timeout),
-            }) as Arc<dyn MachineProvider>
-        }),
+        provider: (!no_run).then(|| Arc::new(Machines { host_only }) as Arc<dyn MachineProvider>),
         progress: Some(Arc::new(move |progress: Progress<'_>| match progress {
             Progress::Test { kind, target } => match &slot {
                 Some(slot) => tests.store(slot.store_step(kind, target), Ordering::Relaxed),
@@ -167,13 +150,12 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
                     target: target.map(str::to_string),
                 }),
             },
-            Progress::Line { line, emulated } => match &slot {
+            Progress::Line { line, .. } => match &slot {
                 Some(slot) => slot.store(SlotLine {
                     tests: tests.load(Ordering::Relaxed),
                     line,
-                    emulated,
                 }),
-                None => progress_send(&Message::Line(line, emulated)),
+                None => progress_send(&Message::Line(line)),
             },
         })),
     };

@@ -153,7 +153,7 @@ fn an_emulated_run_line_that_never_returns_times_out_with_a_plain_message() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("a-spin.clif:10 [riscv64] %f()"), "{out}");
-    assert!(out.contains("reached its timeout of 1 s"), "{out}");
+    assert!(out.contains("timed out after 1 s"), "{out}");
     assert!(!out.contains("Some(") && !out.contains("None"), "{out}");
     assert!(
         files_line(&out).starts_with("2 files: 1 passed, 1 failed"),
