@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cranelift_exn_filetests::runone::{FileReport, Status, Verdict};
 
-use crate::supervise::{Observer, PoolStatus};
+use crate::supervise::{Observer, PoolStatus, Step};
 
 #[derive(Default)]
 struct Counts {
@@ -54,7 +54,7 @@ pub struct Printer {
     terminal: bool,
     progress_drawn: bool,
     /// Notices given, per running file and test: how many.
-    stalls: HashMap<(PathBuf, Option<(String, Option<String>)>), u32>,
+    stalls: HashMap<(PathBuf, Option<Step>), u32>,
     files: Counts,
     total_files: usize,
     by_kind: BTreeMap<(String, String), Counts>,

@@ -7,6 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
+use crate::supervise::Step;
+
 /// Word 0: run line sequence; 1: packed run line; 2: test step sequence
 /// (a seqlock: odd while being written; halved, the number of steps); 3:
 /// the step text's length; then the text.
@@ -128,12 +130,12 @@ impl Slot {
                 .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
         }
         self.word(2).store(sequence + 1, Ordering::Release);
-        (sequence + 1) / 2
+        sequence.div_ceil(2)
     }
 
     /// Parent: the step sequence number, and the step (kind and target)
     /// unless it is being written (a worker that died mid-write).
-    pub fn load_step(&self) -> (u64, Option<(String, Option<String>)>) {
+    pub fn load_step(&self) -> (u64, Option<Step>) {
         for _ in 0..1000 {
             let before = self.word(2).load(Ordering::Acquire);
             if before % 2 == 1 {

@@ -42,6 +42,9 @@ pub trait Observer {
     fn tick(&mut self, status: &PoolStatus);
 }
 
+/// A test step: the kind and the target's label.
+pub type Step = (String, Option<String>);
+
 /// Where a run stands, for a progress line and stall notices.
 pub struct PoolStatus<'a> {
     /// Files reported so far.
@@ -57,7 +60,7 @@ pub struct RunningInfo<'a> {
     /// Its file.
     pub path: &'a std::path::Path,
     /// Its current test kind and target.
-    pub test: Option<&'a (String, Option<String>)>,
+    pub test: Option<&'a Step>,
     /// Its current run line.
     pub line: Option<usize>,
     /// How long the part has been running.
@@ -69,7 +72,7 @@ struct Running {
     started: Instant,
     /// When the current step (test or run line) started.
     step_started: Instant,
-    test: Option<(String, Option<String>)>,
+    test: Option<Step>,
     line: Option<usize>,
 }
 
