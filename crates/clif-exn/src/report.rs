@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cranelift_exn_filetests::runone::{FileReport, Status, Verdict};
 
-use crate::supervise::{Observer, PoolStatus, Step};
+use crate::supervise::{Observer, PoolStatus, RunningInfo, Step};
 
 #[derive(Default)]
 struct Counts {
@@ -306,16 +306,7 @@ impl Observer for Printer {
             let due = self.stall_notice * 2u32.saturating_pow(*given);
             if running.elapsed >= due {
                 *given += 1;
-                let mut place = running.path.display().to_string();
-                if let Some(line) = running.line {
-                    place += &format!(":{line}");
-                }
-                if let Some((kind, target)) = running.test {
-                    match target {
-                        Some(target) => place += &format!(" {kind} [{target}]"),
-                        None => place += &format!(" {kind}"),
-                    }
-                }
+                let place = place(running);
                 self.clear_progress();
                 let _ = writeln!(
                     std::io::stderr(),
@@ -338,7 +329,7 @@ impl Observer for Printer {
             line += &format!(
                 " {} running; longest: {} ({:.0}s)",
                 status.running.len(),
-                r.path.display(),
+                place(r),
                 r.elapsed.as_secs_f64()
             );
         }
@@ -346,6 +337,20 @@ impl Observer for Printer {
         let _ = write!(std::io::stderr(), "\r\x1b[K{line}");
         self.progress_drawn = true;
     }
+}
+
+/// `path:line kind [target]` of what a worker is running.
+fn place(running: &RunningInfo) -> String {
+    let mut place = running.path.display().to_string();
+    if let Some(line) = running.line {
+        place += &format!(":{line}");
+    }
+    match running.test {
+        Some((kind, Some(target))) => place += &format!(" {kind} [{target}]"),
+        Some((kind, None)) => place += &format!(" {kind}"),
+        None => {}
+    }
+    place
 }
 
 /// Indent every line of a message.

@@ -404,6 +404,34 @@ fn native_run_lines_get_the_same_stack_whatever_the_scheduling() {
     }
 }
 
+/// On a terminal (here `script`'s pseudo-terminal, where the tool exists),
+/// a run over 2 s draws a progress line naming what runs longest, and
+/// clears it before printing; without a terminal there is none.
+#[test]
+fn a_progress_line_is_drawn_on_a_terminal_only() {
+    let dir = scratch_dir("progress");
+    let spin = write(&dir, "spin.clif", &spin("aarch64"));
+    let exe = env!("CARGO_BIN_EXE_clif-exn");
+    let command = format!("'{exe}' test --timeout 3 '{}'", spin.display());
+    let Ok(o) = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+    else {
+        eprintln!("no `script`; skipping the terminal half");
+        return;
+    };
+    let out = stdout(&o);
+    assert!(
+        out.contains("\r\x1b[K[0/1 files, 2s] 1 running; longest: ")
+            && out.contains("spin.clif:10 run [aarch64] ("),
+        "{out:?}"
+    );
+    assert!(out.contains("\r\x1b[KFAIL "), "{out:?}");
+    let o = clif_exn(&["--timeout", "3"], &[&spin]);
+    assert!(!stderr(&o).contains('\x1b'), "{}", stderr(&o));
+    assert!(!stdout(&o).contains('\x1b'), "{}", stdout(&o));
+}
+
 /// Results are printed as soon as the file order allows: the first file's
 /// lines arrive while a later file still runs.
 #[test]
