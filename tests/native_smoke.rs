@@ -10,15 +10,19 @@ fn module(text: &str) -> Module {
     Module::new(Box::new(NativeMachine::new().unwrap()), isa.as_ref(), funcs).unwrap()
 }
 
+/// A whole filetest of the project's (handler selection by tag across
+/// frames), loaded as functions and called directly.
 #[test]
-fn upstream_throw_shape_is_caught() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/upstream-filetests/filetests/runtests/throw.clif"
-    ))
-    .unwrap();
-    let m = module(&text);
-    assert_eq!(m.call("%entry", &[]).unwrap(), vec![DataValue::I64(58)]);
+fn throws_across_frames_are_caught_by_tag() {
+    let text = include_str!("../filetests/runtests/throw_tags.clif");
+    let m = module(text);
+    for (tag, expected) in [(1, 1011), (2, 2022), (3, 1033), (4, 4044), (0, 4000)] {
+        assert_eq!(
+            m.call("%entry", &[DataValue::I32(tag)]).unwrap(),
+            vec![DataValue::I64(expected)],
+            "tag {tag}"
+        );
+    }
 }
 
 #[test]

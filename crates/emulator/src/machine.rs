@@ -522,6 +522,7 @@ impl EmulatedMachine {
             u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1)
         });
         let mut start = entry;
+        let began = std::time::Instant::now();
         let result = loop {
             let outcome = uc.emu_start(start, HALT_ADDRESS, timeout, count);
             let state = uc.get_data_mut();
@@ -554,10 +555,16 @@ impl EmulatedMachine {
                 }
                 (Ok(()), None) if pc == HALT_ADDRESS => break Ok(()),
                 (Ok(()), None) => {
+                    // Unicorn does not say which limit stopped it.
+                    let why = match (self.timeout, self.instruction_limit) {
+                        (Some(t), _) if began.elapsed() >= t => {
+                            format!("reached its timeout of {} s", t.as_secs_f64())
+                        }
+                        (_, Some(n)) => format!("reached its instruction limit ({n} instructions)"),
+                        (_, None) => "stopped early".to_string(),
+                    };
                     break Err(Error::Machine(format!(
-                        "{arch}: emulation stopped at pc {pc:#x} before the entry returned: \
-                         instruction limit ({:?}) or timeout ({:?}) reached",
-                        self.instruction_limit, self.timeout
+                        "{arch}: emulation stopped at pc {pc:#x} before the entry returned: {why}"
                     )));
                 }
                 (Err(e), None) => fault_kind(e),

@@ -56,6 +56,7 @@ impl SubTest for TestCompile {
         testfile: &TestFile,
         file_update: &FileUpdate,
         file_path: &str,
+        source: &str,
         flags: &Flags,
         isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
@@ -70,6 +71,7 @@ impl SubTest for TestCompile {
                 flags,
                 isa: Some(isa),
                 file_path,
+                source,
                 file_update,
             };
             self.compile_one(func.clone(), &context, capstone.as_ref())

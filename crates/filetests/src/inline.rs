@@ -69,6 +69,7 @@ impl SubTest for TestInline {
         testfile: &TestFile,
         file_update: &FileUpdate,
         file_path: &str,
+        source: &str,
         flags: &Flags,
         isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
@@ -81,6 +82,7 @@ impl SubTest for TestInline {
                 flags,
                 isa,
                 file_path,
+                source,
                 file_update,
             };
             self.inline_and_check(func.clone(), &context, &mut callees)

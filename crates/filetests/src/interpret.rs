@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
 
 use anyhow::{Context as _, anyhow, bail};
 use cranelift_codegen::data_value::DataValue;
@@ -18,13 +19,16 @@ use cranelift_codegen::settings::Flags;
 use cranelift_interpreter::environment::FunctionStore;
 use cranelift_interpreter::interpreter::{Interpreter, InterpreterState, LibCallValues};
 use cranelift_interpreter::step::{ControlFlow, CraneliftTrap};
-use cranelift_reader::{Details, TestCommand, TestFile, parse_run_command};
+use cranelift_reader::{Details, RunCommand, TestCommand, TestFile, parse_run_command};
 
 use crate::bless::FileUpdate;
-use crate::subtest::{Context, SubTest};
+use crate::subtest::{Context, Printed, SubTest};
 
 /// The `interpret` kind; it takes no options.
-struct TestInterpret;
+struct TestInterpret {
+    /// Output of `; print:` lines since the last `take_printed`.
+    printed: Mutex<Vec<Printed>>,
+}
 
 /// Build the `interpret` kind from its `test` line.
 pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
@@ -35,7 +39,9 @@ pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
     if !command.options.is_empty() {
         bail!("No options allowed on {command}");
     }
-    Ok(Box::new(TestInterpret))
+    Ok(Box::new(TestInterpret {
+        printed: Mutex::new(Vec::new()),
+    }))
 }
 
 impl SubTest for TestInterpret {
@@ -48,12 +54,18 @@ impl SubTest for TestInterpret {
         testfile: &TestFile,
         _file_update: &FileUpdate,
         file_path: &str,
+        source: &str,
         _flags: &Flags,
         _isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
         let store = function_store(testfile);
         for (func, details) in &testfile.functions {
-            run_commands(&store, func, details, file_path)
+            let place = Place {
+                file_path,
+                source,
+                details,
+            };
+            self.run_commands(&store, func, &place)
                 .with_context(|| format!("{}({})", self.name(), func.name))?;
         }
         Ok(())
@@ -63,8 +75,27 @@ impl SubTest for TestInterpret {
         // On its own a function can only call itself.
         let mut store = FunctionStore::default();
         store.add(func.name.to_string(), &func);
-        run_commands(&store, &func, context.details, context.file_path)
+        let place = Place {
+            file_path: context.file_path,
+            source: context.source,
+            details: context.details,
+        };
+        self.run_commands(&store, &func, &place)
     }
+
+    fn take_printed(&self) -> Vec<Printed> {
+        self.printed
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+}
+
+/// Where a function's run lines are: for messages and their line numbers.
+struct Place<'a> {
+    file_path: &'a str,
+    source: &'a str,
+    details: &'a Details<'a>,
 }
 
 /// Every function of the file, under its printed name (`%name`), which is
@@ -77,34 +108,76 @@ fn function_store<'a>(testfile: &'a TestFile) -> FunctionStore<'a> {
     store
 }
 
-/// Execute the run commands in the comments of `func`.
-fn run_commands(
-    store: &FunctionStore,
-    func: &Function,
-    details: &Details,
-    file_path: &str,
-) -> anyhow::Result<()> {
-    for comment in &details.comments {
-        let where_ = || {
-            let line = comment_line(file_path, details.location.line_number, comment.text);
-            match line {
+impl TestInterpret {
+    /// Execute the run commands in the comments of `func`; `; print:`
+    /// output is kept for [`SubTest::take_printed`].
+    fn run_commands(
+        &self,
+        store: &FunctionStore,
+        func: &Function,
+        place: &Place,
+    ) -> anyhow::Result<()> {
+        let file_path = place.file_path;
+        let function_line = place.details.location.line_number;
+        let mut search_from = function_line;
+        for comment in &place.details.comments {
+            let line = comment_line(place.source, search_from, comment.text);
+            if let Some(line) = line {
+                search_from = line + 1;
+            }
+            let where_ = || match line {
                 Some(line) => format!("{file_path}:{line}: {}", comment.text),
                 None => format!(
-                    "{file_path}: function on line {}: {}",
-                    details.location.line_number, comment.text
+                    "{file_path}: function on line {function_line}: {}",
+                    comment.text
                 ),
+            };
+            let command = match parse_run_command(comment.text, &func.signature) {
+                Ok(Some(command)) => command,
+                Ok(None) => continue,
+                Err(e) => bail!("{}: {}", where_(), e.message),
+            };
+            match &command {
+                // Printed through the runner's report, not to stdout.
+                RunCommand::Print(invocation) => {
+                    let values = interpret_call(store, &invocation.func, &invocation.args)
+                        .map_err(|e| anyhow!("{}: {e}", where_()))?;
+                    let text = format!(
+                        "{} -> {}",
+                        show_invocation(&invocation.func, &invocation.args),
+                        show_values(&values)
+                    );
+                    if let Ok(mut printed) = self.printed.lock() {
+                        printed.push(Printed {
+                            line: line.unwrap_or(function_line),
+                            text,
+                        });
+                    }
+                }
+                RunCommand::Run(..) => command
+                    .run(|name, args| interpret_call(store, name, args))
+                    .map_err(|e| anyhow!("{}: {e}", where_()))?,
             }
-        };
-        let command = match parse_run_command(comment.text, &func.signature) {
-            Ok(Some(command)) => command,
-            Ok(None) => continue,
-            Err(e) => bail!("{}: {}", where_(), e.message),
-        };
-        command
-            .run(|name, args| interpret_call(store, name, args))
-            .map_err(|e| anyhow!("{}: {e}", where_()))?;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// `%f(1, 2)`.
+pub(crate) fn show_invocation(func: &str, args: &[DataValue]) -> String {
+    let args: Vec<String> = args.iter().map(|v| v.to_string()).collect();
+    format!("%{func}({})", args.join(", "))
+}
+
+/// One value as itself, several (or none) in brackets.
+pub(crate) fn show_values(values: &[DataValue]) -> String {
+    match values {
+        [one] => one.to_string(),
+        many => {
+            let shown: Vec<String> = many.iter().map(|v| v.to_string()).collect();
+            format!("[{}]", shown.join(", "))
+        }
+    }
 }
 
 /// Call `name` (without its `%`) with `args` in a fresh interpreter, so no
@@ -192,10 +265,9 @@ fn libcall_handler(libcall: LibCall, args: LibCallValues) -> Result<LibCallValue
     Ok(std::iter::once(result).collect())
 }
 
-/// The line of `file_path` at or after `from_line` that holds `text`, for
-/// messages; `None` when the file cannot be read (e.g. in-memory tests).
-fn comment_line(file_path: &str, from_line: usize, text: &str) -> Option<usize> {
-    let source = std::fs::read_to_string(file_path).ok()?;
+/// The 1-based line of `source` at or after line `from_line` that holds
+/// `text`, for messages.
+fn comment_line(source: &str, from_line: usize, text: &str) -> Option<usize> {
     source
         .lines()
         .enumerate()

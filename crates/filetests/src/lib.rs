@@ -3,8 +3,12 @@
 //! executed on every target (natively or emulated, through a
 //! [`run::MachineProvider`]).
 //!
-//! [`runner::run_files`] runs files in parallel; [`runone::run_file`] runs
-//! one; [`kinds::new_subtest`] maps a `test` line to its [`subtest::SubTest`].
+//! [`runner::collect`] finds files (each once, unreadable paths reported in
+//! place); [`runner::run_files`] runs them in parallel in this process;
+//! [`runone::run_file`] runs one, [`runone::run_part`] a part of one (its
+//! `test run` targets apart, for finer scheduling; `clif-exn test` runs
+//! parts in supervised worker processes); [`kinds::new_subtest`] maps a
+//! `test` line to its [`subtest::SubTest`].
 
 pub mod alias_analysis;
 pub mod bless;

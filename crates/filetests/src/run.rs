@@ -21,7 +21,7 @@ use cranelift_exn::module::Module;
 use cranelift_reader::{Comparison, RunCommand, TestCommand, TestFile, parse_run_command};
 
 use crate::bless::FileUpdate;
-use crate::subtest::{Context, RunFailure, RunReport, SubTest};
+use crate::subtest::{Context, Printed, RunFailure, RunReport, SubTest};
 
 /// Supplies a machine for each architecture a file targets.
 pub trait MachineProvider: Send + Sync {
@@ -47,9 +47,35 @@ pub trait MachineProvider: Send + Sync {
     }
 }
 
+/// Where a file's run has got to: what a supervisor needs to name the test,
+/// target and run line that was executing when a process died or hung.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    /// A test kind starts on a target (its label), or once (`None`).
+    Test {
+        /// The kind, as written after `test`.
+        kind: &'a str,
+        /// The `target` line's text without `target`.
+        target: Option<&'a str>,
+    },
+    /// A run line starts executing.
+    Line {
+        /// Its 1-based line number.
+        line: usize,
+        /// Whether it runs in an emulator (which enforces its own time
+        /// limit) rather than natively.
+        emulated: bool,
+    },
+}
+
+/// Told of each [`Progress`] step as it happens.
+pub type ProgressHook = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
+
 /// `test run`, executing on machines from a provider.
 struct TestRun {
     provider: Arc<dyn MachineProvider>,
+    /// Told of each run line before it executes.
+    line_hook: Option<ProgressHook>,
     /// The report of the last `run_target` call, for the runner.
     report: Mutex<Option<RunReport>>,
 }
@@ -58,12 +84,14 @@ struct TestRun {
 pub fn subtest(
     command: &TestCommand,
     provider: Arc<dyn MachineProvider>,
+    line_hook: Option<ProgressHook>,
 ) -> anyhow::Result<Box<dyn SubTest>> {
     if let Some(option) = command.options.first() {
-        bail!("unknown option `{option}` on `{command}`");
+        bail!("unknown option `{option}`");
     }
     Ok(Box::new(TestRun {
         provider,
+        line_hook,
         report: Mutex::new(None),
     }))
 }
@@ -98,11 +126,12 @@ impl SubTest for TestRun {
         testfile: &TestFile,
         _file_update: &FileUpdate,
         file_path: &str,
+        source: &str,
         _flags: &Flags,
         isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
         let isa = isa.context("`test run` needs a target")?;
-        let report = self.run_on(testfile, file_path, isa)?;
+        let report = self.run_on(testfile, file_path, source, isa)?;
         let failed = report.failures.len();
         *self
             .report
@@ -121,6 +150,14 @@ impl SubTest for TestRun {
     fn take_run_report(&self) -> Option<RunReport> {
         self.report.lock().ok().and_then(|mut r| r.take())
     }
+
+    fn take_printed(&self) -> Vec<Printed> {
+        self.report
+            .lock()
+            .ok()
+            .and_then(|mut r| r.as_mut().map(|r| std::mem::take(&mut r.printed)))
+            .unwrap_or_default()
+    }
 }
 
 impl TestRun {
@@ -128,19 +165,20 @@ impl TestRun {
         &self,
         testfile: &TestFile,
         file_path: &str,
+        source: &str,
         isa: &dyn TargetIsa,
     ) -> anyhow::Result<RunReport> {
         let mut report = RunReport {
-            mode: "-",
+            mode: "-".into(),
             ..Default::default()
         };
-        let runs = run_lines(testfile, file_path)?;
+        let runs = run_lines(testfile, file_path, source)?;
         report.lines = runs.len();
         let Some(arch) = Arch::from_triple(isa.triple()) else {
             report.skipped = Some(format!("{} is not a supported target", isa.triple()));
             return Ok(report);
         };
-        report.mode = self.provider.mode(arch);
+        report.mode = self.provider.mode(arch).into();
         if let Some(reason) = self.provider.unsupported(isa) {
             report.skipped = Some(reason);
             return Ok(report);
@@ -164,7 +202,9 @@ impl TestRun {
             }
             Err(e) => {
                 let line = match &e {
-                    Error::Compile { function, .. } | Error::Link { function, .. } => testfile
+                    Error::Compile { function, .. }
+                    | Error::Link { function, .. }
+                    | Error::CompilerPanic { function, .. } => testfile
                         .functions
                         .iter()
                         .find(|(f, _)| f.name.to_string() == *function)
@@ -185,6 +225,12 @@ impl TestRun {
             return Ok(report);
         }
         for run in &runs {
+            if let Some(hook) = &self.line_hook {
+                hook(Progress::Line {
+                    line: run.line,
+                    emulated: report.mode == "emulated",
+                });
+            }
             run_line(&mut module, run, &mut report);
         }
         Ok(report)
@@ -212,11 +258,10 @@ fn rebuild(arch: Arch, isa: &dyn TargetIsa) -> anyhow::Result<OwnedTargetIsa> {
 }
 
 /// Every `; run:` and `; print:` line of the file, with its line number.
-fn run_lines(testfile: &TestFile, file_path: &str) -> anyhow::Result<Vec<RunLine>> {
+fn run_lines(testfile: &TestFile, file_path: &str, source: &str) -> anyhow::Result<Vec<RunLine>> {
     // The reader keeps no line numbers for comments; find them in the text,
     // in file order after each function's `function` line.
-    let text = std::fs::read_to_string(file_path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = source.lines().collect();
     let mut runs = Vec::new();
     for (func, details) in &testfile.functions {
         let mut search_from = details.location.line_number.saturating_sub(1);
@@ -294,11 +339,10 @@ fn run_line(module: &mut Module, run: &RunLine, report: &mut RunReport) {
     };
     match expectation {
         None => {
-            report.printed.push(format!(
-                "{}: {shown} -> {}",
-                run.line,
-                display_values(&actual)
-            ));
+            report.printed.push(Printed {
+                line: run.line,
+                text: format!("{shown} -> {}", display_values(&actual)),
+            });
             report.passed += 1;
         }
         Some((cmp, expected)) => {
@@ -483,9 +527,10 @@ mod tests {
         };
         let test = TestRun {
             provider: Arc::new(provider),
+            line_hook: None,
             report: Mutex::new(None),
         };
-        let report = test.run_on(&testfile, &path.to_string_lossy(), isas[0].as_ref());
+        let report = test.run_on(&testfile, &path.to_string_lossy(), text, isas[0].as_ref());
         let _ = std::fs::remove_file(&path);
         report
     }
@@ -552,6 +597,8 @@ mod tests {
         let failure = &report.failures[0];
         assert!(failure.actual.contains("Cranelift panicked"), "{failure:?}");
         assert!(failure.actual.contains("max_pos_range"), "{failure:?}");
+        // The function that did not compile, by its line.
+        assert_eq!(failure.line, 10, "{failure:?}");
     }
 
     /// A host-target file, so that the module really loads and runs.

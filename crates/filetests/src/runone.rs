@@ -12,12 +12,15 @@ use cranelift_codegen::settings::{Flags, FlagsOrIsa};
 use cranelift_codegen::verify_function;
 use cranelift_reader::{Feature, IsaSpec, ParseOptions, TestFile, parse_test};
 
+use serde::{Deserialize, Serialize};
+
 use crate::bless::FileUpdate;
 use crate::kinds::{RunEnv, new_subtest};
-use crate::subtest::{RunReport, SubTest};
+use crate::run::Progress;
+use crate::subtest::{Printed, RunReport, SubTest};
 
 /// How a file, or one test of it, ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     /// Everything checked passed.
     Passed,
@@ -28,7 +31,7 @@ pub enum Status {
 }
 
 /// One test kind on one target (or once, for kinds without a target).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TestResult {
     /// The kind, as written after `test` (`compile`, `run`, ...).
     pub kind: String,
@@ -39,58 +42,132 @@ pub struct TestResult {
     pub status: Status,
     /// For `test run`: what was executed on this target.
     pub run: Option<RunReport>,
+    /// Output of the `; print:` lines, in file order.
+    pub printed: Vec<Printed>,
+    /// Where the result goes among the file's: (test, target) in the order
+    /// they run, so that parts of a file run apart merge back in order.
+    pub order: (usize, usize),
 }
 
-/// Everything that happened to one file.
-#[derive(Clone, Debug)]
+/// Which part of a file to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Part {
+    /// Everything.
+    Whole,
+    /// Everything except `test run` on the targets after the first, which
+    /// are left for [`Part::RunTarget`] runs (listed in
+    /// [`FileReport::deferred`]): a slow file's targets can run in parallel.
+    Main,
+    /// `test run` on the target with this index only.
+    RunTarget(usize),
+}
+
+/// A file's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Something passed and nothing failed.
+    Passed,
+    /// Something failed.
+    Failed,
+    /// Nothing ran: every test was skipped (or the file was).
+    Skipped,
+}
+
+/// Everything that happened to one file (or one part of it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileReport {
     /// The file.
+    #[serde(skip)]
     pub path: PathBuf,
-    /// Wall time spent on it.
+    /// Time spent on it.
     pub elapsed: Duration,
     /// A problem with the file as a whole (unreadable, malformed, an unknown
-    /// test option, a panic), as `path:line: message` where the line is known.
+    /// test kind or option, a panic), as `path:line: message` where the line
+    /// is known.
     pub file_error: Option<String>,
-    /// Why the whole file was skipped (a parser warning, as upstream).
-    pub skipped: Option<String>,
+    /// Why the whole file was skipped (a parser warning, as upstream), and
+    /// the line the reason is about (0 when none).
+    pub skipped: Option<(usize, String)>,
     /// Per test kind and target, in the order they ran.
     pub results: Vec<TestResult>,
+    /// Targets (indices) whose `test run` was left for separate runs
+    /// ([`Part::Main`]).
+    pub deferred: Vec<usize>,
 }
 
 impl FileReport {
-    /// Whether anything in the file failed: the file's verdict.
+    /// An empty report for `path`.
+    pub fn new(path: &Path) -> Self {
+        FileReport {
+            path: path.to_path_buf(),
+            elapsed: Duration::ZERO,
+            file_error: None,
+            skipped: None,
+            results: Vec::new(),
+            deferred: Vec::new(),
+        }
+    }
+
+    /// Whether anything in the file failed.
     pub fn failed(&self) -> bool {
-        self.file_error.is_some()
+        self.verdict() == Verdict::Failed
+    }
+
+    /// The file's verdict: failed when anything failed, passed when
+    /// something passed, skipped when nothing ran.
+    pub fn verdict(&self) -> Verdict {
+        if self.file_error.is_some()
             || self
                 .results
                 .iter()
                 .any(|r| matches!(r.status, Status::Failed(_)))
+        {
+            Verdict::Failed
+        } else if self.skipped.is_none() && self.results.iter().any(|r| r.status == Status::Passed)
+        {
+            Verdict::Passed
+        } else {
+            Verdict::Skipped
+        }
+    }
+
+    /// Add the report of another part of the same file, keeping results in
+    /// the order they would have run in one go.
+    pub fn merge(&mut self, other: FileReport) {
+        self.elapsed += other.elapsed;
+        if self.file_error.is_none() {
+            self.file_error = other.file_error;
+        }
+        self.results.extend(other.results);
+        self.results.sort_by_key(|r| r.order);
     }
 }
 
 /// Run one file with the kinds `env` provides.
 pub fn run_file(path: &Path, env: &RunEnv) -> FileReport {
+    run_part(path, Part::Whole, env)
+}
+
+/// Run `part` of one file with the kinds `env` provides.
+pub fn run_part(path: &Path, part: Part, env: &RunEnv) -> FileReport {
     let start = Instant::now();
-    let mut report = FileReport {
-        path: path.to_path_buf(),
-        elapsed: Duration::ZERO,
-        file_error: None,
-        skipped: None,
-        results: Vec::new(),
-    };
-    match std::fs::read_to_string(path) {
+    let mut report = FileReport::new(path);
+    match std::fs::read(path) {
         Err(e) => report.file_error = Some(format!("{}: {e}", path.display())),
-        Ok(text) => {
-            // Cranelift panics on some input its verifier accepts; one file
-            // must never take the others down with it.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_text(&text, path, env, &mut report)
-            }));
-            if let Err(panic) = outcome {
-                let message = panic_message(&*panic);
-                report.file_error = Some(format!("{}: panic: {message}", path.display()));
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Err(e) => report.file_error = Some(format!("{}: not UTF-8 text: {e}", path.display())),
+            Ok(text) => {
+                // Cranelift panics on some input its verifier accepts; one
+                // file must never take the others down with it.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_text(&text, path, part, env, &mut report)
+                }));
+                if let Err(panic) = outcome {
+                    let message = panic_message(&*panic);
+                    report.file_error = Some(format!("{}: panic: {message}", path.display()));
+                }
             }
-        }
+        },
     }
     report.elapsed = start.elapsed();
     report
@@ -137,7 +214,7 @@ fn pair_targets<'t>(text: &str, isa_spec: &'t IsaSpec) -> Vec<(String, Option<&'
     paired
 }
 
-fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
+fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut FileReport) {
     let shown = path.display().to_string();
     let options = ParseOptions {
         machine_code_cfg_info: true,
@@ -146,7 +223,7 @@ fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
     let testfile = match parse_test(text, options) {
         Ok(testfile) => testfile,
         Err(e) if e.is_warning => {
-            report.skipped = Some(format!("line {}: {}", e.location.line_number, e.message));
+            report.skipped = Some((e.location.line_number, e.message));
             return;
         }
         Err(e) => {
@@ -168,6 +245,9 @@ fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
 
     let mut tests: Vec<(String, Box<dyn SubTest>)> = Vec::new();
     for command in &testfile.commands {
+        if matches!(part, Part::RunTarget(_)) && command.command != "run" {
+            continue;
+        }
         match new_subtest(command, env) {
             Ok(Some(test)) => tests.push((command.command.to_string(), test)),
             Ok(None) => report.results.push(TestResult {
@@ -178,9 +258,16 @@ fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
                     kind => format!("`test {kind}` is not supported by this runner"),
                 }),
                 run: None,
+                printed: Vec::new(),
+                order: (0, 0),
             }),
             Err(e) => {
-                report.file_error = Some(format!("{shown}: `{command}`: {e:#}"));
+                let command = command.to_string();
+                report.file_error = Some(format!(
+                    "{shown}: `test {}`: {}",
+                    command.trim_end(),
+                    format!("{e:#}").trim_end()
+                ));
                 return;
             }
         }
@@ -209,21 +296,42 @@ fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
     // Whether the functions passed the verifier, per target (index into
     // `targets`, or `targets.len()` for the target-less flags).
     let mut verified: Vec<Option<Result<(), String>>> = vec![None; targets.len() + 1];
+    let progress = |kind: &str, target: Option<&str>| {
+        if let Some(hook) = &env.progress {
+            hook(Progress::Test { kind, target });
+        }
+    };
+    let file = SourceFile {
+        testfile: &testfile,
+        update: &file_update,
+        shown: &shown,
+        text,
+    };
 
-    for (kind, test) in &tests {
+    for (test_index, (kind, test)) in tests.iter().enumerate() {
+        let test_index = test_index + 1;
         if test.needs_isa() {
             if targets.is_empty() {
                 report.file_error = Some(format!("{shown}: test {kind} requires a target"));
                 return;
             }
             for (index, (label, isa)) in targets.iter().enumerate() {
+                let order = (test_index, index);
+                match part {
+                    Part::RunTarget(wanted) if wanted != index => continue,
+                    Part::Main if kind == "run" && index > 0 && isa.is_some() => {
+                        report.deferred.push(index);
+                        continue;
+                    }
+                    _ => {}
+                }
                 let Some(isa) = *isa else {
                     let reason = format!(
                         "Cranelift is built without target `{}`",
                         label.split_whitespace().next().unwrap_or("")
                     );
                     let run = (test.name() == "run").then(|| RunReport {
-                        mode: "-",
+                        mode: "-".into(),
                         skipped: Some(reason.clone()),
                         lines: crate::run::count_run_lines(&testfile),
                         ..Default::default()
@@ -233,18 +341,15 @@ fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
                         target: Some(label.clone()),
                         status: Status::Skipped(reason),
                         run,
+                        printed: Vec::new(),
+                        order,
                     });
                     continue;
                 };
-                let status = run_tuple(
-                    &**test,
-                    &testfile,
-                    &file_update,
-                    &shown,
-                    isa.flags(),
-                    Some(isa),
-                    &mut verified[index],
-                );
+                progress(kind, Some(label));
+                let status =
+                    run_tuple(&**test, &file, isa.flags(), Some(isa), &mut verified[index]);
+                let printed = test.take_printed();
                 let run = test.take_run_report();
                 // A target the machine cannot serve is a skip, not a pass.
                 let status = match (&status, run.as_ref().and_then(|r| r.skipped.as_ref())) {
@@ -256,6 +361,8 @@ fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
                     target: Some(label.clone()),
                     status,
                     run,
+                    printed,
+                    order,
                 });
             }
         } else if let [(label, None)] = targets.as_slice() {
@@ -270,13 +377,14 @@ fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
                     label.split_whitespace().next().unwrap_or("")
                 )),
                 run: None,
+                printed: Vec::new(),
+                order: (test_index, targets.len()),
             });
         } else {
+            progress(kind, None);
             let status = run_tuple(
                 &**test,
-                &testfile,
-                &file_update,
-                &shown,
+                &file,
                 no_isa_flags,
                 testfile.isa_spec.unique_isa(),
                 &mut verified[targets.len()],
@@ -285,24 +393,34 @@ fn run_text(text: &str, path: &Path, env: &RunEnv, report: &mut FileReport) {
                 kind: kind.clone(),
                 target: None,
                 status,
+                printed: test.take_printed(),
                 run: test.take_run_report(),
+                order: (test_index, targets.len()),
             });
         }
     }
 }
 
+/// What every test of a file is given.
+struct SourceFile<'a> {
+    testfile: &'a TestFile<'a>,
+    update: &'a FileUpdate,
+    /// The path, for messages.
+    shown: &'a str,
+    /// The file's text.
+    text: &'a str,
+}
+
 /// Verify (once per target) when the kind needs it, then run it.
 fn run_tuple(
     test: &dyn SubTest,
-    testfile: &TestFile,
-    file_update: &FileUpdate,
-    file_path: &str,
+    file: &SourceFile,
     flags: &Flags,
     isa: Option<&dyn TargetIsa>,
     verified: &mut Option<Result<(), String>>,
 ) -> Status {
     if test.needs_verifier() {
-        let verdict = verified.get_or_insert_with(|| verify(testfile, flags, isa));
+        let verdict = verified.get_or_insert_with(|| verify(file.testfile, flags, isa));
         if let Err(message) = verdict {
             return Status::Failed(message.clone());
         }
@@ -310,7 +428,14 @@ fn run_tuple(
     // A panic in Cranelift (on input its verifier accepts, or a backend
     // limit) fails this test and target only; the file's others still run.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        test.run_target(testfile, file_update, file_path, flags, isa)
+        test.run_target(
+            file.testfile,
+            file.update,
+            file.shown,
+            file.text,
+            flags,
+            isa,
+        )
     }));
     match outcome {
         Ok(Ok(())) => Status::Passed,

@@ -9,6 +9,7 @@ use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::settings::{Flags, FlagsOrIsa};
 use cranelift_reader::{Comment, Details, TestFile};
 use filecheck::{Checker, CheckerBuilder, NO_VARIABLES};
+use serde::{Deserialize, Serialize};
 
 use crate::bless::FileUpdate;
 
@@ -26,6 +27,9 @@ pub struct Context<'a> {
     pub isa: Option<&'a dyn TargetIsa>,
     /// The file, for messages.
     pub file_path: &'a str,
+    /// The file's text, for finding the lines of comments (the reader keeps
+    /// none for them).
+    pub source: &'a str,
     /// Where `CRANELIFT_TEST_BLESS=1` writes new expectations.
     pub file_update: &'a FileUpdate,
 }
@@ -69,6 +73,7 @@ pub trait SubTest: Send + Sync {
         testfile: &TestFile,
         file_update: &FileUpdate,
         file_path: &str,
+        source: &str,
         flags: &Flags,
         isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
@@ -79,6 +84,7 @@ pub trait SubTest: Send + Sync {
                 flags,
                 isa,
                 file_path,
+                source,
                 file_update,
             };
             self.run(Cow::Borrowed(func), &context)
@@ -95,19 +101,34 @@ pub trait SubTest: Send + Sync {
     fn take_run_report(&self) -> Option<RunReport> {
         None
     }
+
+    /// For kinds that execute `; print:` lines (`run`, `interpret`): their
+    /// output from the last `run_target` call, in file order.
+    fn take_printed(&self) -> Vec<Printed> {
+        Vec::new()
+    }
+}
+
+/// The output of one `; print:` line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Printed {
+    /// 1-based line of the `; print:` line.
+    pub line: usize,
+    /// `%f(args) -> values`.
+    pub text: String,
 }
 
 /// What one target of a `test run` file did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunReport {
     /// How the target ran: `native`, `emulated`, or `-` when it did not.
-    pub mode: &'static str,
+    pub mode: String,
     /// Run and print lines that passed.
     pub passed: usize,
     /// Lines that failed (or the module that did not build).
     pub failures: Vec<RunFailure>,
-    /// Output of `; print:` lines (`line: %f() -> values`).
-    pub printed: Vec<String>,
+    /// Output of `; print:` lines.
+    pub printed: Vec<Printed>,
     /// Why the whole target was skipped, if it was.
     pub skipped: Option<String>,
     /// Run and print lines in the file (all skipped when `skipped` is set).
@@ -115,7 +136,7 @@ pub struct RunReport {
 }
 
 /// One run line (or module) that did not pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunFailure {
     /// 1-based line of the run line or function; 0 when unknown.
     pub line: usize,
@@ -210,10 +231,10 @@ pub fn check_precise_output(actual: &[&str], context: &Context) -> anyhow::Resul
 }
 
 /// The file line of the `index`th expectation line of the function (its
-/// comments after the closing brace, `;;` ones excepted), read back from
-/// the file: the reader keeps no line numbers for comments.
+/// comments after the closing brace, `;;` ones excepted), found in the
+/// file's text: the reader keeps no line numbers for comments.
 fn expectation_line(context: &Context, index: usize) -> Option<usize> {
-    let text = std::fs::read_to_string(context.file_path).ok()?;
+    let text = context.source;
     let start = context.details.location.line_number;
     let mut lines = text.lines().enumerate().skip(start);
     lines.by_ref().find(|(_, l)| l.starts_with('}'))?;

@@ -161,13 +161,16 @@ pub(crate) mod test_support {
                             &testfile,
                             &file_update,
                             file_path,
+                            text,
                             isa.flags(),
                             Some(&**isa),
                         )?;
                     }
                 }
                 (IsaSpec::None(_), true) => bail!("test {} requires an ISA", test.name()),
-                (_, false) => test.run_target(&testfile, &file_update, file_path, flags, unique)?,
+                (_, false) => {
+                    test.run_target(&testfile, &file_update, file_path, text, flags, unique)?
+                }
             }
         }
         Ok(())

@@ -44,6 +44,7 @@ fn filetests_pass_on_the_host_and_other_targets_are_skipped() {
     let files = collect_files(&root).unwrap();
     let env = RunEnv {
         provider: Some(Arc::new(HostOnly)),
+        progress: None,
     };
     let mut executed = 0;
     let mut skipped_targets = 0;
