@@ -309,11 +309,7 @@ pub fn compile_function(
             });
         }
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".into());
+            let message = crate::error::panic_message(&*panic);
             return Err(Error::CompilerPanic {
                 function: name,
                 message,

@@ -321,11 +321,7 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
                 throw(memory, tag, payloads)
             }
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_string());
+                let message = crate::error::panic_message(&*panic);
                 self.direct = Some(Pending::Failed(Error::Machine(format!(
                     "host function {} panicked: {message}",
                     import.name

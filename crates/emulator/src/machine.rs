@@ -839,11 +839,7 @@ fn dispatch_host_call(
     let result = match outcome {
         Ok(result) => result?,
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_string());
+            let message = cranelift_exn::error::panic_message(&*panic);
             return Err(Error::Machine(format!(
                 "{arch}: host function {function:?} panicked: {message}"
             )));

@@ -198,11 +198,7 @@ fn interpret_call(
         Interpreter::new(state).call_by_name(&qualified, args)
     }))
     .map_err(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
+        let message = cranelift_exn::error::panic_message(&*panic);
         format!("the interpreter panicked: {message}")
     })?;
     match outcome {

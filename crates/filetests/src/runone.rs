@@ -10,6 +10,7 @@ use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::print_errors::pretty_verifier_error;
 use cranelift_codegen::settings::{Flags, FlagsOrIsa};
 use cranelift_codegen::verify_function;
+use cranelift_exn::error::panic_message;
 use cranelift_reader::{Feature, IsaSpec, ParseOptions, TestFile, parse_test};
 
 use serde::{Deserialize, Serialize};
@@ -442,15 +443,6 @@ fn run_tuple(
         Ok(Err(e)) => Status::Failed(format!("{e:#}")),
         Err(panic) => Status::Failed(format!("panic: {}", panic_message(&*panic))),
     }
-}
-
-/// The text of a panic's payload.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn verify(testfile: &TestFile, flags: &Flags, isa: Option<&dyn TargetIsa>) -> Result<(), String> {
