@@ -1,12 +1,14 @@
 //! Host → JIT entry overhead: a call of a function that returns at once.
 
+#[macro_use]
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn_benchmarks::c;
 use cranelift_exn_benchmarks::jit::JitBench;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 
 fn entry(c: &mut Criterion) {
     let mut bench = JitBench::new().expect("the benchmark module loads");
@@ -46,17 +48,4 @@ fn entry(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .without_plots()
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = entry
-}
-criterion_main!(benches);
+bench_main!(entry, 30);

@@ -1,12 +1,14 @@
 //! Throw → catch latency against call depth, for every mechanism (see
 //! `cranelift_exn_benchmarks::jit::Thrower` and the C/C++/Rust chains).
 
+#[macro_use]
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use cranelift_exn_benchmarks::jit::{JitBench, Thrower};
 use cranelift_exn_benchmarks::{DEPTHS, PAYLOAD, c, rust_panic};
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion};
 
 /// The benchmark id of a JIT mechanism (the report reads these).
 fn id(thrower: Thrower) -> &'static str {
@@ -64,17 +66,4 @@ fn throw(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .without_plots()
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = throw
-}
-criterion_main!(benches);
+bench_main!(throw, 20);

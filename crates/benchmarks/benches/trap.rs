@@ -1,13 +1,15 @@
 //! Trap delivery: a JIT trap reported through our signal-context rewrite,
 //! against sigsetjmp/siglongjmp out of a signal handler in C.
 
+#[macro_use]
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use cranelift_exn::CallError;
 use cranelift_exn_benchmarks::c::{CTrapHandlers, TrapKind};
 use cranelift_exn_benchmarks::jit::JitBench;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 
 fn trap(c: &mut Criterion) {
     let mut bench = JitBench::new().expect("the benchmark module loads");
@@ -36,17 +38,4 @@ fn trap(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .without_plots()
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = trap
-}
-criterion_main!(benches);
+bench_main!(trap, 30);
