@@ -17,6 +17,7 @@
 
 mod common;
 
+use Shows::Insn;
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{self, TrapCode};
 use cranelift_exn::codegen::isa::{OwnedTargetIsa, TargetIsa};
@@ -31,12 +32,13 @@ fn isa(flags: &[&str]) -> OwnedTargetIsa {
     common::isa(Arch::Riscv64, flags)
 }
 
-/// `function %f(i64, i64) -> i64`: `body` after `block0(v0, v1)`.
+/// `function %f(i64, i64) -> i64`: `body` after `block0(v0, v1)`, its
+/// instructions separated by new lines or by `; `.
 fn function(body: &str) -> ir::Function {
     common::function(
         "function %f(i64, i64) -> i64 system_v",
         "block0(v0: i64, v1: i64)",
-        body,
+        &body.replace("; ", "\n"),
     )
 }
 
@@ -152,10 +154,25 @@ fn check(case: &Case, extra: &[u64]) {
     }
 }
 
+/// [`check`] every case with no extra first operands.
 fn run_all(cases: &[Case]) {
+    run_with(cases, &[]);
+}
+
+/// [`check`] every case with `extra` first operands.
+fn run_with(cases: &[Case], extra: &[u64]) {
     for case in cases {
-        check(case, &[]);
+        check(case, extra);
     }
+}
+
+/// Cases that enable `flags`, one a row: what shows the instruction is in
+/// the code, the function body (instructions separated by `; `), then `=>`
+/// the expected result of `|a, b|`.
+macro_rules! cases {
+    ($flags:expr; $($shows:expr, $body:expr => $expected:expr;)*) => {
+        &[$(Case { flags: $flags, body: $body, shows: $shows, expected: $expected }),*]
+    };
 }
 
 /// A 32-bit value sign-extended.
@@ -183,304 +200,94 @@ fn byte_patterns() -> Vec<u64> {
 
 #[test]
 fn zba() {
-    run_all(&[
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = ireduce.i32 v1
-    v3 = uextend.i64 v2
-    v4 = iadd v0, v3
-    return v4",
-            shows: Shows::Insn("add.uw"),
-            expected: |a, b| a.wrapping_add(b & 0xffff_ffff),
-        },
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = uextend.i64 v2
-    return v3",
-            shows: Shows::Insn("zext.w"),
-            expected: |a, _| a & 0xffff_ffff,
-        },
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = iconst.i64 1
-    v3 = ishl v1, v2
-    v4 = iadd v0, v3
-    return v4",
-            shows: Shows::Insn("sh1add"),
-            expected: |a, b| a.wrapping_add(b << 1),
-        },
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = iconst.i64 2
-    v3 = ishl v1, v2
-    v4 = iadd v0, v3
-    return v4",
-            shows: Shows::Insn("sh2add"),
-            expected: |a, b| a.wrapping_add(b << 2),
-        },
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = iconst.i64 3
-    v3 = ishl v1, v2
-    v4 = iadd v0, v3
-    return v4",
-            shows: Shows::Insn("sh3add"),
-            expected: |a, b| a.wrapping_add(b << 3),
-        },
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = ireduce.i32 v1
-    v3 = uextend.i64 v2
-    v4 = iconst.i64 1
-    v5 = ishl v3, v4
-    v6 = iadd v0, v5
-    return v6",
-            shows: Shows::Insn("sh1add.uw"),
-            expected: |a, b| a.wrapping_add((b & 0xffff_ffff) << 1),
-        },
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = ireduce.i32 v1
-    v3 = uextend.i64 v2
-    v4 = iconst.i64 2
-    v5 = ishl v3, v4
-    v6 = iadd v0, v5
-    return v6",
-            shows: Shows::Insn("sh2add.uw"),
-            expected: |a, b| a.wrapping_add((b & 0xffff_ffff) << 2),
-        },
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = ireduce.i32 v1
-    v3 = uextend.i64 v2
-    v4 = iconst.i64 3
-    v5 = ishl v3, v4
-    v6 = iadd v0, v5
-    return v6",
-            shows: Shows::Insn("sh3add.uw"),
-            expected: |a, b| a.wrapping_add((b & 0xffff_ffff) << 3),
-        },
-        Case {
-            flags: &["has_zba"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = uextend.i64 v2
-    v4 = iconst.i64 37
-    v5 = ishl v3, v4
-    return v5",
-            shows: Shows::Insn("slli.uw"),
-            expected: |a, _| (a & 0xffff_ffff) << 37,
-        },
-    ]);
+    run_all(cases! {&["has_zba"];
+        Insn("add.uw"), "v2 = ireduce.i32 v1; v3 = uextend.i64 v2; v4 = iadd v0, v3; return v4"
+            => |a, b| a.wrapping_add(b & 0xffff_ffff);
+        Insn("zext.w"), "v2 = ireduce.i32 v0; v3 = uextend.i64 v2; return v3"
+            => |a, _| a & 0xffff_ffff;
+        Insn("sh1add"), "v2 = iconst.i64 1; v3 = ishl v1, v2; v4 = iadd v0, v3; return v4"
+            => |a, b| a.wrapping_add(b << 1);
+        Insn("sh2add"), "v2 = iconst.i64 2; v3 = ishl v1, v2; v4 = iadd v0, v3; return v4"
+            => |a, b| a.wrapping_add(b << 2);
+        Insn("sh3add"), "v2 = iconst.i64 3; v3 = ishl v1, v2; v4 = iadd v0, v3; return v4"
+            => |a, b| a.wrapping_add(b << 3);
+        Insn("sh1add.uw"), "v2 = ireduce.i32 v1; v3 = uextend.i64 v2; v4 = iconst.i64 1; v5 = ishl v3, v4; v6 = iadd v0, v5; return v6"
+            => |a, b| a.wrapping_add((b & 0xffff_ffff) << 1);
+        Insn("sh2add.uw"), "v2 = ireduce.i32 v1; v3 = uextend.i64 v2; v4 = iconst.i64 2; v5 = ishl v3, v4; v6 = iadd v0, v5; return v6"
+            => |a, b| a.wrapping_add((b & 0xffff_ffff) << 2);
+        Insn("sh3add.uw"), "v2 = ireduce.i32 v1; v3 = uextend.i64 v2; v4 = iconst.i64 3; v5 = ishl v3, v4; v6 = iadd v0, v5; return v6"
+            => |a, b| a.wrapping_add((b & 0xffff_ffff) << 3);
+        Insn("slli.uw"), "v2 = ireduce.i32 v0; v3 = uextend.i64 v2; v4 = iconst.i64 37; v5 = ishl v3, v4; return v5"
+            => |a, _| (a & 0xffff_ffff) << 37;
+    });
 }
 
 #[test]
 fn zbb_logic_min_max_and_extensions() {
-    run_all(&[
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = bnot v1
-    v3 = band v0, v2
-    return v3",
-            shows: Shows::Insn("andn"),
-            expected: |a, b| a & !b,
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = bnot v1
-    v3 = bor v0, v2
-    return v3",
-            shows: Shows::Insn("orn"),
-            expected: |a, b| a | !b,
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = bxor v0, v1
-    v3 = bnot v2
-    return v3",
-            shows: Shows::Insn("xnor"),
-            expected: |a, b| !(a ^ b),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = smax v0, v1
-    return v2",
-            shows: Shows::Insn("max"),
-            expected: |a, b| (a as i64).max(b as i64) as u64,
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = umax v0, v1
-    return v2",
-            shows: Shows::Insn("maxu"),
-            expected: |a, b| a.max(b),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = smin v0, v1
-    return v2",
-            shows: Shows::Insn("min"),
-            expected: |a, b| (a as i64).min(b as i64) as u64,
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = umin v0, v1
-    return v2",
-            shows: Shows::Insn("minu"),
-            expected: |a, b| a.min(b),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i8 v0
-    v3 = sextend.i64 v2
-    return v3",
-            shows: Shows::Insn("sext.b"),
-            expected: |a, _| a as i8 as i64 as u64,
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i16 v0
-    v3 = sextend.i64 v2
-    return v3",
-            shows: Shows::Insn("sext.h"),
-            expected: |a, _| a as i16 as i64 as u64,
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i16 v0
-    v3 = uextend.i64 v2
-    return v3",
-            shows: Shows::Insn("zext.h"),
-            expected: |a, _| a & 0xffff,
-        },
-    ]);
+    run_all(cases! {&["has_zbb"];
+        Insn("andn"), "v2 = bnot v1; v3 = band v0, v2; return v3"
+            => |a, b| a & !b;
+        Insn("orn"), "v2 = bnot v1; v3 = bor v0, v2; return v3"
+            => |a, b| a | !b;
+        Insn("xnor"), "v2 = bxor v0, v1; v3 = bnot v2; return v3"
+            => |a, b| !(a ^ b);
+        Insn("max"), "v2 = smax v0, v1; return v2"
+            => |a, b| (a as i64).max(b as i64) as u64;
+        Insn("maxu"), "v2 = umax v0, v1; return v2"
+            => |a, b| a.max(b);
+        Insn("min"), "v2 = smin v0, v1; return v2"
+            => |a, b| (a as i64).min(b as i64) as u64;
+        Insn("minu"), "v2 = umin v0, v1; return v2"
+            => |a, b| a.min(b);
+        Insn("sext.b"), "v2 = ireduce.i8 v0; v3 = sextend.i64 v2; return v3"
+            => |a, _| a as i8 as i64 as u64;
+        Insn("sext.h"), "v2 = ireduce.i16 v0; v3 = sextend.i64 v2; return v3"
+            => |a, _| a as i16 as i64 as u64;
+        Insn("zext.h"), "v2 = ireduce.i16 v0; v3 = uextend.i64 v2; return v3"
+            => |a, _| a & 0xffff;
+    });
 }
 
 #[test]
 fn zbb_counts() {
-    run_all(&[
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = clz v0
-    return v2",
-            shows: Shows::Insn("clz"),
-            expected: |a, _| u64::from(a.leading_zeros()),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = clz v2
-    v4 = uextend.i64 v3
-    return v4",
-            shows: Shows::Insn("clzw"),
-            expected: |a, _| u64::from((a as u32).leading_zeros()),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ctz v0
-    return v2",
-            shows: Shows::Insn("ctz"),
-            expected: |a, _| u64::from(a.trailing_zeros()),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = ctz v2
-    v4 = uextend.i64 v3
-    return v4",
-            shows: Shows::Insn("ctzw"),
-            expected: |a, _| u64::from((a as u32).trailing_zeros()),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = popcnt v0
-    return v2",
-            shows: Shows::Insn("cpop"),
-            expected: |a, _| u64::from(a.count_ones()),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = popcnt v2
-    v4 = uextend.i64 v3
-    return v4",
-            shows: Shows::Insn("cpopw"),
-            expected: |a, _| u64::from((a as u32).count_ones()),
-        },
-    ]);
+    run_all(cases! {&["has_zbb"];
+        Insn("clz"), "v2 = clz v0; return v2"
+            => |a, _| u64::from(a.leading_zeros());
+        Insn("clzw"), "v2 = ireduce.i32 v0; v3 = clz v2; v4 = uextend.i64 v3; return v4"
+            => |a, _| u64::from((a as u32).leading_zeros());
+        Insn("ctz"), "v2 = ctz v0; return v2"
+            => |a, _| u64::from(a.trailing_zeros());
+        Insn("ctzw"), "v2 = ireduce.i32 v0; v3 = ctz v2; v4 = uextend.i64 v3; return v4"
+            => |a, _| u64::from((a as u32).trailing_zeros());
+        Insn("cpop"), "v2 = popcnt v0; return v2"
+            => |a, _| u64::from(a.count_ones());
+        Insn("cpopw"), "v2 = ireduce.i32 v0; v3 = popcnt v2; v4 = uextend.i64 v3; return v4"
+            => |a, _| u64::from((a as u32).count_ones());
+    });
 }
 
 #[test]
 fn zbb_rotates_and_rev8() {
-    run_all(&[
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = rotl v0, v1
-    return v2",
-            shows: Shows::Insn("rol"),
-            expected: |a, b| a.rotate_left((b % 64) as u32),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = rotr v0, v1
-    return v2",
-            shows: Shows::Insn("ror"),
-            expected: |a, b| a.rotate_right((b % 64) as u32),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = ireduce.i32 v1
-    v4 = rotl v2, v3
-    v5 = sextend.i64 v4
-    return v5",
-            shows: Shows::Insn("rolw"),
-            expected: |a, b| sext32((a as u32).rotate_left((b % 32) as u32)),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = ireduce.i32 v1
-    v4 = rotr v2, v3
-    v5 = sextend.i64 v4
-    return v5",
-            shows: Shows::Insn("rorw"),
-            expected: |a, b| sext32((a as u32).rotate_right((b % 32) as u32)),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = iconst.i64 13
-    v3 = rotr v0, v2
-    return v3",
-            shows: Shows::Insn("rori"),
-            expected: |a, _| a.rotate_right(13),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = iconst.i64 9
-    v3 = rotl v0, v2
-    return v3",
-            shows: Shows::Insn("rori"),
-            expected: |a, _| a.rotate_left(9),
-        },
-        Case {
-            flags: &["has_zbb"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = iconst.i32 7
-    v4 = rotr v2, v3
-    v5 = sextend.i64 v4
-    return v5",
-            shows: Shows::Insn("roriw"),
-            expected: |a, _| sext32((a as u32).rotate_right(7)),
-        },
-    ]);
-    check(
-        &Case {
-            flags: &["has_zbb"],
-            body: "    v2 = bswap v0
-    return v2",
-            shows: Shows::Insn("rev8"),
-            expected: |a, _| a.swap_bytes(),
+    run_all(cases! {&["has_zbb"];
+        Insn("rol"), "v2 = rotl v0, v1; return v2"
+            => |a, b| a.rotate_left((b % 64) as u32);
+        Insn("ror"), "v2 = rotr v0, v1; return v2"
+            => |a, b| a.rotate_right((b % 64) as u32);
+        Insn("rolw"), "v2 = ireduce.i32 v0; v3 = ireduce.i32 v1; v4 = rotl v2, v3; v5 = sextend.i64 v4; return v5"
+            => |a, b| sext32((a as u32).rotate_left((b % 32) as u32));
+        Insn("rorw"), "v2 = ireduce.i32 v0; v3 = ireduce.i32 v1; v4 = rotr v2, v3; v5 = sextend.i64 v4; return v5"
+            => |a, b| sext32((a as u32).rotate_right((b % 32) as u32));
+        Insn("rori"), "v2 = iconst.i64 13; v3 = rotr v0, v2; return v3"
+            => |a, _| a.rotate_right(13);
+        Insn("rori"), "v2 = iconst.i64 9; v3 = rotl v0, v2; return v3"
+            => |a, _| a.rotate_left(9);
+        Insn("roriw"), "v2 = ireduce.i32 v0; v3 = iconst.i32 7; v4 = rotr v2, v3; v5 = sextend.i64 v4; return v5"
+            => |a, _| sext32((a as u32).rotate_right(7));
+    });
+    run_with(
+        cases! {&["has_zbb"];
+            Insn("rev8"), "v2 = bswap v0; return v2"
+                => |a, _| a.swap_bytes();
         },
         &byte_patterns(),
     );
@@ -488,110 +295,38 @@ fn zbb_rotates_and_rev8() {
 
 #[test]
 fn zbs() {
-    run_all(&[
-        Case {
-            flags: &["has_zbs"],
-            body: "    v2 = iconst.i64 1
-    v3 = ishl v2, v1
-    v4 = bnot v3
-    v5 = band v0, v4
-    return v5",
-            shows: Shows::Insn("bclr"),
-            expected: |a, b| a & !(1 << (b % 64)),
-        },
-        Case {
-            flags: &["has_zbs"],
-            body: "    v2 = iconst.i64 0xfffffeffffffffff
-    v3 = band v0, v2
-    return v3",
-            shows: Shows::Insn("bclri"),
-            expected: |a, _| a & !(1 << 40),
-        },
-        Case {
-            flags: &["has_zbs"],
-            body: "    v2 = ushr v0, v1
-    v3 = iconst.i64 1
-    v4 = band v2, v3
-    return v4",
-            shows: Shows::Insn("bext"),
-            expected: |a, b| (a >> (b % 64)) & 1,
-        },
-        Case {
-            flags: &["has_zbs"],
-            body: "    v2 = iconst.i64 37
-    v3 = ushr v0, v2
-    v4 = iconst.i64 1
-    v5 = band v3, v4
-    return v5",
-            shows: Shows::Insn("bexti"),
-            expected: |a, _| (a >> 37) & 1,
-        },
-        Case {
-            flags: &["has_zbs"],
-            body: "    v2 = iconst.i64 1
-    v3 = ishl v2, v1
-    v4 = bxor v0, v3
-    return v4",
-            shows: Shows::Insn("binv"),
-            expected: |a, b| a ^ (1 << (b % 64)),
-        },
-        Case {
-            flags: &["has_zbs"],
-            body: "    v2 = iconst.i64 0x0004000000000000
-    v3 = bxor v0, v2
-    return v3",
-            shows: Shows::Insn("binvi"),
-            expected: |a, _| a ^ (1 << 50),
-        },
-        Case {
-            flags: &["has_zbs"],
-            body: "    v2 = iconst.i64 1
-    v3 = ishl v2, v1
-    v4 = bor v0, v3
-    return v4",
-            shows: Shows::Insn("bset"),
-            expected: |a, b| a | (1 << (b % 64)),
-        },
-        Case {
-            flags: &["has_zbs"],
-            body: "    v2 = iconst.i64 0x8000000000000000
-    v3 = bor v0, v2
-    return v3",
-            shows: Shows::Insn("bseti"),
-            expected: |a, _| a | (1 << 63),
-        },
-    ]);
+    run_all(cases! {&["has_zbs"];
+        Insn("bclr"), "v2 = iconst.i64 1; v3 = ishl v2, v1; v4 = bnot v3; v5 = band v0, v4; return v5"
+            => |a, b| a & !(1 << (b % 64));
+        Insn("bclri"), "v2 = iconst.i64 0xfffffeffffffffff; v3 = band v0, v2; return v3"
+            => |a, _| a & !(1 << 40);
+        Insn("bext"), "v2 = ushr v0, v1; v3 = iconst.i64 1; v4 = band v2, v3; return v4"
+            => |a, b| (a >> (b % 64)) & 1;
+        Insn("bexti"), "v2 = iconst.i64 37; v3 = ushr v0, v2; v4 = iconst.i64 1; v5 = band v3, v4; return v5"
+            => |a, _| (a >> 37) & 1;
+        Insn("binv"), "v2 = iconst.i64 1; v3 = ishl v2, v1; v4 = bxor v0, v3; return v4"
+            => |a, b| a ^ (1 << (b % 64));
+        Insn("binvi"), "v2 = iconst.i64 0x0004000000000000; v3 = bxor v0, v2; return v3"
+            => |a, _| a ^ (1 << 50);
+        Insn("bset"), "v2 = iconst.i64 1; v3 = ishl v2, v1; v4 = bor v0, v3; return v4"
+            => |a, b| a | (1 << (b % 64));
+        Insn("bseti"), "v2 = iconst.i64 0x8000000000000000; v3 = bor v0, v2; return v3"
+            => |a, _| a | (1 << 63);
+    });
 }
 
 #[test]
 fn zbkb() {
-    run_all(&[
-        Case {
-            flags: &["has_zbkb"],
-            body: "    v2 = ireduce.i16 v0
-    v3 = uextend.i64 v2
-    v4 = iadd v3, v1
-    return v4",
-            shows: Shows::Insn("packw"),
-            expected: |a, b| (a & 0xffff).wrapping_add(b),
-        },
-        Case {
-            flags: &["has_zbkb"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = uextend.i64 v2
-    v4 = iadd v3, v1
-    return v4",
-            shows: Shows::Insn("pack"),
-            expected: |a, b| (a & 0xffff_ffff).wrapping_add(b),
-        },
-    ]);
-    check(
-        &Case {
-            flags: &["has_zbkb"],
-            body: "    v2 = bitrev v0
-    return v2",
-            shows: Shows::Insn("brev8"),
-            expected: |a, _| a.reverse_bits(),
+    run_all(cases! {&["has_zbkb"];
+        Insn("packw"), "v2 = ireduce.i16 v0; v3 = uextend.i64 v2; v4 = iadd v3, v1; return v4"
+            => |a, b| (a & 0xffff).wrapping_add(b);
+        Insn("pack"), "v2 = ireduce.i32 v0; v3 = uextend.i64 v2; v4 = iadd v3, v1; return v4"
+            => |a, b| (a & 0xffff_ffff).wrapping_add(b);
+    });
+    run_with(
+        cases! {&["has_zbkb"];
+            Insn("brev8"), "v2 = bitrev v0; return v2"
+                => |a, _| a.reverse_bits();
         },
         &byte_patterns(),
     );
@@ -600,35 +335,14 @@ fn zbkb() {
 
 #[test]
 fn zicond() {
-    run_all(&[
-        Case {
-            flags: &["has_zicond"],
-            body: "    v2 = iconst.i64 0
-    v3 = icmp ne v1, v2
-    v4 = select v3, v0, v2
-    return v4",
-            shows: Shows::Insn("czero.eqz"),
-            expected: |a, b| if b != 0 { a } else { 0 },
-        },
-        Case {
-            flags: &["has_zicond"],
-            body: "    v2 = iconst.i64 0
-    v3 = icmp eq v1, v2
-    v4 = select v3, v0, v2
-    return v4",
-            shows: Shows::Insn("czero.nez"),
-            expected: |a, b| if b == 0 { a } else { 0 },
-        },
-        Case {
-            flags: &["has_zicond"],
-            body: "    v2 = icmp ult v0, v1
-    v3 = select v2, v0, v1
-    v4 = bxor v3, v1
-    return v4",
-            shows: Shows::Insn("czero.nez"),
-            expected: |a, b| if a < b { a ^ b } else { 0 },
-        },
-    ]);
+    run_all(cases! {&["has_zicond"];
+        Insn("czero.eqz"), "v2 = iconst.i64 0; v3 = icmp ne v1, v2; v4 = select v3, v0, v2; return v4"
+            => |a, b| if b != 0 { a } else { 0 };
+        Insn("czero.nez"), "v2 = iconst.i64 0; v3 = icmp eq v1, v2; v4 = select v3, v0, v2; return v4"
+            => |a, b| if b == 0 { a } else { 0 };
+        Insn("czero.nez"), "v2 = icmp ult v0, v1; v3 = select v2, v0, v1; v4 = bxor v3, v1; return v4"
+            => |a, b| if a < b { a ^ b } else { 0 };
+    });
 }
 
 /// `c.*` encodings: mask and value of a 16-bit instruction, any registers.
@@ -651,62 +365,26 @@ fn compressed((mask, want): (u16, u16)) -> Shows {
 
 #[test]
 fn zcb_arithmetic() {
-    run_all(&[
-        Case {
-            flags: &["has_c", "has_zcb"],
-            body: "    v2 = imul v0, v1
-    return v2",
-            shows: compressed(C_MUL),
-            expected: |a, b| a.wrapping_mul(b),
-        },
-        Case {
-            flags: &["has_c", "has_zcb"],
-            body: "    v2 = bnot v0
-    return v2",
-            shows: compressed(C_NOT),
-            expected: |a, _| !a,
-        },
-        Case {
-            flags: &["has_c", "has_zcb"],
-            body: "    v2 = iconst.i64 0xff
-    v3 = band v0, v2
-    return v3",
-            shows: compressed(C_ZEXT_B),
-            expected: |a, _| a & 0xff,
-        },
-        Case {
-            flags: &["has_c", "has_zcb", "has_zbb"],
-            body: "    v2 = ireduce.i8 v0
-    v3 = sextend.i64 v2
-    return v3",
-            shows: compressed(C_SEXT_B),
-            expected: |a, _| a as i8 as i64 as u64,
-        },
-        Case {
-            flags: &["has_c", "has_zcb", "has_zbb"],
-            body: "    v2 = ireduce.i16 v0
-    v3 = uextend.i64 v2
-    return v3",
-            shows: compressed(C_ZEXT_H),
-            expected: |a, _| a & 0xffff,
-        },
-        Case {
-            flags: &["has_c", "has_zcb", "has_zbb"],
-            body: "    v2 = ireduce.i16 v0
-    v3 = sextend.i64 v2
-    return v3",
-            shows: compressed(C_SEXT_H),
-            expected: |a, _| a as i16 as i64 as u64,
-        },
-        Case {
-            flags: &["has_c", "has_zcb", "has_zba"],
-            body: "    v2 = ireduce.i32 v0
-    v3 = uextend.i64 v2
-    return v3",
-            shows: compressed(C_ZEXT_W),
-            expected: |a, _| a & 0xffff_ffff,
-        },
-    ]);
+    run_all(cases! {&["has_c", "has_zcb"];
+        compressed(C_MUL), "v2 = imul v0, v1; return v2"
+            => |a, b| a.wrapping_mul(b);
+        compressed(C_NOT), "v2 = bnot v0; return v2"
+            => |a, _| !a;
+        compressed(C_ZEXT_B), "v2 = iconst.i64 0xff; v3 = band v0, v2; return v3"
+            => |a, _| a & 0xff;
+    });
+    run_all(cases! {&["has_c", "has_zcb", "has_zbb"];
+        compressed(C_SEXT_B), "v2 = ireduce.i8 v0; v3 = sextend.i64 v2; return v3"
+            => |a, _| a as i8 as i64 as u64;
+        compressed(C_ZEXT_H), "v2 = ireduce.i16 v0; v3 = uextend.i64 v2; return v3"
+            => |a, _| a & 0xffff;
+        compressed(C_SEXT_H), "v2 = ireduce.i16 v0; v3 = sextend.i64 v2; return v3"
+            => |a, _| a as i16 as i64 as u64;
+    });
+    run_all(cases! {&["has_c", "has_zcb", "has_zba"];
+        compressed(C_ZEXT_W), "v2 = ireduce.i32 v0; v3 = uextend.i64 v2; return v3"
+            => |a, _| a & 0xffff_ffff;
+    });
 }
 
 /// Stores `v0` and `v1` in a stack slot, then passes its address through
@@ -715,13 +393,8 @@ fn zcb_arithmetic() {
 macro_rules! slot_body {
     ($tail:literal) => {
         concat!(
-            "    ss0 = explicit_slot 16, align = 8
-    v2 = stack_addr.i64 ss0
-    store v0, v2
-    store v1, v2+8
-    v3 = isub v1, v1
-    v4 = iadd v2, v3
-",
+            "ss0 = explicit_slot 16, align = 8; v2 = stack_addr.i64 ss0; store v0, v2; ",
+            "store v1, v2+8; v3 = isub v1, v1; v4 = iadd v2, v3; ",
             $tail
         )
     };
@@ -729,55 +402,18 @@ macro_rules! slot_body {
 
 #[test]
 fn zcb_loads_and_stores() {
-    run_all(&[
-        Case {
-            flags: &["has_c", "has_zcb"],
-            body: slot_body!(
-                "    v5 = uload8.i64 v4+3
-    return v5"
-            ),
-            shows: compressed(C_LBU),
-            expected: |a, _| (a >> 24) & 0xff,
-        },
-        Case {
-            flags: &["has_c", "has_zcb"],
-            body: slot_body!(
-                "    v5 = uload16.i64 v4+2
-    return v5"
-            ),
-            shows: compressed(C_LHU),
-            expected: |a, _| (a >> 16) & 0xffff,
-        },
-        Case {
-            flags: &["has_c", "has_zcb"],
-            body: slot_body!(
-                "    v5 = sload16.i64 v4+2
-    return v5"
-            ),
-            shows: compressed(C_LH),
-            expected: |a, _| (a >> 16) as i16 as i64 as u64,
-        },
-        Case {
-            flags: &["has_c", "has_zcb"],
-            body: slot_body!(
-                "    istore8 v1, v4+2
-    v5 = load.i64 v4
-    return v5"
-            ),
-            shows: compressed(C_SB),
-            expected: |a, b| (a & !0xff_0000) | ((b & 0xff) << 16),
-        },
-        Case {
-            flags: &["has_c", "has_zcb"],
-            body: slot_body!(
-                "    istore16 v1, v4+2
-    v5 = load.i64 v4
-    return v5"
-            ),
-            shows: compressed(C_SH),
-            expected: |a, b| (a & !0xffff_0000) | ((b & 0xffff) << 16),
-        },
-    ]);
+    run_all(cases! {&["has_c", "has_zcb"];
+        compressed(C_LBU), slot_body!("v5 = uload8.i64 v4+3; return v5")
+            => |a, _| (a >> 24) & 0xff;
+        compressed(C_LHU), slot_body!("v5 = uload16.i64 v4+2; return v5")
+            => |a, _| (a >> 16) & 0xffff;
+        compressed(C_LH), slot_body!("v5 = sload16.i64 v4+2; return v5")
+            => |a, _| (a >> 16) as i16 as i64 as u64;
+        compressed(C_SB), slot_body!("istore8 v1, v4+2; v5 = load.i64 v4; return v5")
+            => |a, b| (a & !0xff_0000) | ((b & 0xff) << 16);
+        compressed(C_SH), slot_body!("istore16 v1, v4+2; v5 = load.i64 v4; return v5")
+            => |a, b| (a & !0xffff_0000) | ((b & 0xffff) << 16);
+    });
 }
 
 /// Host services for code that must not call the host.
