@@ -277,6 +277,19 @@ pub struct CompiledFunction {
     pub saved_registers: Vec<SavedRegister>,
     /// Cranelift's VCode listing, when requested.
     pub vcode: Option<String>,
+    /// What the function is: code of a module, or glue the crate made.
+    pub kind: FunctionKind,
+}
+
+/// What a compiled function is, as far as the unwinder cares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// A module's own code (or any other function).
+    #[default]
+    Code,
+    /// An entry trampoline: the unwinder delivers exceptions no handler in
+    /// the search window caught to its catch-all handler.
+    EntryTrampoline,
 }
 
 /// Compile one function for `isa`.
@@ -366,6 +379,7 @@ pub fn compile_function(
         traps,
         saved_registers,
         vcode: compiled.vcode.clone(),
+        kind: FunctionKind::Code,
     })
 }
 

@@ -1,13 +1,15 @@
 //! Per-function metadata of a linked image, searchable by program counter:
 //! call sites with their handlers, trap sites, and callee-saved register slots.
 
-use crate::compile::{CallSite, CompiledFunction, ContextLocation, Handler, TrapSite};
+use crate::compile::{
+    CallSite, CompiledFunction, ContextLocation, FunctionKind, Handler, TrapSite,
+};
 use crate::error::Error;
 use crate::isa::{Arch, Reg, SavedRegister, context};
 use crate::memory::Memory;
 
-/// Names starting with this prefix are entry trampolines: the unwinder
-/// delivers uncaught exceptions to their (catch-all) handler.
+/// Entry trampolines' names start with this prefix (the unwinder knows them
+/// by [`FunctionEntry::kind`], not by name).
 pub const ENTRY_TRAMPOLINE_PREFIX: &str = "%__cranelift_exn_entry_";
 
 /// One linked function's metadata, with absolute addresses.
@@ -25,8 +27,8 @@ pub struct FunctionEntry {
     pub traps: Vec<TrapSite>,
     /// Callee-saved register slots, relative to the frame-pointer value.
     pub saved_registers: Vec<SavedRegister>,
-    /// Whether this is an entry trampoline (see [`ENTRY_TRAMPOLINE_PREFIX`]).
-    pub is_entry_trampoline: bool,
+    /// Whether this is an entry trampoline or other code.
+    pub kind: FunctionKind,
     /// `saved_registers` as the unwinder restores them: (context word,
     /// offset from the frame-pointer value), for the registers the ISA's
     /// throw context holds (see [`crate::isa::context::SAVED`]).
@@ -34,6 +36,12 @@ pub struct FunctionEntry {
 }
 
 impl FunctionEntry {
+    /// Whether this is an entry trampoline.
+    #[inline]
+    pub fn is_entry_trampoline(&self) -> bool {
+        self.kind == FunctionKind::EntryTrampoline
+    }
+
     /// Metadata of `f` placed at `start`.
     pub fn new(f: &CompiledFunction, start: u64) -> FunctionEntry {
         let mut call_sites = f.call_sites.clone();
@@ -47,7 +55,7 @@ impl FunctionEntry {
             call_sites,
             traps,
             saved_registers: f.saved_registers.clone(),
-            is_entry_trampoline: f.name.starts_with(ENTRY_TRAMPOLINE_PREFIX),
+            kind: f.kind,
             restore: restore_slots(f.arch, &f.saved_registers),
         }
     }
@@ -329,7 +337,7 @@ mod tests {
                         .collect(),
                     traps: vec![],
                     saved_registers: vec![],
-                    is_entry_trampoline: false,
+                    kind: FunctionKind::Code,
                     restore: if i % 2 == 0 {
                         vec![(context::SAVED, -8)]
                     } else {

@@ -32,7 +32,7 @@ use cranelift_module::{
     ModuleRelocTarget, ModuleResult,
 };
 
-use crate::compile::{CompiledFunction, RelocTarget, compile_function};
+use crate::compile::{CompiledFunction, FunctionKind, RelocTarget, compile_function};
 use crate::error::Error;
 use crate::exception_table::{ENTRY_TRAMPOLINE_PREFIX, ExceptionTable, FunctionEntry};
 use crate::host::{self, HostImport, HostResult, HostThrow};
@@ -726,9 +726,16 @@ fn compile_trampolines(
         function: format!("{ENTRY_TRAMPOLINE_PREFIX}{index}"),
         message: format!("entry trampoline for {sig}: {e}"),
     })?;
+    let entry = trampoline::names(index).0;
     funcs
         .into_iter()
-        .map(|func| compile_function(isa, func))
+        .map(|func| {
+            let mut compiled = compile_function(isa, func)?;
+            if compiled.name == entry {
+                compiled.kind = FunctionKind::EntryTrampoline;
+            }
+            Ok(compiled)
+        })
         .collect()
 }
 

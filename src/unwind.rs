@@ -6,12 +6,22 @@
 //! function saved — finds the handler, and rewrites the context into the
 //! resume state the resume stub installs.
 
-use crate::compile::Handler;
+mod cursor;
+mod policy;
+#[cfg(feature = "sabotage")]
+mod sabotage;
+
+#[cfg(feature = "sabotage")]
+pub use sabotage::{Sabotage, set_sabotage};
+
+use crate::compile::CallSite;
 use crate::error::Error;
-use crate::exception_table::{ExceptionTable, FunctionEntry, ReturnSite, select_handler};
+use crate::exception_table::{ExceptionTable, FunctionEntry};
 use crate::isa::{Arch, context};
 use crate::memory::Memory;
 use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
+use cursor::{Frame, FrameCursor};
+use policy::{Catch, Search};
 
 /// Frames walked before the unwinder gives up (a guard against a corrupted
 /// chain that still increases monotonically).
@@ -61,23 +71,14 @@ pub enum Delivery {
 /// callee-saved registers (riscv64: 23).
 const MAX_CONTEXT_WORDS: usize = context::SAVED + 24;
 
-/// A register context in target memory.
-pub struct Context {
+/// A copy of a register context in target memory (for memory that is not
+/// the host's own; see [`throw`]).
+struct Context {
     words: [u64; MAX_CONTEXT_WORDS],
     len: usize,
 }
 
 impl Context {
-    /// Read the context at `addr` for `arch` (one read of the whole block).
-    pub fn read(memory: &dyn Memory, arch: Arch, addr: u64) -> Result<Context, Error> {
-        let mut context = Context {
-            words: [0; MAX_CONTEXT_WORDS],
-            len: 0,
-        };
-        context.load(memory, arch, addr)?;
-        Ok(context)
-    }
-
     /// Fill this context from `addr` (in place: a context is a few hundred
     /// bytes, and the throw path should not copy it around).
     fn load(&mut self, memory: &dyn Memory, arch: Arch, addr: u64) -> Result<(), Error> {
@@ -113,7 +114,7 @@ impl Context {
     }
 
     /// Write the context back to `addr` (one write of the whole block).
-    pub fn write(&self, memory: &mut dyn Memory, addr: u64) -> Result<(), Error> {
+    fn write(&self, memory: &mut dyn Memory, addr: u64) -> Result<(), Error> {
         let endianness = memory.endianness();
         if endianness.is_native() {
             return memory.write(addr, self.bytes());
@@ -128,20 +129,6 @@ impl Context {
         memory.write(addr, image.bytes())
     }
 
-    /// Word `index` (see [`context`]).
-    pub fn get(&self, index: usize) -> u64 {
-        self.words[index]
-    }
-
-    /// Set word `index`.
-    pub fn set(&mut self, index: usize, value: u64) {
-        self.words[index] = value;
-    }
-
-    /// The throw arguments the stub captured.
-    pub fn request(&self) -> ThrowRequest {
-        request(self)
-    }
 }
 
 /// The throw arguments the stub captured in `ctx`.
@@ -240,139 +227,107 @@ pub fn throw(
     Ok(result)
 }
 
+/// Walk from the frame the context names to the handler that takes the
+/// throw (a [`FrameCursor`] steps, the [`Search`] policy chooses), then
+/// rewrite the context into that handler's resume state.
 fn walk<M: Memory + ?Sized, C: ContextWords>(
     arch: Arch,
     table: &ExceptionTable,
     memory: &M,
     ctx: &mut C,
 ) -> Result<(ThrowRequest, Delivery), Error> {
-    let spec = arch.spec();
-    let links = spec.frame_links();
     let request = request(ctx);
-    let restore = !sabotaged(Sabotage::CalleeSavedRestore);
-    let last_handler = sabotaged(Sabotage::HandlerLookup);
-
-    let mut pc = ctx.get(context::PC);
-    let mut fp = ctx.get(context::FP);
-    let mut searching = false;
-    let mut past_entry = false;
-    let return_stack = spec.return_stack_depth();
+    let restore = restores_callee_saves();
+    let mut search = Search::new(&request);
+    let mut cursor = FrameCursor::new(
+        arch,
+        table,
+        memory,
+        ctx.get(context::PC),
+        ctx.get(context::FP),
+    );
     for frames_left in 0..MAX_FRAMES {
-        if fp == request.exit_fp {
-            searching = true;
-        }
-        if fp == request.entry_fp {
-            past_entry = true;
-        }
-        // Not a call's return address: no handlers here, but the function's
-        // saves are restored all the same.
-        let frame = match table.return_site(pc) {
-            Some(hit) => Frame::CallSite(hit),
-            None => Frame::Other(not_a_call_site(table, pc, fp)?),
-        };
+        search.enter(cursor.fp);
+        let frame = cursor.frame()?;
         if let Frame::CallSite(hit) = frame
             && hit.has_handlers()
         {
             let (function, site) = table.resolve(hit);
-            let catch = if function.is_entry_trampoline {
-                select_handler(site, request.tag).map(|h| (h, false))
-            } else if searching && !past_entry {
-                let handler = if last_handler {
-                    // The deliberate bug: the last matching entry, not the
-                    // first.
-                    site.handlers.iter().rev().find_map(|h| match *h {
-                        Handler::Tag { tag, offset } if tag == request.tag => Some(offset),
-                        Handler::Default { offset } => Some(offset),
-                        _ => None,
-                    })
-                } else {
-                    select_handler(site, request.tag)
-                };
-                handler.map(|h| (h, true))
-            } else {
-                None
-            };
-            if let Some((handler, caught)) = catch {
-                let frame_offset = site.frame_offset.ok_or_else(|| {
-                    Error::Unwind(format!(
-                        "call site {}+{:#x} has handlers but no frame offset",
-                        function.name, site.return_offset
-                    ))
-                })?;
-                let target = function.start + u64::from(handler);
-                let sp = fp - u64::from(frame_offset);
-                ctx.set(context::PC, target);
-                ctx.set(context::SP, sp);
-                ctx.set(context::FP, fp);
-                ctx.set(context::PAYLOAD0, request.payloads[0]);
-                ctx.set(context::PAYLOAD1, request.payloads[1]);
-                // The throw stub's return address and one per frame left.
-                let abandoned = frames_left + 1;
-                let drops = if abandoned <= return_stack {
-                    abandoned
-                } else {
-                    0
-                };
-                ctx.set(context::RETURN_STACK_DROPS, drops as u64);
-                let delivery = if caught {
-                    Delivery::Caught { pc: target, sp, fp }
-                } else {
-                    Delivery::Uncaught { pc: target, sp, fp }
-                };
+            if let Some(catch) = search.catch(function, site) {
+                let delivery = resume(
+                    arch,
+                    ctx,
+                    &request,
+                    function,
+                    site,
+                    catch,
+                    cursor.fp,
+                    frames_left,
+                )?;
                 return Ok((request, delivery));
             }
         }
-        // Leave this frame: the registers it saved get their caller's values.
-        let saves = match frame {
-            Frame::CallSite(hit) if hit.restores() => Some(table.resolve(hit).0),
-            Frame::Other(function) if !function.restore.is_empty() => Some(function),
-            _ => None,
-        };
-        if restore && let Some(function) = saves {
-            for &(word, fp_offset) in &function.restore {
-                ctx.set(word, memory.read_u64(fp.wrapping_add_signed(fp_offset))?);
-            }
-        }
-        let next_pc = memory.read_u64(fp.wrapping_add_signed(links.return_address_offset))?
-            & links.return_address_mask;
-        let next_fp = memory.read_u64(fp.wrapping_add_signed(links.caller_fp_offset))?;
-        if next_fp <= fp {
-            let function = match frame {
-                Frame::CallSite(hit) => table.resolve(hit).0,
-                Frame::Other(function) => function,
-            };
-            return Err(chain_shrinks(fp, next_fp, &function.name));
-        }
-        pc = next_pc;
-        fp = next_fp;
+        cursor.step(frame, ctx, restore)?;
     }
     Err(Error::Unwind(format!("more than {MAX_FRAMES} frames")))
 }
 
-/// What a walk knows of a frame from its return address.
-#[derive(Clone, Copy)]
-enum Frame<'t> {
-    /// The return address of a call site.
-    CallSite(ReturnSite),
-    /// Some other address of this function.
-    Other(&'t FunctionEntry),
-}
-
-/// The function of a frame whose return address `pc` is no call site.
-#[cold]
-fn not_a_call_site(table: &ExceptionTable, pc: u64, fp: u64) -> Result<&FunctionEntry, Error> {
-    table.function(pc.wrapping_sub(1)).ok_or_else(|| {
+/// Rewrite `ctx` to resume at `catch`, a handler of `site` in `function`
+/// whose frame's frame-pointer value is `fp`, with the request's payloads;
+/// `frames_left` frames were left before it.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn resume<C: ContextWords>(
+    arch: Arch,
+    ctx: &mut C,
+    request: &ThrowRequest,
+    function: &FunctionEntry,
+    site: &CallSite,
+    catch: Catch,
+    fp: u64,
+    frames_left: usize,
+) -> Result<Delivery, Error> {
+    let frame_offset = site.frame_offset.ok_or_else(|| {
         Error::Unwind(format!(
-            "return address {pc:#x} (frame {fp:#x}) is not in JIT code"
+            "call site {}+{:#x} has handlers but no frame offset",
+            function.name, site.return_offset
         ))
+    })?;
+    let target = function.start + u64::from(catch.offset);
+    let sp = fp - u64::from(frame_offset);
+    ctx.set(context::PC, target);
+    ctx.set(context::SP, sp);
+    ctx.set(context::FP, fp);
+    ctx.set(context::PAYLOAD0, request.payloads[0]);
+    ctx.set(context::PAYLOAD1, request.payloads[1]);
+    // The throw stub's return address and one per frame left, when the
+    // return-address predictor holds them all.
+    let abandoned = frames_left + 1;
+    let drops = if abandoned <= arch.spec().return_stack_depth() {
+        abandoned
+    } else {
+        0
+    };
+    ctx.set(context::RETURN_STACK_DROPS, drops as u64);
+    Ok(if catch.caught {
+        Delivery::Caught { pc: target, sp, fp }
+    } else {
+        Delivery::Uncaught { pc: target, sp, fp }
     })
 }
 
-#[cold]
-fn chain_shrinks(fp: u64, next_fp: u64, function: &str) -> Error {
-    Error::Unwind(format!(
-        "frame chain does not grow toward the caller: {fp:#x} links to {next_fp:#x} (in {function})"
-    ))
+/// Whether skipped frames' callee-saved registers are restored (always,
+/// unless the `CalleeSavedRestore` sabotage is on).
+#[inline]
+fn restores_callee_saves() -> bool {
+    #[cfg(feature = "sabotage")]
+    {
+        !sabotage::on(Sabotage::CalleeSavedRestore)
+    }
+    #[cfg(not(feature = "sabotage"))]
+    {
+        true
+    }
 }
 
 /// The O(1) delivery: rewrite the throw context at `context_addr` to resume
@@ -443,48 +398,6 @@ fn rewrite_to_entry<M: Memory + ?Sized>(
     Ok(())
 }
 
-/// Deliberate unwinder bugs, for proving that a test (the fuzzing oracle)
-/// notices them. Off unless turned on with [`set_sabotage`].
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Sabotage {
-    /// Select the last matching handler of a call site instead of the first.
-    HandlerLookup,
-    /// Do not restore callee-saved registers of the frames a throw skips.
-    CalleeSavedRestore,
-}
-
-impl std::str::FromStr for Sabotage {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "handler-lookup" => Ok(Sabotage::HandlerLookup),
-            "callee-saves" => Ok(Sabotage::CalleeSavedRestore),
-            other => Err(format!(
-                "unknown sabotage `{other}` (handler-lookup, callee-saves)"
-            )),
-        }
-    }
-}
-
-/// The sabotage in force: 0 none, else `Sabotage as u8 + 1`.
-static SABOTAGE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-/// Turn a deliberate bug on (or off, with `None`) for every throw in this
-/// process. Test-only: the `clif-exn` binary sets it from `--sabotage` or
-/// `CRANELIFT_EXN_SABOTAGE`; never use it in a runtime.
-#[doc(hidden)]
-pub fn set_sabotage(sabotage: Option<Sabotage>) {
-    let value = sabotage.map_or(0, |s| s as u8 + 1);
-    SABOTAGE.store(value, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn sabotaged(which: Sabotage) -> bool {
-    SABOTAGE.load(std::sync::atomic::Ordering::Relaxed) == which as u8 + 1
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -539,7 +452,7 @@ mod tests {
             traps: Vec::new(),
             restore: crate::exception_table::restore_slots(Arch::Aarch64, &saved),
             saved_registers: saved,
-            is_entry_trampoline: false,
+            kind: crate::compile::FunctionKind::Code,
         }
     }
 
