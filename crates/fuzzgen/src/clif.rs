@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 
 use cranelift_exn::codegen::ir::immediates::Ieee64;
 
-use crate::harness::Outcome;
-use crate::program::{Action, ArithOp, Condition, Conv, Function, Handlers, Key, Program, Stmt};
+use crate::program::{
+    Action, ArithOp, Condition, Conv, Ending, Function, Handlers, Key, Program, Stmt,
+};
 
 /// The user trap code after a call to `%__cranelift_throw`, which never
 /// returns.
@@ -13,7 +14,7 @@ pub const UNREACHABLE_TRAP: u8 = 100;
 
 /// The CLIF of every function of `program`, `%main` first.
 pub fn print(program: &Program) -> String {
-    let mut text = main(program);
+    let mut text = main_function(program);
     for (index, function) in program.functions.iter().enumerate() {
         text.push('\n');
         text.push_str(&Emitter::function(program, index, function));
@@ -25,12 +26,7 @@ pub fn print(program: &Program) -> String {
 /// line expects `expected`, with `comment` lines on top. Only a value can be
 /// expected in a run line: for another outcome the run line is a `; print:`
 /// and the expectation is stated in a comment.
-pub fn run_test(
-    program: &Program,
-    targets: &[String],
-    expected: &Outcome,
-    comment: &str,
-) -> String {
+pub fn run_test(program: &Program, targets: &[String], expected: &Ending, comment: &str) -> String {
     let mut text = String::from("test run\n");
     for target in targets {
         let _ = writeln!(text, "target {target}");
@@ -44,7 +40,7 @@ pub fn run_test(
     // The run line follows `%main`, the first function.
     let main_end = functions.find("\n}\n").map_or(functions.len(), |i| i + 3);
     let run = match expected {
-        Outcome::Value(v) => format!("; run: %main({}) == {v}\n", program.argument),
+        Ending::Value(v) => format!("; run: %main({}) == {v}\n", program.argument),
         other => format!(
             ";; expected outcome: {other}\n; print: %main({})\n",
             program.argument
@@ -62,7 +58,7 @@ fn conv_name(conv: Conv) -> &'static str {
     }
 }
 
-fn main(program: &Program) -> String {
+fn main_function(program: &Program) -> String {
     let conv = conv_name(program.functions[0].conv);
     let call = if program.main_catches {
         "    try_call fn0(v0, v1), sig0, block1(ret0), [ default: block2(exn0, exn1) ]

@@ -8,70 +8,31 @@ use cranelift_exn::codegen::isa::TargetIsa;
 use cranelift_exn::machine::Machine;
 use cranelift_exn::{CallError, Module};
 
-use crate::program::Program;
+use crate::program::{Ending, Program};
 use crate::{clif, oracle};
 
-/// How a call of `%main` ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// It returned this value.
-    Value(i64),
-    /// An exception escaped `%main`.
-    Exception {
-        /// Its tag.
-        tag: u32,
-        /// Its payloads.
-        payloads: [u64; 2],
-    },
-    /// A `user{code}` trap in this function.
-    Trap {
-        /// The user trap code.
-        code: u8,
-        /// `%fK`.
-        function: String,
-    },
-    /// Anything else: a compile or link error, another trap, a machine
-    /// failure.
-    Failed(String),
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Value(v) => write!(f, "returns {v}"),
-            Outcome::Exception { tag, payloads } => write!(
-                f,
-                "uncaught exception tag{tag} (payloads {:#x}, {:#x})",
-                payloads[0], payloads[1]
-            ),
-            Outcome::Trap { code, function } => write!(f, "trap user{code} in {function}"),
-            Outcome::Failed(message) => write!(f, "failed: {message}"),
-        }
-    }
-}
-
 /// Compile `program` for `isa`, load it on `machine` and call `%main`.
-pub fn execute(program: &Program, isa: &dyn TargetIsa, machine: Box<dyn Machine>) -> Outcome {
+pub fn execute(program: &Program, isa: &dyn TargetIsa, machine: Box<dyn Machine>) -> Ending {
     let text = clif::print(program);
     let functions = match cranelift_exn::reader::parse_functions(&text) {
         Ok(f) => f,
-        Err(e) => return Outcome::Failed(format!("generated CLIF does not parse: {e}")),
+        Err(e) => return Ending::Failed(format!("generated CLIF does not parse: {e}")),
     };
     let module = match Module::new(machine, isa, functions) {
         Ok(m) => m,
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => return Ending::Failed(e.to_string()),
     };
     match module.call("main", &[DataValue::I64(program.argument)]) {
         Ok(values) => match values[..] {
-            [DataValue::I64(v)] => Outcome::Value(v),
-            _ => Outcome::Failed(format!("%main returned {values:?}")),
+            [DataValue::I64(v)] => Ending::Value(v),
+            _ => Ending::Failed(format!("%main returned {values:?}")),
         },
-        Err(CallError::Exception { tag, payloads }) => Outcome::Exception { tag, payloads },
+        Err(CallError::Exception { tag, payloads }) => Ending::Exception { tag, payloads },
         Err(CallError::Trap { code, function, .. }) => match user_code(code) {
-            Some(code) => Outcome::Trap { code, function },
-            None => Outcome::Failed(format!("trap {code} in {function}")),
+            Some(code) => Ending::Trap { code, function },
+            None => Ending::Failed(format!("trap {code} in {function}")),
         },
-        Err(e @ (CallError::Interrupted | CallError::Failed(_))) => Outcome::Failed(e.to_string()),
+        Err(e @ (CallError::Interrupted | CallError::Failed(_))) => Ending::Failed(e.to_string()),
     }
 }
 
@@ -87,9 +48,9 @@ pub struct Mismatch {
     /// The machine (`x86_64 native`, `riscv64 emulated`, ...).
     pub machine: String,
     /// The oracle's outcome.
-    pub expected: Outcome,
+    pub expected: Ending,
     /// The machine's outcome.
-    pub actual: Outcome,
+    pub actual: Ending,
     /// The program.
     pub program: Program,
 }

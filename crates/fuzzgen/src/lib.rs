@@ -16,5 +16,5 @@ pub mod oracle;
 pub mod program;
 pub mod sweep;
 
-pub use harness::{Mismatch, Outcome};
-pub use program::Program;
+pub use harness::Mismatch;
+pub use program::{Ending, Program};

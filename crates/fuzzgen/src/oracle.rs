@@ -1,8 +1,7 @@
 //! The expected outcome of a [`Program`], computed from its description
 //! alone (no Cranelift involved).
 
-use crate::harness::Outcome;
-use crate::program::{Action, ArithOp, Program, Stmt};
+use crate::program::{Action, ArithOp, Ending, Program, Stmt};
 
 /// How a function invocation ended.
 enum Exit {
@@ -12,17 +11,17 @@ enum Exit {
 }
 
 /// The outcome of calling `%main(program.argument)`.
-pub fn expected(program: &Program) -> Outcome {
+pub fn expected(program: &Program) -> Ending {
     match call(program, 0, program.argument, 1.25) {
-        Exit::Return(v) => Outcome::Value(v),
+        Exit::Return(v) => Ending::Value(v),
         Exit::Throw { tag, payloads } => {
             if program.main_catches {
-                Outcome::Value(catch_all_value(payloads))
+                Ending::Value(catch_all_value(payloads))
             } else {
-                Outcome::Exception { tag, payloads }
+                Ending::Exception { tag, payloads }
             }
         }
-        Exit::Trap { code, function } => Outcome::Trap {
+        Exit::Trap { code, function } => Ending::Trap {
             code,
             function: format!("%f{function}"),
         },

@@ -20,6 +20,45 @@ pub const CALL_BUDGET: u64 = 400;
 /// Exception tags used (1..=TAGS).
 pub const TAGS: u32 = 4;
 
+/// How a call of `%main` ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// It returned this value.
+    Value(i64),
+    /// An exception escaped `%main`.
+    Exception {
+        /// Its tag.
+        tag: u32,
+        /// Its payloads.
+        payloads: [u64; 2],
+    },
+    /// A `user{code}` trap in this function.
+    Trap {
+        /// The user trap code.
+        code: u8,
+        /// `%fK`.
+        function: String,
+    },
+    /// Anything else: a compile or link error, another trap, a machine
+    /// failure.
+    Failed(String),
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::Value(v) => write!(f, "returns {v}"),
+            Ending::Exception { tag, payloads } => write!(
+                f,
+                "uncaught exception tag{tag} (payloads {:#x}, {:#x})",
+                payloads[0], payloads[1]
+            ),
+            Ending::Trap { code, function } => write!(f, "trap user{code} in {function}"),
+            Ending::Failed(message) => write!(f, "failed: {message}"),
+        }
+    }
+}
+
 /// A whole program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Program {

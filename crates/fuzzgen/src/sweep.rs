@@ -148,7 +148,7 @@ pub fn sweep(options: &Options, machines: &dyn Machines) -> Result<Report, Error
                                         seed: Some(seed),
                                         machine: label,
                                         expected: oracle::expected(&program),
-                                        actual: crate::Outcome::Failed(message),
+                                        actual: crate::Ending::Failed(message),
                                         program: program.clone(),
                                     });
                                 }

@@ -30,10 +30,10 @@ fn native_runs_match_the_oracle() {
             panic!("seed {seed}: {m}\n{}", clif::print(&program));
         }
         let kind = match oracle::expected(&program) {
-            harness::Outcome::Value(_) => "value",
-            harness::Outcome::Exception { .. } => "exception",
-            harness::Outcome::Trap { .. } => "trap",
-            harness::Outcome::Failed(_) => "failed",
+            cranelift_exn_fuzzgen::Ending::Value(_) => "value",
+            cranelift_exn_fuzzgen::Ending::Exception { .. } => "exception",
+            cranelift_exn_fuzzgen::Ending::Trap { .. } => "trap",
+            cranelift_exn_fuzzgen::Ending::Failed(_) => "failed",
         };
         *outcomes.entry(kind).or_insert(0) += 1;
     }
