@@ -24,8 +24,8 @@
 //! `vfmin`/`vfmax` in every mode and their `w…` single-element forms —
 //! `vbperm` and `vpopct` on wide lanes), and on riscv64 every Zba, Zbb, Zbs,
 //! Zbkb and Zicond instruction; the machine carries those out itself from an
-//! interrupt hook (`src/arch/s390x.rs`, `src/arch/s390x_vector.rs`,
-//! `src/arch/riscv64_bitmanip.rs`).
+//! interrupt hook (`src/arch/s390x.rs`, `src/arch/s390x/vector.rs`,
+//! `src/arch/riscv64/bitmanip.rs`).
 //!
 //! Instructions unicorn executes *wrongly*, without any exception, are found
 //! when code is installed and carried out by the machine from a code hook on
@@ -36,10 +36,10 @@
 //! (QEMU 5 misses the overflow of `MIN + MIN` and `0 - MIN`), the
 //! conversions to logical (`cl[fg][edx]br`, `vclgd`: a NaN gives 0, not all
 //! ones) and `rnsbg`/`rosbg`/`rxsbg` with the test-only bit
-//! (`src/arch/s390x_intercept.rs`); on aarch64 the LSE `ldsmax*`/`ldsmin*`,
+//! (`src/arch/s390x/intercept.rs`); on aarch64 the LSE `ldsmax*`/`ldsmin*`,
 //! which QEMU 5 compares unsigned on narrow values (`src/arch/aarch64.rs`);
 //! on riscv64 the 16-bit Zcb instructions, which QEMU 5 runs as other
-//! instructions (`src/arch/riscv64_zcb.rs`; their unmapped or read-only
+//! instructions (`src/arch/riscv64/zcb.rs`; their unmapped or read-only
 //! accesses are delivered as memory faults at their pc).
 //! [`EmulatedMachine::intercepted`] lists the hooked addresses. What is
 //! still mis-executed is found in compiled code by

@@ -1,6 +1,6 @@
 //! Instructions unicorn 2.1.5 executes without any exception but wrongly,
 //! which `EmulatedMachine` carries out itself from a code hook on each of
-//! their addresses (`src/arch/s390x_intercept.rs`, `src/arch/aarch64.rs`).
+//! their addresses (`src/arch/s390x/intercept.rs`, `src/arch/aarch64.rs`).
 //!
 //! Each family is checked twice: compiled CLIF whose code really contains
 //! the instruction (checked in Cranelift's VCode listing), run on edge cases

@@ -1,6 +1,6 @@
 //! The s390x instructions unicorn 2.1.5 lacks and the emulator carries out
-//! (`src/arch/s390x_vector.rs`), and the ones it mis-executes, which the
-//! emulator carries out too (`src/arch/s390x_intercept.rs`; every form in
+//! (`src/arch/s390x/vector.rs`), and the ones it mis-executes, which the
+//! emulator carries out too (`src/arch/s390x/intercept.rs`; every form in
 //! `tests/intercepts.rs`), so that `capabilities::unsupported_code` no
 //! longer reports Cranelift's code.
 //!

@@ -30,9 +30,7 @@ use unicorn_engine::{RegisterRISCV, Riscv64CpuModel};
 use super::{AccessFault, CpuModel, EmuArch, MissingFlag, RegSlot};
 use crate::core::Core;
 
-#[path = "riscv64_bitmanip.rs"]
 mod bitmanip;
-#[path = "riscv64_zcb.rs"]
 mod zcb;
 
 /// RISC-V 64.

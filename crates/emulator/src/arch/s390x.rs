@@ -42,9 +42,7 @@ use unicorn_engine::{RegisterS390X, S390xCpuModel};
 use super::{CpuModel, EmuArch, MissingFlag, RegSlot};
 use crate::core::Core;
 
-#[path = "s390x_intercept.rs"]
 mod intercept;
-#[path = "s390x_vector.rs"]
 mod vector;
 
 /// s390x.
