@@ -18,6 +18,31 @@ use cranelift_exn_benchmarks::DEPTHS;
 use cranelift_exn_benchmarks::table_size::{TableSizes, measure, try_call_files};
 use plotters::prelude::*;
 
+/// The report's prose: sections, each after a line `@@ name`, with
+/// `{placeholders}` that [`text`] fills with numbers.
+const TEMPLATE: &str = include_str!("../../templates/report.md");
+
+/// Section `name` of [`TEMPLATE`] (without its trailing new lines), each
+/// `{key}` replaced by its value.
+fn text(name: &str, values: &[(&str, String)]) -> String {
+    let start = TEMPLATE
+        .match_indices("@@ ")
+        .find(|&(i, _)| {
+            (i == 0 || TEMPLATE.as_bytes()[i - 1] == b'\n')
+                && TEMPLATE[i + 3..].split('\n').next() == Some(name)
+        })
+        .map(|(i, _)| i + 3 + name.len() + 1)
+        .unwrap_or_else(|| panic!("templates/report.md has no section {name}"));
+    let end = TEMPLATE[start..]
+        .find("\n@@ ")
+        .map_or(TEMPLATE.len(), |i| start + i);
+    let mut out = TEMPLATE[start..end].trim_end_matches('\n').to_string();
+    for (key, value) in values {
+        out = out.replace(&format!("{{{key}}}"), value);
+    }
+    out
+}
+
 /// Medians in nanoseconds by (group, function, parameter).
 type Medians = BTreeMap<(String, String, String), f64>;
 
@@ -216,30 +241,20 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
         note: if met {
             String::new()
         } else {
-            format!(
-                "Missed by up to {worst:.1}× ({worst_same:.1}× against longjmp over the same \
-                 frames). The delivery is O(1): what it adds to the calls is flat in d. \
-                 What is not flat is the descent, and JIT frames are dearer than the C \
-                 chain's here ({} against {} per frame from d=100 to 1000; the frames \
-                 themselves are the same for (f′), so that column compares the mechanisms). \
-                 The constant is where the time goes, against setjmp + `longjmp`'s couple \
-                 of dozen instructions: `Module::call_raw` (checks, the thread's active \
-                 call, the outcome: {} over the bare trampoline, entry table), the entry \
-                 trampoline itself (below), and the throw: the throw stub stores the whole \
-                 register context, a Rust function finds the thread's active call and \
-                 rewrites five words of it, the resume stub loads them back — and, since \
-                 it cannot know how many frames it skips without walking them, the CPU's \
-                 return-address predictor stays misaligned, so every return up the \
-                 caller chain after the delivery mispredicts (longjmp pays the same). \
-                 What would close it: a to-entry stub that finds the record through a \
-                 pointer the JIT code already holds (as Wasmtime passes a `vmctx` \
-                 argument to every function) and jumps, with no Rust and no context on \
-                 the path; and a `call_raw` reduced to setting one thread-local word.",
-                ns(slope("b_to_entry")),
-                ns(slope("f_longjmp")),
-                ns(e("our_call_raw")
-                    .zip(e("our_trampoline"))
-                    .map(|(a, b)| a - b)),
+            text(
+                "o1_missed",
+                &[
+                    ("worst", format!("{worst:.1}")),
+                    ("worst_same", format!("{worst_same:.1}")),
+                    ("jit_frame", ns(slope("b_to_entry"))),
+                    ("c_frame", ns(slope("f_longjmp"))),
+                    (
+                        "call_raw_extra",
+                        ns(e("our_call_raw")
+                            .zip(e("our_trampoline"))
+                            .map(|(a, b)| a - b)),
+                    ),
+                ],
             )
         },
     });
@@ -250,14 +265,7 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
         target: "(reference) O(1) delivery of a trap ≤ 1.0× longjmp, every depth".into(),
         measured,
         met: worst <= 1.0,
-        note: format!(
-            "Up to {worst:.0}×, and not closable: a trap is a hardware fault, and the \
-             kernel builds a signal frame, runs our handler and `rt_sigreturn`s — two \
-             kernel crossings no user-space `longjmp` pays. The comparable C figure is \
-             sigsetjmp/siglongjmp out of a signal handler (trap table below), against \
-             which the delivery is on a par. Avoiding it means not faulting: explicit \
-             checks that call `%__cranelift_exn_throw_to_entry` instead."
-        ),
+        note: text("trap_note", &[("worst", format!("{worst:.0}"))]),
     });
 
     // Stack walk against wasmtime.
@@ -270,10 +278,13 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
         note: if met {
             String::new()
         } else {
-            format!(
-                "Missed by up to {worst:.2}×: per frame, ours costs {} and wasmtime's {}.",
-                ns(slope("a_stack_walk")),
-                ns(slope("c_wasmtime_unwinder"))
+            text(
+                "walk_missed",
+                &[
+                    ("worst", format!("{worst:.2}")),
+                    ("ours", ns(slope("a_stack_walk"))),
+                    ("wasmtime", ns(slope("c_wasmtime_unwinder"))),
+                ],
             )
         },
     });
@@ -298,20 +309,9 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
         note: if met {
             String::new()
         } else {
-            format!(
-                "Missed by {}, and out of reach of any entry that goes through a buffer, \
-                 handler or not: a bare JIT frame that loads the argument from the \
-                 buffer, calls `%ret` and stores the result — no handler, no saved \
-                 registers — already costs {} of the plain call (entry table). The plain \
-                 call is a `call` and a `ret` (~2 ns); an entry adds a frame, the buffer \
-                 traffic, and, to be abandonable, what setjmp saves too: the five \
-                 callee-saved registers of the host ABI (the `try_call`'s exceptional \
-                 edge clobbers them all) and the handler's pc, sp and fp. A `tail` \
-                 callee saves one trampoline level. What would come closer: typed \
-                 trampolines taking the arguments in registers (no buffer), for \
-                 signatures the C ABI can carry.",
-                x(plain.map(|r| r / 1.1)),
-                x(bare)
+            text(
+                "entry_plain_missed",
+                &[("missed_by", x(plain.map(|r| r / 1.1))), ("bare", x(bare))],
             )
         },
     });
@@ -323,19 +323,16 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
         note: if met {
             String::new()
         } else {
-            format!(
-                "Missed by {} ({} for a `tail` callee, which the entry trampoline \
-                 `try_call`s itself). glibc's `setjmp` saves eight registers and does not \
-                 save the signal mask; the trampoline saves the five callee-saved ones \
-                 and stores three words — about the same work — and then pays the frames \
-                 and buffer traffic measured above (a `system_v` callee needs an inner \
-                 `tail` trampoline so that the entry's exceptional edge clobbers every \
-                 register). Against `sigsetjmp(env, 1)` — which an entry needs when a \
-                 signal handler may leave it, as ours allows without it — the \
-                 trampoline is {} (table below).",
-                x(setjmp.map(|r| r / 0.7)),
-                x(tail_setjmp.map(|r| r / 0.7)),
-                x(ratio(e("our_trampoline"), e("c_sigsetjmp_entry")))
+            text(
+                "entry_setjmp_missed",
+                &[
+                    ("missed_by", x(setjmp.map(|r| r / 0.7))),
+                    ("tail_missed_by", x(tail_setjmp.map(|r| r / 0.7))),
+                    (
+                        "sigsetjmp",
+                        x(ratio(e("our_trampoline"), e("c_sigsetjmp_entry"))),
+                    ),
+                ],
             )
         },
     });
@@ -350,20 +347,15 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
         note: if met {
             String::new()
         } else {
-            format!(
-                "Missed by {}. 100× means a whole iteration — enter, ten calls down, throw, \
-                 walk eleven frames, resume, return — in {} here, and the same iteration \
-                 *without* a throw already takes {} (the JIT no-throw baseline: the entry \
-                 and the calls down and back). Of our {}, the walk is a few ns per frame \
-                 ({} per extra frame, one hash probe each) and the rest is the entry and \
-                 the throw's fixed cost named under the O(1) target. A DWARF unwinder's \
-                 two phases per frame are what make the panic slow; no per-frame cost \
-                 brings this side under the cost of the calls.",
-                x(speedup.map(|r| 100.0 / r)),
-                ns(t("d_rust_panic", 10).map(|v| v / 100.0)),
-                ns(t("jit_calls_no_throw", 10)),
-                ns(t("a_stack_walk", 10)),
-                ns(slope("a_stack_walk")),
+            text(
+                "panic_missed",
+                &[
+                    ("missed_by", x(speedup.map(|r| 100.0 / r))),
+                    ("budget", ns(t("d_rust_panic", 10).map(|v| v / 100.0))),
+                    ("no_throw", ns(t("jit_calls_no_throw", 10))),
+                    ("ours", ns(t("a_stack_walk", 10))),
+                    ("per_frame", ns(slope("a_stack_walk"))),
+                ],
             )
         },
     });
@@ -390,11 +382,11 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
         .unwrap_or(1);
     let _ = writeln!(
         s,
-        "# Benchmarks\n\n\
-         Generated by `scripts/bench` (criterion medians, one run, one machine: {}, {cores} \
-         logical CPUs, shared with other work — expect a few percent of noise). Ratios \
-         compare numbers of this same run. Regenerate with `scripts/bench`.\n",
-        cpu_model()
+        "{}\n",
+        text(
+            "intro",
+            &[("cpu", cpu_model()), ("cores", cores.to_string())]
+        )
     );
 
     let _ = writeln!(s, "## Targets\n");
@@ -414,19 +406,7 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
         let _ = writeln!(s, "- **{}** — {}\n", v.target, v.note);
     }
 
-    let _ = writeln!(
-        s,
-        "## Throw → catch latency against depth\n\n\
-         One iteration: enter, descend d frames, throw in the innermost, catch at the top, \
-         return. The JIT rows run the *same compiled code* (`crates/benchmarks/src/jit.rs`): \
-         `%catch` `try_call`s `%rec`, which recurses d times and then calls a throw function \
-         passed as an argument with `__cranelift_throw`'s arguments; only that function \
-         differs. They are entered through `Module::call_raw` (entry trampoline, no \
-         `DataValue` encoding), so every JIT row includes one host→JIT call (compare the \
-         no-throw baseline). (f′) runs the same `%rec` frames under C's `setjmp`, entered \
-         as a plain C call, and `longjmp`s out of a C throw function. C, C++ and Rust chains are `noinline` recursions whose calls \
-         cannot be turned into tail calls or loops. Plot: `benchmarks.svg`.\n"
-    );
+    let _ = writeln!(s, "{}\n", text("throw_intro", &[]));
     let _ = write!(s, "| mechanism |");
     for d in DEPTHS {
         let _ = write!(s, " d={d} |");
@@ -482,20 +462,10 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
         }
         let _ = writeln!(s);
     }
-    let _ = writeln!(
-        s,
-        "\nThe no-throw baselines call down *and return* through the d frames, which a \
-         throw skips, so they are context, not something to subtract; the slope of the O(1) \
-         rows (b, b′, b″, f, f′) is the cost of making the d calls on the way down."
-    );
+    let _ = writeln!(s, "\n{}", text("throw_after", &[]));
 
     let e = |f: &str| get(m, "entry", f, "");
-    let _ = writeln!(
-        s,
-        "\n## Entry overhead\n\n\
-         A host→JIT call of `%ret(i64) -> i64`, which returns its argument.\n\n\
-         | path | median | / plain call | / setjmp entry |\n|---|---|---|---|"
-    );
+    let _ = writeln!(s, "\n{}", text("entry_intro", &[]));
     for (id, label) in [
         (
             "plain_indirect_call",
@@ -535,19 +505,7 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
     }
 
     let tr = |f: &str| get(m, "trap", f, "");
-    let _ = writeln!(
-        s,
-        "\n## Trap delivery\n\n\
-         One iteration: enter, fault, come back to the entry, return the outcome. Ours: \
-         `Module::call_raw` of a function that traps; the signal handler rewrites the \
-         signal context to the entry trampoline's handler (no setjmp) and the call returns \
-         `CallError::Trap`. C: `sigsetjmp`, fault, `siglongjmp` out of the SIGILL/SIGFPE \
-         handler — with the mask saved and restored (`sigsetjmp(env, 1)`, the textbook \
-         form), and with `SA_NODEFER` and `sigsetjmp(env, 0)` (one system call less, as our \
-         handler is installed).\n\n\
-         | fault | ours | C sigsetjmp(env, 1) | ours / C | C SA_NODEFER + sigsetjmp(env, 0) | ours / C |\n\
-         |---|---|---|---|---|---|"
-    );
+    let _ = writeln!(s, "\n{}", text("trap_intro", &[]));
     for (label, ours, c1, c0) in [
         (
             "ud2 (SIGILL)",
@@ -575,21 +533,20 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
 
     let _ = writeln!(
         s,
-        "\n## Exception-table size\n\n\
-         Every function of every `.clif` file containing `try_call`, compiled for x86_64 with \
-         default flags (`crates/benchmarks/src/table_size.rs`). *Ours* has no serialized \
-         form; it is measured as what the unwinder keeps in memory for call sites: a \
-         `Vec<CallSite>` header per function, {} bytes per `CallSite` and {} bytes per \
-         handler-list entry (tag, default or context), no allocator overhead, and the \
-         return-address index the walk probes once per frame (16-byte slots, a power of two \
-         at least twice the call sites, one index per corpus). It records \
-         every call site (a try_call or not); the \"try_call sites only\" column counts \
-         only those with handlers. *Wasmtime's* is `ExceptionTableBuilder::to_vec()` (three \
-         u32 per try_call site, three per handler, omitting plain calls). Functions \
-         with a call-site context in a register are left out of both, as wasmtime's format \
-         cannot hold them (its builder panics).\n",
-        std::mem::size_of::<cranelift_exn::compile::CallSite>(),
-        std::mem::size_of::<cranelift_exn::compile::Handler>(),
+        "\n{}\n",
+        text(
+            "table_intro",
+            &[
+                (
+                    "callsite_size",
+                    std::mem::size_of::<cranelift_exn::compile::CallSite>().to_string()
+                ),
+                (
+                    "handler_size",
+                    std::mem::size_of::<cranelift_exn::compile::Handler>().to_string()
+                )
+            ]
+        )
     );
     let _ = writeln!(
         s,
@@ -637,55 +594,10 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
             }
         }
     }
-    let _ = writeln!(
-        s,
-        "\nOurs is larger: a `CallSite` carries an `Option<u32>` frame offset and a `Vec` \
-         header (pointer, capacity, length) even for a plain call, and each handler is a \
-         tagged enum, and the return-address index adds 32 bytes or more per call site. That \
-         buys direct use by the unwinder with no parsing, one hash probe per frame instead \
-         of a binary search (the walk rows above), the contexts in registers wasmtime \
-         cannot express, and the trap and save-slot tables beside it. What would shrink \
-         it: wasmtime's layout — sorted u32 columns, handler ranges by end index, plain \
-         calls omitted — for a serialized form, with the index built at load time.\n"
-    );
+    let _ = writeln!(s, "\n{}\n", text("table_after", &[]));
 
-    let _ = writeln!(
-        s,
-        "## How wasmtime-internal-unwinder is driven\n\n\
-         Version 48.0.8 from crates.io, feature `cranelift` (`crates/benchmarks/src/wasmtime.rs`):\n\n\
-         - **Table**: `ExceptionTableBuilder::add_func` per function of our linked image, in \
-         address order, with the image-relative offset and the call sites *our* compiler \
-         recorded from Cranelift's `MachBufferFinalized::call_sites()`, converted back to \
-         `FinalizedMachCallSite`s; `to_vec()` then `ExceptionTable::parse` once, in place.\n\
-         - **Walk and search**: JIT code calls an `extern \"C\"` Rust function with \
-         `__cranelift_throw`'s arguments; it calls `Handler::find` with `UnwindHost` (the \
-         host's frame-pointer walker), whose per-frame closure looks the return address up \
-         with `ExceptionTable::lookup_pc` and returns the first handler whose tag matches \
-         (or the catch-all) with `sp = fp − frame_offset`. The walk stops below the frame \
-         pointer of `%catch`'s caller, as ours does.\n\
-         - **Resume**: `Handler::resume_tailcc(payload, 0)`.\n\
-         - **Not provided by the crate, so not measured as wasmtime's**: a throw stub (the \
-         JIT code passes its own frame pointer and, as the exit frame's pc, its function's \
-         address — the exit frame has no handler, so only the walk's first lookup differs \
-         from a captured return address), an entry trampoline (the same `call_raw` entry as \
-         ours is used), trap delivery, and callee-saved register restoration: \
-         `resume_tailcc` restores none, so it is only correct for `try_call`s of `tail` \
-         callees, which is what the benchmark uses. Call-site contexts in registers cannot \
-         be expressed in its format.\n"
-    );
-    let _ = writeln!(
-        s,
-        "## Method\n\n\
-         criterion 0.8, 0.5 s warm-up, 2 s measurement, 20 samples (throw) or 30 (entry, \
-         trap); medians of the per-iteration time. Release profile; the C and C++ code is \
-         built by `build.rs` with `-O2 -fno-optimize-sibling-calls`. Each mechanism's \
-         outcome (payload caught, exception or trap at the entry) is asserted before it is \
-         timed, and `crates/benchmarks/tests/` checks them at every depth. The Rust panic \
-         runs with a panic hook that ignores the benchmark's payload (the default hook would \
-         print each panic); the hook call is still paid. `cargo build --workspace` compiles \
-         this crate's dependencies too (wasmtime-environ for the unwinder, plotters, \
-         serde_json); criterion is a dev-dependency, built only for benches and tests.\n"
-    );
+    let _ = writeln!(s, "{}\n", text("wasmtime", &[]));
+    let _ = writeln!(s, "{}\n", text("method", &[]));
     s
 }
 
