@@ -128,7 +128,6 @@ impl Context {
         }
         memory.write(addr, image.bytes())
     }
-
 }
 
 /// The throw arguments the stub captured in `ctx`.
