@@ -1,66 +1,37 @@
 //! Register and memory access to a unicorn engine, usable from the machine
-//! and from inside hooks alike.
-//!
-//! Hooks receive a `&mut Unicorn<'u, _>` whose lifetime `'u` differs from
-//! the machine's, so everything here goes through [`UcOps`], an object-safe
-//! view of the few engine operations the crate needs.
+//! and from inside hooks alike (through [`UcOps`]).
 
 use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Reg};
 use cranelift_exn::memory::Memory;
-use unicorn_engine::Unicorn;
 use unicorn_engine::unicorn_const::uc_error;
 
-use crate::arch::{EmuArch, RegSlot};
+pub(crate) use crate::engine::UcOps;
 use crate::memory::EmulatedMemory;
 
-/// The engine operations the crate uses, with the engine's lifetime erased.
-pub(crate) trait UcOps {
-    /// `uc_mem_read`.
-    fn mem_read(&self, address: u64, buf: &mut [u8]) -> Result<(), uc_error>;
-    /// `uc_mem_write`.
-    fn mem_write(&mut self, address: u64, data: &[u8]) -> Result<(), uc_error>;
-    /// `uc_reg_read` of a register of at most 64 bits.
-    fn reg_read(&self, id: i32) -> Result<u64, uc_error>;
-    /// `uc_reg_write` of a register of at most 64 bits.
-    fn reg_write(&mut self, id: i32, value: u64) -> Result<(), uc_error>;
-    /// `uc_reg_read` of a 128-bit register.
-    fn reg_read_128(&self, id: i32) -> Result<[u8; 16], uc_error>;
-    /// `uc_reg_write` of a 128-bit register.
-    fn reg_write_128(&mut self, id: i32, value: &[u8; 16]) -> Result<(), uc_error>;
+/// How a [`Reg`] is reached through unicorn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegSlot {
+    /// A register of at most 64 bits, read and written as one `u64`.
+    Word(i32),
+    /// The low 64 bits (little-endian) of a 128-bit register, which unicorn
+    /// only reads and writes whole (x86-64 `xmm`).
+    Low64Of128(i32),
 }
 
-impl<D> UcOps for Unicorn<'_, D> {
-    fn mem_read(&self, address: u64, buf: &mut [u8]) -> Result<(), uc_error> {
-        Unicorn::mem_read(self, address, buf)
-    }
-
-    fn mem_write(&mut self, address: u64, data: &[u8]) -> Result<(), uc_error> {
-        Unicorn::mem_write(self, address, data)
-    }
-
-    fn reg_read(&self, id: i32) -> Result<u64, uc_error> {
-        Unicorn::reg_read(self, id)
-    }
-
-    fn reg_write(&mut self, id: i32, value: u64) -> Result<(), uc_error> {
-        Unicorn::reg_write(self, id, value)
-    }
-
-    fn reg_read_128(&self, id: i32) -> Result<[u8; 16], uc_error> {
-        // `reg_read_long` sizes its buffer from the register id, so unicorn
-        // never writes past it.
-        let bytes = self.reg_read_long(id)?;
-        <[u8; 16]>::try_from(&bytes[..]).map_err(|_| uc_error::ARG)
-    }
-
-    fn reg_write_128(&mut self, id: i32, value: &[u8; 16]) -> Result<(), uc_error> {
-        self.reg_write_long(id, value)
-    }
+/// Where one architecture's registers are in unicorn: what [`Core`] needs
+/// of an architecture (`arch::EmuArch` extends it with the rest).
+pub(crate) trait Registers: Sync {
+    /// The architecture.
+    fn arch(&self) -> Arch;
+    /// The unicorn register behind `reg`, if it exists.
+    fn reg_slot(&self, reg: Reg) -> Option<RegSlot>;
+    /// The unicorn id of the program counter.
+    fn pc_id(&self) -> i32;
 }
 
 /// The unicorn slot of `reg`, or an error naming it.
-fn slot(emu: &dyn EmuArch, reg: Reg) -> Result<RegSlot, Error> {
+fn slot(emu: &dyn Registers, reg: Reg) -> Result<RegSlot, Error> {
     emu.reg_slot(reg).ok_or_else(|| {
         let arch = emu.arch();
         Error::Machine(format!(
@@ -75,7 +46,7 @@ fn reg_error(arch: Arch, what: &str, name: &str, e: uc_error) -> Error {
 }
 
 /// Read `reg` (the low 64 bits of a wider register).
-pub(crate) fn read_reg(uc: &dyn UcOps, emu: &dyn EmuArch, reg: Reg) -> Result<u64, Error> {
+pub(crate) fn read_reg(uc: &dyn UcOps, emu: &dyn Registers, reg: Reg) -> Result<u64, Error> {
     let arch = emu.arch();
     let name = || arch.spec().register_name(reg);
     match slot(emu, reg)? {
@@ -96,7 +67,7 @@ pub(crate) fn read_reg(uc: &dyn UcOps, emu: &dyn EmuArch, reg: Reg) -> Result<u6
 /// Write `reg` (the low 64 bits of a wider register, keeping the rest).
 pub(crate) fn write_reg(
     uc: &mut dyn UcOps,
-    emu: &dyn EmuArch,
+    emu: &dyn Registers,
     reg: Reg,
     value: u64,
 ) -> Result<(), Error> {
@@ -118,13 +89,13 @@ pub(crate) fn write_reg(
 }
 
 /// The program counter.
-pub(crate) fn read_pc(uc: &dyn UcOps, emu: &dyn EmuArch) -> Result<u64, Error> {
+pub(crate) fn read_pc(uc: &dyn UcOps, emu: &dyn Registers) -> Result<u64, Error> {
     uc.reg_read(emu.pc_id())
         .map_err(|e| reg_error(emu.arch(), "reading", "pc", e))
 }
 
 /// Set the program counter. Inside a hook, unicorn continues at the new pc.
-pub(crate) fn write_pc(uc: &mut dyn UcOps, emu: &dyn EmuArch, value: u64) -> Result<(), Error> {
+pub(crate) fn write_pc(uc: &mut dyn UcOps, emu: &dyn Registers, value: u64) -> Result<(), Error> {
     uc.reg_write(emu.pc_id(), value)
         .map_err(|e| reg_error(emu.arch(), "writing", "pc", e))
 }
@@ -132,12 +103,12 @@ pub(crate) fn write_pc(uc: &mut dyn UcOps, emu: &dyn EmuArch, value: u64) -> Res
 /// An emulated CPU and its memory, as the per-architecture code sees it.
 pub(crate) struct Core<'m> {
     uc: &'m mut dyn UcOps,
-    emu: &'static dyn EmuArch,
+    emu: &'static dyn Registers,
 }
 
 impl<'m> Core<'m> {
     /// Wrap an engine.
-    pub(crate) fn new(uc: &'m mut dyn UcOps, emu: &'static dyn EmuArch) -> Self {
+    pub(crate) fn new(uc: &'m mut dyn UcOps, emu: &'static dyn Registers) -> Self {
         Core { uc, emu }
     }
 

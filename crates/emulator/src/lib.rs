@@ -57,6 +57,7 @@
 mod arch;
 pub mod capabilities;
 mod core;
+mod engine;
 mod machine;
 mod memory;
 

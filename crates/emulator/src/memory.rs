@@ -4,7 +4,7 @@ use cranelift_exn::Error;
 use cranelift_exn::isa::Endianness;
 use cranelift_exn::memory::Memory;
 
-use crate::core::UcOps;
+use crate::engine::UcOps;
 
 /// The memory of an [`EmulatedMachine`](crate::EmulatedMachine), as the
 /// unwinder and host services see it: byte reads and writes, words in the

@@ -20,7 +20,7 @@ use cranelift_exn::memory::Memory;
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
 use unicorn_engine::{Arm64CpuModel, RegisterARM64};
 
-use super::{CpuModel, EmuArch, MissingFlag, RegSlot};
+use super::{CpuModel, EmuArch, MissingFlag, RegSlot, Registers};
 use crate::core::Core;
 
 /// AArch64.
@@ -34,30 +34,9 @@ const CPACR_FPEN: u64 = 0x30_0000;
 /// instruction bytes, so no architecture relies on them.)
 const UDF: [u8; 4] = [0xde, 0xc0, 0x00, 0x00];
 
-impl EmuArch for Aarch64 {
-    fn missing_flags(&self) -> &'static [MissingFlag] {
-        MISSING_FLAGS
-    }
-
+impl Registers for Aarch64 {
     fn arch(&self) -> Arch {
         Arch::Aarch64
-    }
-
-    fn unicorn_mode(&self) -> (UcArch, Mode) {
-        (UcArch::ARM64, Mode::LITTLE_ENDIAN)
-    }
-
-    fn cpu_model(&self) -> CpuModel {
-        CpuModel {
-            id: Arm64CpuModel::MAX as i32,
-            name: "max",
-        }
-    }
-
-    fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
-        let id = RegisterARM64::CPACR_EL1 as i32;
-        let cpacr = core.read_raw(id, "cpacr_el1")?;
-        core.write_raw(id, "cpacr_el1", cpacr | CPACR_FPEN)
     }
 
     fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
@@ -76,6 +55,29 @@ impl EmuArch for Aarch64 {
 
     fn pc_id(&self) -> i32 {
         RegisterARM64::PC as i32
+    }
+}
+
+impl EmuArch for Aarch64 {
+    fn missing_flags(&self) -> &'static [MissingFlag] {
+        MISSING_FLAGS
+    }
+
+    fn unicorn_mode(&self) -> (UcArch, Mode) {
+        (UcArch::ARM64, Mode::LITTLE_ENDIAN)
+    }
+
+    fn cpu_model(&self) -> CpuModel {
+        CpuModel {
+            id: Arm64CpuModel::MAX as i32,
+            name: "max",
+        }
+    }
+
+    fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
+        let id = RegisterARM64::CPACR_EL1 as i32;
+        let cpacr = core.read_raw(id, "cpacr_el1")?;
+        core.write_raw(id, "cpacr_el1", cpacr | CPACR_FPEN)
     }
 
     fn trap_fill(&self) -> &'static [u8] {

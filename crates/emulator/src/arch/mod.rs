@@ -12,22 +12,12 @@ use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Reg};
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
 
-use crate::core::Core;
+pub(crate) use crate::core::{Core, RegSlot, Registers};
 
 mod aarch64;
 mod riscv64;
 mod s390x;
 mod x86_64;
-
-/// How a [`Reg`] is reached through unicorn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RegSlot {
-    /// A register of at most 64 bits, read and written as one `u64`.
-    Word(i32),
-    /// The low 64 bits (little-endian) of a 128-bit register, which unicorn
-    /// only reads and writes whole (x86-64 `xmm`).
-    Low64Of128(i32),
-}
 
 /// The CPU model an architecture is emulated with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,9 +29,7 @@ pub(crate) struct CpuModel {
 }
 
 /// Everything about one architecture that the emulator needs.
-pub(crate) trait EmuArch: Sync {
-    /// The architecture.
-    fn arch(&self) -> Arch;
+pub(crate) trait EmuArch: Registers + Sync {
     /// unicorn's architecture and mode for it.
     fn unicorn_mode(&self) -> (UcArch, Mode);
     /// The CPU model selected right after the engine is opened.
@@ -55,10 +43,6 @@ pub(crate) trait EmuArch: Sync {
     /// Control-register writes needed before Cranelift code can run (enable
     /// the FPU/vector unit and so on).
     fn setup(&self, core: &mut Core<'_>) -> Result<(), Error>;
-    /// The unicorn register behind `reg`, if it exists.
-    fn reg_slot(&self, reg: Reg) -> Option<RegSlot>;
-    /// The unicorn id of the program counter.
-    fn pc_id(&self) -> i32;
     /// The address of the instruction that raised a CPU exception, given the
     /// program counter unicorn reports when it stops with
     /// `UC_ERR_EXCEPTION` (or reads inside the interrupt hook).

@@ -27,7 +27,7 @@ use cranelift_exn::memory::Memory;
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
 use unicorn_engine::{RegisterRISCV, Riscv64CpuModel};
 
-use super::{AccessFault, CpuModel, EmuArch, MissingFlag, RegSlot};
+use super::{AccessFault, CpuModel, EmuArch, MissingFlag, RegSlot, Registers};
 use crate::core::Core;
 
 mod bitmanip;
@@ -44,13 +44,28 @@ const MSTATUS_FS: u64 = 0x6000;
 /// on a zero halfword, so the host-function hook would not fire.
 const ILLEGAL: [u8; 4] = [0xff; 4];
 
+impl Registers for Riscv64 {
+    fn arch(&self) -> Arch {
+        Arch::Riscv64
+    }
+
+    fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
+        let hw = i32::from(reg.hw);
+        match (reg.class, reg.hw) {
+            (RegClass::Int, 0..=31) => Some(RegSlot::Word(RegisterRISCV::X0 as i32 + hw)),
+            (RegClass::Float, 0..=31) => Some(RegSlot::Word(RegisterRISCV::F0 as i32 + hw)),
+            _ => None,
+        }
+    }
+
+    fn pc_id(&self) -> i32 {
+        RegisterRISCV::PC as i32
+    }
+}
+
 impl EmuArch for Riscv64 {
     fn missing_flags(&self) -> &'static [MissingFlag] {
         MISSING_FLAGS
-    }
-
-    fn arch(&self) -> Arch {
-        Arch::Riscv64
     }
 
     fn unicorn_mode(&self) -> (UcArch, Mode) {
@@ -68,19 +83,6 @@ impl EmuArch for Riscv64 {
         let id = RegisterRISCV::MSTATUS as i32;
         let mstatus = core.read_raw(id, "mstatus")?;
         core.write_raw(id, "mstatus", mstatus | MSTATUS_FS)
-    }
-
-    fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
-        let hw = i32::from(reg.hw);
-        match (reg.class, reg.hw) {
-            (RegClass::Int, 0..=31) => Some(RegSlot::Word(RegisterRISCV::X0 as i32 + hw)),
-            (RegClass::Float, 0..=31) => Some(RegSlot::Word(RegisterRISCV::F0 as i32 + hw)),
-            _ => None,
-        }
-    }
-
-    fn pc_id(&self) -> i32 {
-        RegisterRISCV::PC as i32
     }
 
     fn exception_pc(&self, reported: u64) -> u64 {

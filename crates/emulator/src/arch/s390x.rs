@@ -39,7 +39,7 @@ use cranelift_exn::isa::{Arch, Reg, RegClass};
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
 use unicorn_engine::{RegisterS390X, S390xCpuModel};
 
-use super::{CpuModel, EmuArch, MissingFlag, RegSlot};
+use super::{CpuModel, EmuArch, MissingFlag, RegSlot, Registers};
 use crate::core::Core;
 
 mod intercept;
@@ -65,6 +65,26 @@ const REGISTER_SAVE_AREA: u64 = 160;
 /// on it, so the host-function hook would not fire.
 const ILLEGAL: [u8; 2] = [0x01, 0x00];
 
+impl Registers for S390x {
+    fn arch(&self) -> Arch {
+        Arch::S390x
+    }
+
+    fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
+        let hw = i32::from(reg.hw);
+        match (reg.class, reg.hw) {
+            (RegClass::Int, 0..=15) => Some(RegSlot::Word(RegisterS390X::R0 as i32 + hw)),
+            // The FPRs are the leftmost doublewords of v0–v15.
+            (RegClass::Float, 0..=15) => Some(RegSlot::Word(RegisterS390X::F0 as i32 + hw)),
+            _ => None,
+        }
+    }
+
+    fn pc_id(&self) -> i32 {
+        RegisterS390X::PC as i32
+    }
+}
+
 impl EmuArch for S390x {
     fn missing_flags(&self) -> &'static [MissingFlag] {
         MISSING_FLAGS
@@ -83,10 +103,6 @@ impl EmuArch for S390x {
                 names.join(", ")
             )
         })
-    }
-
-    fn arch(&self) -> Arch {
-        Arch::S390x
     }
 
     fn unicorn_mode(&self) -> (UcArch, Mode) {
@@ -132,20 +148,6 @@ impl EmuArch for S390x {
         _writable: &dyn Fn(u64, u64) -> bool,
     ) -> Result<Option<u64>, Error> {
         intercept::carry_out(core, pc)
-    }
-
-    fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
-        let hw = i32::from(reg.hw);
-        match (reg.class, reg.hw) {
-            (RegClass::Int, 0..=15) => Some(RegSlot::Word(RegisterS390X::R0 as i32 + hw)),
-            // The FPRs are the leftmost doublewords of v0–v15.
-            (RegClass::Float, 0..=15) => Some(RegSlot::Word(RegisterS390X::F0 as i32 + hw)),
-            _ => None,
-        }
-    }
-
-    fn pc_id(&self) -> i32 {
-        RegisterS390X::PC as i32
     }
 
     fn trap_fill(&self) -> &'static [u8] {

@@ -19,7 +19,7 @@ use cranelift_exn::isa::{Arch, Reg, RegClass};
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
 use unicorn_engine::{RegisterX86, X86CpuModel};
 
-use super::{CpuModel, EmuArch, MissingFlag, RegSlot};
+use super::{CpuModel, EmuArch, MissingFlag, RegSlot, Registers};
 use crate::core::Core;
 
 /// x86-64.
@@ -54,36 +54,9 @@ const RSP: Reg = Reg::int(4);
 /// nearest even, no flush-to-zero.
 const MXCSR_DEFAULT: u64 = 0x1f80;
 
-impl EmuArch for X86_64 {
-    fn missing_flags(&self) -> &'static [MissingFlag] {
-        MISSING_FLAGS
-    }
-
-    fn hooks_exceptions(&self) -> bool {
-        true
-    }
-
-    fn resets_after_fault(&self) -> bool {
-        true
-    }
-
+impl Registers for X86_64 {
     fn arch(&self) -> Arch {
         Arch::X86_64
-    }
-
-    fn unicorn_mode(&self) -> (UcArch, Mode) {
-        (UcArch::X86, Mode::MODE_64)
-    }
-
-    fn cpu_model(&self) -> CpuModel {
-        CpuModel {
-            id: X86CpuModel::HASWELL as i32,
-            name: "Haswell",
-        }
-    }
-
-    fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
-        core.write_raw(RegisterX86::MXCSR as i32, "mxcsr", MXCSR_DEFAULT)
     }
 
     fn reg_slot(&self, reg: Reg) -> Option<RegSlot> {
@@ -99,6 +72,35 @@ impl EmuArch for X86_64 {
 
     fn pc_id(&self) -> i32 {
         RegisterX86::RIP as i32
+    }
+}
+
+impl EmuArch for X86_64 {
+    fn missing_flags(&self) -> &'static [MissingFlag] {
+        MISSING_FLAGS
+    }
+
+    fn hooks_exceptions(&self) -> bool {
+        true
+    }
+
+    fn resets_after_fault(&self) -> bool {
+        true
+    }
+
+    fn unicorn_mode(&self) -> (UcArch, Mode) {
+        (UcArch::X86, Mode::MODE_64)
+    }
+
+    fn cpu_model(&self) -> CpuModel {
+        CpuModel {
+            id: X86CpuModel::HASWELL as i32,
+            name: "Haswell",
+        }
+    }
+
+    fn setup(&self, core: &mut Core<'_>) -> Result<(), Error> {
+        core.write_raw(RegisterX86::MXCSR as i32, "mxcsr", MXCSR_DEFAULT)
     }
 
     fn trap_fill(&self) -> &'static [u8] {
