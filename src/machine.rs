@@ -194,3 +194,58 @@ pub trait Machine {
         None
     }
 }
+
+/// What a machine runs code on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MachineKind {
+    /// The host CPU ([`crate::native::NativeMachine`]).
+    Native,
+    /// An emulator (the `cranelift-exn-emulator` crate's machine).
+    Emulated,
+}
+
+impl MachineKind {
+    /// The usual choice for `arch`: native on the host's architecture,
+    /// emulated elsewhere.
+    pub fn for_arch(arch: Arch) -> MachineKind {
+        if Arch::host() == Some(arch) {
+            MachineKind::Native
+        } else {
+            MachineKind::Emulated
+        }
+    }
+
+    /// `native` or `emulated`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MachineKind::Native => "native",
+            MachineKind::Emulated => "emulated",
+        }
+    }
+}
+
+/// Supplies machines to whatever runs code on several architectures (the
+/// CLI, the filetests runner, the fuzzer).
+pub trait MachineProvider: Send + Sync {
+    /// The kind of machine `arch` runs on when the caller does not choose.
+    fn kind(&self, arch: Arch) -> MachineKind;
+
+    /// A fresh machine of `kind` for `arch`, or an error naming why the
+    /// provider has none.
+    fn machine(&self, arch: Arch, kind: MachineKind) -> Result<Box<dyn Machine>, Error>;
+
+    /// Why code for `isa` cannot run on the machine for its architecture
+    /// (a flag the CPU lacks), or `None` when it can.
+    fn unsupported(&self, isa: &dyn cranelift_codegen::isa::TargetIsa) -> Option<String> {
+        let _ = isa;
+        None
+    }
+
+    /// Why `code`, one compiled function for `arch`, would not run correctly
+    /// on the machine for `arch` although its flags are supported (an
+    /// instruction the emulated CPU mis-executes), or `None` when it can.
+    fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
+        let _ = (arch, code);
+        None
+    }
+}

@@ -4,13 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cranelift_exn::Error;
 use cranelift_exn::isa::Arch;
-use cranelift_exn::machine::Machine;
-use cranelift_exn::native::NativeMachine;
 use cranelift_exn::unwind::Sabotage;
-use cranelift_exn_emulator::EmulatedMachine;
-use cranelift_exn_fuzzgen::sweep::{self, Machines, Options, Target};
+use cranelift_exn_fuzzgen::sweep::{self, Options, Target};
 
 /// Usage of `clif-exn fuzz`.
 pub const USAGE: &str = "\
@@ -35,19 +31,6 @@ reproduces.
                   (handler-lookup, callee-saves) to check the oracle notices
 
 Exit status: 0 no mismatch, 1 a mismatch, 2 bad usage.";
-
-/// Native machines for the host's architecture, emulated ones for the rest.
-struct Fleet;
-
-impl Machines for Fleet {
-    fn machine(&self, target: Target) -> Result<Box<dyn Machine>, Error> {
-        if target.native {
-            Ok(Box::new(NativeMachine::new()?))
-        } else {
-            Ok(Box::new(EmulatedMachine::new(target.arch)?))
-        }
-    }
-}
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
@@ -120,7 +103,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match sweep::sweep(&options, &Fleet) {
+    let report = match sweep::sweep(&options, &crate::Machines { host_only: false }) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("clif-exn fuzz: {e}");

@@ -16,10 +16,8 @@ use std::time::Duration;
 use cranelift_exn::Error;
 use cranelift_exn::codegen::isa::TargetIsa;
 use cranelift_exn::isa::Arch;
-use cranelift_exn::machine::Machine;
-use cranelift_exn::native::NativeMachine;
-use cranelift_exn_emulator::EmulatedMachine;
-use cranelift_exn_filetests::run::{MachineProvider, host_unsupported};
+use cranelift_exn::machine::{Machine, MachineKind, MachineProvider};
+use cranelift_exn_filetests::run::host_unsupported;
 use cranelift_exn_filetests::runner::{Found, collect};
 
 const USAGE: &str = "\
@@ -51,29 +49,21 @@ Runs generated exception programs on every ISA against an oracle; see
 `clif-exn fuzz --help`.";
 
 /// Native machines for the host's architecture, emulated ones for the rest
-/// (unless `host_only`).
+/// (unless `host_only`): the provider of `clif-exn test` and `clif-exn fuzz`.
 struct Machines {
     host_only: bool,
 }
 
 impl MachineProvider for Machines {
-    fn machine(&self, arch: Arch) -> Result<Box<dyn Machine>, Error> {
-        if Some(arch) == Arch::host() {
-            Ok(Box::new(NativeMachine::new()?))
-        } else {
-            // No emulator timeout: unicorn runs a timer thread per call
-            // for it (doubling the cost of a run line); the parent's limit
-            // covers emulated lines as it does native ones.
-            Ok(Box::new(EmulatedMachine::new(arch)?))
-        }
+    fn kind(&self, arch: Arch) -> MachineKind {
+        MachineKind::for_arch(arch)
     }
 
-    fn mode(&self, arch: Arch) -> &'static str {
-        if Some(arch) == Arch::host() {
-            "native"
-        } else {
-            "emulated"
-        }
+    fn machine(&self, arch: Arch, kind: MachineKind) -> Result<Box<dyn Machine>, Error> {
+        // No emulator timeout: unicorn runs a timer thread per call for it
+        // (doubling the cost of a run line); the parent's limit covers
+        // emulated lines as it does native ones.
+        cranelift_exn_emulator::new_machine(arch, kind)
     }
 
     fn unsupported(&self, isa: &dyn TargetIsa) -> Option<String> {

@@ -64,3 +64,22 @@ mod memory;
 pub use capabilities::unsupported_reason;
 pub use machine::{DEFAULT_INSTRUCTION_LIMIT, EmulatedMachine, Layout};
 pub use memory::EmulatedMemory;
+
+use cranelift_exn::Error;
+use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::{Machine, MachineKind};
+use cranelift_exn::native::NativeMachine;
+
+/// A fresh machine of `kind` for `arch`: the host CPU ([`NativeMachine`],
+/// an error unless `arch` is the host's) or unicorn ([`EmulatedMachine`]).
+/// With [`MachineKind::for_arch`]: native if host, else emulated.
+pub fn new_machine(arch: Arch, kind: MachineKind) -> Result<Box<dyn Machine>, Error> {
+    match kind {
+        MachineKind::Native if Arch::host() == Some(arch) => Ok(Box::new(NativeMachine::new()?)),
+        MachineKind::Native => Err(Error::Machine(format!(
+            "no native machine for {arch}: the host is {}",
+            Arch::host().map_or("unsupported".to_string(), |a| a.to_string())
+        ))),
+        MachineKind::Emulated => Ok(Box::new(EmulatedMachine::new(arch)?)),
+    }
+}

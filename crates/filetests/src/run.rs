@@ -16,36 +16,12 @@ use cranelift_codegen::settings::Flags;
 use cranelift_exn::Error;
 use cranelift_exn::compile::build_isa;
 use cranelift_exn::isa::Arch;
-use cranelift_exn::machine::Machine;
+pub use cranelift_exn::machine::MachineProvider;
 use cranelift_exn::module::Module;
 use cranelift_reader::{Comparison, RunCommand, TestCommand, TestFile, parse_run_command};
 
 use crate::bless::FileUpdate;
 use crate::subtest::{Context, Printed, RunFailure, RunReport, SubTest};
-
-/// Supplies a machine for each architecture a file targets.
-pub trait MachineProvider: Send + Sync {
-    /// A fresh machine for `arch`.
-    fn machine(&self, arch: Arch) -> Result<Box<dyn Machine>, Error>;
-
-    /// How `arch` runs: `native` or `emulated`.
-    fn mode(&self, arch: Arch) -> &'static str;
-
-    /// Why code for `isa` cannot run on the machine for its architecture
-    /// (a flag the CPU lacks), or `None` when it can.
-    fn unsupported(&self, isa: &dyn TargetIsa) -> Option<String> {
-        let _ = isa;
-        None
-    }
-
-    /// Why `code`, one compiled function for `arch`, would not run correctly
-    /// on the machine for `arch` although its flags are supported (an
-    /// instruction the emulated CPU mis-executes), or `None` when it can.
-    fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
-        let _ = (arch, code);
-        None
-    }
-}
 
 /// Where a file's run has got to: what a supervisor needs to name the test,
 /// target and run line that was executing when a process died or hung.
@@ -178,7 +154,8 @@ impl TestRun {
             report.skipped = Some(format!("{} is not a supported target", isa.triple()));
             return Ok(report);
         };
-        report.mode = self.provider.mode(arch).into();
+        let kind = self.provider.kind(arch);
+        report.mode = kind.name().into();
         if let Some(reason) = self.provider.unsupported(isa) {
             report.skipped = Some(reason);
             return Ok(report);
@@ -187,7 +164,7 @@ impl TestRun {
         let functions: Vec<Function> = testfile.functions.iter().map(|(f, _)| f.clone()).collect();
         let module = self
             .provider
-            .machine(arch)
+            .machine(arch, kind)
             .and_then(|m| Module::new(m, isa.as_ref(), functions));
         let mut module = match module {
             Ok(module) => module,
@@ -444,7 +421,7 @@ pub fn count_run_lines(testfile: &TestFile) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cranelift_exn::machine::{HostFunction, HostServices};
+    use cranelift_exn::machine::{HostFunction, HostServices, Machine, MachineKind};
     use cranelift_exn::native::NativeMachine;
     use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 
@@ -488,12 +465,12 @@ mod tests {
     /// A provider with a chosen mode and an optional verdict on compiled
     /// code; its machines are native for the host, load-only otherwise.
     struct Mock {
-        mode: &'static str,
+        kind: MachineKind,
         reject_code: bool,
     }
 
     impl MachineProvider for Mock {
-        fn machine(&self, arch: Arch) -> Result<Box<dyn Machine>, Error> {
+        fn machine(&self, arch: Arch, _: MachineKind) -> Result<Box<dyn Machine>, Error> {
             if Some(arch) == Arch::host() {
                 Ok(Box::new(NativeMachine::new()?))
             } else {
@@ -504,8 +481,8 @@ mod tests {
             }
         }
 
-        fn mode(&self, _: Arch) -> &'static str {
-            self.mode
+        fn kind(&self, _: Arch) -> MachineKind {
+            self.kind
         }
 
         fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
@@ -565,7 +542,7 @@ mod tests {
     #[test]
     fn a_cranelift_panic_skips_an_emulated_target_with_the_message() {
         let provider = Mock {
-            mode: "emulated",
+            kind: MachineKind::Emulated,
             reject_code: false,
         };
         let report = run(PADDED, "panic-emulated", provider).unwrap();
@@ -588,7 +565,7 @@ mod tests {
     #[test]
     fn a_cranelift_panic_on_a_native_target_is_not_hidden() {
         let provider = Mock {
-            mode: "native",
+            kind: MachineKind::Native,
             reject_code: false,
         };
         let report = run(PADDED, "panic-native", provider).unwrap();
@@ -613,7 +590,7 @@ mod tests {
     fn code_the_provider_rejects_skips_the_target_and_other_code_runs() {
         let Some(text) = host_file() else { return };
         let rejecting = Mock {
-            mode: "native",
+            kind: MachineKind::Native,
             reject_code: true,
         };
         let report = run(&text, "reject", rejecting).unwrap();
@@ -621,7 +598,7 @@ mod tests {
         assert!(reason.contains("bytes rejected"), "{reason}");
         assert_eq!(report.passed, 0);
         let accepting = Mock {
-            mode: "native",
+            kind: MachineKind::Native,
             reject_code: false,
         };
         let report = run(&text, "accept", accepting).unwrap();

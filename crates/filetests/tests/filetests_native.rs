@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_exn::Error;
 use cranelift_exn::isa::Arch;
-use cranelift_exn::machine::Machine;
+use cranelift_exn::machine::{Machine, MachineKind};
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn_filetests::kinds::RunEnv;
 use cranelift_exn_filetests::run::MachineProvider;
@@ -18,16 +18,16 @@ use cranelift_exn_filetests::runone::Status;
 struct HostOnly;
 
 impl MachineProvider for HostOnly {
-    fn machine(&self, arch: Arch) -> Result<Box<dyn Machine>, Error> {
+    fn kind(&self, _: Arch) -> MachineKind {
+        MachineKind::Native
+    }
+
+    fn machine(&self, arch: Arch, _: MachineKind) -> Result<Box<dyn Machine>, Error> {
         if Some(arch) == Arch::host() {
             Ok(Box::new(NativeMachine::new()?))
         } else {
             Err(Error::Machine(format!("{arch} is not the host")))
         }
-    }
-
-    fn mode(&self, _: Arch) -> &'static str {
-        "native"
     }
 
     fn unsupported(&self, isa: &dyn TargetIsa) -> Option<String> {

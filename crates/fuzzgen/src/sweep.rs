@@ -10,19 +10,13 @@ use std::time::{Duration, Instant};
 use cranelift_exn::Error;
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
-use cranelift_exn::machine::Machine;
+use cranelift_exn::machine::{MachineKind, MachineProvider};
 use cranelift_exn::unwind::{Sabotage, set_sabotage};
 
 use crate::harness::{Mismatch, check};
 use crate::minimize::minimize;
 use crate::program::from_seed;
 use crate::{clif, oracle};
-
-/// Where programs run.
-pub trait Machines: Sync {
-    /// A fresh machine for `target`.
-    fn machine(&self, target: Target) -> Result<Box<dyn Machine>, Error>;
-}
 
 /// One machine programs run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +35,15 @@ impl std::fmt::Display for Target {
 }
 
 impl Target {
+    /// The kind of machine it is.
+    pub fn kind(&self) -> MachineKind {
+        if self.native {
+            MachineKind::Native
+        } else {
+            MachineKind::Emulated
+        }
+    }
+
     /// Every machine for `arches`: each emulated, and natively too for the
     /// host's architecture.
     pub fn all(arches: &[Arch]) -> Vec<Target> {
@@ -94,7 +97,7 @@ pub struct Report {
 }
 
 /// Run the sweep.
-pub fn sweep(options: &Options, machines: &dyn Machines) -> Result<Report, Error> {
+pub fn sweep(options: &Options, machines: &dyn MachineProvider) -> Result<Report, Error> {
     let start = Instant::now();
     if options.sabotage.is_some() {
         set_sabotage(options.sabotage);
@@ -126,7 +129,7 @@ pub fn sweep(options: &Options, machines: &dyn Machines) -> Result<Report, Error
                     for (target, isa) in &isas {
                         let label = target.to_string();
                         let outcome: Result<(), Result<Mismatch, String>> =
-                            match machines.machine(*target) {
+                            match machines.machine(target.arch, target.kind()) {
                                 Err(e) => Err(Err(e.to_string())),
                                 Ok(m) => check(&program, &label, isa.as_ref(), m).map_err(|m| {
                                     let mut m = *m;
@@ -182,16 +185,18 @@ fn shrink(
     mismatch: Mismatch,
     target: Target,
     isa: &dyn cranelift_exn::codegen::isa::TargetIsa,
-    machines: &dyn Machines,
+    machines: &dyn MachineProvider,
 ) -> Result<Mismatch, String> {
     let label = mismatch.machine.clone();
     let fails = |p: &crate::Program| {
         machines
-            .machine(target)
+            .machine(target.arch, target.kind())
             .is_ok_and(|m| check(p, &label, isa, m).is_err())
     };
     let small = minimize(&mismatch.program, fails);
-    let machine = machines.machine(target).map_err(|e| e.to_string())?;
+    let machine = machines
+        .machine(target.arch, target.kind())
+        .map_err(|e| e.to_string())?;
     match check(&small, &label, isa, machine) {
         Err(m) => Ok(Mismatch {
             seed: mismatch.seed,
