@@ -597,6 +597,10 @@ impl QemuMachine {
                     "{arch}: jump to {pc:#x}, inside the host-function page but not to a host function"
                 )));
             }
+            let pc = match sig {
+                signal::ILL | signal::FPE if arch == Arch::S390x => self.s390x_trapping(pc),
+                _ => pc,
+            };
             let sp = self.read_reg(spec.stack_pointer())?;
             // The faulting frame's frame-pointer value: the frame pointer,
             // or on s390x the back-chain word at the stack pointer.
@@ -633,6 +637,34 @@ impl QemuMachine {
                 "{arch}: {} at pc {pc:#x} ({kind:?})",
                 signal_name(sig)
             )));
+        }
+    }
+
+    /// The address of the s390x instruction a `SIGILL` or `SIGFPE` stop at
+    /// `after` reports: QEMU, like the kernel, leaves the PSW after the
+    /// trapping instruction. It is the one instruction of 2, 4 or 6 bytes
+    /// ending at `after` whose first byte encodes that length; if that is
+    /// ambiguous, the instruction's last byte (where Cranelift records an
+    /// s390x trap site, see `IsaSpec::trap_record_skew`).
+    fn s390x_trapping(&self, after: u64) -> u64 {
+        let memory = self.memory();
+        let starts: Vec<u64> = [2u64, 4, 6]
+            .into_iter()
+            .filter(|&len| {
+                let mut first = [0u8];
+                let start = after.wrapping_sub(len);
+                memory.read(start, &mut first).is_ok()
+                    && match first[0] >> 6 {
+                        0 => 2,
+                        1 | 2 => 4,
+                        _ => 6,
+                    } == len
+            })
+            .map(|len| after - len)
+            .collect();
+        match starts[..] {
+            [start] => start,
+            _ => after.wrapping_sub(1),
         }
     }
 
