@@ -25,6 +25,8 @@ pub(crate) struct QemuArch {
     /// The GDB registers of the system-call arguments, in order; the first
     /// one also receives the result.
     pub syscall_args: [usize; 6],
+    /// The GDB register of the system-call result.
+    pub syscall_result: usize,
     /// `mprotect`'s system-call number.
     pub sys_mprotect: u64,
     /// The GDB register number of the program counter.
@@ -52,6 +54,7 @@ const X86_64: QemuArch = QemuArch {
     // rax; rdi, rsi, rdx, r10, r8, r9 (GDB numbers)
     syscall_number: 0,
     syscall_args: [5, 4, 3, 10, 8, 9],
+    syscall_result: 0,
     sys_mprotect: 10,
     pc: 16,
     breakpoint_kind: 1,
@@ -71,6 +74,7 @@ const AARCH64: QemuArch = QemuArch {
     syscall: &[0x01, 0x00, 0x00, 0xd4],
     syscall_number: 8,
     syscall_args: [0, 1, 2, 3, 4, 5],
+    syscall_result: 0,
     sys_mprotect: 226,
     pc: 32,
     breakpoint_kind: 4,
@@ -93,6 +97,7 @@ const RISCV64: QemuArch = QemuArch {
     // a7; a0..a5
     syscall_number: 17,
     syscall_args: [10, 11, 12, 13, 14, 15],
+    syscall_result: 10,
     sys_mprotect: 226,
     pc: 32,
     breakpoint_kind: 4,
@@ -113,6 +118,7 @@ const S390X: QemuArch = QemuArch {
     // GDB numbers r0..r15 are 2..17.
     syscall_number: 3,
     syscall_args: [4, 5, 6, 7, 8, 9],
+    syscall_result: 4,
     sys_mprotect: 125,
     // pswa
     pc: 1,

@@ -444,7 +444,7 @@ impl QemuMachine {
                 "{arch}: system call {number} stopped with {stop:?} at {pc:#x}"
             )));
         }
-        self.read_gdb_register(self.arch.syscall_args[0])
+        self.read_gdb_register(self.arch.syscall_result)
     }
 
     /// Make the C function about to start at the next continue return to

@@ -12,6 +12,7 @@ use cranelift_exn::compile::default_isa;
 use cranelift_exn::host::HostThrow;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::Machine;
+use cranelift_exn::memory::Memory;
 use cranelift_exn::{CallError, Module, ModuleBuilder};
 use cranelift_exn_qemu::QemuMachine;
 
@@ -442,5 +443,116 @@ fn nested_entries_each_get_their_own_outcome() {
         assert_eq!(call(3), (5 * 1000 + 1) * 10, "{arch}");
         assert_eq!(call(10), 3330, "{arch}");
         assert_eq!(call(1), (5 * 1000 + 40) * 10, "{arch}");
+    }
+}
+
+const DATA: &str = "
+function %load(i64) -> i64 {
+block0(v0: i64):
+    v1 = load.i64 heap_oob v0
+    return v1
+}
+
+function %store(i64, i64) -> i64 {
+block0(v0: i64, v1: i64):
+    store.i64 heap_oob v1, v0
+    v2 = load.i64 heap_oob v0
+    return v2
+}
+";
+
+/// Data memory in the target's byte order; a read-only object (protected
+/// by an `mprotect` the image's stub runs) faults on a store, a writable
+/// one does not.
+#[test]
+fn data_objects_read_only_and_writable() {
+    for arch in Arch::ALL {
+        let mut m = machine(arch);
+        let ro = m.allocate_data(8, 8).unwrap();
+        let rw = m.allocate_data(100, 16).unwrap();
+        assert_eq!(rw % 16, 0);
+        assert!(rw >= ro + 8, "{arch}: regions overlap");
+        let word = arch.endianness().write_u64(0x0102_0304_0506_0708);
+        m.install_data(ro, &word, false).unwrap();
+        m.install_data(rw, &[0xee; 100], true).unwrap();
+        // The machine's memory reads words in the target's byte order.
+        assert_eq!(m.memory().read_u64(ro).unwrap(), 0x0102_0304_0506_0708);
+        let mut first = [0u8];
+        m.memory().read(ro, &mut first).unwrap();
+        assert_eq!(
+            first[0],
+            if arch == Arch::S390x { 1 } else { 8 },
+            "{arch}: byte order"
+        );
+        // Outside allocated data: refused.
+        assert!(m.install_data(rw + 0x10_0000, &[1], true).is_err());
+        let module = Module::new(
+            m,
+            default_isa(arch).unwrap().as_ref(),
+            cranelift_exn::reader::parse_functions(DATA).unwrap(),
+        )
+        .unwrap();
+        let call = |name: &str, args: &[i64]| {
+            let args: Vec<DataValue> = args.iter().map(|&a| DataValue::I64(a)).collect();
+            module.call(name, &args)
+        };
+        assert_eq!(one(call("load", &[ro as i64])), 0x0102_0304_0506_0708, "{arch}");
+        assert_eq!(one(call("load", &[rw as i64])), 0xeeee_eeee_eeee_eeeeu64 as i64, "{arch}");
+        assert_eq!(one(call("store", &[rw as i64 + 8, -5])), -5, "{arch}");
+        assert_eq!(
+            trap_code(call("store", &[ro as i64, 1]), "%store"),
+            TrapCode::HEAP_OUT_OF_BOUNDS,
+            "{arch}: store to read-only data"
+        );
+        assert_eq!(one(call("load", &[ro as i64])), 0x0102_0304_0506_0708, "{arch}");
+    }
+}
+
+/// Memory access through the stub is checked: unmapped addresses are
+/// errors, the stub page is read-only.
+#[test]
+fn memory_errors_are_errors() {
+    for arch in Arch::ALL {
+        let mut m = machine(arch);
+        let mut buf = [0u8; 16];
+        assert!(m.memory().read(0x800, &mut buf).is_err(), "{arch}");
+        assert!(m.memory().write(0x800, &buf).is_err(), "{arch}");
+        let slot = m
+            .host_function_address(cranelift_exn::machine::HostFunction::Call)
+            .unwrap();
+        assert!(m.memory().write(slot, &[0; 4]).is_err(), "{arch}: stub page");
+        // Code memory: a large install round-trips (several packets).
+        let code: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let base = m.allocate_code(code.len()).unwrap();
+        m.install_code(base, &code).unwrap();
+        let mut back = vec![0; code.len()];
+        m.memory().read(base, &mut back).unwrap();
+        assert_eq!(back, code, "{arch}");
+        assert!(m.install_code(base + 0x1000_0000, &code).is_err(), "{arch}");
+    }
+}
+
+/// How long a call takes: entry, one host-function round trip (two stops),
+/// and a trap, averaged; printed for the report (`--nocapture`).
+#[test]
+fn round_trip_times() {
+    for arch in Arch::ALL {
+        let module = hosted_module(arch);
+        let call = |name: &str, x: i64| module.call(name, &[DataValue::I64(x)]);
+        assert_eq!(one(call("catch_jit", 0)), 8);
+        let time = |name: &str, args: &[DataValue], expected: i64| {
+            let rounds = 20;
+            let start = Instant::now();
+            for _ in 0..rounds {
+                assert_eq!(one(module.call(name, args)), expected, "{arch} {name}");
+            }
+            start.elapsed() / rounds
+        };
+        let plain = time("catch_jit", &[DataValue::I64(0)], 8);
+        let host = time("add_host", &[DataValue::I64(3), DataValue::I64(4)], 305);
+        let throw = time("catch_host", &[DataValue::I64(1)], 42);
+        println!(
+            "{arch}: call {plain:?}, call with a host function {host:?}, host throw caught in JIT {throw:?}"
+        );
     }
 }
