@@ -31,12 +31,17 @@ pub(crate) mod signal {
 /// 4096 characters; `m`/`M` use two per byte).
 const CHUNK: usize = 1024;
 
-/// A connection to a GDB stub.
+/// A connection to a GDB stub. QEMU 7.2 does not offer `QStartNoAckMode`,
+/// so every packet is acknowledged.
 pub(crate) struct Gdb {
     writer: UnixStream,
     reader: BufReader<UnixStream>,
     /// Acknowledgements are off (`QStartNoAckMode`).
     no_ack: bool,
+    /// The process to send `SIGINT` to when a continue times out: QEMU's
+    /// user-mode stub reads no Ctrl-C while the target runs, but reports
+    /// the signal the process receives.
+    pid: u32,
 }
 
 fn protocol(message: impl Into<String>) -> io::Error {
@@ -49,7 +54,7 @@ fn hex_digit(c: u8) -> Option<u8> {
 
 /// Decode a hex string into bytes.
 pub(crate) fn decode_hex(text: &[u8]) -> io::Result<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(protocol(format!(
             "odd-length hex reply {:?}",
             String::from_utf8_lossy(text)
@@ -73,12 +78,14 @@ pub(crate) fn encode_hex(bytes: &[u8]) -> String {
 
 impl Gdb {
     /// Speak the protocol over `stream`; negotiates no-ack mode.
-    pub(crate) fn new(stream: UnixStream) -> io::Result<Gdb> {
+    /// `pid` is the target process, interrupted by `SIGINT` on a timeout.
+    pub(crate) fn new(stream: UnixStream, pid: u32) -> io::Result<Gdb> {
         let reader = BufReader::new(stream.try_clone()?);
         let mut gdb = Gdb {
             writer: stream,
             reader,
             no_ack: false,
+            pid,
         };
         gdb.request("qSupported:swbreak+")?;
         if gdb.request("QStartNoAckMode")? == b"OK" {
@@ -263,9 +270,10 @@ impl Gdb {
         let mut interrupted = false;
         loop {
             let wait = match deadline {
-                Some(d) if !interrupted => {
-                    Some(d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))
-                }
+                Some(d) if !interrupted => Some(
+                    d.saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                ),
                 _ => None,
             };
             self.writer.set_read_timeout(wait)?;
@@ -274,10 +282,18 @@ impl Gdb {
             let packet = match packet {
                 Ok(packet) => packet,
                 Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
                 {
-                    // Ctrl-C: the stub stops the target and replies.
-                    self.writer.write_all(&[3])?;
+                    // Not Ctrl-C, which QEMU's user-mode stub reads only
+                    // once the target has stopped (and then answers with
+                    // a second stop reply): SIGINT, which it reports.
+                    if let Ok(pid) = libc::pid_t::try_from(self.pid) {
+                        // SAFETY: sending a signal to our own child.
+                        unsafe { libc::kill(pid, libc::SIGINT) };
+                    }
                     interrupted = true;
                     continue;
                 }
@@ -287,7 +303,10 @@ impl Gdb {
                 if interrupted {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!("timed out after {:?} (stopped: {stop:?})", timeout.unwrap_or_default()),
+                        format!(
+                            "timed out after {:?} (stopped: {stop:?})",
+                            timeout.unwrap_or_default()
+                        ),
                     ));
                 }
                 return Ok(stop);
@@ -305,7 +324,9 @@ impl Gdb {
 /// The stop a reply reports, `None` for other packets (console output).
 fn parse_stop(reply: &[u8]) -> io::Result<Option<Stop>> {
     let number = || -> io::Result<u8> {
-        let digits = reply.get(1..3).ok_or_else(|| protocol("short stop reply"))?;
+        let digits = reply
+            .get(1..3)
+            .ok_or_else(|| protocol("short stop reply"))?;
         Ok(decode_hex(digits)?[0])
     };
     Ok(match reply.first() {
@@ -331,10 +352,7 @@ mod tests {
 
     #[test]
     fn stop_replies_parse() {
-        assert_eq!(
-            parse_stop(b"T05thread:01;").unwrap(),
-            Some(Stop::Signal(5))
-        );
+        assert_eq!(parse_stop(b"T05thread:01;").unwrap(), Some(Stop::Signal(5)));
         assert_eq!(parse_stop(b"S0b").unwrap(), Some(Stop::Signal(11)));
         assert_eq!(parse_stop(b"W00").unwrap(), Some(Stop::Exited(0)));
         assert_eq!(parse_stop(b"X09").unwrap(), Some(Stop::Terminated(9)));

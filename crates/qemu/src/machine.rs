@@ -158,9 +158,8 @@ fn align_up(value: u64, align: u64) -> Option<u64> {
 
 /// Whether `program` is an executable file in a `PATH` directory.
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// An error of the GDB connection to `qa`'s process.
@@ -194,10 +193,8 @@ impl QemuMachine {
             )));
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "cranelift-exn-qemu-{}-{id}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("cranelift-exn-qemu-{}-{id}", std::process::id()));
         let io_error = |what: &str, e: io::Error| {
             Error::Machine(format!("{arch}: {what} in {}: {e}", dir.display()))
         };
@@ -281,8 +278,11 @@ impl QemuMachine {
                 }
             }
         };
-        Gdb::new(stream).map_err(|e| {
-            Error::Machine(format!("{arch}: talking to `{}`'s GDB stub: {e}", qa.program))
+        Gdb::new(stream, child.id()).map_err(|e| {
+            Error::Machine(format!(
+                "{arch}: talking to `{}`'s GDB stub: {e}",
+                qa.program
+            ))
         })
     }
 

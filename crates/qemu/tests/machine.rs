@@ -97,7 +97,11 @@ fn plain_values_on_every_arch() {
             vec![DataValue::F64((-10.5).into()), DataValue::I64(-300)],
             "{arch}"
         );
-        assert_eq!(one(module.call("fib", &[DataValue::I64(15)])), 610, "{arch}");
+        assert_eq!(
+            one(module.call("fib", &[DataValue::I64(15)])),
+            610,
+            "{arch}"
+        );
     }
 }
 
@@ -496,15 +500,27 @@ fn data_objects_read_only_and_writable() {
             let args: Vec<DataValue> = args.iter().map(|&a| DataValue::I64(a)).collect();
             module.call(name, &args)
         };
-        assert_eq!(one(call("load", &[ro as i64])), 0x0102_0304_0506_0708, "{arch}");
-        assert_eq!(one(call("load", &[rw as i64])), 0xeeee_eeee_eeee_eeeeu64 as i64, "{arch}");
+        assert_eq!(
+            one(call("load", &[ro as i64])),
+            0x0102_0304_0506_0708,
+            "{arch}"
+        );
+        assert_eq!(
+            one(call("load", &[rw as i64])),
+            0xeeee_eeee_eeee_eeeeu64 as i64,
+            "{arch}"
+        );
         assert_eq!(one(call("store", &[rw as i64 + 8, -5])), -5, "{arch}");
         assert_eq!(
             trap_code(call("store", &[ro as i64, 1]), "%store"),
             TrapCode::HEAP_OUT_OF_BOUNDS,
             "{arch}: store to read-only data"
         );
-        assert_eq!(one(call("load", &[ro as i64])), 0x0102_0304_0506_0708, "{arch}");
+        assert_eq!(
+            one(call("load", &[ro as i64])),
+            0x0102_0304_0506_0708,
+            "{arch}"
+        );
     }
 }
 
@@ -520,7 +536,10 @@ fn memory_errors_are_errors() {
         let slot = m
             .host_function_address(cranelift_exn::machine::HostFunction::Call)
             .unwrap();
-        assert!(m.memory().write(slot, &[0; 4]).is_err(), "{arch}: stub page");
+        assert!(
+            m.memory().write(slot, &[0; 4]).is_err(),
+            "{arch}: stub page"
+        );
         // Code memory: a large install round-trips (several packets).
         let code: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
         let base = m.allocate_code(code.len()).unwrap();
@@ -553,6 +572,52 @@ fn round_trip_times() {
         let throw = time("catch_host", &[DataValue::I64(1)], 42);
         println!(
             "{arch}: call {plain:?}, call with a host function {host:?}, host throw caught in JIT {throw:?}"
+        );
+    }
+}
+
+/// A runaway loop is interrupted after the machine's timeout; the call
+/// fails and the machine stays usable.
+#[test]
+fn timeout_interrupts_a_runaway_loop() {
+    let clif = "
+function %spin(i64) -> i64 {
+block0(v0: i64):
+    jump block1(v0)
+block1(v1: i64):
+    v2 = iconst.i64 1
+    v3 = iadd v1, v2
+    jump block1(v3)
+}
+
+function %add(i64, i64) -> i64 {
+block0(v0: i64, v1: i64):
+    v2 = iadd v0, v1
+    return v2
+}
+";
+    for arch in Arch::ALL {
+        let mut m = machine(arch);
+        m.set_timeout(Some(std::time::Duration::from_millis(200)));
+        assert_eq!(m.timeout(), Some(std::time::Duration::from_millis(200)));
+        let module = Module::new(
+            m,
+            default_isa(arch).unwrap().as_ref(),
+            cranelift_exn::reader::parse_functions(clif).unwrap(),
+        )
+        .unwrap();
+        let start = Instant::now();
+        match module.call("spin", &[DataValue::I64(0)]) {
+            Err(CallError::Failed(e)) => {
+                assert!(e.to_string().contains("timed out"), "{arch}: {e}")
+            }
+            other => panic!("{arch}: a runaway loop gave {other:?}"),
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(
+            one(module.call("add", &[DataValue::I64(2), DataValue::I64(3)])),
+            5,
+            "{arch}: usable after the timeout"
         );
     }
 }
