@@ -181,6 +181,12 @@ fn signal_name(sig: u8) -> String {
 }
 
 impl QemuMachine {
+    /// Whether `qemu-<arch>` is on `PATH`, so that [`QemuMachine::new`] can
+    /// start it (what a runner's `auto` choice of machine asks).
+    pub fn is_installed(arch: Arch) -> bool {
+        on_path(arch::for_arch(arch).program)
+    }
+
     /// Start `qemu-<arch>` on a fresh image and connect to its GDB stub.
     /// Fails with a message naming the program when it is not installed.
     pub fn new(arch: Arch) -> Result<Self, Error> {

@@ -1,4 +1,5 @@
-//! Instructions unicorn's CPUs lack, run in QEMU: RISC-V V (`vadd.vx`) and
+//! Instructions unicorn's CPUs lack, run in QEMU: RISC-V V (`vadd.vx`,
+//! `vmul.vv`), RISC-V Zfh (`fadd.h`) and
 //! s390x miscellaneous-instruction-extensions 3 (`ncgrk`, `ocgrk`, `popcnt` with a mask), each
 //! compiled with the library, shown in Cranelift's listing and checked by
 //! its results.
@@ -166,4 +167,40 @@ block0(v0: i64, v1: i64):
             !(or_not ^ i64::from(or_not.count_ones() as u8))
         },
     );
+}
+
+#[test]
+fn riscv64_half_precision_add() {
+    let arch = Arch::Riscv64;
+    let clif = "function %f(i64, i64) -> i64 {
+block0(v0: i64, v1: i64):
+    v2 = ireduce.i16 v0
+    v3 = ireduce.i16 v1
+    v4 = bitcast.f16 v2
+    v5 = bitcast.f16 v3
+    v6 = fadd v4, v5
+    v7 = fmul v6, v4
+    v8 = bitcast.i16 v7
+    v9 = uextend.i64 v8
+    return v9
+}";
+    let isa = isa(arch, &["has_zfhmin", "has_zfh"]);
+    let vcode = listing(&isa, clif);
+    assert!(vcode.contains("fadd.h"), "no fadd.h in\n{vcode}");
+    let mut builder = ModuleBuilder::new(isa);
+    builder.define_clif(clif).unwrap();
+    let module = builder
+        .finalize(Box::new(
+            QemuMachine::new(arch).unwrap_or_else(|e| panic!("{e}")),
+        ))
+        .unwrap();
+    // Binary16: 1.5 = 0x3e00, 2.25 = 0x4080, -0.5 = 0xb800;
+    // (1.5 + 2.25) * 1.5 = 5.625 = 0x45a0; (-0.5 + 2.25) * -0.5 = -0.875 = 0xbb00.
+    for (a, b, expected) in [(0x3e00, 0x4080, 0x45a0), (0xb800, 0x4080, 0xbb00)] {
+        assert_eq!(
+            one(module.call("f", &[DataValue::I64(a), DataValue::I64(b)])),
+            expected,
+            "f({a:#x}, {b:#x})"
+        );
+    }
 }

@@ -17,6 +17,10 @@ use cranelift_exn::{CallError, Module, ModuleBuilder};
 use cranelift_exn_qemu::QemuMachine;
 
 fn machine(arch: Arch) -> Box<QemuMachine> {
+    assert!(
+        QemuMachine::is_installed(arch),
+        "qemu-{arch} is not on PATH: install qemu-user (scripts/dev does)"
+    );
     Box::new(QemuMachine::new(arch).unwrap_or_else(|e| panic!("{e}")))
 }
 

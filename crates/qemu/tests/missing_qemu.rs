@@ -11,6 +11,7 @@ fn missing_qemu_is_a_clear_error() {
     // environment.
     unsafe { std::env::set_var("PATH", "/nonexistent") };
     for arch in Arch::ALL {
+        assert!(!QemuMachine::is_installed(arch));
         let message = QemuMachine::new(arch).unwrap_err().to_string();
         assert!(
             message.contains(&format!("qemu-{arch}")) && message.contains("qemu-user"),
