@@ -456,13 +456,16 @@ impl QemuMachine {
     /// Make the C function about to start at the next continue return to
     /// `return_address`, with its stack below `stack_top`.
     fn enter(&self, stack_top: u64, return_address: u64) -> Result<(), Error> {
-        let spec = self.arch.arch.spec();
-        let sp = stack_top - self.arch.call_reserve;
+        let arch = self.arch.arch;
+        let spec = arch.spec();
+        let sp = stack_top
+            .checked_sub(self.arch.call_reserve)
+            .ok_or_else(|| Error::Machine(format!("{arch}: stack top {stack_top:#x} too low")))?;
         match spec.link_register() {
             Some(lr) => {
                 self.write_reg(spec.stack_pointer(), sp)?;
                 self.write_reg(lr, return_address)?;
-                if self.arch.arch == Arch::S390x {
+                if arch == Arch::S390x {
                     // The outermost frame's back chain is zero.
                     self.memory().write_u64(sp, 0)?;
                 }
@@ -470,7 +473,9 @@ impl QemuMachine {
             None => {
                 // x86-64: as if `call` had pushed the return address onto a
                 // 16-byte aligned stack.
-                let sp = sp - 8;
+                let sp = sp.checked_sub(8).ok_or_else(|| {
+                    Error::Machine(format!("{arch}: stack top {stack_top:#x} too low"))
+                })?;
                 self.memory().write_u64(sp, return_address)?;
                 self.write_reg(spec.stack_pointer(), sp)?;
             }
@@ -666,7 +671,7 @@ impl QemuMachine {
                         _ => 6,
                     } == len
             })
-            .map(|len| after - len)
+            .map(|len| after.wrapping_sub(len))
             .collect();
         match starts[..] {
             [start] => start,
