@@ -13,6 +13,16 @@
 //! the way the unicorn machine delivers them. [`QemuMemory`] gives host
 //! services the process's memory in its byte order.
 //!
+//! Limits of QEMU 7.2's user-mode stub, and what they cost: it offers no
+//! `qXfer:siginfo`, so a memory fault carries no data address (a fault with
+//! the stack pointer in the stack's lowest page or below is taken for a stack
+//! overflow); it has no `QStartNoAckMode`, so every packet is acknowledged
+//! (a register or memory packet takes about 20 µs); it reads no Ctrl-C while
+//! the target runs, so a timeout interrupts the process with `SIGINT`; and
+//! every stop flushes its translated code, so each call, host call and fault
+//! pays for translating again what runs after it (a plain call takes about
+//! 0.7–1.5 ms; starting a machine about 50 ms).
+//!
 //! QEMU runs as a separate program, so this crate (unlike the unicorn one)
 //! links no GPL code.
 
