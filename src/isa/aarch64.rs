@@ -30,11 +30,11 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
-    Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
-    Stub, apply_absolute, context, fp_relative_saved_registers, read_le32, write_le32,
+    Arch, FrameLinks, IsaBehaviour, IsaSpec, Reg, RegisterNames, RelocError, RelocSite,
+    SavedRegister, Stub, context, fp_relative_saved_registers, read_le32, write_le32,
 };
 
-/// aarch64 (AAPCS64 on Linux).
+/// The code of aarch64 (AAPCS64 on Linux).
 pub struct Aarch64;
 
 const X0: Reg = Reg::int(0);
@@ -228,88 +228,61 @@ fn page_delta(value: u64, place: u64) -> Result<i64, RelocError> {
     }
 }
 
-impl IsaSpec for Aarch64 {
-    fn arch(&self) -> Arch {
-        Arch::Aarch64
-    }
+/// The facts of aarch64.
+pub(super) const SPEC: IsaSpec = IsaSpec {
+    arch: Arch::Aarch64,
+    // stp x29, x30, [sp, #-16]!; mov x29, sp: [x29] = caller's x29,
+    // [x29 + 8] = x30, the return address.
+    frame_links: FrameLinks {
+        caller_fp_offset: 0,
+        return_address_offset: 8,
+        // With `sign_return_address`, lr is stored signed by `paciasp`:
+        // the pointer-authentication code sits above the 48-bit virtual
+        // address. Code addresses of a Linux process are user addresses
+        // (bit 55 clear, no tag), so stripping is clearing bits 48–63 —
+        // what `xpaclri` leaves for such an address.
+        return_address_mask: (1 << 48) - 1,
+    },
+    payload_regs: [X0, X1],
+    callee_saved: &CALLEE_SAVED,
+    stack_pointer: SP,
+    frame_pointer: Some(FP),
+    int_arg_regs: &INT_ARGS,
+    // The C convention's first integer result.
+    result_register: X0,
+    trap_record_skew: 0,
+    link_register: Some(LR),
+    // Capstone's names: `x0`…`x30`, `sp` for 31; floats by their 64-bit
+    // view, `d0`…`d31`, the part AAPCS64 preserves.
+    register_names: RegisterNames {
+        int: &[
+            "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
+            "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25",
+            "x26", "x27", "x28", "x29", "x30", "sp",
+        ],
+        int_prefix: "x",
+        float: &[],
+        float_prefix: "d",
+    },
+    got_relocations: &[Reloc::Aarch64AdrGotPage21, Reloc::Aarch64Ld64GotLo12Nc],
+    throw_stub: Stub {
+        code: &THROW_CODE,
+        listing: THROW_LISTING,
+    },
+    resume_stub: Stub {
+        code: &RESUME_CODE,
+        listing: RESUME_LISTING,
+    },
+    return_stack_depth: 0,
+    behaviour: &Aarch64,
+};
 
-    fn frame_links(&self) -> FrameLinks {
-        // stp x29, x30, [sp, #-16]!; mov x29, sp: [x29] = caller's x29,
-        // [x29 + 8] = x30, the return address.
-        FrameLinks {
-            caller_fp_offset: 0,
-            return_address_offset: 8,
-            // With `sign_return_address`, lr is stored signed by `paciasp`:
-            // the pointer-authentication code sits above the 48-bit virtual
-            // address. Code addresses of a Linux process are user addresses
-            // (bit 55 clear, no tag), so stripping is clearing bits 48–63 —
-            // what `xpaclri` leaves for such an address.
-            return_address_mask: (1 << 48) - 1,
-        }
-    }
-
-    fn payload_regs(&self) -> [Reg; 2] {
-        [X0, X1]
-    }
-
-    fn callee_saved(&self) -> &'static [Reg] {
-        &CALLEE_SAVED
-    }
-
-    fn stack_pointer(&self) -> Reg {
-        SP
-    }
-
-    fn frame_pointer(&self) -> Option<Reg> {
-        Some(FP)
-    }
-
-    fn int_arg_regs(&self) -> &'static [Reg] {
-        &INT_ARGS
-    }
-
-    fn result_register(&self) -> Reg {
-        // `x0`: the C convention's first integer result.
-        Reg::int(0)
-    }
-
-    fn link_register(&self) -> Option<Reg> {
-        Some(LR)
-    }
-
-    /// Capstone's names: `x0`…`x30`, `sp` for 31; floats by their 64-bit
-    /// view, `d0`…`d31`, the part AAPCS64 preserves.
-    fn register_name(&self, reg: Reg) -> String {
-        match (reg.class, reg.hw) {
-            (RegClass::Int, 31) => "sp".to_string(),
-            (RegClass::Int, n) => format!("x{n}"),
-            (RegClass::Float, n) => format!("d{n}"),
-        }
-    }
-
-    fn uses_got(&self, kind: Reloc) -> bool {
-        matches!(
-            kind,
-            Reloc::Aarch64AdrGotPage21 | Reloc::Aarch64Ld64GotLo12Nc
-        )
-    }
-
+impl IsaBehaviour for Aarch64 {
     fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError> {
-        let RelocSite {
-            kind,
-            code,
-            offset,
-            place,
-            target,
-            addend,
-            ..
-        } = site;
         // S + A; for the GOT kinds S is the GOT slot's address.
-        let value = target.wrapping_add_signed(addend);
+        let value = site.value();
+        let (kind, code, offset, place) = (site.kind, site.code, site.offset, site.place);
         match kind {
-            Reloc::Abs8 | Reloc::Abs4 => {
-                apply_absolute(kind, code, offset, value, Endianness::Little)
-            }
             // R_AARCH64_CALL26 / JUMP26: imm26 = (S + A - P) >> 2, ±128 MiB.
             Reloc::Arm64Call => {
                 let insn = read_insn(code, offset, B_OR_BL)?;
@@ -363,20 +336,6 @@ impl IsaSpec for Aarch64 {
         // module comment and the `saved_registers_match_prologue` test).
         fp_relative_saved_registers(unwind)
     }
-
-    fn throw_stub(&self) -> Stub {
-        Stub {
-            code: &THROW_CODE,
-            listing: THROW_LISTING,
-        }
-    }
-
-    fn resume_stub(&self) -> Stub {
-        Stub {
-            code: &RESUME_CODE,
-            listing: RESUME_LISTING,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -387,6 +346,7 @@ mod tests {
 
     use super::*;
     use crate::compile::{CompiledFunction, RelocTarget, build_isa, compile_function};
+    use crate::isa::RegClass;
     use crate::isa::disassemble;
 
     // Instruction words with zero immediates, as Cranelift emits them.
@@ -410,7 +370,7 @@ mod tests {
         target: u64,
         addend: i64,
     ) -> Result<(), RelocError> {
-        Aarch64.apply_relocation(RelocSite {
+        SPEC.apply_relocation(RelocSite {
             kind,
             code,
             offset,
@@ -826,7 +786,7 @@ block0(v0: i64):
                 let RelocTarget::Symbol(name) = &reloc.target else {
                     panic!("unexpected label relocation {reloc:?}");
                 };
-                let target = if Aarch64.uses_got(reloc.kind) {
+                let target = if SPEC.uses_got(reloc.kind) {
                     got[name.as_str()]
                 } else {
                     symbols[name.as_str()]
@@ -849,7 +809,7 @@ block0(v0: i64):
                 };
                 let off = reloc.offset as usize;
                 let place = start + off as u64;
-                let value = if Aarch64.uses_got(reloc.kind) {
+                let value = if SPEC.uses_got(reloc.kind) {
                     got[name.as_str()]
                 } else {
                     symbols[name.as_str()]

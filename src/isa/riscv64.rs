@@ -20,18 +20,18 @@
 //!   relation still holds.)
 //! * Every relocation site is emitted with `emit_uncompressed`, so even with
 //!   `has_c`/`has_zca` the patched instructions are full 32-bit `auipc`,
-//!   `jalr`, `ld` and `addi` words; [`IsaSpec::apply_relocation`] rejects
+//!   `jalr`, `ld` and `addi` words; [`IsaBehaviour::apply_relocation`] rejects
 //!   anything else as [`RelocError::UnexpectedInstruction`].
 
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
-    Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
-    Stub, apply_absolute, fp_relative_saved_registers, read_le32, write_le32,
+    Arch, FrameLinks, IsaBehaviour, IsaSpec, Reg, RegisterNames, RelocError, RelocSite,
+    SavedRegister, Stub, fp_relative_saved_registers, read_le32, write_le32,
 };
 
-/// riscv64.
+/// The code of riscv64.
 pub struct Riscv64;
 
 const RA: Reg = Reg::int(1);
@@ -345,76 +345,55 @@ fn read_auipc(code: &[u8], offset: usize) -> Result<u32, RelocError> {
     }
 }
 
-impl IsaSpec for Riscv64 {
-    fn arch(&self) -> Arch {
-        Arch::Riscv64
-    }
-
-    fn frame_links(&self) -> FrameLinks {
-        // addi sp, sp, -16; sd ra, 8(sp); sd s0, 0(sp); mv s0, sp:
-        // [s0] = caller's s0, [s0 + 8] = return address.
-        FrameLinks {
-            caller_fp_offset: 0,
-            return_address_offset: 8,
-            return_address_mask: u64::MAX,
-        }
-    }
-
-    fn payload_regs(&self) -> [Reg; 2] {
-        [A0, A1]
-    }
-
-    fn callee_saved(&self) -> &'static [Reg] {
-        &CALLEE_SAVED
-    }
-
-    fn stack_pointer(&self) -> Reg {
-        SP
-    }
-
-    fn frame_pointer(&self) -> Option<Reg> {
-        Some(S0)
-    }
-
-    fn int_arg_regs(&self) -> &'static [Reg] {
-        &INT_ARGS
-    }
-
-    fn result_register(&self) -> Reg {
-        // `a0` (x10): the C convention's first integer result.
-        Reg::int(10)
-    }
-
-    fn link_register(&self) -> Option<Reg> {
-        Some(RA)
-    }
-
-    fn register_name(&self, reg: Reg) -> String {
-        const INT: [&str; 32] = [
+/// The facts of riscv64.
+pub(super) const SPEC: IsaSpec = IsaSpec {
+    arch: Arch::Riscv64,
+    // addi sp, sp, -16; sd ra, 8(sp); sd s0, 0(sp); mv s0, sp:
+    // [s0] = caller's s0, [s0 + 8] = return address.
+    frame_links: FrameLinks {
+        caller_fp_offset: 0,
+        return_address_offset: 8,
+        return_address_mask: u64::MAX,
+    },
+    payload_regs: [A0, A1],
+    callee_saved: &CALLEE_SAVED,
+    stack_pointer: SP,
+    frame_pointer: Some(S0),
+    int_arg_regs: &INT_ARGS,
+    // `a0` (x10): the C convention's first integer result.
+    result_register: A0,
+    trap_record_skew: 0,
+    link_register: Some(RA),
+    register_names: RegisterNames {
+        int: &[
             "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3",
             "a4", "a5", "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11",
             "t3", "t4", "t5", "t6",
-        ];
-        const FLOAT: [&str; 32] = [
+        ],
+        int_prefix: "x",
+        float: &[
             "ft0", "ft1", "ft2", "ft3", "ft4", "ft5", "ft6", "ft7", "fs0", "fs1", "fa0", "fa1",
             "fa2", "fa3", "fa4", "fa5", "fa6", "fa7", "fs2", "fs3", "fs4", "fs5", "fs6", "fs7",
             "fs8", "fs9", "fs10", "fs11", "ft8", "ft9", "ft10", "ft11",
-        ];
-        let (names, prefix) = match reg.class {
-            RegClass::Int => (&INT, "x"),
-            RegClass::Float => (&FLOAT, "f"),
-        };
-        names
-            .get(usize::from(reg.hw))
-            .map_or_else(|| format!("{prefix}{}", reg.hw), |n| n.to_string())
-    }
+        ],
+        float_prefix: "f",
+    },
+    // Only the `auipc` of `load_ext_name_got`; its `%pcrel_lo12` partner
+    // is a label relocation and gets the slot address through `value_at`.
+    got_relocations: &[Reloc::RiscvGotHi20],
+    throw_stub: Stub {
+        code: &THROW_CODE,
+        listing: THROW_LISTING,
+    },
+    resume_stub: Stub {
+        code: &RESUME_CODE,
+        listing: RESUME_LISTING,
+    },
+    return_stack_depth: 0,
+    behaviour: &Riscv64,
+};
 
-    fn uses_got(&self, kind: Reloc) -> bool {
-        // Only the `auipc` of `load_ext_name_got`; its `%pcrel_lo12` partner
-        // is a label relocation and gets the slot address through `value_at`.
-        matches!(kind, Reloc::RiscvGotHi20)
-    }
-
+impl IsaBehaviour for Riscv64 {
     /// Patches every kind Cranelift 0.135's riscv64 backend emits outside TLS:
     ///
     /// * `RiscvCallPlt` — `auipc rX, hi20; jalr rd, lo12(rX)` (direct calls
@@ -433,21 +412,11 @@ impl IsaSpec for Riscv64 {
     ///
     /// `RiscvTlsGdHi20` and every other kind are [`RelocError::Unsupported`].
     fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError> {
-        let RelocSite {
-            kind,
-            code,
-            offset,
-            place,
-            target,
-            addend,
-            value_at,
-        } = site;
-        let value = target.wrapping_add_signed(addend);
+        let value = site.value();
+        let (kind, code, offset, place) = (site.kind, site.code, site.offset, site.place);
+        let value_at = site.value_at;
         let pcrel = value.wrapping_sub(place) as i64;
         match kind {
-            Reloc::Abs8 | Reloc::Abs4 => {
-                apply_absolute(kind, code, offset, value, Endianness::Little)
-            }
             Reloc::RiscvCallPlt => {
                 let auipc = read_auipc(code, offset)?;
                 let jalr = read_insn(code, offset + 4)?;
@@ -514,20 +483,6 @@ impl IsaSpec for Riscv64 {
             .collect();
         fp_relative_saved_registers(&scalar)
     }
-
-    fn throw_stub(&self) -> Stub {
-        Stub {
-            code: &THROW_CODE,
-            listing: THROW_LISTING,
-        }
-    }
-
-    fn resume_stub(&self) -> Stub {
-        Stub {
-            code: &RESUME_CODE,
-            listing: RESUME_LISTING,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -539,6 +494,7 @@ mod tests {
 
     use super::*;
     use crate::compile::{CompiledFunction, RelocTarget, build_isa, compile_function};
+    use crate::isa::RegClass;
     use crate::isa::{context, disassemble};
 
     // ---- instruction encoders and decoders (independent of the code above) ----
@@ -591,7 +547,7 @@ mod tests {
         addend: i64,
         value_at: &dyn Fn(u64) -> Option<u64>,
     ) -> Result<(), RelocError> {
-        Riscv64.apply_relocation(RelocSite {
+        SPEC.apply_relocation(RelocSite {
             kind,
             code,
             offset,
@@ -957,7 +913,7 @@ mod tests {
             let r = apply(kind, &mut code, 0, BASE, BASE, 0, &no_values);
             assert_eq!(r, Err(RelocError::Unsupported), "{kind:?}");
         }
-        assert!(Riscv64.uses_got(Reloc::RiscvGotHi20));
+        assert!(SPEC.uses_got(Reloc::RiscvGotHi20));
         for kind in [
             Reloc::RiscvPCRelHi20,
             Reloc::RiscvPCRelLo12I,
@@ -965,13 +921,13 @@ mod tests {
             Reloc::Abs8,
             Reloc::Abs4,
         ] {
-            assert!(!Riscv64.uses_got(kind), "{kind:?}");
+            assert!(!SPEC.uses_got(kind), "{kind:?}");
         }
     }
 
     #[test]
     fn registers() {
-        let spec = Riscv64;
+        let spec = &SPEC;
         let names = |regs: &[Reg]| {
             regs.iter()
                 .map(|r| spec.register_name(*r))
@@ -1002,7 +958,7 @@ mod tests {
     /// the listings is derived here rather than trusted.
     #[test]
     fn stubs_follow_the_context_layout() {
-        let spec = Riscv64;
+        let spec = &SPEC;
         let size = context::size_bytes(spec.callee_saved().len());
         // Capstone prints immediates below 10 in decimal.
         let off = |word: usize| match word * 8 {
@@ -1188,7 +1144,7 @@ block2:
         /// `target` for a relocation, as a linker passes it.
         fn target(&self, base: u64, kind: Reloc, target: &RelocTarget) -> u64 {
             match target {
-                RelocTarget::Symbol(name) if Riscv64.uses_got(kind) => self.got[name],
+                RelocTarget::Symbol(name) if SPEC.uses_got(kind) => self.got[name],
                 RelocTarget::Symbol(name) => self.symbols[name],
                 RelocTarget::Label(offset) => base + u64::from(*offset),
             }
@@ -1465,7 +1421,7 @@ block0(v0: i64, v1: f64):
             listing,
             "addi sp, sp, -0x10\nsd ra, 8(sp)\nsd s0, 0(sp)\nmv s0, sp"
         );
-        let links = Riscv64.frame_links();
+        let links = SPEC.frame_links();
         assert_eq!(
             (links.caller_fp_offset, links.return_address_offset),
             (0, 8)
@@ -1482,7 +1438,7 @@ block0(v0: i64, v1: f64):
             .count();
         assert!(ints >= 8 && floats >= 4, "{saved:?}");
         for s in &saved {
-            assert!(Riscv64.callee_saved().contains(&s.reg), "{s:?}");
+            assert!(SPEC.callee_saved().contains(&s.reg), "{s:?}");
             assert!(s.fp_offset < 0 && s.fp_offset % 8 == 0, "{s:?}");
         }
     }

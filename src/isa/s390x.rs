@@ -44,17 +44,17 @@
 //!   the argument area; the callee pops it before returning.)
 //!
 //! Float callee-saves (`%f8`–`%f15`) live in the clobber area just below
-//! `fp`; see [`S390x::saved_registers`](IsaSpec::saved_registers).
+//! `fp`; see [`S390x::saved_registers`](IsaBehaviour::saved_registers).
 
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
-    Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
-    Stub, apply_absolute, context,
+    Arch, FrameLinks, IsaBehaviour, IsaSpec, Reg, RegisterNames, RelocError, RelocSite,
+    SavedRegister, Stub, context,
 };
 
-/// s390x.
+/// The code of s390x.
 pub struct S390x;
 
 const R2: Reg = Reg::int(2);
@@ -276,88 +276,57 @@ fn write_pcrel_dbl(field: &mut [u8], value: i64) -> Result<(), RelocError> {
     Ok(())
 }
 
-impl IsaSpec for S390x {
-    fn arch(&self) -> Arch {
-        Arch::S390x
-    }
+/// The facts of s390x.
+pub(super) const SPEC: IsaSpec = IsaSpec {
+    arch: Arch::S390x,
+    // fp = back chain value = the caller's stack pointer: the caller's
+    // back chain (its fp) is at [fp], and STMG put %r14 at fp + 8*14.
+    frame_links: FrameLinks {
+        caller_fp_offset: 0,
+        return_address_offset: 14 * 8,
+        return_address_mask: u64::MAX,
+    },
+    // `exception_payload_regs` in Cranelift's s390x abi.rs, for system_v
+    // and tail alike.
+    payload_regs: [R6, R7],
+    callee_saved: &CALLEE_SAVED,
+    stack_pointer: R15,
+    frame_pointer: None,
+    int_arg_regs: &INT_ARGS,
+    // `r2`: the C convention's first integer result.
+    result_register: R2,
+    // Cranelift records an s390x trap at the last byte of the trapping
+    // instruction (at most 6 bytes), since the hardware reports some
+    // program interruptions after the instruction.
+    trap_record_skew: 5,
+    link_register: Some(R14),
+    register_names: RegisterNames {
+        int: &[],
+        int_prefix: "%r",
+        float: &[],
+        float_prefix: "%f",
+    },
+    // Cranelift 0.135 reaches far symbols on s390x through an inline
+    // 8-byte literal (`bras %r1, 12; .quad sym; lg`, an Abs8
+    // relocation), never through a GOT.
+    got_relocations: &[],
+    throw_stub: Stub {
+        code: &THROW_CODE,
+        listing: THROW_LISTING,
+    },
+    resume_stub: Stub {
+        code: &RESUME_CODE,
+        listing: RESUME_LISTING,
+    },
+    return_stack_depth: 0,
+    behaviour: &S390x,
+};
 
-    fn frame_links(&self) -> FrameLinks {
-        // fp = back chain value = the caller's stack pointer: the caller's
-        // back chain (its fp) is at [fp], and STMG put %r14 at fp + 8*14.
-        FrameLinks {
-            caller_fp_offset: 0,
-            return_address_offset: 14 * 8,
-            return_address_mask: u64::MAX,
-        }
-    }
-
-    fn payload_regs(&self) -> [Reg; 2] {
-        // `exception_payload_regs` in Cranelift's s390x abi.rs, for system_v
-        // and tail alike.
-        [R6, R7]
-    }
-
-    fn callee_saved(&self) -> &'static [Reg] {
-        &CALLEE_SAVED
-    }
-
-    fn stack_pointer(&self) -> Reg {
-        R15
-    }
-
-    fn frame_pointer(&self) -> Option<Reg> {
-        None
-    }
-
-    fn int_arg_regs(&self) -> &'static [Reg] {
-        &INT_ARGS
-    }
-
-    fn trap_record_skew(&self) -> u32 {
-        // Cranelift records an s390x trap at the last byte of the trapping
-        // instruction (at most 6 bytes), since the hardware reports some
-        // program interruptions after the instruction.
-        5
-    }
-
-    fn result_register(&self) -> Reg {
-        // `r2`: the C convention's first integer result.
-        Reg::int(2)
-    }
-
-    fn link_register(&self) -> Option<Reg> {
-        Some(R14)
-    }
-
-    fn register_name(&self, reg: Reg) -> String {
-        match reg.class {
-            RegClass::Int => format!("%r{}", reg.hw),
-            RegClass::Float => format!("%f{}", reg.hw),
-        }
-    }
-
-    fn uses_got(&self, _kind: Reloc) -> bool {
-        // Cranelift 0.135 reaches far symbols on s390x through an inline
-        // 8-byte literal (`bras %r1, 12; .quad sym; lg`, an Abs8
-        // relocation), never through a GOT.
-        false
-    }
-
+impl IsaBehaviour for S390x {
     fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError> {
-        let RelocSite {
-            kind,
-            code,
-            offset,
-            place,
-            target,
-            addend,
-            ..
-        } = site;
-        let value = target.wrapping_add_signed(addend);
+        let value = site.value();
+        let (kind, code, offset, place) = (site.kind, site.code, site.offset, site.place);
         match kind {
-            // Far call / func_addr / symbol_value: the literal after
-            // `bras %r1, 12` (LoadSymbolReloc), big-endian.
-            Reloc::Abs8 | Reloc::Abs4 => apply_absolute(kind, code, offset, value, Endianness::Big),
             // Near calls (`brasl %r14`) and near tail calls (`jg`).
             Reloc::S390xPLTRel32Dbl => {
                 let field = ril_field(code, offset, is_plt_branch)?;
@@ -437,20 +406,6 @@ impl IsaSpec for S390x {
         }
         Ok(saved)
     }
-
-    fn throw_stub(&self) -> Stub {
-        Stub {
-            code: &THROW_CODE,
-            listing: THROW_LISTING,
-        }
-    }
-
-    fn resume_stub(&self) -> Stub {
-        Stub {
-            code: &RESUME_CODE,
-            listing: RESUME_LISTING,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -459,6 +414,7 @@ mod tests {
 
     use super::*;
     use crate::compile::{CompiledFunction, RelocTarget, compile_function, default_isa};
+    use crate::isa::RegClass;
     use crate::isa::disassemble;
 
     fn no_values(_: u64) -> Option<u64> {
@@ -474,7 +430,7 @@ mod tests {
         target: u64,
         addend: i64,
     ) -> Result<(), RelocError> {
-        S390x.apply_relocation(RelocSite {
+        SPEC.apply_relocation(RelocSite {
             kind,
             code,
             offset,
@@ -531,7 +487,7 @@ mod tests {
 
     #[test]
     fn registers_and_frame_facts() {
-        let s = &S390x;
+        let s = &SPEC;
         assert_eq!(s.payload_regs(), [Reg::int(6), Reg::int(7)]);
         assert_eq!(s.stack_pointer(), Reg::int(15));
         assert_eq!(s.frame_pointer(), None);
@@ -919,7 +875,7 @@ block0(v0: i64, v1: i64):
         // fp + 8*i in the caller-provided save area, floats in the clobber
         // area that ends at fp.
         let regs: Vec<Reg> = func.saved_registers.iter().map(|s| s.reg).collect();
-        assert_eq!(regs, S390x.callee_saved());
+        assert_eq!(regs, SPEC.callee_saved());
         for s in &func.saved_registers {
             match s.reg.class {
                 RegClass::Int => assert_eq!(s.fp_offset, 8 * i64::from(s.reg.hw)),

@@ -4,11 +4,11 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 use super::{
-    Arch, Endianness, FrameLinks, IsaSpec, Reg, RegClass, RelocError, RelocSite, SavedRegister,
-    Stub, apply_absolute, field_mut, fp_relative_saved_registers,
+    Arch, FrameLinks, IsaBehaviour, IsaSpec, Reg, RegisterNames, RelocError, RelocSite,
+    SavedRegister, Stub, field_mut, fp_relative_saved_registers,
 };
 
-/// x86-64.
+/// The code of x86-64.
 pub struct X64;
 
 const RAX: Reg = Reg::int(0);
@@ -127,81 +127,52 @@ fn write_i32(code: &mut [u8], offset: usize, value: i64) -> Result<(), RelocErro
     Ok(())
 }
 
-impl IsaSpec for X64 {
-    fn arch(&self) -> Arch {
-        Arch::X86_64
-    }
-
-    fn frame_links(&self) -> FrameLinks {
-        // push %rbp; mov %rsp, %rbp: [rbp] = caller's rbp, [rbp+8] = return address.
-        FrameLinks {
-            caller_fp_offset: 0,
-            return_address_offset: 8,
-            return_address_mask: u64::MAX,
-        }
-    }
-
-    fn payload_regs(&self) -> [Reg; 2] {
-        [RAX, RDX]
-    }
-
-    fn callee_saved(&self) -> &'static [Reg] {
-        &CALLEE_SAVED
-    }
-
-    fn stack_pointer(&self) -> Reg {
-        RSP
-    }
-
-    fn frame_pointer(&self) -> Option<Reg> {
-        Some(RBP)
-    }
-
-    fn int_arg_regs(&self) -> &'static [Reg] {
-        &INT_ARGS
-    }
-
-    fn result_register(&self) -> Reg {
-        // `rax`: the C convention's first integer result.
-        Reg::int(0)
-    }
-
-    fn link_register(&self) -> Option<Reg> {
-        None
-    }
-
-    fn register_name(&self, reg: Reg) -> String {
-        const INT: [&str; 16] = [
+/// The facts of x86-64.
+pub(super) const SPEC: IsaSpec = IsaSpec {
+    arch: Arch::X86_64,
+    // push %rbp; mov %rsp, %rbp: [rbp] = caller's rbp, [rbp+8] = return address.
+    frame_links: FrameLinks {
+        caller_fp_offset: 0,
+        return_address_offset: 8,
+        return_address_mask: u64::MAX,
+    },
+    payload_regs: [RAX, RDX],
+    callee_saved: &CALLEE_SAVED,
+    stack_pointer: RSP,
+    frame_pointer: Some(RBP),
+    int_arg_regs: &INT_ARGS,
+    // The C convention's first integer result.
+    result_register: RAX,
+    trap_record_skew: 0,
+    // The call instruction pushes the return address.
+    link_register: None,
+    register_names: RegisterNames {
+        int: &[
             "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11",
             "r12", "r13", "r14", "r15",
-        ];
-        match reg.class {
-            RegClass::Int => INT
-                .get(usize::from(reg.hw))
-                .map_or_else(|| format!("int{}", reg.hw), |n| n.to_string()),
-            RegClass::Float => format!("xmm{}", reg.hw),
-        }
-    }
+        ],
+        int_prefix: "int",
+        float: &[],
+        float_prefix: "xmm",
+    },
+    got_relocations: &[Reloc::X86GOTPCRel4],
+    throw_stub: Stub {
+        code: &THROW_CODE,
+        listing: THROW_LISTING,
+    },
+    resume_stub: Stub {
+        code: &RESUME_CODE,
+        listing: RESUME_LISTING,
+    },
+    return_stack_depth: RETURN_STACK_DEPTH,
+    behaviour: &X64,
+};
 
-    fn uses_got(&self, kind: Reloc) -> bool {
-        matches!(kind, Reloc::X86GOTPCRel4)
-    }
-
+impl IsaBehaviour for X64 {
     fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError> {
-        let RelocSite {
-            kind,
-            code,
-            offset,
-            place,
-            target,
-            addend,
-            ..
-        } = site;
-        let value = target.wrapping_add_signed(addend);
+        let value = site.value();
+        let (kind, code, offset, place) = (site.kind, site.code, site.offset, site.place);
         match kind {
-            Reloc::Abs8 | Reloc::Abs4 => {
-                apply_absolute(kind, code, offset, value, Endianness::Little)
-            }
             // All are S + A - P into a 32-bit field; the -4 for the end of the
             // instruction is already in Cranelift's addend. The GOT kind
             // arrives with `target` = the GOT slot.
@@ -215,23 +186,5 @@ impl IsaSpec for X64 {
 
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String> {
         fp_relative_saved_registers(unwind)
-    }
-
-    fn throw_stub(&self) -> Stub {
-        Stub {
-            code: &THROW_CODE,
-            listing: THROW_LISTING,
-        }
-    }
-
-    fn return_stack_depth(&self) -> usize {
-        RETURN_STACK_DEPTH
-    }
-
-    fn resume_stub(&self) -> Stub {
-        Stub {
-            code: &RESUME_CODE,
-            listing: RESUME_LISTING,
-        }
     }
 }
