@@ -205,14 +205,58 @@ pub struct SavedRegister {
     pub fp_offset: i64,
 }
 
-/// A hand-written machine-code stub with the listing it must disassemble to.
+/// One instruction of a hand-written stub: its machine code and its text,
+/// `mnemonic operands` exactly as capstone prints it (as in Cranelift's
+/// disassembly) with the stub at address 0.
+pub type StubRow = (&'static [u8], &'static str);
+
+/// A hand-written machine-code stub, one [`StubRow`] per instruction. The
+/// same instructions are in `src/isa/<arch>/stubs.s`, which
+/// `scripts/check-stubs` assembles with GNU as to compare the bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Stub {
-    /// Machine code.
+    /// Machine code: the rows' bytes, in order.
     pub code: &'static [u8],
-    /// One instruction per line, `mnemonic operands` exactly as capstone prints
-    /// them (as in Cranelift's disassembly), without addresses.
-    pub listing: &'static str,
+    /// The instructions, one row each.
+    pub rows: &'static [StubRow],
+}
+
+impl Stub {
+    /// The rows' instructions, one per line.
+    pub fn listing(&self) -> String {
+        let lines: Vec<&str> = self.rows.iter().map(|(_, text)| *text).collect();
+        lines.join("\n")
+    }
+}
+
+/// Number of bytes of a stub's rows.
+pub(crate) const fn stub_len(rows: &[StubRow]) -> usize {
+    let mut len = 0;
+    let mut i = 0;
+    while i < rows.len() {
+        len += rows[i].0.len();
+        i += 1;
+    }
+    len
+}
+
+/// A stub's rows' bytes, in order, as one array (`N` is [`stub_len`]).
+pub(crate) const fn stub_code<const N: usize>(rows: &[StubRow]) -> [u8; N] {
+    let mut code = [0; N];
+    let mut at = 0;
+    let mut i = 0;
+    while i < rows.len() {
+        let bytes = rows[i].0;
+        let mut j = 0;
+        while j < bytes.len() {
+            code[at] = bytes[j];
+            at += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(at == N, "stub length differs from its rows");
+    code
 }
 
 /// Word indices in the register context shared by the throw stub, the host
@@ -581,22 +625,33 @@ pub(crate) fn fp_relative_saved_registers(
 }
 
 /// Disassemble `code` with Cranelift's capstone set-up for `arch`, one
-/// instruction per line as `mnemonic operands` (the format of [`Stub::listing`]).
+/// instruction per line as `mnemonic operands` (the format of [`StubRow`]).
 pub fn disassemble(arch: Arch, code: &[u8]) -> Result<String, String> {
+    let lines: Vec<String> = disassemble_rows(arch, code)?
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    Ok(lines.join("\n"))
+}
+
+/// Disassemble `code` as [`disassemble`] does, keeping each instruction's
+/// bytes beside its text.
+pub fn disassemble_rows(arch: Arch, code: &[u8]) -> Result<Vec<(Vec<u8>, String)>, String> {
     let isa = crate::compile::default_isa(arch).map_err(|e| e.to_string())?;
     let cs = isa.to_capstone().map_err(|e| e.to_string())?;
     let insns = cs.disasm_all(code, 0).map_err(|e| e.to_string())?;
-    let mut lines = Vec::new();
+    let mut rows = Vec::new();
     let mut decoded = 0;
     for insn in insns.iter() {
         decoded += insn.bytes().len();
         let mnemonic = insn.mnemonic().unwrap_or("");
         let operands = insn.op_str().unwrap_or("");
-        lines.push(if operands.is_empty() {
+        let text = if operands.is_empty() {
             mnemonic.to_string()
         } else {
             format!("{mnemonic} {operands}")
-        });
+        };
+        rows.push((insn.bytes().to_vec(), text));
     }
     if decoded != code.len() {
         return Err(format!(
@@ -604,22 +659,38 @@ pub fn disassemble(arch: Arch, code: &[u8]) -> Result<String, String> {
             code.len()
         ));
     }
-    Ok(lines.join("\n"))
+    Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every stub disassembles to exactly the listing written beside it.
+    /// Every stub disassembles, instruction by instruction, to exactly the
+    /// rows written for it: each row's bytes are one instruction, printed as
+    /// the row's text.
     #[test]
-    fn stubs_match_their_listings() {
+    fn stubs_match_their_rows() {
         for arch in Arch::ALL {
             let spec = arch.spec();
             for (what, stub) in [("throw", spec.throw_stub()), ("resume", spec.resume_stub())] {
-                let actual = disassemble(arch, stub.code).unwrap();
-                assert_eq!(actual, stub.listing, "{arch} {what} stub listing");
                 assert!(!stub.code.is_empty(), "{arch} {what} stub is empty");
+                let joined: Vec<u8> = stub
+                    .rows
+                    .iter()
+                    .flat_map(|(b, _)| b.iter().copied())
+                    .collect();
+                assert_eq!(stub.code, joined, "{arch} {what} code");
+                let actual = disassemble_rows(arch, stub.code).unwrap();
+                assert_eq!(actual.len(), stub.rows.len(), "{arch} {what} row count");
+                for (i, ((bytes, text), (want_bytes, want_text))) in
+                    actual.iter().zip(stub.rows).enumerate()
+                {
+                    assert_eq!(bytes, want_bytes, "{arch} {what} row {i}: {want_text}");
+                    assert_eq!(text, want_text, "{arch} {what} row {i}");
+                }
+                let listing = disassemble(arch, stub.code).unwrap();
+                assert_eq!(listing, stub.listing(), "{arch} {what} listing");
             }
         }
     }
