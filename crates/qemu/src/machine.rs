@@ -2,6 +2,7 @@
 //! through QEMU's GDB stub.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -60,7 +61,8 @@ const STACK_GUARD: u64 = 0x10_0000;
 /// pointer (past any red zone).
 const NESTED_GAP: u64 = 0x400;
 
-/// Code is bump-allocated from this read-write-execute segment.
+/// Code is bump-allocated from this segment, each region in pages of its
+/// own: written once through the GDB stub, then made read-execute.
 const CODE_BASE: u64 = 0x4000_0000;
 const CODE_LIMIT: u64 = 0x6000_0000;
 
@@ -100,6 +102,9 @@ pub struct QemuMachine {
     child: Child,
     dir: PathBuf,
     code_next: u64,
+    /// Each [`Machine::allocate_code`] region: its size, and whether code
+    /// has been installed in it.
+    code_regions: BTreeMap<u64, (u64, bool)>,
     data_next: u64,
     /// The buffer address of the innermost running `call_entry`.
     current: Cell<Option<u64>>,
@@ -247,6 +252,7 @@ impl QemuMachine {
             child,
             dir,
             code_next: CODE_BASE,
+            code_regions: BTreeMap::new(),
             data_next: DATA_BASE,
             current: Cell::new(None),
             timeout: None,
@@ -753,30 +759,71 @@ impl Machine for QemuMachine {
                 "{arch}: code region exhausted allocating {size:#x} bytes (limit {CODE_LIMIT:#x})"
             ),
         };
-        let start = align_up(self.code_next, 16).ok_or_else(|| exhausted(self.code_next))?;
+        // Page-aligned, so that making one region read-execute never
+        // protects another not yet installed.
+        let start = align_up(self.code_next, PAGE).ok_or_else(|| exhausted(self.code_next))?;
         let end = start
             .checked_add(size as u64)
             .filter(|&end| end <= CODE_LIMIT)
             .ok_or_else(|| exhausted(start))?;
         self.code_next = end;
+        self.code_regions.insert(start, (size as u64, false));
         Ok(start)
     }
 
-    fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
+    /// Installs code once per region at its start, then maps the region's
+    /// pages read-execute, so the emulated program cannot write it.
+    unsafe fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
         let arch = self.arch.arch;
-        let end = base.checked_add(bytes.len() as u64);
-        if base < CODE_BASE || end.is_none_or(|end| end > self.code_next) {
+        let Some((size, installed)) = self.code_regions.get(&base).copied() else {
             return Err(Error::Memory {
                 address: base,
                 message: format!(
-                    "{arch}: installing {:#x} bytes outside allocated code {CODE_BASE:#x}..{:#x}",
-                    bytes.len(),
-                    self.code_next
+                    "{arch}: installing {:#x} bytes at an address allocate_code did not return",
+                    bytes.len()
+                ),
+            });
+        };
+        if installed {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{arch}: code is already installed here (install_code runs once per region)"
                 ),
             });
         }
+        if bytes.len() as u64 > size {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{arch}: {:#x} bytes do not fit the {size:#x} bytes allocated",
+                    bytes.len()
+                ),
+            });
+        }
+        if self.current.get().is_some() {
+            return Err(Error::Machine(format!(
+                "{arch}: installing code while a call runs"
+            )));
+        }
         // QEMU's debug write invalidates translations of the range.
-        self.memory().write(base, bytes)
+        self.memory().write(base, bytes)?;
+        let len = align_up(size.max(1), PAGE).unwrap_or(PAGE);
+        // PROT_READ | PROT_EXEC
+        let result = self.syscall(self.arch.sys_mprotect, &[base, len, 5])?;
+        if result != 0 {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{arch}: mprotect of {len:#x} bytes failed with errno {}",
+                    (result as i64).wrapping_neg()
+                ),
+            });
+        }
+        if let Some(region) = self.code_regions.get_mut(&base) {
+            region.1 = true;
+        }
+        Ok(())
     }
 
     fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
@@ -844,7 +891,7 @@ impl Machine for QemuMachine {
         Ok(SLOTS + HOST_SLOT * slot as u64)
     }
 
-    fn call_entry(
+    unsafe fn call_entry(
         &self,
         entry: u64,
         callee: u64,

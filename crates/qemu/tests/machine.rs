@@ -547,11 +547,30 @@ fn memory_errors_are_errors() {
         // Code memory: a large install round-trips (several packets).
         let code: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
         let base = m.allocate_code(code.len()).unwrap();
-        m.install_code(base, &code).unwrap();
+        // SAFETY: nothing here runs the installed bytes.
+        unsafe { m.install_code(base, &code) }.unwrap();
         let mut back = vec![0; code.len()];
         m.memory().read(base, &mut back).unwrap();
         assert_eq!(back, code, "{arch}");
-        assert!(m.install_code(base + 0x1000_0000, &code).is_err(), "{arch}");
+        // Installed once, at an allocated region, then read-execute.
+        assert!(
+            unsafe { m.install_code(base, &code) }.is_err(),
+            "{arch}: twice"
+        );
+        assert!(
+            unsafe { m.install_code(base + 0x1000_0000, &code) }.is_err(),
+            "{arch}: not allocated"
+        );
+        let small = m.allocate_code(16).unwrap();
+        assert_eq!(small % 0x1000, 0, "{arch}: page-aligned region");
+        assert!(
+            unsafe { m.install_code(small, &[0; 32]) }.is_err(),
+            "{arch}: too big"
+        );
+        assert!(
+            m.memory().write(base, &[0; 4]).is_err(),
+            "{arch}: code is read-execute"
+        );
     }
 }
 
