@@ -33,6 +33,11 @@ pub enum FaultKind {
     StackOverflow,
     /// An arithmetic exception (integer division by zero or overflow).
     Arithmetic,
+    /// An instruction fetch from an address that is not executable code
+    /// (unmapped, or a data page), reached by a call or jump from JIT code:
+    /// `pc` is that address. Machines report it only when the code that got
+    /// there is JIT code of the running call.
+    InstructionFetch,
 }
 
 /// A synchronous fault raised by code running under [`Machine::call_entry`].

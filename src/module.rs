@@ -32,6 +32,13 @@ pub const THROW_SYMBOL: &str = "%__cranelift_throw";
 /// handlers the frames in between have.
 pub const THROW_TO_ENTRY_SYMBOL: &str = "%__cranelift_exn_throw_to_entry";
 
+/// The trap code of a call or jump from JIT code to an address that holds
+/// no code (`call_indirect` to 0, or to a data page): the
+/// [`CallError::Trap`]'s `pc` is that address and its `function` is empty.
+/// It is the highest user trap code, `user250`; CLIF that traps with
+/// `user250` itself cannot be told apart from it.
+pub const BAD_CODE_ADDRESS: TrapCode = TrapCode::unwrap_user(250);
+
 /// Why a call did not return values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallError {
@@ -229,7 +236,11 @@ impl HostServices for CallServices<'_> {
 
     fn fault(&mut self, fault: &Fault) -> bool {
         // Runs in a signal handler natively: a lookup and a `Copy` store.
-        if self.module.image.table.function(fault.pc).is_none() {
+        // A fetch fault's pc is outside any code (the machine saw JIT code
+        // jump there).
+        if fault.kind != FaultKind::InstructionFetch
+            && self.module.image.table.function(fault.pc).is_none()
+        {
             return false;
         }
         self.fault = Some(*fault);
@@ -699,6 +710,13 @@ impl Module {
 
     /// What a fault delivered to the entry means.
     fn trap(&self, fault: &Fault) -> CallError {
+        if fault.kind == FaultKind::InstructionFetch {
+            return CallError::Trap {
+                code: BAD_CODE_ADDRESS,
+                pc: fault.pc,
+                function: String::new(),
+            };
+        }
         let Some(function) = self.image.table.function(fault.pc) else {
             return CallError::Failed(Error::Machine(format!(
                 "{:?} at {:#x}, outside JIT code",

@@ -5,10 +5,10 @@ use std::ptr;
 
 use crate::error::Error;
 use crate::isa::Arch;
-use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
+use crate::machine::{FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::{HostMemory, Memory};
 use crate::module::THROW_TO_ENTRY_SYMBOL;
-use crate::signals::{self, Resume};
+use crate::signals::{self, Interrupted, Resume};
 use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
 /// One region of code memory: mapped read-write, then read-execute.
@@ -20,15 +20,59 @@ struct Region {
 /// The host CPU as a [`Machine`]. Code memory is never writable and
 /// executable at once (W^X).
 ///
-/// Creating one installs process-wide handlers for SIGILL, SIGSEGV, SIGBUS
-/// and SIGFPE: a fault in JIT code that the running call's
-/// [`HostServices::fault`] accepts resumes at that call's entry trampoline
-/// (no setjmp/longjmp); any other signal goes to the handler installed
-/// before.
+/// Trap delivery works on x86_64, aarch64, riscv64 and s390x Linux hosts;
+/// on any other host [`NativeMachine::new`] is an `Err`.
+///
+/// By default, creating one installs process-wide handlers for SIGILL,
+/// SIGSEGV, SIGBUS and SIGFPE (once per process): a synchronous fault in
+/// JIT code that the running call's [`HostServices::fault`] accepts resumes
+/// at that call's entry trampoline (no setjmp/longjmp); every other signal —
+/// a fault outside JIT code, or an asynchronous one (`kill`, `tkill`,
+/// `sigqueue`) — goes to the handler installed before, or gets the default
+/// action, exactly as without this crate. A handler installed *after* ours
+/// must chain to the one it replaced (as `sigaction`'s `oldact` allows) or
+/// call [`handle_signal`] first; embedders that own signal handling use
+/// [`NativeOptions::signal_handlers`] to keep this crate's handlers out
+/// entirely. See [`handle_signal`].
 pub struct NativeMachine {
     arch: Arch,
     regions: Vec<Region>,
 }
+
+/// How a [`NativeMachine`] is set up; [`NativeOptions::default`] is what
+/// [`NativeMachine::new`] uses.
+#[derive(Clone, Debug)]
+pub struct NativeOptions {
+    signal_handlers: bool,
+}
+
+impl Default for NativeOptions {
+    fn default() -> Self {
+        NativeOptions {
+            signal_handlers: true,
+        }
+    }
+}
+
+impl NativeOptions {
+    /// The defaults: this crate installs its signal handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the machine installs this crate's process-wide handlers for
+    /// SIGILL, SIGSEGV, SIGBUS and SIGFPE (default `true`). With `false`,
+    /// nothing is installed: the embedder's own handlers must call
+    /// [`handle_signal`] first, or JIT traps reach them as ordinary faults
+    /// (handlers another machine installed stay installed: they are
+    /// process-wide).
+    pub fn signal_handlers(mut self, install: bool) -> Self {
+        self.signal_handlers = install;
+        self
+    }
+}
+
+pub use crate::signals::handle_signal;
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -37,11 +81,20 @@ fn page_size() -> usize {
 }
 
 impl NativeMachine {
-    /// A machine for the host, if the host is one of the four ISAs.
+    /// A machine for the host, if the host is one of the four ISAs, with
+    /// this crate's signal handlers installed.
     pub fn new() -> Result<NativeMachine, Error> {
+        Self::with_options(NativeOptions::default())
+    }
+
+    /// A machine for the host set up as `options` say.
+    pub fn with_options(options: NativeOptions) -> Result<NativeMachine, Error> {
         let arch = Arch::host()
             .ok_or_else(|| Error::Machine("the host architecture is not supported".into()))?;
-        signals::install()?;
+        signals::check_host()?;
+        if options.signal_handlers {
+            signals::install()?;
+        }
         Ok(NativeMachine {
             arch,
             regions: Vec::new(),
@@ -68,6 +121,8 @@ impl Drop for NativeMachine {
 /// holds the entry trampoline's handler record, and the previous call (the
 /// next entry out) is put back by that `call_entry` when it returns.
 struct ActiveCall {
+    /// The machine the call runs on (its code regions).
+    machine: *const NativeMachine,
     host: *mut dyn HostServices,
     buffer: u64,
     buffer_len: usize,
@@ -125,8 +180,23 @@ fn active_call() -> Option<(&'static ActiveCall, (u64, u64))> {
 /// Called by the signal handler: if `fault` happened in JIT code of this
 /// thread's innermost call and its services accept it, where to resume.
 /// Runs in a signal handler: no allocation, no locks.
-pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
-    let (active, (low, _)) = active_call()?;
+pub(crate) fn deliver_fault(interrupted: Interrupted) -> Option<Resume> {
+    let (active, stack) = active_call()?;
+    let low = stack.0;
+    let mut fault = interrupted.fault;
+    if fault.kind == FaultKind::InstructionFetch {
+        // SAFETY: the machine outlives the call (`enter` borrows it).
+        let machine = unsafe { &*active.machine };
+        // A fetch from an address that is not this machine's code, by a
+        // call from its code (not, say, a host function's null function
+        // pointer): the JIT code jumped there.
+        let from_jit = !machine.contains_code(fault.pc)
+            && (interrupted.return_address)(interrupted.context, stack)
+                .is_some_and(|ra| machine.contains_code(ra));
+        if !from_jit {
+            fault.kind = FaultKind::MemoryAccess;
+        }
+    }
     if fault.kind == FaultKind::MemoryAccess
         && let Some(address) = fault.address
         && address < low.saturating_add(page_size() as u64)
@@ -350,12 +420,14 @@ impl NativeMachine {
         if THREAD.with(|t| t.stack.get()).is_none() {
             first_call_on_thread()?;
         }
+        signals::reinstall_if_displaced();
         // SAFETY: lifetime erasure only; the call is unlinked (the previous
         // one restored) before this function returns, while `host` is still
         // borrowed.
         let host: *mut (dyn HostServices + '_) = host;
         let host: *mut (dyn HostServices + 'static) = unsafe { std::mem::transmute(host) };
         let call = ActiveCall {
+            machine: self,
             host,
             buffer: buffer.as_mut_ptr() as u64,
             buffer_len: buffer.len(),
