@@ -290,8 +290,7 @@ pub(crate) fn ensure_alt_stack() -> Result<(), Error> {
     // AT_MINSIGSTKSZ) is kept when it fits the kernel's frame.
     // SAFETY: as above.
     let minimum = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
-    if current.ss_flags & libc::SS_DISABLE == 0
-        && current.ss_size >= libc::MINSIGSTKSZ.max(minimum)
+    if current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= libc::MINSIGSTKSZ.max(minimum)
     {
         ALT_STACK.with(|c| c.set(Some(false)));
         return Ok(());
@@ -346,8 +345,9 @@ mod context {
     /// `call` pushed at the stack pointer.
     pub(super) fn return_address(uc: *mut libc::c_void, stack: (u64, u64)) -> Option<u64> {
         // SAFETY: as above.
-        let sp = unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] }
-            as u64;
+        let sp =
+            unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] }
+                as u64;
         // SAFETY: a word inside this thread's mapped stack.
         (sp >= stack.0 && sp.checked_add(8)? <= stack.1)
             .then(|| unsafe { (sp as *const u64).read() })
