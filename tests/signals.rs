@@ -394,3 +394,60 @@ fn a_call_from_jit_code_to_an_address_without_code_is_a_trap() {
     };
     assert_child_succeeded(&output);
 }
+
+#[test]
+fn a_null_function_pointer_called_by_a_host_function_still_crashes() {
+    // The fetch from 0 is reached from Rust code (a host function the JIT
+    // code called), not from JIT code: not a trap, the process's own
+    // SIGSEGV (here: the default action).
+    let Some(output) = in_child(
+        "a_null_function_pointer_called_by_a_host_function_still_crashes",
+        || {
+            let arch = Arch::host().expect("a supported host");
+            let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+            builder
+                .define_clif(
+                    "function %outer(i64) -> i64 {
+                         fn0 = %host(i64) -> i64
+                     block0(v0: i64):
+                         v1 = call fn0(v0)
+                         return v1
+                     }",
+                )
+                .unwrap();
+            let mut sig = cranelift_exn::codegen::ir::Signature::new(
+                cranelift_exn::codegen::isa::CallConv::SystemV,
+            );
+            let i64 =
+                cranelift_exn::codegen::ir::AbiParam::new(cranelift_exn::codegen::ir::types::I64);
+            sig.params.push(i64);
+            sig.returns.push(i64);
+            builder
+                .define_host_function("host", sig, |_, args| {
+                    let [DataValue::I64(address)] = args else {
+                        panic!("bad arguments {args:?}");
+                    };
+                    // SAFETY: deliberately calling a null function pointer
+                    // (this child is expected to die of it).
+                    let f: extern "C" fn() -> i64 =
+                        unsafe { std::mem::transmute(*address as usize) };
+                    Ok(vec![DataValue::I64(std::hint::black_box(f)())])
+                })
+                .unwrap();
+            let module = builder
+                .finalize(Box::new(NativeMachine::new().unwrap()))
+                .unwrap();
+            let outcome = module.call("outer", &i64s(&[0]));
+            println!("the fault was swallowed: {outcome:?}");
+        },
+    ) else {
+        return;
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSEGV),
+        "the child should die of SIGSEGV: {}",
+        describe(&output)
+    );
+}
