@@ -149,6 +149,12 @@ thread_local! {
     };
 }
 
+/// Sixteen bytes, 16-byte aligned on every host (`u128` is only 8-byte
+/// aligned on s390x, which made an "aligned" copy unaligned there).
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Word16([u8; 16]);
+
 /// 16-byte words of call buffer kept on the stack (larger ones go to the
 /// heap): 32 value slots.
 const INLINE_BUFFER_WORDS: usize = 34;
@@ -454,12 +460,12 @@ impl NativeMachine {
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
         let len = buffer.len();
-        let mut inline = [0u128; INLINE_BUFFER_WORDS];
-        let mut heap: Vec<u128>;
-        let words: &mut [u128] = if len <= INLINE_BUFFER_WORDS * 16 {
+        let mut inline = [Word16([0; 16]); INLINE_BUFFER_WORDS];
+        let mut heap: Vec<Word16>;
+        let words: &mut [Word16] = if len <= INLINE_BUFFER_WORDS * 16 {
             &mut inline
         } else {
-            heap = vec![0; len.div_ceil(16)];
+            heap = vec![Word16([0; 16]); len.div_ceil(16)];
             &mut heap
         };
         // SAFETY: `words` has at least `len` bytes; any bytes are valid `u8`s.

@@ -443,6 +443,9 @@ mod context {
     pub(super) unsafe fn redirect(uc: *mut libc::ucontext_t, to: super::Resume) {
         // SAFETY: as above; the kernel restores these registers on return.
         let m = unsafe { &mut (*uc).uc_mcontext };
+        // No frame-pointer register to set: `to.fp` is the back chain's
+        // address, which is `to.sp`.
+        let _ = to.fp;
         m.psw.addr = to.pc;
         m.gregs[15] = to.sp;
         m.gregs[6] = 0;
