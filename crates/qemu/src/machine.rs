@@ -631,6 +631,7 @@ impl QemuMachine {
             let overflow = kind == FaultKind::MemoryAccess
                 && (STACK_BASE - STACK_GUARD..STACK_BASE + PAGE).contains(&sp);
             let fault = Fault {
+                caller: None,
                 pc,
                 kind: if overflow {
                     FaultKind::StackOverflow
