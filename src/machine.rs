@@ -38,6 +38,11 @@ pub enum FaultKind {
     /// [`crate::interrupt`]) while `pc` was executing. Delivered like a trap,
     /// to the innermost entry, when the services accept it.
     Interrupted,
+    /// An instruction fetch from an address that is not executable code
+    /// (unmapped, or a data page), reached by a call or jump from JIT code:
+    /// `pc` is that address. Machines report it only when the code that got
+    /// there is JIT code of the running call.
+    InstructionFetch,
 }
 
 /// A synchronous fault raised by code running under [`Machine::call_entry`].
@@ -53,6 +58,10 @@ pub struct Fault {
     /// ([`crate::isa::FrameLinks`]; on s390x the back-chain word at the
     /// stack pointer), when the machine knows it: where a backtrace starts.
     pub fp: Option<u64>,
+    /// For an [`FaultKind::InstructionFetch`]: the return address of the
+    /// call that reached `pc` (in JIT code), when the machine knows it; the
+    /// backtrace then starts there.
+    pub caller: Option<u64>,
 }
 
 /// What the host does when JIT code calls a [`HostFunction`].

@@ -36,6 +36,13 @@ pub const THROW_SYMBOL: &str = "%__cranelift_throw";
 /// handlers the frames in between have.
 pub const THROW_TO_ENTRY_SYMBOL: &str = "%__cranelift_exn_throw_to_entry";
 
+/// The trap code of a call or jump from JIT code to an address that holds
+/// no code (`call_indirect` to 0, or to a data page): the
+/// [`CallError::Trap`]'s `pc` is that address and its `function` is empty.
+/// It is the highest user trap code, `user250`; CLIF that traps with
+/// `user250` itself cannot be told apart from it.
+pub const BAD_CODE_ADDRESS: TrapCode = TrapCode::unwrap_user(250);
+
 /// Why a call did not return values.
 ///
 /// `Debug` prints trap codes by name (`stk_ovf`, `user3`), as `Display`
@@ -109,7 +116,14 @@ impl std::fmt::Display for CallError {
                 address,
                 ..
             } => {
-                write!(f, "trap {code} at {pc:#x} in {function}")?;
+                if function.is_empty() {
+                    write!(
+                        f,
+                        "trap {code}: a call or jump to {pc:#x}, which holds no code"
+                    )?;
+                } else {
+                    write!(f, "trap {code} at {pc:#x} in {function}")?;
+                }
                 match address {
                     Some(a) => write!(f, ", accessing {a:#x}"),
                     None => Ok(()),
@@ -228,10 +242,15 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
             None => memory.read_u64(addr).ok(),
         };
         self.depth = 0;
-        let (mut pc, mut fp) = (fault.pc, fault.fp);
+        // A fetch from an address without code starts at its caller: the
+        // frame pointer is still the caller's.
+        let (mut pc, mut fp, at_return_address) = match fault.caller {
+            Some(caller) if fault.kind == FaultKind::InstructionFetch => (caller, fault.fp, true),
+            _ => (fault.pc, fault.fp, false),
+        };
         while self.depth < MAX_BACKTRACE {
             // A return address may be one past its function's last byte.
-            let at = if self.depth == 0 {
+            let at = if self.depth == 0 && !at_return_address {
                 pc
             } else {
                 pc.wrapping_sub(1)
@@ -374,7 +393,11 @@ impl<M: ?Sized + Machine> HostServices for CallServices<'_, M> {
         if fault.kind == FaultKind::Interrupted && !self.interrupt.is_interrupted() {
             return false;
         }
-        if self.module.table.function(fault.pc).is_none() {
+        // A fetch fault's pc is outside any code (the machine saw JIT code
+        // jump there).
+        if fault.kind != FaultKind::InstructionFetch
+            && self.module.table.function(fault.pc).is_none()
+        {
             return false;
         }
         self.fault = Some(*fault);
@@ -935,6 +958,28 @@ impl<M: ?Sized + Machine> JitModule<M> {
 
     /// What a fault delivered to the entry means.
     fn trap(&self, fault: &Fault, frames: &[u64]) -> CallError {
+        let backtrace = || {
+            frames
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &pc)| {
+                    let f = self.table.function(if i == 0 { pc } else { pc - 1 })?;
+                    Some(BacktraceFrame {
+                        function: f.name.clone(),
+                        offset: pc - f.start,
+                    })
+                })
+                .collect()
+        };
+        if fault.kind == FaultKind::InstructionFetch {
+            return CallError::Trap {
+                code: BAD_CODE_ADDRESS,
+                pc: fault.pc,
+                function: String::new(),
+                address: None,
+                backtrace: backtrace(),
+            };
+        }
         let Some(function) = self.table.function(fault.pc) else {
             return CallError::Failed(Error::Machine(format!(
                 "{:?} at {:#x}, outside JIT code",
@@ -955,17 +1000,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
                 code,
                 pc: fault.pc,
                 function: function.name.clone(),
-                backtrace: frames
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, &pc)| {
-                        let f = self.table.function(if i == 0 { pc } else { pc - 1 })?;
-                        Some(BacktraceFrame {
-                            function: f.name.clone(),
-                            offset: pc - f.start,
-                        })
-                    })
-                    .collect(),
+                backtrace: backtrace(),
                 address: fault.address.filter(|_| {
                     matches!(
                         fault.kind,

@@ -9,7 +9,7 @@ use crate::isa::Arch;
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::{HostMemory, Memory};
 use crate::module::THROW_TO_ENTRY_SYMBOL;
-use crate::signals::{self, Resume};
+use crate::signals::{self, Resume, SignalFault};
 use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
 /// One region of code memory: mapped read-write, then, once installed,
@@ -25,13 +25,25 @@ struct Region {
 /// The host CPU as a [`Machine`]. Code memory is never writable and
 /// executable at once (W^X).
 ///
-/// Creating one installs process-wide handlers for SIGILL, SIGSEGV, SIGBUS
-/// and SIGFPE: a fault in JIT code that the running call's
-/// [`HostServices::fault`] accepts resumes at that call's entry trampoline
-/// (no setjmp/longjmp); any other signal goes to the handler installed
-/// before. It also installs the handler of
-/// [`crate::interrupt::INTERRUPT_SIGNAL`], which interrupts calls the same
-/// way.
+/// Trap delivery works on x86_64, aarch64, riscv64 and s390x Linux hosts;
+/// on any other host [`NativeMachine::new`] is an `Err`.
+///
+/// By default, creating one installs process-wide handlers for SIGILL,
+/// SIGSEGV, SIGBUS and SIGFPE (once per process): a synchronous fault in
+/// JIT code that the running call's [`HostServices::fault`] accepts resumes
+/// at that call's entry trampoline (no setjmp/longjmp); every other signal —
+/// a fault outside JIT code, or an asynchronous one (`kill`, `tkill`,
+/// `sigqueue`) — goes to the handler installed before, or gets the default
+/// action, exactly as without this crate. A handler installed *after* ours
+/// must chain to the one it replaced (as `sigaction`'s `oldact` allows) or
+/// call [`handle_signal`] first; embedders that own signal handling use
+/// [`NativeOptions::signal_handlers`] to keep this crate's handlers out
+/// entirely. See [`handle_signal`].
+///
+/// It also installs, always, the handler of
+/// [`crate::interrupt::INTERRUPT_SIGNAL`], which stops interrupted calls
+/// the same way and passes every other delivery of that signal on to the
+/// handler installed before.
 pub struct NativeMachine {
     arch: Arch,
     regions: Vec<Region>,
@@ -47,6 +59,42 @@ unsafe impl Send for NativeMachine {}
 // region bounds.
 unsafe impl Sync for NativeMachine {}
 
+/// How a [`NativeMachine`] is set up; [`NativeOptions::default`] is what
+/// [`NativeMachine::new`] uses.
+#[derive(Clone, Debug)]
+pub struct NativeOptions {
+    signal_handlers: bool,
+}
+
+impl Default for NativeOptions {
+    fn default() -> Self {
+        NativeOptions {
+            signal_handlers: true,
+        }
+    }
+}
+
+impl NativeOptions {
+    /// The defaults: this crate installs its signal handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the machine installs this crate's process-wide handlers for
+    /// SIGILL, SIGSEGV, SIGBUS and SIGFPE (default `true`). With `false`,
+    /// nothing is installed for them: the embedder's own handlers must call
+    /// [`handle_signal`] first, or JIT traps reach them as ordinary faults
+    /// (handlers another machine installed stay installed: they are
+    /// process-wide). The interrupt signal's handler is installed either
+    /// way.
+    pub fn signal_handlers(mut self, install: bool) -> Self {
+        self.signal_handlers = install;
+        self
+    }
+}
+
+pub use crate::signals::handle_signal;
+
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -54,11 +102,20 @@ fn page_size() -> usize {
 }
 
 impl NativeMachine {
-    /// A machine for the host, if the host is one of the four ISAs.
+    /// A machine for the host, if the host is one of the four ISAs, with
+    /// this crate's signal handlers installed.
     pub fn new() -> Result<NativeMachine, Error> {
+        Self::with_options(NativeOptions::default())
+    }
+
+    /// A machine for the host set up as `options` say.
+    pub fn with_options(options: NativeOptions) -> Result<NativeMachine, Error> {
         let arch = Arch::host()
             .ok_or_else(|| Error::Machine("the host architecture is not supported".into()))?;
-        signals::install()?;
+        signals::check_host()?;
+        if options.signal_handlers {
+            signals::install()?;
+        }
         signals::install_interrupt()?;
         Ok(NativeMachine {
             arch,
@@ -87,6 +144,8 @@ impl Drop for NativeMachine {
 /// holds the entry trampoline's handler record, and the previous call (the
 /// next entry out) is put back by that `call_entry` when it returns.
 struct ActiveCall {
+    /// The machine the call runs on (its code regions).
+    machine: *const NativeMachine,
     host: *mut dyn HostServices,
     buffer: u64,
     buffer_len: usize,
@@ -119,6 +178,12 @@ thread_local! {
     };
 }
 
+/// Sixteen bytes, 16-byte aligned on every host (`u128` is only 8-byte
+/// aligned on s390x, which made an "aligned" copy unaligned there).
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Word16([u8; 16]);
+
 /// 16-byte words of call buffer kept on the stack (larger ones go to the
 /// heap): 32 value slots.
 const INLINE_BUFFER_WORDS: usize = 34;
@@ -147,10 +212,35 @@ fn active_call() -> Option<(&'static ActiveCall, (u64, u64))> {
     unsafe { active.as_ref() }.zip(stack)
 }
 
-/// Called by the signal handler: if `fault` happened in JIT code of this
-/// thread's innermost call and its services accept it, where to resume.
-/// Runs in a signal handler: no allocation, no locks.
-pub(crate) fn deliver_fault(mut fault: Fault) -> Option<Resume> {
+/// Called by the fault signal handler: classifies a fetch fault (JIT code
+/// jumped to an address that holds no code, or not), reads the faulting
+/// frame's fp, then delivers as [`deliver_fault`] does. Runs in a signal
+/// handler: no allocation, no locks.
+pub(crate) fn deliver_signal_fault(signal_fault: SignalFault) -> Option<Resume> {
+    let (active, stack) = active_call()?;
+    let mut fault = signal_fault.fault;
+    if fault.kind == FaultKind::InstructionFetch {
+        // SAFETY: the machine outlives the call (`enter` borrows it).
+        let machine = unsafe { &*active.machine };
+        // A fetch from an address that is not this machine's code, by a
+        // call from its code (not, say, a host function's null function
+        // pointer): the JIT code jumped there.
+        let caller = (signal_fault.return_address)(signal_fault.context, stack)
+            .filter(|&ra| machine.contains_code(ra));
+        if machine.contains_code(fault.pc) || caller.is_none() {
+            fault.kind = FaultKind::MemoryAccess;
+        } else {
+            fault.caller = caller;
+        }
+    }
+    fault.fp = (signal_fault.frame_pointer)(signal_fault.context, stack);
+    deliver_fault(fault)
+}
+
+/// If `fault` happened in JIT code of this thread's innermost call and its
+/// services accept it, where to resume. Runs in a signal handler: no
+/// allocation, no locks.
+fn deliver_fault(mut fault: Fault) -> Option<Resume> {
     let (active, stack) = active_call()?;
     let low = stack.0;
     if fault.kind == FaultKind::MemoryAccess
@@ -207,7 +297,7 @@ pub(crate) fn deliver_interrupt(pc: u64) -> InterruptDelivery {
         interrupt::acknowledge(call);
         return InterruptDelivery::NotOurs;
     }
-    if !signals::DELIVERS_TRAPS || !active.in_jit.get() {
+    if !active.in_jit.get() {
         return InterruptDelivery::Later;
     }
     let fault = Fault {
@@ -215,6 +305,7 @@ pub(crate) fn deliver_interrupt(pc: u64) -> InterruptDelivery {
         kind: FaultKind::Interrupted,
         address: None,
         fp: None,
+        caller: None,
     };
     match deliver_fault(fault) {
         Some(resume) => {
@@ -522,6 +613,7 @@ impl NativeMachine {
         if THREAD.with(|t| t.stack.get()).is_none() {
             first_call_on_thread()?;
         }
+        signals::reinstall_if_displaced();
         // SAFETY: lifetime erasure only; the call is unlinked (the previous
         // one restored) before this function returns, while `host` is still
         // borrowed.
@@ -530,6 +622,7 @@ impl NativeMachine {
         let host: *mut (dyn HostServices + '_) = host;
         let host: *mut (dyn HostServices + 'static) = unsafe { std::mem::transmute(host) };
         let call = ActiveCall {
+            machine: self,
             host,
             buffer: buffer.as_mut_ptr() as u64,
             buffer_len: buffer.len(),
@@ -545,6 +638,7 @@ impl NativeMachine {
                 kind: FaultKind::Interrupted,
                 address: None,
                 fp: None,
+                caller: None,
             };
             let stack = THREAD.with(|t| t.stack.get()).unwrap_or_default();
             // SAFETY: `host` is the services object we were given, not in
@@ -583,12 +677,12 @@ impl NativeMachine {
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
         let len = buffer.len();
-        let mut inline = [0u128; INLINE_BUFFER_WORDS];
-        let mut heap: Vec<u128>;
-        let words: &mut [u128] = if len <= INLINE_BUFFER_WORDS * 16 {
+        let mut inline = [Word16([0; 16]); INLINE_BUFFER_WORDS];
+        let mut heap: Vec<Word16>;
+        let words: &mut [Word16] = if len <= INLINE_BUFFER_WORDS * 16 {
             &mut inline
         } else {
-            heap = vec![0; len.div_ceil(16)];
+            heap = vec![Word16([0; 16]); len.div_ceil(16)];
             &mut heap
         };
         // SAFETY: `words` has at least `len` bytes; any bytes are valid `u8`s.

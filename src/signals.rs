@@ -1,16 +1,33 @@
-//! Native trap delivery without setjmp/longjmp.
+//! Native trap delivery without setjmp/longjmp, coexisting with the
+//! process's other signal handling.
 //!
-//! SIGILL, SIGSEGV, SIGBUS and SIGFPE get one process-wide handler. When the
-//! faulting instruction is JIT code of the call running on this thread (the
-//! thread's innermost [`crate::native::NativeMachine`] entry), the handler
-//! rewrites the interrupted context to the entry trampoline's handler — its
-//! address, stack pointer and frame pointer were recorded by the trampoline —
-//! and returns; the kernel then resumes there. The entry trampoline's
-//! `try_call` clobbers every register on that edge, so nothing else needs
-//! restoring. Any other signal goes to the handler that was installed before.
+//! SIGILL, SIGSEGV, SIGBUS and SIGFPE get one process-wide handler (unless
+//! the embedder opts out, see [`crate::native::NativeOptions`]). When a
+//! synchronous fault happened in JIT code of the call running on this thread
+//! (the thread's innermost [`crate::native::NativeMachine`] entry), the
+//! handler rewrites the interrupted context to the entry trampoline's
+//! handler — its address, stack pointer and frame pointer were recorded by
+//! the trampoline — and returns; the kernel then resumes there. The entry
+//! trampoline's `try_call` clobbers every register on that edge, so nothing
+//! else needs restoring.
+//!
+//! Everything else — a fault outside JIT code, an asynchronous signal
+//! (`kill`, `tkill`, `sigqueue`: `si_code <= 0`) — is handled as it would be
+//! without this crate: by the handler that was installed before ours, or by
+//! the default action. A previous handler that changes the disposition while
+//! we forward to it (Rust's own SIGSEGV handler resets to `SIG_DFL` and
+//! returns) gets that disposition recorded as the new "previous" one, and
+//! ours goes back in place, so trap delivery keeps working whenever the
+//! process survives.
+//!
+//! The interrupt signal ([`crate::interrupt::INTERRUPT_SIGNAL`]) has a
+//! handler of its own: it stops an interrupted call running JIT code on the
+//! receiving thread the same way, and passes any other delivery to the
+//! handler installed before.
 
-use std::cell::Cell;
-use std::sync::OnceLock;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::error::Error;
 use crate::machine::{Fault, FaultKind};
@@ -19,11 +36,88 @@ use crate::machine::{Fault, FaultKind};
 const SIGNALS: [libc::c_int; 4] = [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE];
 
 /// Bytes of alternate signal stack given to threads that have none (so a
-/// stack overflow can still be delivered).
+/// stack overflow can still be delivered), at least; see [`alt_stack_size`].
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
-/// The actions that were installed before ours, per [`SIGNALS`] entry.
-static PREVIOUS: OnceLock<Result<[libc::sigaction; 4], String>> = OnceLock::new();
+/// The action a handled signal had before ours (or, after a forward changed
+/// it, the one it would have now without us).
+struct PreviousAction {
+    /// Held (with every signal blocked on the holding thread) while `action`
+    /// is read or written.
+    lock: AtomicBool,
+    action: UnsafeCell<libc::sigaction>,
+}
+
+// SAFETY: `action` is only accessed under `lock`.
+unsafe impl Sync for PreviousAction {}
+
+impl PreviousAction {
+    const fn new() -> Self {
+        PreviousAction {
+            lock: AtomicBool::new(false),
+            // SAFETY: sigaction is plain data; all-zero is `SIG_DFL`.
+            action: UnsafeCell::new(unsafe { std::mem::zeroed() }),
+        }
+    }
+
+    /// Run `f` on the action, with every signal blocked on this thread so
+    /// that a signal cannot re-enter while the lock is held. Async-signal
+    /// safe.
+    fn with<R>(&self, f: impl FnOnce(&mut libc::sigaction) -> R) -> R {
+        let _blocked = BlockAll::new();
+        while self
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        // SAFETY: the lock gives exclusive access.
+        let result = f(unsafe { &mut *self.action.get() });
+        self.lock.store(false, Ordering::Release);
+        result
+    }
+}
+
+static PREVIOUS: [PreviousAction; 4] = [
+    PreviousAction::new(),
+    PreviousAction::new(),
+    PreviousAction::new(),
+    PreviousAction::new(),
+];
+
+/// Serializes [`install`] and [`reinstall`] (never taken in a signal
+/// handler). Holds whether the handlers are installed.
+static INSTALL: Mutex<bool> = Mutex::new(false);
+
+/// Set by a forward that left a signal's disposition at something other
+/// than our handler (to let the faulting instruction re-raise the signal
+/// with the default action); cleared by [`reinstall`].
+static DISPLACED: AtomicBool = AtomicBool::new(false);
+
+/// Every signal blocked on this thread until dropped.
+struct BlockAll(libc::sigset_t);
+
+impl BlockAll {
+    fn new() -> Self {
+        // SAFETY: sigset operations on local values; pthread_sigmask is
+        // async-signal safe.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            BlockAll(old)
+        }
+    }
+}
+
+impl Drop for BlockAll {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
 
 /// Where to resume after a delivered fault.
 #[derive(Clone, Copy, Debug)]
@@ -33,34 +127,119 @@ pub(crate) struct Resume {
     pub fp: u64,
 }
 
-/// Install the handlers (once per process).
+/// A synchronous fault signal and what the native machine needs to read of
+/// its context to decide whether, and how, the fault is a JIT code's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SignalFault {
+    /// The fault as the machine reports it to the call's services (`fp` not
+    /// yet filled in: see `frame_pointer`).
+    pub fault: Fault,
+    /// The faulting frame's frame-pointer value as the unwinder reads
+    /// frames (on s390x the back-chain word at the stack pointer, read only
+    /// if the stack pointer lies in `stack`).
+    pub frame_pointer: fn(*mut libc::c_void, (u64, u64)) -> Option<u64>,
+    /// For a fetch from an address that is not code: where the call that
+    /// got there would have returned to (the link register, or the word at
+    /// the stack pointer on x86-64), read only if the stack pointer lies in
+    /// `stack`.
+    pub return_address: fn(*mut libc::c_void, (u64, u64)) -> Option<u64>,
+    /// The ucontext, for `return_address`.
+    pub context: *mut libc::c_void,
+}
+
+/// Whether this host has a signal-context layout this module knows: the
+/// native machine refuses to exist without it.
+pub(crate) fn check_host() -> Result<(), Error> {
+    if context::SUPPORTED {
+        Ok(())
+    } else {
+        Err(Error::Machine(format!(
+            "native trap delivery is not implemented for {} hosts",
+            std::env::consts::ARCH
+        )))
+    }
+}
+
+/// The disposition our handler has.
+fn our_action() -> libc::sigaction {
+    // SAFETY: a zeroed sigaction filled with a valid handler, flags and an
+    // empty mask.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as *const () as usize;
+        // SA_ONSTACK: a stack overflow can be delivered on the alternate
+        // stack. SA_NODEFER: a fault inside a forwarded handler reaches us
+        // (and then the default action) instead of being blocked.
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+        libc::sigemptyset(&mut action.sa_mask);
+        action
+    }
+}
+
+fn is_ours(action: &libc::sigaction) -> bool {
+    action.sa_sigaction == on_signal as *const () as usize
+}
+
+/// Install the handlers (once per process), remembering the previous ones.
 pub(crate) fn install() -> Result<(), Error> {
-    let result = PREVIOUS.get_or_init(|| {
-        let mut previous: [libc::sigaction; 4] =
-            // SAFETY: sigaction is plain data; all-zero is a valid value.
-            unsafe { std::mem::zeroed() };
-        for (i, &signal) in SIGNALS.iter().enumerate() {
-            // SAFETY: we fill a zeroed sigaction with a valid handler, an
-            // empty mask and flags, and pass valid pointers.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_signal as *const () as usize;
-                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-                libc::sigemptyset(&mut action.sa_mask);
-                if libc::sigaction(signal, &action, &mut previous[i]) != 0 {
-                    return Err(format!(
-                        "sigaction({signal}): {}",
+    check_host()?;
+    let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !*installed {
+        let ours = our_action();
+        for (slot, &signal) in PREVIOUS.iter().zip(&SIGNALS) {
+            slot.with(|previous| {
+                // SAFETY: valid pointers to a valid action and to storage.
+                if unsafe { libc::sigaction(signal, &ours, previous) } != 0 {
+                    return Err(Error::Machine(format!(
+                        "installing the handler of signal {signal}: {}",
                         std::io::Error::last_os_error()
-                    ));
+                    )));
+                }
+                Ok(())
+            })?;
+        }
+        *installed = true;
+    }
+    drop(installed);
+    reinstall_if_displaced();
+    Ok(())
+}
+
+/// If a forward left a signal at its default action and the process
+/// survived (the faulting instruction did not fault again), put our handler
+/// back. One relaxed load when nothing happened: cheap enough for every
+/// call entry.
+#[inline]
+pub(crate) fn reinstall_if_displaced() {
+    if DISPLACED.load(Ordering::Relaxed) {
+        reinstall();
+    }
+}
+
+#[cold]
+fn reinstall() {
+    let installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !*installed {
+        return;
+    }
+    DISPLACED.store(false, Ordering::Relaxed);
+    let ours = our_action();
+    for (slot, &signal) in PREVIOUS.iter().zip(&SIGNALS) {
+        slot.with(|_| {
+            // SAFETY: querying, then (only when the disposition is still the
+            // one a forward put there) replacing it with ours.
+            unsafe {
+                let mut current: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(signal, std::ptr::null(), &mut current);
+                // Only what `default_action` put there: someone else's
+                // handler, installed since, is theirs to manage (they chain
+                // to us, or call `handle_signal`).
+                if current.sa_sigaction == libc::SIG_DFL {
+                    libc::sigaction(signal, &ours, std::ptr::null_mut());
                 }
             }
-        }
-        Ok(previous)
-    });
-    result
-        .as_ref()
-        .map(|_| ())
-        .map_err(|e| Error::Machine(format!("installing signal handlers: {e}")))
+        });
+    }
 }
 
 /// An alternate signal stack this crate mapped for the current thread.
@@ -86,8 +265,18 @@ impl Drop for AltStack {
 }
 
 thread_local! {
-    static ALT_STACK: Cell<Option<bool>> = const { Cell::new(None) };
+    static ALT_STACK: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
     static OWNED_ALT_STACK: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The smallest alternate stack our handler is safe on: the kernel's
+/// signal frame for this CPU (AT_MINSIGSTKSZ: large with SVE on aarch64 or
+/// AVX-512 on x86-64; vector registers on s390x) plus room for the handler.
+fn alt_stack_size() -> usize {
+    // SAFETY: getauxval has no preconditions; 0 means "not provided".
+    let frame = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+    let frame = frame.max(libc::MINSIGSTKSZ);
+    (frame + 16 * 1024).max(ALT_STACK_SIZE)
 }
 
 /// Make sure this thread has an alternate signal stack, so that a stack
@@ -107,16 +296,22 @@ pub(crate) fn ensure_alt_stack() -> Result<(), Error> {
             std::io::Error::last_os_error()
         )));
     }
-    if current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= libc::MINSIGSTKSZ {
+    // An existing stack (Rust's std gives every thread one sized from
+    // AT_MINSIGSTKSZ) is kept when it fits the kernel's frame.
+    // SAFETY: as above.
+    let minimum = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+    if current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= libc::MINSIGSTKSZ.max(minimum)
+    {
         ALT_STACK.with(|c| c.set(Some(false)));
         return Ok(());
     }
+    let size = alt_stack_size();
     // SAFETY: an anonymous private mapping, then registering it as this
     // thread's alternate stack.
     unsafe {
         let base = libc::mmap(
             std::ptr::null_mut(),
-            ALT_STACK_SIZE,
+            size,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -131,37 +326,50 @@ pub(crate) fn ensure_alt_stack() -> Result<(), Error> {
         let stack = libc::stack_t {
             ss_sp: base,
             ss_flags: 0,
-            ss_size: ALT_STACK_SIZE,
+            ss_size: size,
         };
         if libc::sigaltstack(&stack, std::ptr::null_mut()) != 0 {
             let e = std::io::Error::last_os_error();
-            libc::munmap(base, ALT_STACK_SIZE);
+            libc::munmap(base, size);
             return Err(Error::Machine(format!("sigaltstack: {e}")));
         }
-        OWNED_ALT_STACK.with(|s| {
-            *s.borrow_mut() = Some(AltStack {
-                base,
-                len: ALT_STACK_SIZE,
-            })
-        });
+        OWNED_ALT_STACK.with(|s| *s.borrow_mut() = Some(AltStack { base, len: size }));
     }
     ALT_STACK.with(|c| c.set(Some(true)));
     Ok(())
 }
 
-/// The registers a delivery reads and rewrites, per host architecture.
+/// The registers a delivery reads and rewrites, per host architecture
+/// (Linux signal-context layouts).
 #[cfg(target_arch = "x86_64")]
 mod context {
-    /// The interrupted program counter.
+    pub(super) const SUPPORTED: bool = true;
+
+    /// The interrupted program counter, as the kernel left it.
     pub(super) unsafe fn pc(uc: *mut libc::ucontext_t) -> u64 {
         // SAFETY: the kernel passed a valid ucontext (caller's contract).
         unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as u64 }
     }
 
-    /// The interrupted frame pointer.
-    pub(super) unsafe fn fp(uc: *mut libc::ucontext_t) -> u64 {
+    /// The frame pointer, `rbp`.
+    pub(super) fn frame_pointer(uc: *mut libc::c_void, _stack: (u64, u64)) -> Option<u64> {
+        // SAFETY: the kernel passed a valid ucontext (caller's contract).
+        Some(
+            unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RBP as usize] }
+                as u64,
+        )
+    }
+
+    /// Where the call that reached the interrupted pc returns to: the word
+    /// `call` pushed at the stack pointer.
+    pub(super) fn return_address(uc: *mut libc::c_void, stack: (u64, u64)) -> Option<u64> {
         // SAFETY: as above.
-        unsafe { (*uc).uc_mcontext.gregs[libc::REG_RBP as usize] as u64 }
+        let sp =
+            unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] }
+                as u64;
+        // SAFETY: a word inside this thread's mapped stack.
+        (sp >= stack.0 && sp.checked_add(8)? <= stack.1)
+            .then(|| unsafe { (sp as *const u64).read() })
     }
 
     /// Resume at `to`, with zero payload registers (`rax`, `rdx`).
@@ -178,16 +386,26 @@ mod context {
 
 #[cfg(target_arch = "aarch64")]
 mod context {
+    pub(super) const SUPPORTED: bool = true;
+
     pub(super) unsafe fn pc(uc: *mut libc::ucontext_t) -> u64 {
         // SAFETY: the kernel passed a valid ucontext (caller's contract).
         unsafe { (*uc).uc_mcontext.pc }
     }
 
-    pub(super) unsafe fn fp(uc: *mut libc::ucontext_t) -> u64 {
-        // SAFETY: as above.
-        unsafe { (*uc).uc_mcontext.regs[29] }
+    /// The frame pointer, `x29`.
+    pub(super) fn frame_pointer(uc: *mut libc::c_void, _stack: (u64, u64)) -> Option<u64> {
+        // SAFETY: the kernel passed a valid ucontext (caller's contract).
+        Some(unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.regs[29] })
     }
 
+    /// The link register, `x30`.
+    pub(super) fn return_address(uc: *mut libc::c_void, _stack: (u64, u64)) -> Option<u64> {
+        // SAFETY: as above.
+        Some(unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.regs[30] })
+    }
+
+    /// Resume at `to`: `sp`, `x29` (fp), zero payload registers `x0`, `x1`.
     pub(super) unsafe fn redirect(uc: *mut libc::ucontext_t, to: super::Resume) {
         // SAFETY: as above; the kernel restores these registers on return.
         let m = unsafe { &mut (*uc).uc_mcontext };
@@ -199,72 +417,303 @@ mod context {
     }
 }
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(target_arch = "riscv64")]
 mod context {
-    // Native trap delivery is implemented for x86_64 and aarch64 hosts; on
-    // others every fault goes to the previous handler.
+    pub(super) const SUPPORTED: bool = true;
+
+    pub(super) unsafe fn pc(uc: *mut libc::ucontext_t) -> u64 {
+        // SAFETY: the kernel passed a valid ucontext (caller's contract).
+        unsafe { (*uc).uc_mcontext.__gregs[libc::REG_PC] }
+    }
+
+    /// The frame pointer, `s0` (`x8`).
+    pub(super) fn frame_pointer(uc: *mut libc::c_void, _stack: (u64, u64)) -> Option<u64> {
+        // SAFETY: the kernel passed a valid ucontext (caller's contract).
+        Some(unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.__gregs[libc::REG_S0] })
+    }
+
+    /// The return-address register, `ra` (`x1`).
+    pub(super) fn return_address(uc: *mut libc::c_void, _stack: (u64, u64)) -> Option<u64> {
+        // SAFETY: as above.
+        Some(unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.__gregs[1] })
+    }
+
+    /// Resume at `to`: `sp` (`x2`), `s0` (fp, `x8`), zero payload registers
+    /// `a0`, `a1` (`x10`, `x11`).
+    pub(super) unsafe fn redirect(uc: *mut libc::ucontext_t, to: super::Resume) {
+        // SAFETY: as above; the kernel restores these registers on return.
+        let gregs = unsafe { &mut (*uc).uc_mcontext.__gregs };
+        gregs[libc::REG_PC] = to.pc;
+        gregs[libc::REG_SP] = to.sp;
+        gregs[libc::REG_S0] = to.fp;
+        gregs[libc::REG_A0] = 0;
+        gregs[libc::REG_A0 + 1] = 0;
+    }
+}
+
+#[cfg(target_arch = "s390x")]
+mod context {
+    pub(super) const SUPPORTED: bool = true;
+
+    /// The PSW address. For SIGILL and SIGFPE (program interruptions of the
+    /// completing or suppressing kind) it points *after* the instruction;
+    /// see [`super::fault_pc`].
+    pub(super) unsafe fn pc(uc: *mut libc::ucontext_t) -> u64 {
+        // SAFETY: the kernel passed a valid ucontext (caller's contract).
+        unsafe { (*uc).uc_mcontext.psw.addr }
+    }
+
+    /// The back-chain word at the stack pointer (`r15`): s390x frames have
+    /// no frame-pointer register.
+    pub(super) fn frame_pointer(uc: *mut libc::c_void, stack: (u64, u64)) -> Option<u64> {
+        // SAFETY: the kernel passed a valid ucontext (caller's contract).
+        let sp = unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[15] };
+        // SAFETY: a word inside this thread's mapped stack.
+        (sp >= stack.0 && sp.checked_add(8)? <= stack.1)
+            .then(|| unsafe { (sp as *const u64).read() })
+    }
+
+    /// The return-address register, `r14`.
+    pub(super) fn return_address(uc: *mut libc::c_void, _stack: (u64, u64)) -> Option<u64> {
+        // SAFETY: as above.
+        Some(unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[14] })
+    }
+
+    /// Resume at `to`: `r15` (sp; s390x has no frame pointer, the back
+    /// chain is at the stack pointer), zero payload registers `r6`, `r7`.
+    pub(super) unsafe fn redirect(uc: *mut libc::ucontext_t, to: super::Resume) {
+        // SAFETY: as above; the kernel restores these registers on return.
+        let m = unsafe { &mut (*uc).uc_mcontext };
+        // No frame-pointer register to set: `to.fp` is the back chain's
+        // address, which is `to.sp`.
+        let _ = to.fp;
+        m.psw.addr = to.pc;
+        m.gregs[15] = to.sp;
+        m.gregs[6] = 0;
+        m.gregs[7] = 0;
+    }
+}
+
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "s390x"
+)))]
+mod context {
+    // No signal-context layout for this host: `check_host` makes
+    // `NativeMachine::new` fail, so no JIT code can run and nothing below
+    // is reached.
+    pub(super) const SUPPORTED: bool = false;
+
     pub(super) unsafe fn pc(_uc: *mut libc::ucontext_t) -> u64 {
         0
     }
 
-    pub(super) unsafe fn fp(_uc: *mut libc::ucontext_t) -> u64 {
-        0
+    pub(super) fn frame_pointer(_uc: *mut libc::c_void, _stack: (u64, u64)) -> Option<u64> {
+        None
+    }
+
+    pub(super) fn return_address(_uc: *mut libc::c_void, _stack: (u64, u64)) -> Option<u64> {
+        None
     }
 
     pub(super) unsafe fn redirect(_uc: *mut libc::ucontext_t, _to: super::Resume) {}
 }
 
-/// Whether `context` can rewrite signal contexts on this host.
-pub(crate) const DELIVERS_TRAPS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
-
-extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    let uc = uc.cast::<libc::ucontext_t>();
-    if DELIVERS_TRAPS {
-        // SAFETY: the kernel passes valid siginfo and ucontext pointers.
-        let (pc, fp, address) =
-            unsafe { (context::pc(uc), context::fp(uc), (*info).si_addr() as u64) };
-        let kind = match signal {
-            libc::SIGILL => FaultKind::IllegalInstruction,
-            libc::SIGFPE => FaultKind::Arithmetic,
-            _ => FaultKind::MemoryAccess,
-        };
-        let fault = Fault {
-            pc,
-            kind,
-            address: (kind == FaultKind::MemoryAccess).then_some(address),
-            fp: Some(fp),
-        };
-        if let Some(resume) = crate::native::deliver_fault(fault) {
-            // SAFETY: as above.
-            unsafe { context::redirect(uc, resume) };
-            return;
-        }
-    }
-    forward(signal, info, uc.cast());
+/// Whether the kernel reports `signal` with the pc *after* the faulting
+/// instruction, so that returning from the handler does not execute it
+/// again: SIGILL and SIGFPE on s390x.
+fn reported_after(signal: libc::c_int) -> bool {
+    cfg!(target_arch = "s390x") && (signal == libc::SIGILL || signal == libc::SIGFPE)
 }
 
-/// Hand a signal that is not ours to the handler installed before us.
-fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    let Some(Ok(previous)) = PREVIOUS.get() else {
-        return;
+/// The address of the faulting instruction. On s390x a SIGILL or SIGFPE
+/// leaves the PSW after the instruction, and the kernel reports the
+/// instruction's own address in `si_addr` (PSW minus the instruction
+/// length); failing that, the instruction's last byte (`pc - 1`), which is
+/// where Cranelift records such traps.
+fn fault_pc(signal: libc::c_int, pc: u64, si_addr: u64) -> u64 {
+    if !reported_after(signal) {
+        return pc;
+    }
+    if si_addr < pc && pc - si_addr <= 6 {
+        si_addr
+    } else {
+        pc.wrapping_sub(1)
+    }
+}
+
+/// Handle a signal if it is a synchronous fault of JIT code in the call
+/// running on this thread: rewrite `context` to resume at that call's entry
+/// trampoline (which returns the trap to [`crate::Module::call`]) and
+/// return `true`. Otherwise return `false` and change nothing.
+///
+/// This is what this crate's own handler runs first. An embedder that owns
+/// the process's signal handling (a JVM, a crash reporter, another runtime)
+/// creates its machines with
+/// [`NativeOptions::signal_handlers(false)`](crate::native::NativeOptions::signal_handlers)
+/// and calls this first from its SIGILL, SIGSEGV, SIGBUS and SIGFPE
+/// handlers — installed with `SA_SIGINFO` and, so that stack overflows are
+/// delivered, `SA_ONSTACK` — returning at once when it answers `true` (the
+/// kernel then resumes at the rewritten context) and treating the signal as
+/// its own otherwise.
+///
+/// Asynchronous signals (`si_code <= 0`: `kill`, `tkill`, `sigqueue`) are
+/// never JIT faults, whatever code they interrupt. It allocates nothing and
+/// takes no locks: safe to call from a signal handler.
+///
+/// # Safety
+/// `info` and `context` must be the `siginfo_t` and `ucontext_t` pointers
+/// the kernel passed to a handler of signal `signal` on this thread, and the
+/// handler must return to the kernel (not longjmp) right after a `true`.
+pub unsafe fn handle_signal(
+    signal: libc::c_int,
+    info: *const libc::siginfo_t,
+    context: *mut libc::c_void,
+) -> bool {
+    if !context::SUPPORTED || info.is_null() || context.is_null() || !SIGNALS.contains(&signal) {
+        return false;
+    }
+    // SAFETY: the kernel's siginfo (caller's contract).
+    let (code, si_addr) = unsafe { ((*info).si_code, (*info).si_addr() as u64) };
+    if code <= 0 {
+        return false;
+    }
+    let uc = context.cast::<libc::ucontext_t>();
+    // SAFETY: the kernel's ucontext (caller's contract).
+    let pc = fault_pc(signal, unsafe { context::pc(uc) }, si_addr);
+    let memory = signal == libc::SIGSEGV || signal == libc::SIGBUS;
+    let kind = match signal {
+        libc::SIGILL => FaultKind::IllegalInstruction,
+        libc::SIGFPE => FaultKind::Arithmetic,
+        // An instruction fetch: the faulting address is the pc's (s390x
+        // reports fault addresses with page granularity). The native machine
+        // checks where the call came from before reporting it as such.
+        _ if si_addr & !0xfff == pc & !0xfff => FaultKind::InstructionFetch,
+        _ => FaultKind::MemoryAccess,
     };
+    let signal_fault = SignalFault {
+        fault: Fault {
+            pc,
+            kind,
+            address: memory.then_some(si_addr),
+            fp: None,
+            caller: None,
+        },
+        frame_pointer: context::frame_pointer,
+        return_address: context::return_address,
+        context,
+    };
+    match crate::native::deliver_signal_fault(signal_fault) {
+        Some(resume) => {
+            // SAFETY: as above.
+            unsafe { context::redirect(uc, resume) };
+            true
+        }
+        None => false,
+    }
+}
+
+extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // SAFETY: the kernel's pointers, and we return right after `true`.
+    if unsafe { handle_signal(signal, info, uc) } {
+        return;
+    }
+    forward(signal, info, uc);
+}
+
+/// Handle a signal that is not ours as the process would without us: call
+/// the previous handler, or apply the default action / ignore it.
+fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let Some(index) = SIGNALS.iter().position(|&s| s == signal) else {
         return;
     };
-    let action = &previous[index];
-    // SAFETY: the previous action is what the process had installed; we call
-    // it the way its flags say, or reinstate it so the faulting instruction
-    // re-raises the signal with that disposition when we return.
+    let slot = &PREVIOUS[index];
+    let previous = slot.with(|action| {
+        let previous = *action;
+        // The kernel would have reset the disposition before calling a
+        // one-shot handler.
+        if previous.sa_flags & libc::SA_RESETHAND != 0 {
+            action.sa_sigaction = libc::SIG_DFL;
+            action.sa_flags &= !libc::SA_SIGINFO;
+        }
+        previous
+    });
+    // SAFETY: `info` is the kernel's siginfo.
+    let asynchronous = unsafe { (*info).si_code } <= 0;
+    let handler = previous.sa_sigaction;
+    if handler == libc::SIG_IGN && asynchronous {
+        return;
+    }
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // The default action of all four signals ends the process. (A
+        // synchronous fault the kernel finds ignored gets it too.)
+        default_action(signal, asynchronous);
+        return;
+    }
+    // SAFETY: the previous handler is what the process had installed; we
+    // call it the way its flags say, with the mask the kernel would have
+    // applied (its sa_mask, plus the signal unless SA_NODEFER).
     unsafe {
-        if action.sa_sigaction == libc::SIG_DFL || action.sa_sigaction == libc::SIG_IGN {
-            libc::sigaction(signal, action, std::ptr::null_mut());
-        } else if action.sa_flags & libc::SA_SIGINFO != 0 {
+        let mut mask = previous.sa_mask;
+        if previous.sa_flags & libc::SA_NODEFER == 0 {
+            libc::sigaddset(&mut mask, signal);
+        }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &mask, &mut old);
+        if previous.sa_flags & libc::SA_SIGINFO != 0 {
             let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                std::mem::transmute(action.sa_sigaction);
+                std::mem::transmute(handler);
             handler(signal, info, uc);
         } else {
-            let handler: extern "C" fn(libc::c_int) = std::mem::transmute(action.sa_sigaction);
+            let handler: extern "C" fn(libc::c_int) = std::mem::transmute(handler);
             handler(signal);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    adopt_changed_disposition(signal, slot);
+}
+
+/// After a forwarded handler returned: if it changed the disposition (Rust's
+/// SIGSEGV handler resets it to `SIG_DFL` so the faulting instruction
+/// re-raises with the default action), that is what the process would now
+/// have without us; record it as the previous action and put ours back.
+fn adopt_changed_disposition(signal: libc::c_int, slot: &PreviousAction) {
+    let ours = our_action();
+    slot.with(|previous| {
+        // SAFETY: querying and setting dispositions with valid pointers.
+        unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal, std::ptr::null(), &mut current);
+            if !is_ours(&current) {
+                *previous = current;
+                libc::sigaction(signal, &ours, std::ptr::null_mut());
+            }
+        }
+    });
+}
+
+/// Terminate the process the way `signal`'s default action would: with the
+/// default disposition installed, re-execute the faulting instruction
+/// (synchronous faults reported at the instruction) or raise the signal
+/// again.
+fn default_action(signal: libc::c_int, asynchronous: bool) {
+    // SAFETY: installing the default disposition; raising a signal to the
+    // calling thread. Both are async-signal safe.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut default.sa_mask);
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+        // Should the instruction not fault again, or another thread's
+        // signal be ignored after all, the next machine or call puts our
+        // handler back.
+        DISPLACED.store(true, Ordering::Relaxed);
+        if asynchronous || reported_after(signal) {
+            // SA_NODEFER left the signal unblocked: it is delivered on
+            // return from the syscall.
+            libc::raise(signal);
         }
     }
 }

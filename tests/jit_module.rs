@@ -14,7 +14,7 @@ use cranelift_exn::{CallError, JitModule};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 fn jit() -> JitModule<NativeMachine> {
-    let isa = default_isa(Arch::X86_64).unwrap();
+    let isa = default_isa(Arch::host().expect("a supported host")).unwrap();
     JitModule::with_machine(NativeMachine::new().unwrap(), isa.as_ref()).unwrap()
 }
 
@@ -177,12 +177,12 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
     let poke_ro = m.declare_function("poke_ro", Linkage::Export, &s0).unwrap();
 
     let mut d = DataDescription::new();
-    d.define(7u64.to_le_bytes().to_vec().into_boxed_slice());
+    d.define(7u64.to_ne_bytes().to_vec().into_boxed_slice());
     m.define_data(counter, &d).unwrap();
     let mut d = DataDescription::new();
     let bytes: Vec<u8> = [10u64, 20, 30, 40]
         .iter()
-        .flat_map(|v| v.to_le_bytes())
+        .flat_map(|v| v.to_ne_bytes())
         .collect();
     d.define(bytes.into_boxed_slice());
     d.set_align(256);
@@ -436,7 +436,9 @@ fn signature_mismatches_are_errors_naming_both_signatures() {
         let text = format!("function {name}() {{\nblock0:\n return\n}}");
         let err = jit().define_clif(&text).unwrap_err().to_string();
         assert!(err.contains("reserved") && err.contains(name), "{err}");
-        let mut b = cranelift_exn::ModuleBuilder::new(default_isa(Arch::X86_64).unwrap());
+        let mut b = cranelift_exn::ModuleBuilder::new(
+            default_isa(Arch::host().expect("a supported host")).unwrap(),
+        );
         let err = b.define_clif(&text).unwrap_err().to_string();
         assert!(err.contains("reserved"), "{err}");
         let err = b

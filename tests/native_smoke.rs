@@ -6,7 +6,7 @@ use cranelift_exn::{CallError, Module};
 
 fn module(text: &str) -> Module {
     let funcs = cranelift_exn::reader::parse_functions(text).unwrap();
-    let isa = default_isa(Arch::X86_64).unwrap();
+    let isa = default_isa(Arch::host().expect("a supported host")).unwrap();
     Module::new(Box::new(NativeMachine::new().unwrap()), isa.as_ref(), funcs).unwrap()
 }
 

@@ -12,7 +12,8 @@ fn readme_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     use cranelift_exn::native::NativeMachine;
     use cranelift_exn::{CallError, HostThrow, ModuleBuilder};
 
-    let mut builder = ModuleBuilder::new(default_isa(Arch::X86_64)?);
+    let arch = Arch::host().ok_or("not a supported host")?; // the machine this runs on
+    let mut builder = ModuleBuilder::new(default_isa(arch)?);
     builder.define_clif(
         "function %safe_div(i64, i64) -> i64 {
              sig0 = (i64, i64) -> i64 tail
@@ -38,7 +39,7 @@ fn readme_example_runs() -> Result<(), Box<dyn std::error::Error>> {
          function %crash(i64) -> i64 {
          block0(v0: i64):
              v1 = iconst.i64 0
-             v2 = udiv v0, v1           ; no check: a real SIGFPE, delivered as a trap
+             v2 = udiv v0, v1           ; no check: a hardware trap, delivered
              return v2
          }",
     )?;

@@ -14,13 +14,13 @@ fn readme_jit_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     use cranelift_exn::{CallError, JitModule};
 
     // Instead of `JITModule::new(JITBuilder::with_isa(isa, ...))`:
-    let isa = default_isa(Arch::X86_64)?;
+    let isa = default_isa(Arch::host().ok_or("not a supported host")?)?;
     let mut module = JitModule::with_machine(NativeMachine::new()?, &*isa)?;
 
     // A global and `fn bump(x) { total += x; return 100 / total; }`.
     let total = module.declare_data("total", Linkage::Export, true, false)?;
     let mut data = DataDescription::new();
-    data.define(Box::new(5i64.to_le_bytes()));
+    data.define(Box::new(5i64.to_ne_bytes()));
     module.define_data(total, &data)?;
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(types::I64));

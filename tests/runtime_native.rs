@@ -140,8 +140,11 @@ fn a_million_trap_and_throw_round_trips_leave_resident_memory_flat() {
     }
     let after = resident_bytes();
     // 1,000,000 round trips; a leak of even 8 bytes each would be 8 MB.
+    // The 4 MiB allowance is for qemu-user (scripts/cross), whose resident
+    // set includes its own translation cache: 2 MB of growth was seen on
+    // s390x there, none natively.
     assert!(
-        after <= before + (1 << 20),
+        after <= before + (4 << 20),
         "resident memory grew from {before} to {after} bytes"
     );
 }

@@ -63,7 +63,7 @@ const CASES: &[(&str, &[i64])] = &[
 ];
 
 fn on_cranelift_jit() -> (Vec<i64>, Vec<i64>) {
-    let isa = default_isa(Arch::X86_64).unwrap();
+    let isa = default_isa(Arch::host().expect("a supported host")).unwrap();
     let mut module = JITModule::new(JITBuilder::with_isa(
         isa,
         cranelift_exn::cranelift_module::default_libcall_names(),
@@ -108,7 +108,7 @@ fn on_cranelift_jit() -> (Vec<i64>, Vec<i64>) {
 }
 
 fn on_cranelift_exn() -> (Vec<i64>, Vec<i64>) {
-    let isa = default_isa(Arch::X86_64).unwrap();
+    let isa = default_isa(Arch::host().expect("a supported host")).unwrap();
     let mut module = JitModule::with_machine(NativeMachine::new().unwrap(), isa.as_ref()).unwrap();
     let first = toy::compile(&mut module, PROGRAM, &toy::Program::default()).unwrap();
     module.finalize_definitions().unwrap();
@@ -153,7 +153,7 @@ fn the_same_frontend_gives_the_same_results_on_both_modules() {
 
 #[test]
 fn the_toy_frontend_with_exceptions_runs_on_cranelift_exn() {
-    let isa = default_isa(Arch::X86_64).unwrap();
+    let isa = default_isa(Arch::host().expect("a supported host")).unwrap();
     let mut module = JitModule::with_machine(NativeMachine::new().unwrap(), isa.as_ref()).unwrap();
     let sig = {
         let mut s = module.make_signature();

@@ -1,9 +1,11 @@
 //! Everything that differs by architecture, behind one trait.
 //!
-//! Each supported ISA has one file here (`x64.rs`, `aarch64.rs`, `riscv64.rs`,
-//! `s390x.rs`) holding its frame layout, registers, relocation patching and the
-//! hand-written throw/resume stubs. The rest of the crate reaches an ISA only
-//! through [`IsaSpec`], obtained with [`Arch::spec`].
+//! Each supported ISA has one directory here (`x64`, `aarch64`, `riscv64`,
+//! `s390x`): `mod.rs` holds its frame layout, registers, relocation patching
+//! and the hand-written throw/resume stubs, `tests.rs` its unit tests. Its facts are one `const` [`IsaSpec`]
+//! (data); what is code — relocation patching and unwind decoding — is its
+//! [`IsaBehaviour`]. The rest of the crate reaches an ISA only through the
+//! [`IsaSpec`] of [`Arch::spec`].
 
 use std::fmt;
 
@@ -79,12 +81,12 @@ impl Arch {
     }
 
     /// The facts and code for this architecture.
-    pub fn spec(self) -> &'static dyn IsaSpec {
+    pub fn spec(self) -> &'static IsaSpec {
         match self {
-            Arch::X86_64 => &x64::X64,
-            Arch::Aarch64 => &aarch64::Aarch64,
-            Arch::Riscv64 => &riscv64::Riscv64,
-            Arch::S390x => &s390x::S390x,
+            Arch::X86_64 => &x64::SPEC,
+            Arch::Aarch64 => &aarch64::SPEC,
+            Arch::Riscv64 => &riscv64::SPEC,
+            Arch::S390x => &s390x::SPEC,
         }
     }
 }
@@ -203,14 +205,58 @@ pub struct SavedRegister {
     pub fp_offset: i64,
 }
 
-/// A hand-written machine-code stub with the listing it must disassemble to.
+/// One instruction of a hand-written stub: its machine code and its text,
+/// `mnemonic operands` exactly as capstone prints it (as in Cranelift's
+/// disassembly) with the stub at address 0.
+pub type StubRow = (&'static [u8], &'static str);
+
+/// A hand-written machine-code stub, one [`StubRow`] per instruction. The
+/// same instructions are in `src/isa/<arch>/stubs.s`, which
+/// `scripts/check-stubs` assembles with GNU as to compare the bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Stub {
-    /// Machine code.
+    /// Machine code: the rows' bytes, in order.
     pub code: &'static [u8],
-    /// One instruction per line, `mnemonic operands` exactly as capstone prints
-    /// them (as in Cranelift's disassembly), without addresses.
-    pub listing: &'static str,
+    /// The instructions, one row each.
+    pub rows: &'static [StubRow],
+}
+
+impl Stub {
+    /// The rows' instructions, one per line.
+    pub fn listing(&self) -> String {
+        let lines: Vec<&str> = self.rows.iter().map(|(_, text)| *text).collect();
+        lines.join("\n")
+    }
+}
+
+/// Number of bytes of a stub's rows.
+pub(crate) const fn stub_len(rows: &[StubRow]) -> usize {
+    let mut len = 0;
+    let mut i = 0;
+    while i < rows.len() {
+        len += rows[i].0.len();
+        i += 1;
+    }
+    len
+}
+
+/// A stub's rows' bytes, in order, as one array (`N` is [`stub_len`]).
+pub(crate) const fn stub_code<const N: usize>(rows: &[StubRow]) -> [u8; N] {
+    let mut code = [0; N];
+    let mut at = 0;
+    let mut i = 0;
+    while i < rows.len() {
+        let bytes = rows[i].0;
+        let mut j = 0;
+        while j < bytes.len() {
+            code[at] = bytes[j];
+            at += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(at == N, "stub length differs from its rows");
+    code
 }
 
 /// Word indices in the register context shared by the throw stub, the host
@@ -276,6 +322,13 @@ pub struct RelocSite<'a> {
     pub value_at: &'a dyn Fn(u64) -> Option<u64>,
 }
 
+impl RelocSite<'_> {
+    /// `S + A`: the target plus the addend.
+    pub fn value(&self) -> u64 {
+        self.target.wrapping_add_signed(self.addend)
+    }
+}
+
 /// A relocation the ISA could not apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RelocError {
@@ -310,7 +363,34 @@ impl fmt::Display for RelocError {
     }
 }
 
-/// The facts and code of one architecture.
+/// Register names as the ISA's assembler (and capstone) print them.
+#[derive(Clone, Copy, Debug)]
+pub struct RegisterNames {
+    /// Integer registers by hardware number, as far as the table goes.
+    pub int: &'static [&'static str],
+    /// Prefix of `hw` for integer registers past the table.
+    pub int_prefix: &'static str,
+    /// Float registers by hardware number, as far as the table goes.
+    pub float: &'static [&'static str],
+    /// Prefix of `hw` for float registers past the table.
+    pub float_prefix: &'static str,
+}
+
+impl RegisterNames {
+    /// The name of `reg`.
+    pub fn name(&self, reg: Reg) -> String {
+        let (table, prefix) = match reg.class {
+            RegClass::Int => (self.int, self.int_prefix),
+            RegClass::Float => (self.float, self.float_prefix),
+        };
+        table
+            .get(usize::from(reg.hw))
+            .map_or_else(|| format!("{prefix}{}", reg.hw), |n| n.to_string())
+    }
+}
+
+/// The facts of one architecture, as data (one `const` per ISA module), and
+/// its [`IsaBehaviour`] for what is code.
 ///
 /// Stub contracts (all stubs are entered with the platform C calling
 /// convention and use the [`context`] layout):
@@ -331,52 +411,126 @@ impl fmt::Display for RelocError {
 ///   (payloads win where a payload register is also callee-saved, as on
 ///   s390x), then FP (where the ISA has a frame-pointer register), then SP, and
 ///   jumps to PC. It never writes a register it still has to read from.
-pub trait IsaSpec: Sync {
-    /// Which architecture.
-    fn arch(&self) -> Arch;
-    /// Where each frame links to its caller.
-    fn frame_links(&self) -> FrameLinks;
-    /// The two exception payload registers (`exn0`, `exn1`).
-    fn payload_regs(&self) -> [Reg; 2];
-    /// Callee-saved registers the throw stub captures and the resume stub
-    /// installs, in context order. Excludes the stack and frame pointers.
-    fn callee_saved(&self) -> &'static [Reg];
-    /// The stack-pointer register.
-    fn stack_pointer(&self) -> Reg;
-    /// The frame-pointer register, if the ISA has one.
-    fn frame_pointer(&self) -> Option<Reg>;
-    /// Integer argument registers of the C calling convention, in order.
-    fn int_arg_regs(&self) -> &'static [Reg];
-    /// The register of a C function's first integer result.
-    fn result_register(&self) -> Reg;
-    /// How far past a faulting instruction's address Cranelift may record
-    /// its trap site (0: at the instruction).
-    fn trap_record_skew(&self) -> u32 {
-        0
-    }
-    /// The register holding the return address on entry to a function, or
-    /// `None` when the call instruction pushes it (x86-64).
-    fn link_register(&self) -> Option<Reg>;
-    /// The assembler name of a register.
-    fn register_name(&self, reg: Reg) -> String;
-    /// Whether relocations of this kind refer to a GOT slot holding the
-    /// symbol's address rather than to the symbol itself (the linker then
-    /// passes the slot's address as `target`).
-    fn uses_got(&self, kind: Reloc) -> bool;
-    /// Patch one relocation. See [`RelocSite`].
+///
+/// The fields are read through the accessors of the same names.
+pub struct IsaSpec {
+    arch: Arch,
+    frame_links: FrameLinks,
+    payload_regs: [Reg; 2],
+    callee_saved: &'static [Reg],
+    stack_pointer: Reg,
+    frame_pointer: Option<Reg>,
+    int_arg_regs: &'static [Reg],
+    result_register: Reg,
+    trap_record_skew: u32,
+    link_register: Option<Reg>,
+    register_names: RegisterNames,
+    got_relocations: &'static [Reloc],
+    throw_stub: Stub,
+    resume_stub: Stub,
+    return_stack_depth: usize,
+    behaviour: &'static dyn IsaBehaviour,
+}
+
+/// What differs by ISA as code rather than data.
+pub trait IsaBehaviour: Sync {
+    /// Patch one relocation (see [`RelocSite`]) of a kind other than the
+    /// data words `Abs8` and `Abs4`, which [`IsaSpec::apply_relocation`]
+    /// patches for every ISA in its byte order.
     fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError>;
     /// Where a function saves callee-saved registers, from Cranelift's unwind
     /// instructions for it, as offsets from the frame-pointer value.
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String>;
+}
+
+impl IsaSpec {
+    /// Which architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+    /// Where each frame links to its caller.
+    pub fn frame_links(&self) -> FrameLinks {
+        self.frame_links
+    }
+    /// The two exception payload registers (`exn0`, `exn1`).
+    pub fn payload_regs(&self) -> [Reg; 2] {
+        self.payload_regs
+    }
+    /// Callee-saved registers the throw stub captures and the resume stub
+    /// installs, in context order. Excludes the stack and frame pointers.
+    pub fn callee_saved(&self) -> &'static [Reg] {
+        self.callee_saved
+    }
+    /// The stack-pointer register.
+    pub fn stack_pointer(&self) -> Reg {
+        self.stack_pointer
+    }
+    /// The frame-pointer register, if the ISA has one.
+    pub fn frame_pointer(&self) -> Option<Reg> {
+        self.frame_pointer
+    }
+    /// Integer argument registers of the C calling convention, in order.
+    pub fn int_arg_regs(&self) -> &'static [Reg] {
+        self.int_arg_regs
+    }
+    /// The register of a C function's first integer result.
+    pub fn result_register(&self) -> Reg {
+        self.result_register
+    }
+    /// How far past a faulting instruction's address Cranelift may record
+    /// its trap site (0: at the instruction).
+    pub fn trap_record_skew(&self) -> u32 {
+        self.trap_record_skew
+    }
+    /// The register holding the return address on entry to a function, or
+    /// `None` when the call instruction pushes it (x86-64).
+    pub fn link_register(&self) -> Option<Reg> {
+        self.link_register
+    }
+    /// The assembler name of a register.
+    pub fn register_name(&self, reg: Reg) -> String {
+        self.register_names.name(reg)
+    }
+    /// Whether relocations of this kind refer to a GOT slot holding the
+    /// symbol's address rather than to the symbol itself (the linker then
+    /// passes the slot's address as `target`).
+    pub fn uses_got(&self, kind: Reloc) -> bool {
+        self.got_relocations.contains(&kind)
+    }
+    /// Patch one relocation. See [`RelocSite`].
+    pub fn apply_relocation(&self, site: RelocSite<'_>) -> Result<(), RelocError> {
+        match site.kind {
+            Reloc::Abs8 | Reloc::Abs4 => apply_absolute(
+                site.kind,
+                site.code,
+                site.offset,
+                site.value(),
+                self.arch.endianness(),
+            ),
+            _ => self.behaviour.apply_relocation(site),
+        }
+    }
+    /// Where a function saves callee-saved registers, from Cranelift's unwind
+    /// instructions for it, as offsets from the frame-pointer value.
+    pub fn saved_registers(
+        &self,
+        unwind: &[(u32, UnwindInst)],
+    ) -> Result<Vec<SavedRegister>, String> {
+        self.behaviour.saved_registers(unwind)
+    }
     /// The throw-capture stub.
-    fn throw_stub(&self) -> Stub;
+    pub fn throw_stub(&self) -> Stub {
+        self.throw_stub
+    }
     /// The resume stub.
-    fn resume_stub(&self) -> Stub;
+    pub fn resume_stub(&self) -> Stub {
+        self.resume_stub
+    }
     /// How many entries of the return-address predictor the resume stub
-    /// drops at most (see [`context::RETURN_STACK_DROPS`]); 0, the default,
-    /// for a stub that drops none.
-    fn return_stack_depth(&self) -> usize {
-        0
+    /// drops at most (see [`context::RETURN_STACK_DROPS`]); 0 for a stub
+    /// that drops none.
+    pub fn return_stack_depth(&self) -> usize {
+        self.return_stack_depth
     }
 }
 
@@ -471,22 +625,33 @@ pub(crate) fn fp_relative_saved_registers(
 }
 
 /// Disassemble `code` with Cranelift's capstone set-up for `arch`, one
-/// instruction per line as `mnemonic operands` (the format of [`Stub::listing`]).
+/// instruction per line as `mnemonic operands` (the format of [`StubRow`]).
 pub fn disassemble(arch: Arch, code: &[u8]) -> Result<String, String> {
+    let lines: Vec<String> = disassemble_rows(arch, code)?
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    Ok(lines.join("\n"))
+}
+
+/// Disassemble `code` as [`disassemble`] does, keeping each instruction's
+/// bytes beside its text.
+pub fn disassemble_rows(arch: Arch, code: &[u8]) -> Result<Vec<(Vec<u8>, String)>, String> {
     let isa = crate::compile::default_isa(arch).map_err(|e| e.to_string())?;
     let cs = isa.to_capstone().map_err(|e| e.to_string())?;
     let insns = cs.disasm_all(code, 0).map_err(|e| e.to_string())?;
-    let mut lines = Vec::new();
+    let mut rows = Vec::new();
     let mut decoded = 0;
     for insn in insns.iter() {
         decoded += insn.bytes().len();
         let mnemonic = insn.mnemonic().unwrap_or("");
         let operands = insn.op_str().unwrap_or("");
-        lines.push(if operands.is_empty() {
+        let text = if operands.is_empty() {
             mnemonic.to_string()
         } else {
             format!("{mnemonic} {operands}")
-        });
+        };
+        rows.push((insn.bytes().to_vec(), text));
     }
     if decoded != code.len() {
         return Err(format!(
@@ -494,22 +659,38 @@ pub fn disassemble(arch: Arch, code: &[u8]) -> Result<String, String> {
             code.len()
         ));
     }
-    Ok(lines.join("\n"))
+    Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every stub disassembles to exactly the listing written beside it.
+    /// Every stub disassembles, instruction by instruction, to exactly the
+    /// rows written for it: each row's bytes are one instruction, printed as
+    /// the row's text.
     #[test]
-    fn stubs_match_their_listings() {
+    fn stubs_match_their_rows() {
         for arch in Arch::ALL {
             let spec = arch.spec();
             for (what, stub) in [("throw", spec.throw_stub()), ("resume", spec.resume_stub())] {
-                let actual = disassemble(arch, stub.code).unwrap();
-                assert_eq!(actual, stub.listing, "{arch} {what} stub listing");
                 assert!(!stub.code.is_empty(), "{arch} {what} stub is empty");
+                let joined: Vec<u8> = stub
+                    .rows
+                    .iter()
+                    .flat_map(|(b, _)| b.iter().copied())
+                    .collect();
+                assert_eq!(stub.code, joined, "{arch} {what} code");
+                let actual = disassemble_rows(arch, stub.code).unwrap();
+                assert_eq!(actual.len(), stub.rows.len(), "{arch} {what} row count");
+                for (i, ((bytes, text), (want_bytes, want_text))) in
+                    actual.iter().zip(stub.rows).enumerate()
+                {
+                    assert_eq!(bytes, want_bytes, "{arch} {what} row {i}: {want_text}");
+                    assert_eq!(text, want_text, "{arch} {what} row {i}");
+                }
+                let listing = disassemble(arch, stub.code).unwrap();
+                assert_eq!(listing, stub.listing(), "{arch} {what} listing");
             }
         }
     }

@@ -594,6 +594,7 @@ impl EmulatedMachine {
                     },
                     address,
                     fp,
+                    caller: None,
                 }
             });
             // Before the entry trampoline has recorded its handler there is
@@ -689,6 +690,7 @@ fn on_block(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, address:
         .read_u64(buffer + HANDLER_PC_OFFSET as u64)
         .is_ok_and(|pc| pc != 0);
     let fault = Fault {
+        caller: None,
         pc: address,
         kind: FaultKind::Interrupted,
         address: None,
