@@ -14,14 +14,11 @@
 //!
 //! [`HostFunction::Call`]: crate::machine::HostFunction::Call
 
-use std::sync::Arc;
-
 use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::{self, LibCall, types};
 
-use crate::machine::Machine;
-use crate::module::{JitModule, THROW_SYMBOL};
-use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET};
+use crate::abi::THROW_SYMBOL;
+use crate::abi::{SLOT_SIZE, VALUES_OFFSET};
 
 /// The symbol glue calls to reach the machine's host-call dispatcher.
 pub const DISPATCH_SYMBOL: &str = "%__cranelift_exn_host_call";
@@ -69,38 +66,6 @@ pub enum HostThrow {
 /// What a host function returns.
 pub type HostResult = Result<Vec<DataValue>, HostThrow>;
 
-/// A host function: gets the module (to call back into JIT code: calls
-/// nest) and the arguments, in the order of its signature's parameters.
-pub type HostFunc<M = dyn Machine> =
-    Arc<dyn Fn(&JitModule<M>, &[DataValue]) -> HostResult + Send + Sync>;
-
-/// A host function with the name and signature JIT code uses.
-pub struct HostImport<M: ?Sized + Machine = dyn Machine> {
-    /// CLIF name (`%name`).
-    pub name: String,
-    /// The signature JIT code calls it with (its calling convention is the
-    /// glue's).
-    pub signature: ir::Signature,
-    /// The Rust function.
-    pub func: HostFunc<M>,
-}
-
-impl<M: ?Sized + Machine> Clone for HostImport<M> {
-    fn clone(&self) -> Self {
-        HostImport {
-            name: self.name.clone(),
-            signature: self.signature.clone(),
-            func: self.func.clone(),
-        }
-    }
-}
-
-impl<M: ?Sized + Machine> std::fmt::Debug for HostImport<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HostImport({} {})", self.name, self.signature)
-    }
-}
-
 /// Bytes of glue frame for `sig`.
 pub fn frame_size(sig: &ir::Signature) -> u32 {
     let slots = sig.params.len().max(sig.returns.len()) as u32;
@@ -108,9 +73,7 @@ pub fn frame_size(sig: &ir::Signature) -> u32 {
 }
 
 /// CLIF text of the glue for host function number `index`.
-pub fn glue_clif<M: ?Sized + Machine>(import: &HostImport<M>, index: usize) -> String {
-    let sig = &import.signature;
-    let name = &import.name;
+pub fn glue_clif(name: &str, sig: &ir::Signature, index: usize) -> String {
     let ptr = types::I64;
     let params: Vec<String> = (0..sig.params.len())
         .map(|i| format!("v{}", 100 + i))

@@ -9,22 +9,23 @@
 //! [`unwind`]er and back through its resume stub.
 //!
 //! Embedders use [`JitModule`], which implements
-//! `cranelift_module::Module` ([`jit`]), or the [`ModuleBuilder`] layer
+//! `cranelift_module::Module` ([`module::jit`]), or the [`ModuleBuilder`] layer
 //! over it.
 
+pub mod abi;
 pub mod compile;
+pub mod disassemble;
 pub mod error;
 pub mod exception_table;
 pub mod host;
 pub mod interrupt;
 pub mod isa;
-pub mod jit;
 pub mod link;
 pub mod machine;
 pub mod memory;
 pub mod module;
 pub mod native;
-mod signals;
+
 pub mod trampoline;
 pub mod typed;
 pub mod unwind;

@@ -197,17 +197,19 @@ pub trait Machine {
         host: &mut dyn HostServices,
     ) -> Result<(), Error>;
 
-    /// This machine as the host CPU's, if it is one: [`crate::Module`] then
-    /// calls it without a virtual call.
-    fn as_native(&self) -> Option<&crate::native::NativeMachine> {
-        None
+    /// Whether this machine runs code in this process's own address space
+    /// (the host CPU), so that code installed on one such machine can call
+    /// code installed on another by address. `false` (the default) for
+    /// emulators, whose addresses are their own.
+    fn shares_process_memory(&self) -> bool {
+        false
     }
 }
 
 /// What a machine runs code on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MachineKind {
-    /// The host CPU ([`crate::native::NativeMachine`]).
+    /// The host CPU (the `native` module's machine).
     Native,
     /// An emulator (the `cranelift-exn-emulator` crate's machine).
     Emulated,

@@ -20,26 +20,11 @@
 use cranelift_codegen::ir::{self, types};
 use cranelift_codegen::isa::CallConv;
 
+pub use crate::abi::{
+    HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, SLOT_SIZE, STATUS_EXCEPTION,
+    STATUS_OFFSET, STATUS_RETURNED, VALUES_OFFSET,
+};
 use crate::exception_table::ENTRY_TRAMPOLINE_PREFIX;
-
-/// Buffer header: status word (0 = returned, 1 = exception reached the
-/// entry trampoline).
-pub const STATUS_OFFSET: i32 = 0;
-/// Buffer header: handler address recorded by the entry trampoline.
-pub const HANDLER_PC_OFFSET: i32 = 8;
-/// Buffer header: stack pointer recorded by the entry trampoline.
-pub const HANDLER_SP_OFFSET: i32 = 16;
-/// Buffer header: frame-pointer value recorded by the entry trampoline.
-pub const HANDLER_FP_OFFSET: i32 = 24;
-/// Offset of the first value slot.
-pub const VALUES_OFFSET: i32 = 32;
-/// Bytes per value slot (fits every scalar and 128-bit vector).
-pub const SLOT_SIZE: i32 = 16;
-
-/// Status word value: the callee returned normally.
-pub const STATUS_RETURNED: u64 = 0;
-/// Status word value: an exception (or an unwind error) reached the entry.
-pub const STATUS_EXCEPTION: u64 = 1;
 
 /// Bytes a buffer needs for `sig`.
 pub fn buffer_size(sig: &ir::Signature) -> usize {

@@ -14,12 +14,12 @@ mod sabotage;
 #[cfg(feature = "sabotage")]
 pub use sabotage::{Sabotage, set_sabotage};
 
+use crate::abi::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 use crate::compile::CallSite;
 use crate::error::Error;
 use crate::exception_table::{ExceptionTable, FunctionEntry};
 use crate::isa::{Arch, context};
 use crate::memory::Memory;
-use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 use cursor::{Frame, FrameCursor};
 use policy::{Catch, Search};
 
@@ -347,7 +347,7 @@ pub fn to_entry(
 }
 
 /// [`to_entry`] for a context the throw-to-entry stub captured
-/// ([`crate::module::THROW_TO_ENTRY_SYMBOL`]): its first three argument
+/// ([`crate::abi::THROW_TO_ENTRY_SYMBOL`]): its first three argument
 /// words are the tag and the payloads, which it returns.
 pub fn throw_to_entry(
     memory: &mut dyn Memory,

@@ -108,7 +108,7 @@ fn check(probe: &Probe) {
             "{what}: no {insn} in\n{vcode}"
         ),
         Shows::Disasm(mnemonic) => {
-            let listing = cranelift_exn::isa::disassemble(arch, &code).unwrap();
+            let listing = cranelift_exn::disassemble::disassemble(arch, &code).unwrap();
             assert!(
                 listing
                     .lines()

@@ -541,7 +541,7 @@ fn stray_jumps_into_the_host_page_are_errors() {
 
 /// Whether the disassembly of `code` for `arch` uses `mnemonic`.
 fn uses(arch: Arch, code: &[u8], mnemonic: &str) -> bool {
-    let listing = cranelift_exn::isa::disassemble(arch, code).unwrap_or_default();
+    let listing = cranelift_exn::disassemble::disassemble(arch, code).unwrap_or_default();
     listing
         .lines()
         .any(|line| line.split_whitespace().next() == Some(mnemonic))
@@ -816,7 +816,7 @@ fn s390x_emulates_wfmssb_and_wflnsb() {
         0x07, 0xfe, // br %r14
     ];
     assert_eq!(
-        cranelift_exn::isa::disassemble(Arch::S390x, &code).unwrap(),
+        cranelift_exn::disassemble::disassemble(Arch::S390x, &code).unwrap(),
         "wfmssb %f0, %f1, %f2, %f3\nwflnsb %f4, %f1\nbr %r14"
     );
     let mut m = machine(Arch::S390x);

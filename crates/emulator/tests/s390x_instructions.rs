@@ -725,7 +725,7 @@ fn only_storage_form_overflow_tests_are_reported() {
         0xe3, 0x20, 0x30, 0x00, 0x00, 0x08, 0xec, 0x21, 0x00, 0x01, 0x00, 0x42, 0x07, 0xfe,
     ];
     assert_eq!(
-        cranelift_exn::isa::disassemble(Arch::S390x, &tested).unwrap(),
+        cranelift_exn::disassemble::disassemble(Arch::S390x, &tested).unwrap(),
         "ag %r2, 0(%r3)\nlochio %r2, 1\nbr %r14"
     );
     let reason = unsupported_code(Arch::S390x, &tested).expect("reported");

@@ -7,8 +7,8 @@ use cranelift_codegen::settings::{self, Configurable};
 
 use super::*;
 use crate::compile::{CompiledFunction, RelocTarget, build_isa, compile_function};
+use crate::disassemble::disassemble;
 use crate::isa::RegClass;
-use crate::isa::disassemble;
 
 // Instruction words with zero immediates, as Cranelift emits them.
 const BL: u32 = 0x9400_0000; // bl #0

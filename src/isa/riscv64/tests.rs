@@ -8,8 +8,9 @@ use cranelift_codegen::settings::{self, Configurable};
 
 use super::*;
 use crate::compile::{CompiledFunction, RelocTarget, build_isa, compile_function};
+use crate::disassemble::disassemble;
 use crate::isa::RegClass;
-use crate::isa::{context, disassemble};
+use crate::isa::context;
 
 // ---- instruction encoders and decoders (independent of the code above) ----
 

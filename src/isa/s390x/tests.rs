@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::compile::{CompiledFunction, RelocTarget, compile_function, default_isa};
+use crate::disassemble::disassemble;
 use crate::isa::RegClass;
-use crate::isa::disassemble;
 
 fn no_values(_: u64) -> Option<u64> {
     None

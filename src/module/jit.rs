@@ -32,20 +32,18 @@ use cranelift_module::{
     ModuleRelocTarget, ModuleResult,
 };
 
+use super::{HostImport, JitModule, symbol_name};
+use crate::abi::THROW_SYMBOL;
 use crate::compile::{CompiledFunction, FunctionKind, RelocTarget, compile_function};
 use crate::error::Error;
 use crate::exception_table::{ENTRY_TRAMPOLINE_PREFIX, ExceptionTable, FunctionEntry};
-use crate::host::{self, HostImport, HostResult, HostThrow};
+use crate::host::{self, HostResult, HostThrow};
 use crate::link::{image_size, link};
 use crate::machine::Machine;
-use crate::module::{JitModule, THROW_SYMBOL, symbol_name};
 use crate::native::NativeMachine;
 use crate::trampoline;
 
-/// Symbols JIT code may call but never define (the throw stubs, the host
-/// dispatcher, trampolines and glue): `%__cranelift_throw` and every name
-/// starting with this prefix.
-pub const RESERVED_PREFIX: &str = "%__cranelift_exn_";
+pub use crate::abi::RESERVED_PREFIX;
 
 /// A function compiled but not loaded yet.
 pub(crate) struct PendingFunction {
@@ -260,7 +258,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
     /// reach this module's handlers and entries. Both modules must run
     /// natively (on one process's memory).
     pub fn import_module(&mut self, other: &Arc<JitModule<NativeMachine>>) -> Result<(), Error> {
-        if self.machine.as_native().is_none() {
+        if !self.machine.shares_process_memory() {
             return Err(Error::Machine(
                 "only a native module can call another module's code".into(),
             ));
@@ -445,7 +443,8 @@ impl<M: ?Sized + Machine> JitModule<M> {
         let user_functions = batch.len();
         let glue_isa: &dyn TargetIsa = self.glue_isa.as_deref().unwrap_or(self.isa.as_ref());
         for index in self.hosts_loaded..self.hosts.len() {
-            let text = host::glue_clif(&self.hosts[index], index);
+            let text =
+                host::glue_clif(&self.hosts[index].name, &self.hosts[index].signature, index);
             let funcs = cranelift_reader::parse_functions(&text).map_err(|e| Error::Compile {
                 function: self.hosts[index].name.clone(),
                 message: format!("host function glue: {e}"),

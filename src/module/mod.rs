@@ -1,7 +1,9 @@
 //! Calling JIT code: [`JitModule`] (loaded functions and data on one
 //! machine, called with exception and trap outcomes), [`ModuleBuilder`] (the
 //! CLIF-text convenience layer over it) and [`CallError`]. The definition
-//! side of `JitModule` is in [`crate::jit`].
+//! side of `JitModule` is in [`jit`].
+
+pub mod jit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,10 +16,9 @@ use cranelift_module::{FuncId, ModuleDeclarations};
 
 use crate::error::Error;
 use crate::exception_table::ExceptionTable;
-use crate::host::{self, HostImport, HostResult, HostStatus, HostThrow};
+use crate::host::{self, HostResult, HostStatus, HostThrow};
 use crate::interrupt::{CallInterrupt, InterruptHandle};
 use crate::isa::{Arch, Endianness};
-use crate::jit::{PendingData, PendingFunction};
 use crate::link::Image;
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::Memory;
@@ -25,16 +26,9 @@ use crate::native::NativeMachine;
 use crate::trampoline::{self, STATUS_EXCEPTION, STATUS_OFFSET, STATUS_RETURNED, VALUES_OFFSET};
 use crate::unwind::{self, Delivery};
 use crate::values::{decode_results, decode_slots, encode_arguments, encode_slots, header_word};
+use jit::{PendingData, PendingFunction};
 
-/// The symbol JIT code calls to throw, as upstream's run tests name it.
-pub const THROW_SYMBOL: &str = "%__cranelift_throw";
-
-/// The symbol JIT code calls to throw straight to the innermost entry, in
-/// O(1): `fn(tag: i32, payload1: i64, payload2: i64)` with the target's C
-/// convention (`system_v`); it does not return. The call's outcome is
-/// [`CallError::Exception`] with that tag and those payloads, whatever
-/// handlers the frames in between have.
-pub const THROW_TO_ENTRY_SYMBOL: &str = "%__cranelift_exn_throw_to_entry";
+pub use crate::abi::{THROW_SYMBOL, THROW_TO_ENTRY_SYMBOL};
 
 /// The trap code of a call or jump from JIT code to an address that holds
 /// no code (`call_indirect` to 0, or to a data page): the
@@ -42,6 +36,38 @@ pub const THROW_TO_ENTRY_SYMBOL: &str = "%__cranelift_exn_throw_to_entry";
 /// It is the highest user trap code, `user250`; CLIF that traps with
 /// `user250` itself cannot be told apart from it.
 pub const BAD_CODE_ADDRESS: TrapCode = TrapCode::unwrap_user(250);
+
+/// A host function: gets the module (to call back into JIT code: calls
+/// nest) and the arguments, in the order of its signature's parameters.
+pub type HostFunc<M = dyn Machine> =
+    Arc<dyn Fn(&JitModule<M>, &[DataValue]) -> HostResult + Send + Sync>;
+
+/// A host function with the name and signature JIT code uses.
+pub struct HostImport<M: ?Sized + Machine = dyn Machine> {
+    /// CLIF name (`%name`).
+    pub name: String,
+    /// The signature JIT code calls it with (its calling convention is the
+    /// glue's).
+    pub signature: ir::Signature,
+    /// The Rust function.
+    pub func: HostFunc<M>,
+}
+
+impl<M: ?Sized + Machine> Clone for HostImport<M> {
+    fn clone(&self) -> Self {
+        HostImport {
+            name: self.name.clone(),
+            signature: self.signature.clone(),
+            func: self.func.clone(),
+        }
+    }
+}
+
+impl<M: ?Sized + Machine> std::fmt::Debug for HostImport<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostImport({} {})", self.name, self.signature)
+    }
+}
 
 /// Why a call did not return values.
 ///
@@ -256,7 +282,7 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
                 pc.wrapping_sub(1)
             };
             match self.module.table.function(at) {
-                Some(f) if !f.name.starts_with(crate::jit::RESERVED_PREFIX) => {}
+                Some(f) if !f.name.starts_with(crate::abi::RESERVED_PREFIX) => {}
                 _ => break,
             }
             self.frames[self.depth].write(pc);
@@ -481,7 +507,7 @@ impl ModuleBuilder {
     /// Define a function (its name is its symbol).
     pub fn define_function(&mut self, func: ir::Function) -> Result<(), Error> {
         let symbol = func.name.to_string();
-        crate::jit::check_not_reserved(&symbol)?;
+        jit::check_not_reserved(&symbol)?;
         if self.is_defined(&symbol) {
             return Err(Error::Compile {
                 function: symbol,
@@ -502,7 +528,7 @@ impl ModuleBuilder {
 
     /// Define every function in CLIF `text`; returns their symbols.
     pub fn define_clif(&mut self, text: &str) -> Result<Vec<String>, Error> {
-        let functions = crate::jit::parse_clif(text)?;
+        let functions = jit::parse_clif(text)?;
         let mut symbols = Vec::new();
         for func in functions {
             symbols.push(func.name.to_string());
@@ -520,7 +546,7 @@ impl ModuleBuilder {
         func: impl Fn(&Module, &[DataValue]) -> HostResult + Send + Sync + 'static,
     ) -> Result<String, Error> {
         let symbol = symbol_name(name);
-        crate::jit::check_not_reserved(&symbol)?;
+        jit::check_not_reserved(&symbol)?;
         if self.is_defined(&symbol) {
             return Err(Error::Compile {
                 function: symbol,
@@ -936,24 +962,15 @@ impl<M: ?Sized + Machine> JitModule<M> {
         // trampoline and callee are installed code of this module, and the
         // buffer is at least the size the signature needs.
         unsafe {
-            match self.machine.as_native() {
-                Some(native) => {
-                    native.enter(entry.trampoline, entry.callee, buffer, &mut services)?
-                }
-                None => self.machine.call_entry(
-                    entry.trampoline,
-                    entry.callee,
-                    buffer,
-                    &mut services,
-                )?,
-            }
+            self.machine
+                .call_entry(entry.trampoline, entry.callee, buffer, &mut services)?;
         }
         self.outcome(&mut services, buffer)
     }
 
     /// The key ([`symbol_name`]) of function `id`.
     pub(crate) fn func_key(&self, id: FuncId) -> String {
-        crate::jit::func_key(&self.declarations, id)
+        jit::func_key(&self.declarations, id)
     }
 
     /// What a fault delivered to the entry means.

@@ -29,6 +29,9 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use super::thread::{
+    InterruptDelivery, Resume, SignalFault, deliver_interrupt, deliver_signal_fault,
+};
 use crate::error::Error;
 use crate::machine::{Fault, FaultKind};
 
@@ -117,34 +120,6 @@ impl Drop for BlockAll {
         // SAFETY: restores the mask saved by `new`.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
     }
-}
-
-/// Where to resume after a delivered fault.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Resume {
-    pub pc: u64,
-    pub sp: u64,
-    pub fp: u64,
-}
-
-/// A synchronous fault signal and what the native machine needs to read of
-/// its context to decide whether, and how, the fault is a JIT code's.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SignalFault {
-    /// The fault as the machine reports it to the call's services (`fp` not
-    /// yet filled in: see `frame_pointer`).
-    pub fault: Fault,
-    /// The faulting frame's frame-pointer value as the unwinder reads
-    /// frames (on s390x the back-chain word at the stack pointer, read only
-    /// if the stack pointer lies in `stack`).
-    pub frame_pointer: fn(*mut libc::c_void, (u64, u64)) -> Option<u64>,
-    /// For a fetch from an address that is not code: where the call that
-    /// got there would have returned to (the link register, or the word at
-    /// the stack pointer on x86-64), read only if the stack pointer lies in
-    /// `stack`.
-    pub return_address: fn(*mut libc::c_void, (u64, u64)) -> Option<u64>,
-    /// The ucontext, for `return_address`.
-    pub context: *mut libc::c_void,
 }
 
 /// Whether this host has a signal-context layout this module knows: the
@@ -605,7 +580,7 @@ pub unsafe fn handle_signal(
         return_address: context::return_address,
         context,
     };
-    match crate::native::deliver_signal_fault(signal_fault) {
+    match deliver_signal_fault(signal_fault) {
         Some(resume) => {
             // SAFETY: as above.
             unsafe { context::redirect(uc, resume) };
@@ -756,13 +731,13 @@ extern "C" fn on_interrupt(signal: libc::c_int, info: *mut libc::siginfo_t, uc: 
     let uc = uc.cast::<libc::ucontext_t>();
     // SAFETY: the kernel passes a valid ucontext.
     let pc = unsafe { context::pc(uc) };
-    match crate::native::deliver_interrupt(pc) {
-        crate::native::InterruptDelivery::Resume(resume) => {
+    match deliver_interrupt(pc) {
+        InterruptDelivery::Resume(resume) => {
             // SAFETY: as above.
             unsafe { context::redirect(uc, resume) }
         }
-        crate::native::InterruptDelivery::Later => {}
-        crate::native::InterruptDelivery::NotOurs => {
+        InterruptDelivery::Later => {}
+        InterruptDelivery::NotOurs => {
             let Some(Ok(previous)) = PREVIOUS_INTERRUPT.get() else {
                 return;
             };
