@@ -439,13 +439,20 @@ mod context {
     }
 
     /// The back-chain word at the stack pointer (`r15`): s390x frames have
-    /// no frame-pointer register.
+    /// no frame-pointer register. When the stack pointer has left the stack
+    /// (a stack overflow), the fault is the prologue's store of the back
+    /// chain, `stg %r1, 0(%r15)`, and `r1` still holds the value it stores.
     pub(super) fn frame_pointer(uc: *mut libc::c_void, stack: (u64, u64)) -> Option<u64> {
         // SAFETY: the kernel passed a valid ucontext (caller's contract).
-        let sp = unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[15] };
-        // SAFETY: a word inside this thread's mapped stack.
-        (sp >= stack.0 && sp.checked_add(8)? <= stack.1)
-            .then(|| unsafe { (sp as *const u64).read() })
+        let gregs = unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+        let (sp, r1) = (gregs[15], gregs[1]);
+        let in_stack = |a: u64| a >= stack.0 && a.checked_add(8).is_some_and(|end| end <= stack.1);
+        if in_stack(sp) {
+            // SAFETY: a word inside this thread's mapped stack.
+            Some(unsafe { (sp as *const u64).read() })
+        } else {
+            (sp < stack.0 && in_stack(r1)).then_some(r1)
+        }
     }
 
     /// The return-address register, `r14`.

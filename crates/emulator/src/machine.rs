@@ -570,7 +570,9 @@ impl EmulatedMachine {
                 (Err(e), None) => fault_kind(e),
             };
             // The faulting frame's frame-pointer value: the frame pointer,
-            // or on s390x the back-chain word at the stack pointer.
+            // or on s390x the back-chain word at the stack pointer; when that
+            // is unreadable (a stack overflow), the fault is the prologue's
+            // back-chain store `stg %r1, 0(%r15)`, and r1 holds the value.
             let fp = match arch.spec().frame_pointer() {
                 Some(fp) => core::read_reg(&uc, self.emu, fp).ok(),
                 None => core::read_reg(&uc, self.emu, arch.spec().stack_pointer())
@@ -579,7 +581,8 @@ impl EmulatedMachine {
                         EmulatedMemory::new(&mut uc, arch.endianness())
                             .read_u64(sp)
                             .ok()
-                    }),
+                    })
+                    .or_else(|| core::read_reg(&uc, self.emu, Reg::int(1)).ok()),
             };
             let fault = kind.map(|kind| {
                 let address = mem_fault.map(|f| f.address);

@@ -342,6 +342,37 @@ block0(v0: i64):
         }
         assert!(format!("{err:?}").contains("user9"), "{arch}");
 
+        // A stack overflow: `stk_ovf`, and the backtrace walks out from the
+        // frame whose prologue faulted (on s390x, before its back chain is
+        // stored), capped.
+        m.define_clif(
+            "function %recurse(i64) -> i64 {
+                 fn0 = %recurse(i64) -> i64
+             block0(v0: i64):
+                 v1 = iconst.i64 1
+                 v2 = iadd v0, v1
+                 v3 = call fn0(v2)
+                 v4 = iadd v3, v1
+                 return v4
+             }",
+        )
+        .unwrap();
+        m.finalize().unwrap();
+        let err = m.call("recurse", &i64s(&[0])).unwrap_err();
+        let CallError::Trap {
+            code, backtrace, ..
+        } = &err
+        else {
+            panic!("{arch}: {err:?}");
+        };
+        assert_eq!(*code, TrapCode::STACK_OVERFLOW, "{arch}");
+        assert_eq!(
+            backtrace.len(),
+            cranelift_exn::module::MAX_BACKTRACE,
+            "{arch}: {err:?}"
+        );
+        assert!(backtrace.iter().all(|f| f.function == "%recurse"), "{arch}");
+
         // Another module's code cannot be linked into an emulated one.
         let native = JitModule::with_machine(
             cranelift_exn::native::NativeMachine::new().unwrap(),
