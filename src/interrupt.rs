@@ -39,9 +39,12 @@ use std::time::Duration;
 /// The signal that interrupts a native call. SIGURG: its default action is
 /// to ignore it, so a late or stray delivery is harmless, and outside Go
 /// runtimes (which use it to preempt goroutines) nothing else sends it but
-/// sockets with out-of-band data and an owner set by `F_SETOWN`. A SIGURG
-/// that arrives on a thread with no interrupted call goes to the handler
-/// installed before this crate's.
+/// sockets with out-of-band data and an owner set by `F_SETOWN`. This crate
+/// sends it with `pthread_sigqueue` and a value of its own (on glibc), so a
+/// SIGURG it did not send always goes to the handler installed before this
+/// crate's, and one it sent never does (a late one is dropped). Where
+/// `pthread_sigqueue` is missing (other C libraries) a SIGURG that arrives
+/// on a thread with no interrupted call goes to the previous handler.
 pub const INTERRUPT_SIGNAL: libc::c_int = libc::SIGURG;
 
 /// How long [`InterruptHandle::interrupt`] first waits before resending the
@@ -159,10 +162,70 @@ fn signal_threads(shared: *mut Shared, target: u64) -> bool {
             waiting = true;
             // SAFETY: the thread is alive: it removes its slot (under this
             // lock) before it exits.
-            unsafe { libc::pthread_kill(slot.thread, INTERRUPT_SIGNAL) };
+            unsafe { send_signal(slot.thread) };
         }
     }
     waiting
+}
+
+/// The value this crate's interrupt signals carry: the address of a static,
+/// unique in the process.
+fn signal_marker() -> *mut libc::c_void {
+    static MARKER: u8 = 0;
+    (&MARKER as *const u8).cast_mut().cast()
+}
+
+/// Send the interrupt signal to `thread`, marked as this crate's.
+///
+/// # Safety
+///
+/// `thread` is a live thread of this process.
+#[cfg(target_env = "gnu")]
+unsafe fn send_signal(thread: libc::pthread_t) {
+    let value = libc::sigval {
+        sival_ptr: signal_marker(),
+    };
+    // SAFETY: our caller's contract.
+    unsafe { libc::pthread_sigqueue(thread, INTERRUPT_SIGNAL, value) };
+}
+
+/// Send the interrupt signal to `thread` (unmarked: this C library has no
+/// `pthread_sigqueue`).
+///
+/// # Safety
+///
+/// `thread` is a live thread of this process.
+#[cfg(not(target_env = "gnu"))]
+unsafe fn send_signal(thread: libc::pthread_t) {
+    // SAFETY: our caller's contract.
+    unsafe { libc::pthread_kill(thread, INTERRUPT_SIGNAL) };
+}
+
+/// Whether this process's interrupt machinery sent the signal `info`
+/// describes: `Some(true)` or `Some(false)`, or `None` where signals are
+/// sent unmarked and it cannot tell. Async-signal-safe.
+///
+/// # Safety
+///
+/// `info` is the `siginfo_t` the kernel passed to a handler of
+/// [`INTERRUPT_SIGNAL`].
+pub(crate) unsafe fn sent_by_this_crate(info: *const libc::siginfo_t) -> Option<bool> {
+    if !cfg!(target_env = "gnu") {
+        return None;
+    }
+    if info.is_null() {
+        return Some(false);
+    }
+    // SAFETY: the kernel's siginfo (caller's contract); the union fields
+    // read are those of a queued signal, checked first.
+    unsafe {
+        let queued = (*info).si_code == libc::SI_QUEUE;
+        Some(
+            queued
+                && (*info).si_pid() == libc::getpid()
+                && (*info).si_value().sival_ptr == signal_marker(),
+        )
+    }
 }
 
 /// Interrupts whose signal still has to reach a thread where it takes

@@ -736,6 +736,13 @@ pub(crate) fn install_interrupt() -> Result<(), Error> {
 
 extern "C" fn on_interrupt(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let uc = uc.cast::<libc::ucontext_t>();
+    // SAFETY: the kernel's siginfo for this handler's signal.
+    let ours = unsafe { crate::interrupt::sent_by_this_crate(info) };
+    if ours == Some(false) {
+        // Someone else's SIGURG, whatever this thread is running.
+        forward_interrupt_signal(signal, info, uc.cast());
+        return;
+    }
     // SAFETY: the kernel passes a valid ucontext.
     let pc = unsafe { context::pc(uc) };
     match deliver_interrupt(pc) {
@@ -744,30 +751,35 @@ extern "C" fn on_interrupt(signal: libc::c_int, info: *mut libc::siginfo_t, uc: 
             unsafe { context::redirect(uc, resume) }
         }
         InterruptDelivery::Later => {}
-        InterruptDelivery::NotOurs => {
-            let Some(Ok(previous)) = PREVIOUS_INTERRUPT.get() else {
-                return;
-            };
-            // SIG_DFL (ignore, for SIGURG) and SIG_IGN: nothing to do.
-            if previous.sa_sigaction == libc::SIG_DFL || previous.sa_sigaction == libc::SIG_IGN {
-                return;
-            }
-            // SAFETY: the previous action is what the process had installed;
-            // its handler is called the way its flags say.
-            unsafe {
-                if previous.sa_flags & libc::SA_SIGINFO != 0 {
-                    let handler: extern "C" fn(
-                        libc::c_int,
-                        *mut libc::siginfo_t,
-                        *mut libc::c_void,
-                    ) = std::mem::transmute(previous.sa_sigaction);
-                    handler(signal, info, uc.cast());
-                } else {
-                    let handler: extern "C" fn(libc::c_int) =
-                        std::mem::transmute(previous.sa_sigaction);
-                    handler(signal);
-                }
-            }
+        // One of ours that arrived too late to concern a call: dropped.
+        InterruptDelivery::NotOurs if ours == Some(true) => {}
+        InterruptDelivery::NotOurs => forward_interrupt_signal(signal, info, uc.cast()),
+    }
+}
+
+/// Hand a SIGURG that is not an interrupt to the handler installed before
+/// ours (nothing to do for `SIG_DFL`, which ignores it, or `SIG_IGN`).
+fn forward_interrupt_signal(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    uc: *mut libc::c_void,
+) {
+    let Some(Ok(previous)) = PREVIOUS_INTERRUPT.get() else {
+        return;
+    };
+    if previous.sa_sigaction == libc::SIG_DFL || previous.sa_sigaction == libc::SIG_IGN {
+        return;
+    }
+    // SAFETY: the previous action is what the process had installed; its
+    // handler is called the way its flags say.
+    unsafe {
+        if previous.sa_flags & libc::SA_SIGINFO != 0 {
+            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                std::mem::transmute(previous.sa_sigaction);
+            handler(signal, info, uc);
+        } else {
+            let handler: extern "C" fn(libc::c_int) = std::mem::transmute(previous.sa_sigaction);
+            handler(signal);
         }
     }
 }
