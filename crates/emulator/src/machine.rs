@@ -584,8 +584,24 @@ impl EmulatedMachine {
                     })
                     .or_else(|| core::read_reg(&uc, self.emu, Reg::int(1)).ok()),
             };
+            // A fetch from an address without code counts as the JIT code's
+            // only when the call that got there came from installed code;
+            // its backtrace starts at that caller.
+            let mut caller = None;
+            let kind = match kind {
+                Some(FaultKind::InstructionFetch) => {
+                    caller = self
+                        .return_address(&mut uc)
+                        .filter(|&ra| self.in_installed_code(ra));
+                    (caller.is_some() && !self.in_installed_code(pc))
+                        .then_some(FaultKind::InstructionFetch)
+                }
+                kind => kind,
+            };
             let fault = kind.map(|kind| {
-                let address = mem_fault.map(|f| f.address);
+                let address = mem_fault
+                    .filter(|_| kind != FaultKind::InstructionFetch)
+                    .map(|f| f.address);
                 let overflow = kind == FaultKind::MemoryAccess
                     && address.is_some_and(|a| (STACK_BASE - STACK_GUARD..STACK_BASE).contains(&a));
                 Fault {
@@ -597,7 +613,7 @@ impl EmulatedMachine {
                     },
                     address,
                     fp,
-                    caller: None,
+                    caller,
                 }
             });
             // Before the entry trampoline has recorded its handler there is
@@ -665,6 +681,7 @@ fn fault_kind(e: uc_error) -> Option<FaultKind> {
         | uc_error::READ_UNALIGNED
         | uc_error::WRITE_UNALIGNED => Some(FaultKind::MemoryAccess),
         uc_error::INSN_INVALID | uc_error::EXCEPTION => Some(FaultKind::IllegalInstruction),
+        uc_error::FETCH_UNMAPPED | uc_error::FETCH_PROT => Some(FaultKind::InstructionFetch),
         _ => None,
     }
 }
@@ -858,6 +875,29 @@ fn dispatch_host_call(
 }
 
 impl EmulatedMachine {
+    /// Whether `address` lies in code installed on this machine.
+    fn in_installed_code(&self, address: u64) -> bool {
+        self.code_regions
+            .range(..=address)
+            .next_back()
+            .is_some_and(|(&base, r)| r.installed && address - base < r.size)
+    }
+
+    /// Where the call that reached the current pc returns to: the link
+    /// register, or on x86-64 the word `call` pushed at the stack pointer.
+    fn return_address(&self, uc: &mut Unicorn<'_, HookState>) -> Option<u64> {
+        let spec = self.emu.arch().spec();
+        match spec.link_register() {
+            Some(lr) => core::read_reg(uc, self.emu, lr).ok(),
+            None => {
+                let sp = core::read_reg(uc, self.emu, spec.stack_pointer()).ok()?;
+                EmulatedMemory::new(uc, self.emu.arch().endianness())
+                    .read_u64(sp)
+                    .ok()
+            }
+        }
+    }
+
     /// [`Machine::install_code`], safe here: emulated code cannot reach
     /// host memory. Code is installed once per [`Machine::allocate_code`]
     /// region, at its start; it is mapped read-execute (the emulated

@@ -383,3 +383,70 @@ block0(v0: i64):
         assert!(err.to_string().contains("native"), "{arch}: {err}");
     }
 }
+
+/// A call from JIT code to an address that holds no code (0, or a data
+/// object's address) is a trap of the call, `BAD_CODE_ADDRESS` at that
+/// address, with a backtrace from the calling function; the module stays
+/// usable.
+#[test]
+fn a_call_to_an_address_without_code_is_a_trap_on_every_emulated_isa() {
+    for arch in Arch::ALL {
+        let mut m = module(arch);
+        m.define_clif(
+            "function %call_ptr(i64) -> i64 {
+                 sig0 = () -> i64
+             block0(v0: i64):
+                 v1 = call_indirect sig0, v0()
+                 v2 = iconst.i64 1
+                 v3 = iadd v1, v2
+                 return v3
+             }
+             function %forty_one() -> i64 {
+             block0:
+                 v0 = iconst.i64 41
+                 return v0
+             }",
+        )
+        .unwrap();
+        let table = m
+            .declare_data("table", Linkage::Export, true, false)
+            .unwrap();
+        let mut data = DataDescription::new();
+        data.define_zeroinit(64);
+        m.define_data(table, &data).unwrap();
+        m.finalize().unwrap();
+        let (data_address, _) = m.get_finalized_data(table).unwrap();
+        let forty_one = m.symbol_address("forty_one").unwrap();
+        assert_eq!(
+            m.call("call_ptr", &i64s(&[forty_one as i64])),
+            Ok(i64s(&[42])),
+            "{arch}"
+        );
+        for target in [0, data_address, data_address + 16] {
+            let err = m.call("call_ptr", &i64s(&[target as i64])).unwrap_err();
+            let CallError::Trap {
+                code,
+                pc,
+                function,
+                address,
+                backtrace,
+            } = &err
+            else {
+                panic!("{arch}: calling {target:#x}: {err:?}");
+            };
+            assert_eq!(*code, cranelift_exn::module::BAD_CODE_ADDRESS, "{arch}");
+            assert_eq!(
+                (*pc, function.as_str(), *address),
+                (target, "", None),
+                "{arch}"
+            );
+            let names: Vec<&str> = backtrace.iter().map(|f| f.function.as_str()).collect();
+            assert_eq!(names, ["%call_ptr"], "{arch}: calling {target:#x}");
+            assert_eq!(
+                m.call("call_ptr", &i64s(&[forty_one as i64])),
+                Ok(i64s(&[42])),
+                "{arch}: after calling {target:#x}"
+            );
+        }
+    }
+}
