@@ -194,6 +194,11 @@ impl QemuMachine {
 
     /// Start `qemu-<arch>` on a fresh image and connect to its GDB stub.
     /// Fails with a message naming the program when it is not installed.
+    ///
+    /// On Linux the QEMU process is killed when the thread that called
+    /// `new` ends (`PR_SET_PDEATHSIG`), so that no QEMU outlives a process
+    /// that was killed; use the machine on that thread, or one that
+    /// outlives it.
     pub fn new(arch: Arch) -> Result<Self, Error> {
         let qa = arch::for_arch(arch);
         if !on_path(qa.program) {
@@ -222,6 +227,23 @@ impl QemuMachine {
         let mut command = Command::new(qa.program);
         if let Some(cpu) = qa.cpu {
             command.arg("-cpu").arg(cpu);
+        }
+        // A QEMU process must not outlive its machine's process: one killed
+        // (a test runner's time limit) or crashed leaves no process behind.
+        // Linux ties that to the thread that starts QEMU, see `new`.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the closure calls only prctl,
+            // which is async-signal-safe, and allocates nothing.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = command
             .arg("-g")
