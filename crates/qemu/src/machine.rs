@@ -94,7 +94,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// accept them (the signal itself is discarded).
 ///
 /// CPUs: x86_64 and aarch64 `max`, riscv64
-/// `rv64,v=true,vlen=128,elen=64,Zfh=true`, s390x QEMU's default (z15-class
+/// `rv64,v=true,vlen=128,elen=64,Zfh=true,zbkb=true`, s390x QEMU's default (z15-class
 /// on QEMU 7.2) — all newer than unicorn's.
 pub struct QemuMachine {
     arch: &'static QemuArch,
