@@ -211,8 +211,13 @@ pub trait Machine {
 pub enum MachineKind {
     /// The host CPU (the `native` module's machine).
     Native,
-    /// An emulator (the `cranelift-exn-emulator` crate's machine).
+    /// An emulator (the `cranelift-exn-emulator` crate's machine: unicorn,
+    /// in this process).
     Emulated,
+    /// A QEMU user-mode process driven through its GDB stub (the
+    /// `cranelift-exn-qemu` crate's machine), for instructions unicorn's
+    /// CPUs lack.
+    Qemu,
 }
 
 impl MachineKind {
@@ -226,12 +231,19 @@ impl MachineKind {
         }
     }
 
-    /// `native` or `emulated`.
+    /// `native`, `emulated` or `qemu`.
     pub fn name(self) -> &'static str {
         match self {
             MachineKind::Native => "native",
             MachineKind::Emulated => "emulated",
+            MachineKind::Qemu => "qemu",
         }
+    }
+
+    /// Whether code runs on the host CPU (not in an emulator of either
+    /// kind).
+    pub fn is_native(self) -> bool {
+        self == MachineKind::Native
     }
 }
 
@@ -245,18 +257,29 @@ pub trait MachineProvider: Send + Sync {
     /// provider has none.
     fn machine(&self, arch: Arch, kind: MachineKind) -> Result<Box<dyn Machine>, Error>;
 
-    /// Why code for `isa` cannot run on the machine for its architecture
-    /// (a flag the CPU lacks), or `None` when it can.
+    /// The kind of machine that runs code compiled for `isa` (an ISA of
+    /// `arch`): by default [`MachineProvider::kind`] of `arch`. A provider
+    /// with more than one emulator picks the one whose CPU has the ISA's
+    /// flags.
+    fn kind_for_isa(&self, arch: Arch, isa: &dyn cranelift_codegen::isa::TargetIsa) -> MachineKind {
+        let _ = isa;
+        self.kind(arch)
+    }
+
+    /// Why code for `isa` cannot run on the machine
+    /// [`MachineProvider::kind_for_isa`] picks for it (a flag the CPU
+    /// lacks), or `None` when it can.
     fn unsupported(&self, isa: &dyn cranelift_codegen::isa::TargetIsa) -> Option<String> {
         let _ = isa;
         None
     }
 
     /// Why `code`, one compiled function for `arch`, would not run correctly
-    /// on the machine for `arch` although its flags are supported (an
-    /// instruction the emulated CPU mis-executes), or `None` when it can.
-    fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
-        let _ = (arch, code);
+    /// on a machine of `kind` for `arch` although its flags are supported
+    /// (an instruction the emulated CPU mis-executes), or `None` when it
+    /// can.
+    fn unsupported_code(&self, arch: Arch, kind: MachineKind, code: &[u8]) -> Option<String> {
+        let _ = (arch, kind, code);
         None
     }
 }

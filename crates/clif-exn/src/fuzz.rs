@@ -103,7 +103,13 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match sweep::sweep(&options, &crate::Machines { host_only: false }) {
+    let report = match sweep::sweep(
+        &options,
+        &crate::Machines {
+            host_only: false,
+            emulator: crate::EmulatorChoice::Unicorn,
+        },
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("clif-exn fuzz: {e}");

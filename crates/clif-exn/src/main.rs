@@ -19,9 +19,11 @@ use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::{Machine, MachineKind, MachineProvider};
 use cranelift_exn_filetests::run::host_unsupported;
 use cranelift_exn_filetests::runner::{Found, collect};
+use cranelift_exn_qemu::QemuMachine;
 
 const USAGE: &str = "\
-usage: clif-exn test [-v] [-j N] [--timeout SECS] [--no-run | --host-only] PATH...
+usage: clif-exn test [-v] [-j N] [--timeout SECS] [--no-run | --host-only]
+                     [--emulator unicorn|qemu|auto] PATH...
 
 Runs the Cranelift filetests in PATH (files, or directories searched for
 *.clif), as upstream's `clif-util test` does. `test run` executes on every
@@ -39,6 +41,12 @@ finish, in file order.
   --no-run        do not execute `test run` (counted as skipped)
   --host-only     execute `test run` only for host targets, as upstream does
                   (other targets counted as skipped)
+  --emulator E    what runs targets that are not the host: `unicorn` (in
+                  this process), `qemu` (a qemu-<arch> user-mode process,
+                  package qemu-user), or `auto` (default): unicorn when its
+                  CPU has the target's flags, else QEMU when qemu-<arch> is
+                  installed and its CPU has them. A target neither can run
+                  is skipped with the reason.
   -h, --help      this text
 
 Exit status: 0 nothing failed, 1 a test (or a PATH) failed, 2 bad usage.
@@ -48,39 +56,123 @@ Exit status: 0 nothing failed, 1 a test (or a PATH) failed, 2 bad usage.
 Runs generated exception programs on every ISA against an oracle; see
 `clif-exn fuzz --help`.";
 
-/// Native machines for the host's architecture, emulated ones for the rest
-/// (unless `host_only`): the provider of `clif-exn test` and `clif-exn fuzz`.
+/// Which emulator runs the targets that are not the host (`--emulator`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EmulatorChoice {
+    /// unicorn ([`MachineKind::Emulated`]) only.
+    Unicorn,
+    /// QEMU user mode ([`MachineKind::Qemu`]) only.
+    Qemu,
+    /// unicorn when its CPU has the target's flags, else QEMU when
+    /// `qemu-<arch>` is installed and its CPU has them.
+    Auto,
+}
+
+impl EmulatorChoice {
+    /// The choice named on the command line.
+    fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "unicorn" => Ok(EmulatorChoice::Unicorn),
+            "qemu" => Ok(EmulatorChoice::Qemu),
+            "auto" => Ok(EmulatorChoice::Auto),
+            other => Err(format!(
+                "--emulator needs `unicorn`, `qemu` or `auto`, not `{other}`"
+            )),
+        }
+    }
+
+    /// The name [`EmulatorChoice::parse`] takes.
+    fn name(self) -> &'static str {
+        match self {
+            EmulatorChoice::Unicorn => "unicorn",
+            EmulatorChoice::Qemu => "qemu",
+            EmulatorChoice::Auto => "auto",
+        }
+    }
+}
+
+/// Native machines for the host's architecture, emulated ones (unicorn or
+/// QEMU, as `emulator` says) for the rest, unless `host_only`: the provider
+/// of `clif-exn test` and `clif-exn fuzz`.
 struct Machines {
     host_only: bool,
+    emulator: EmulatorChoice,
+}
+
+/// Why `qemu-<arch>` cannot be started: it is not installed.
+fn qemu_missing(arch: Arch) -> Option<String> {
+    (!QemuMachine::is_installed(arch)).then(|| {
+        format!("`qemu-{arch}` is not on PATH (install QEMU user mode, package qemu-user)")
+    })
 }
 
 impl MachineProvider for Machines {
     fn kind(&self, arch: Arch) -> MachineKind {
-        MachineKind::for_arch(arch)
+        match self.emulator {
+            EmulatorChoice::Qemu if Arch::host() != Some(arch) => MachineKind::Qemu,
+            _ => MachineKind::for_arch(arch),
+        }
+    }
+
+    fn kind_for_isa(&self, arch: Arch, isa: &dyn TargetIsa) -> MachineKind {
+        if Arch::host() == Some(arch) || self.emulator != EmulatorChoice::Auto {
+            return self.kind(arch);
+        }
+        let on_qemu = cranelift_exn_emulator::unsupported_reason(isa).is_some()
+            && QemuMachine::is_installed(arch)
+            && cranelift_exn_qemu::unsupported_reason(isa).is_none();
+        if on_qemu {
+            MachineKind::Qemu
+        } else {
+            MachineKind::Emulated
+        }
     }
 
     fn machine(&self, arch: Arch, kind: MachineKind) -> Result<Box<dyn Machine>, Error> {
         // No emulator timeout: unicorn runs a timer thread per call for it
         // (doubling the cost of a run line); the parent's limit covers
-        // emulated lines as it does native ones.
-        cranelift_exn_emulator::new_machine(arch, kind)
-    }
-
-    fn unsupported(&self, isa: &dyn TargetIsa) -> Option<String> {
-        if Arch::from_triple(isa.triple()).is_some_and(|a| Some(a) == Arch::host()) {
-            host_unsupported(isa)
-        } else if self.host_only {
-            Some("not the host (--host-only)".into())
-        } else {
-            cranelift_exn_emulator::unsupported_reason(isa)
+        // emulated lines as it does native ones (and a QEMU process dies
+        // with the worker that started it).
+        match kind {
+            MachineKind::Qemu => Ok(Box::new(QemuMachine::new(arch)?)),
+            _ => cranelift_exn_emulator::new_machine(arch, kind),
         }
     }
 
-    fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
+    fn unsupported(&self, isa: &dyn TargetIsa) -> Option<String> {
+        let Some(arch) = Arch::from_triple(isa.triple()) else {
+            return cranelift_exn_emulator::unsupported_reason(isa);
+        };
         if Some(arch) == Arch::host() {
-            None
-        } else {
-            cranelift_exn_emulator::capabilities::unsupported_code(arch, code)
+            return host_unsupported(isa);
+        }
+        if self.host_only {
+            return Some("not the host (--host-only)".into());
+        }
+        let qemu = || cranelift_exn_qemu::unsupported_reason(isa);
+        match self.emulator {
+            EmulatorChoice::Unicorn => cranelift_exn_emulator::unsupported_reason(isa),
+            EmulatorChoice::Qemu => qemu_missing(arch).or_else(qemu),
+            EmulatorChoice::Auto => {
+                let unicorn = cranelift_exn_emulator::unsupported_reason(isa)?;
+                match (qemu_missing(arch), qemu()) {
+                    (None, None) => None,
+                    (Some(missing), None) => {
+                        Some(format!("{unicorn}; QEMU's CPU has them, but {missing}"))
+                    }
+                    (_, Some(lacking)) => Some(format!("{unicorn}; {lacking}")),
+                }
+            }
+        }
+    }
+
+    fn unsupported_code(&self, arch: Arch, kind: MachineKind, code: &[u8]) -> Option<String> {
+        match kind {
+            // Only unicorn's CPUs are known to mis-execute instructions.
+            MachineKind::Emulated => {
+                cranelift_exn_emulator::capabilities::unsupported_code(arch, code)
+            }
+            MachineKind::Native | MachineKind::Qemu => None,
         }
     }
 }
@@ -91,6 +183,7 @@ struct Options {
     timeout: Duration,
     no_run: bool,
     host_only: bool,
+    emulator: EmulatorChoice,
     paths: Vec<PathBuf>,
 }
 
@@ -101,6 +194,7 @@ fn parse_args(args: &[OsString]) -> Result<Options, String> {
         timeout: Duration::from_secs(60),
         no_run: false,
         host_only: false,
+        emulator: EmulatorChoice::Auto,
         paths: Vec::new(),
     };
     let mut iter = args.iter();
@@ -109,6 +203,12 @@ fn parse_args(args: &[OsString]) -> Result<Options, String> {
             Some("-v" | "--verbose") => options.verbose = true,
             Some("--no-run") => options.no_run = true,
             Some("--host-only") => options.host_only = true,
+            Some("--emulator") => {
+                let name = iter
+                    .next()
+                    .ok_or("--emulator needs unicorn, qemu or auto")?;
+                options.emulator = EmulatorChoice::parse(&name.to_string_lossy())?;
+            }
             Some("-j") => {
                 let n = iter.next().ok_or("-j needs a number")?;
                 options.jobs = n
@@ -216,6 +316,8 @@ fn main() -> ExitCode {
     if options.host_only {
         worker_args.push(OsString::from("--host-only"));
     }
+    worker_args.push(OsString::from("--emulator"));
+    worker_args.push(OsString::from(options.emulator.name()));
     let settings = supervise::Settings {
         jobs: options.jobs,
         timeout: options.timeout,

@@ -28,7 +28,7 @@ impl Counts {
     }
 }
 
-/// Run lines of one architecture.
+/// Run lines of one architecture on one kind of machine.
 struct TargetCounts {
     arch: String,
     mode: String,
@@ -146,7 +146,12 @@ impl Printer {
                 );
             }
             if let Some(run) = &result.run {
-                let index = match self.by_target.iter().position(|t| t.arch == arch) {
+                // One entry per architecture and machine kind (a target's
+                // lines may run on unicorn or QEMU as their flags need); a
+                // part without a kind (`-`: its worker died) joins any.
+                let index = match self.by_target.iter().position(|t| {
+                    t.arch == arch && (t.mode == run.mode || t.mode == "-" || run.mode == "-")
+                }) {
                     Some(i) => i,
                     None => {
                         self.by_target.push(TargetCounts {

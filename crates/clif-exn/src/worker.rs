@@ -16,8 +16,8 @@ use cranelift_exn_filetests::runner::RUN_STACK_SIZE;
 use cranelift_exn_filetests::runone::{FileReport, Part, run_part};
 use serde::{Deserialize, Serialize};
 
-use crate::Machines;
 use crate::slot::{Slot, SlotLine};
+use crate::{EmulatorChoice, Machines};
 
 /// A part of a file for a worker to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,17 +94,27 @@ fn protocol_channel() -> std::io::Result<std::fs::File> {
 }
 
 /// Run jobs from standard input until it closes. `args`: `--no-run`,
-/// `--host-only`, `--progress-fd FD` (the parent's shared
+/// `--host-only`, `--emulator NAME`, `--progress-fd FD` (the parent's shared
 /// [`Slot`] for run lines), as the parent passes them.
 pub fn main(args: &[OsString]) -> std::process::ExitCode {
     let mut no_run = false;
     let mut host_only = false;
+    let mut emulator = EmulatorChoice::Auto;
     let mut slot = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.to_str() {
             Some("--no-run") => no_run = true,
             Some("--host-only") => host_only = true,
+            Some("--emulator") => {
+                match iter
+                    .next()
+                    .map(|name| EmulatorChoice::parse(&name.to_string_lossy()))
+                {
+                    Some(Ok(choice)) => emulator = choice,
+                    _ => return std::process::ExitCode::from(2),
+                }
+            }
             #[cfg(target_os = "linux")]
             Some("--progress-fd") => {
                 let fd = iter
@@ -141,7 +151,12 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
     // Test steps announced so far: a run line in the slot names its step.
     let tests = AtomicU64::new(0);
     let env = RunEnv {
-        provider: (!no_run).then(|| Arc::new(Machines { host_only }) as Arc<dyn MachineProvider>),
+        provider: (!no_run).then(|| {
+            Arc::new(Machines {
+                host_only,
+                emulator,
+            }) as Arc<dyn MachineProvider>
+        }),
         progress: Some(Arc::new(move |progress: Progress<'_>| match progress {
             Progress::Test { kind, target } => match &slot {
                 Some(slot) => tests.store(slot.store_step(kind, target), Ordering::Relaxed),

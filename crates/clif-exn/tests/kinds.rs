@@ -277,14 +277,16 @@ fn unsupported_kinds_and_targets_are_counted_as_skipped() {
 }
 
 /// A run test whose target flag the emulated CPU lacks is skipped for that
-/// target with the reason; `--no-run` skips run tests altogether.
+/// target with the reason (with unicorn only: `--emulator auto` would run it
+/// in QEMU, see `tests/emulators.rs`); `--no-run` skips run tests
+/// altogether.
 #[test]
 fn run_targets_the_emulator_lacks_are_skipped_with_the_reason() {
     let path = scratch(
         "has-v.clif",
         &format!("test run\ntarget riscv64 has_v\ntarget riscv64\n\n{ADD}; run: %add(1, 2) == 3\n"),
     );
-    let o = clif_exn(&["-v"], &[&path], false);
+    let o = clif_exn(&["-v", "--emulator", "unicorn"], &[&path], false);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
     assert!(

@@ -81,5 +81,9 @@ pub fn new_machine(arch: Arch, kind: MachineKind) -> Result<Box<dyn Machine>, Er
             Arch::host().map_or("unsupported".to_string(), |a| a.to_string())
         ))),
         MachineKind::Emulated => Ok(Box::new(EmulatedMachine::new(arch)?)),
+        MachineKind::Qemu => Err(Error::Machine(format!(
+            "no QEMU machine for {arch} here: the unicorn emulator crate makes native and \
+             emulated machines; QEMU's is cranelift-exn-qemu's QemuMachine"
+        ))),
     }
 }

@@ -16,6 +16,7 @@ use cranelift_codegen::settings::Flags;
 use cranelift_exn::Error;
 use cranelift_exn::compile::build_isa;
 use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::MachineKind;
 pub use cranelift_exn::machine::MachineProvider;
 use cranelift_exn::module::Module;
 use cranelift_reader::{Comparison, RunCommand, TestCommand, TestFile, parse_run_command};
@@ -154,7 +155,7 @@ impl TestRun {
             report.skipped = Some(format!("{} is not a supported target", isa.triple()));
             return Ok(report);
         };
-        let kind = self.provider.kind(arch);
+        let kind = self.provider.kind_for_isa(arch, isa);
         report.mode = kind.name().into();
         if let Some(reason) = self.provider.unsupported(isa) {
             report.skipped = Some(reason);
@@ -171,7 +172,7 @@ impl TestRun {
             // Upstream compiles run tests only for the host, so a Cranelift
             // panic on another target is not a verdict it gives: skip the
             // target, naming the panic. On the host it stays a failure.
-            Err(Error::CompilerPanic { function, message }) if report.mode == "emulated" => {
+            Err(Error::CompilerPanic { function, message }) if !kind.is_native() => {
                 report.skipped = Some(format!(
                     "Cranelift panicked compiling {function} for {arch} (not run upstream): {message}"
                 ));
@@ -197,7 +198,7 @@ impl TestRun {
                 return Ok(report);
             }
         };
-        if let Some(reason) = self.unsupported_code(arch, &module) {
+        if let Some(reason) = self.unsupported_code(arch, kind, &module) {
             report.skipped = Some(reason);
             return Ok(report);
         }
@@ -205,7 +206,7 @@ impl TestRun {
             if let Some(hook) = &self.line_hook {
                 hook(Progress::Line {
                     line: run.line,
-                    emulated: report.mode == "emulated",
+                    emulated: !kind.is_native(),
                 });
             }
             run_line(&mut module, run, &mut report);
@@ -217,13 +218,13 @@ impl TestRun {
 impl TestRun {
     /// The provider's reason not to run the module's code: the first
     /// function (in address order) that has one.
-    fn unsupported_code(&self, arch: Arch, module: &Module) -> Option<String> {
+    fn unsupported_code(&self, arch: Arch, kind: MachineKind, module: &Module) -> Option<String> {
         let image = module.image();
         image.table.functions().iter().find_map(|f| {
             let start = usize::try_from(f.start.checked_sub(image.base)?).ok()?;
             let end = usize::try_from(f.end.checked_sub(image.base)?).ok()?;
             let code = image.code.get(start..end)?;
-            self.provider.unsupported_code(arch, code)
+            self.provider.unsupported_code(arch, kind, code)
         })
     }
 }
@@ -421,7 +422,7 @@ pub fn count_run_lines(testfile: &TestFile) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cranelift_exn::machine::{HostFunction, HostServices, Machine, MachineKind};
+    use cranelift_exn::machine::{HostFunction, HostServices, Machine};
     use cranelift_exn::native::NativeMachine;
     use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 
@@ -485,7 +486,7 @@ mod tests {
             self.kind
         }
 
-        fn unsupported_code(&self, arch: Arch, code: &[u8]) -> Option<String> {
+        fn unsupported_code(&self, arch: Arch, _: MachineKind, code: &[u8]) -> Option<String> {
             self.reject_code
                 .then(|| format!("{arch}: code of {} bytes rejected", code.len()))
         }

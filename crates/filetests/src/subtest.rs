@@ -121,7 +121,8 @@ pub struct Printed {
 /// What one target of a `test run` file did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunReport {
-    /// How the target ran: `native`, `emulated`, or `-` when it did not.
+    /// How the target ran: `native`, `emulated` (unicorn), `qemu`, or `-`
+    /// when it did not (a [`cranelift_exn::machine::MachineKind`] name).
     pub mode: String,
     /// Run and print lines that passed.
     pub passed: usize,

@@ -86,7 +86,7 @@ const AARCH64: QemuArch = QemuArch {
 const RISCV64: QemuArch = QemuArch {
     arch: Arch::Riscv64,
     program: "qemu-riscv64",
-    cpu: Some("rv64,v=true,vlen=128,elen=64,Zfh=true"),
+    cpu: Some("rv64,v=true,vlen=128,elen=64,Zfh=true,zbkb=true"),
     elf_machine: 243,
     // RVC, double-float ABI
     elf_flags: 0x5,

@@ -29,8 +29,10 @@
 #![warn(missing_docs)]
 
 mod arch;
+pub mod capabilities;
 mod elf;
 mod gdb;
 mod machine;
 
+pub use capabilities::unsupported_reason;
 pub use machine::{QemuMachine, QemuMemory};

@@ -94,7 +94,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// accept them (the signal itself is discarded).
 ///
 /// CPUs: x86_64 and aarch64 `max`, riscv64
-/// `rv64,v=true,vlen=128,elen=64,Zfh=true`, s390x QEMU's default (z15-class
+/// `rv64,v=true,vlen=128,elen=64,Zfh=true,zbkb=true`, s390x QEMU's default (z15-class
 /// on QEMU 7.2) — all newer than unicorn's.
 pub struct QemuMachine {
     arch: &'static QemuArch,
@@ -194,6 +194,11 @@ impl QemuMachine {
 
     /// Start `qemu-<arch>` on a fresh image and connect to its GDB stub.
     /// Fails with a message naming the program when it is not installed.
+    ///
+    /// On Linux the QEMU process is killed when the thread that called
+    /// `new` ends (`PR_SET_PDEATHSIG`), so that no QEMU outlives a process
+    /// that was killed; use the machine on that thread, or one that
+    /// outlives it.
     pub fn new(arch: Arch) -> Result<Self, Error> {
         let qa = arch::for_arch(arch);
         if !on_path(qa.program) {
@@ -222,6 +227,23 @@ impl QemuMachine {
         let mut command = Command::new(qa.program);
         if let Some(cpu) = qa.cpu {
             command.arg("-cpu").arg(cpu);
+        }
+        // A QEMU process must not outlive its machine's process: one killed
+        // (a test runner's time limit) or crashed leaves no process behind.
+        // Linux ties that to the thread that starts QEMU, see `new`.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the closure calls only prctl,
+            // which is async-signal-safe, and allocates nothing.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = command
             .arg("-g")

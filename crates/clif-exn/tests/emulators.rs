@@ -1,0 +1,308 @@
+//! `clif-exn test --emulator unicorn|qemu|auto`: which machine runs a
+//! target that is not the host, as the verdict and summary lines show.
+//!
+//! Targets whose flags unicorn's CPU lacks (RISC-V V and Zfh, s390x z15)
+//! run in a QEMU user-mode process when `qemu-<arch>` is installed (Debian's
+//! `qemu-user`, which `scripts/dev` installs); flags neither CPU has are
+//! skipped with the reason. The files are written here, from the
+//! repository's `filetests/runtests/vectors.clif` and small functions.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `clif-exn test -v FLAGS PATH`, with `path_env` as `PATH` when given.
+fn clif_exn(flags: &[&str], path: &Path, path_env: Option<&str>) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clif-exn"));
+    command.arg("test").arg("-v").args(flags).arg(path);
+    if let Some(value) = path_env {
+        command.env("PATH", value);
+    }
+    let o: Output = command.output().expect("clif-exn runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.code(), out)
+}
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clif-exn-emulators-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The summary line of `arch` on machine `mode`, e.g. `riscv64 qemu 9
+/// passed, 0 failed, 0 skipped`, with its spacing collapsed.
+fn summary(out: &str, arch: &str, mode: &str) -> Option<String> {
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .find(|l| l.starts_with(&format!("{arch} {mode} ")))
+}
+
+/// The repository's vector run test (arguments, results and values live
+/// across a `try_call`, in registers of the V extension) for `riscv64
+/// has_v` only, written to `name` (each test writes its own file: tests run
+/// in parallel).
+fn riscv_vectors(name: &str) -> PathBuf {
+    let source = std::fs::read_to_string(repo().join("filetests/runtests/vectors.clif")).unwrap();
+    let body: Vec<&str> = source
+        .lines()
+        .filter(|l| !l.starts_with("target ") && !l.starts_with(";;"))
+        .collect();
+    assert_eq!(body[0], "test run");
+    // Cranelift returns more than one vector on riscv64 only through an
+    // implicit return area.
+    let text = format!(
+        "test run\nset enable_multi_ret_implicit_sret\ntarget riscv64 has_v\n{}\n",
+        body[1..].join("\n")
+    );
+    scratch(name, &text)
+}
+
+/// How many run lines the vector file has.
+fn run_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("; run:"))
+        .count()
+}
+
+/// Half-precision arithmetic (`has_zfh`) and a plain target of the same
+/// file, which unicorn runs.
+const HALF: &str = "test run\n\
+    target riscv64 has_zfh has_zfhmin\n\
+    target riscv64\n\
+    \n\
+    function %g(i64) -> i64 {\n\
+    block0(v0: i64):\n\
+    \x20   v1 = iconst.i64 1\n\
+    \x20   v2 = iadd v0, v1\n\
+    \x20   return v2\n\
+    }\n\
+    ; run: %g(41) == 42\n";
+
+const HALF_ZFH: &str = "test run\n\
+    target riscv64 has_zfh has_zfhmin\n\
+    \n\
+    function %h(f16, f16) -> f16 {\n\
+    block0(v0: f16, v1: f16):\n\
+    \x20   v2 = fadd v0, v1\n\
+    \x20   return v2\n\
+    }\n\
+    ; run: %h(0x1.0p0, 0x1.8p1) == 0x1.0p2\n\
+    ; run: %h(-0x1.0p0, 0x1.0p0) == 0x0.0p0\n";
+
+fn qemu_installed(arch: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join(format!("qemu-{arch}")).is_file())
+    })
+}
+
+/// These tests show what QEMU runs: it must be installed, as
+/// `crates/qemu`'s tests need it too.
+macro_rules! require_qemu {
+    ($arch:expr) => {
+        assert!(
+            qemu_installed($arch),
+            "qemu-{} is not on PATH: install qemu-user (scripts/dev does)",
+            $arch
+        );
+    };
+}
+
+#[test]
+fn auto_runs_vector_lines_on_qemu_and_says_so() {
+    require_qemu!("riscv64");
+    let path = riscv_vectors("vectors-rvv-1.clif");
+    let lines = run_lines(&path);
+    assert!(lines >= 5, "{lines}");
+    let (code, out) = clif_exn(&[], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "run [riscv64 has_v]: passed ({lines} run lines, qemu)"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        summary(&out, "riscv64", "qemu"),
+        Some(format!("riscv64 qemu {lines} passed, 0 failed, 0 skipped")),
+        "{out}"
+    );
+    assert_eq!(summary(&out, "riscv64", "emulated"), None, "{out}");
+}
+
+#[test]
+fn auto_keeps_unicorn_for_what_it_runs_and_takes_qemu_for_zfh() {
+    require_qemu!("riscv64");
+    let path = scratch("half.clif", HALF);
+    let (code, out) = clif_exn(&["--emulator", "auto"], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("run [riscv64 has_zfh has_zfhmin]: passed (1 run line, qemu)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("run [riscv64]: passed (1 run line, emulated)"),
+        "{out}"
+    );
+    assert_eq!(
+        summary(&out, "riscv64", "emulated").as_deref(),
+        Some("riscv64 emulated 1 passed, 0 failed, 0 skipped"),
+        "{out}"
+    );
+    assert_eq!(
+        summary(&out, "riscv64", "qemu").as_deref(),
+        Some("riscv64 qemu 1 passed, 0 failed, 0 skipped"),
+        "{out}"
+    );
+    let path = scratch("half-zfh.clif", HALF_ZFH);
+    let (code, out) = clif_exn(&[], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("passed (2 run lines, qemu)"), "{out}");
+}
+
+#[test]
+fn unicorn_only_skips_vector_lines_with_the_reason() {
+    let path = riscv_vectors("vectors-rvv-2.clif");
+    let lines = run_lines(&path);
+    let (code, out) = clif_exn(&["--emulator", "unicorn"], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("SKIP [riscv64 has_v]: riscv64 emulated CPU lacks has_v (vector)"),
+        "{out}"
+    );
+    assert_eq!(
+        summary(&out, "riscv64", "emulated"),
+        Some(format!(
+            "riscv64 emulated 0 passed, 0 failed, {lines} skipped"
+        )),
+        "{out}"
+    );
+    assert_eq!(summary(&out, "riscv64", "qemu"), None, "{out}");
+}
+
+#[test]
+fn qemu_only_runs_every_emulated_line_on_qemu() {
+    require_qemu!("riscv64");
+    let path = scratch("half-qemu.clif", HALF);
+    let (code, out) = clif_exn(&["--emulator", "qemu"], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("run [riscv64]: passed (1 run line, qemu)"),
+        "{out}"
+    );
+    assert_eq!(
+        summary(&out, "riscv64", "qemu").as_deref(),
+        Some("riscv64 qemu 2 passed, 0 failed, 0 skipped"),
+        "{out}"
+    );
+    assert_eq!(summary(&out, "riscv64", "emulated"), None, "{out}");
+}
+
+#[test]
+fn flags_neither_cpu_has_are_skipped_naming_both() {
+    require_qemu!("riscv64");
+    let path = scratch(
+        "zfa.clif",
+        "test run\ntarget riscv64 has_zfa\n\nfunction %m(f64, f64) -> f64 {\n\
+         block0(v0: f64, v1: f64):\n    v2 = fmin v0, v1\n    return v2\n}\n\
+         ; run: %m(0x1.0p0, 0x2.0p0) == 0x1.0p0\n",
+    );
+    let (code, out) = clif_exn(&[], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "SKIP [riscv64 has_zfa]: riscv64 emulated CPU lacks has_zfa (additional \
+             floating-point); riscv64 QEMU 7.2 CPU lacks has_zfa"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("riscv64 emulated 0 passed, 0 failed, 1 skipped"),
+        "{out}"
+    );
+}
+
+#[test]
+fn without_qemu_on_path_auto_skips_naming_qemu() {
+    let path = riscv_vectors("vectors-rvv-3.clif");
+    let lines = run_lines(&path);
+    let (code, out) = clif_exn(&[], &path, Some("/nonexistent"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "SKIP [riscv64 has_v]: riscv64 emulated CPU lacks has_v (vector); QEMU's CPU \
+             has them, but `qemu-riscv64` is not on PATH (install QEMU user mode, package \
+             qemu-user)"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        summary(&out, "riscv64", "emulated"),
+        Some(format!(
+            "riscv64 emulated 0 passed, 0 failed, {lines} skipped"
+        )),
+        "{out}"
+    );
+    // `--emulator qemu` skips the same way, and plain targets too.
+    let half = scratch("half-no-qemu.clif", HALF);
+    let (code, out) = clif_exn(&["--emulator", "qemu"], &half, Some("/nonexistent"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("SKIP [riscv64]: `qemu-riscv64` is not on PATH"),
+        "{out}"
+    );
+    assert!(
+        out.contains("riscv64 qemu 0 passed, 0 failed, 2 skipped"),
+        "{out}"
+    );
+}
+
+#[test]
+fn s390x_z15_lines_run_on_qemu() {
+    require_qemu!("s390x");
+    // `band` with a `bnot` operand is `ncgrk` with
+    // miscellaneous-instruction-extensions 3.
+    let path = scratch(
+        "mie3.clif",
+        "test run\ntarget s390x has_mie3\n\nfunction %andn(i64, i64) -> i64 {\n\
+         block0(v0: i64, v1: i64):\n    v2 = bnot v1\n    v3 = band v0, v2\n    return v3\n}\n\
+         ; run: %andn(0xff, 0x0f) == 0xf0\n; run: %andn(-1, 0) == -1\n",
+    );
+    let (code, out) = clif_exn(&[], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("run [s390x has_mie3]: passed (2 run lines, qemu)"),
+        "{out}"
+    );
+    let (code, out) = clif_exn(&["--emulator", "unicorn"], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("SKIP [s390x has_mie3]: s390x emulated CPU lacks has_mie3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_emulator_name_is_a_usage_error() {
+    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
+        .args(["test", "--emulator", "bochs", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--emulator needs `unicorn`, `qemu` or `auto`, not `bochs`"),
+        "{err}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
+        .args(["test", "x", "--emulator"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
