@@ -11,6 +11,9 @@ use cranelift_exn::cranelift_module::{DataDescription, Linkage, Module as _};
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::{CallError, JitModule};
+use cranelift_exn_testkit::backtrace::{
+    CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
+};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 fn jit() -> JitModule<NativeMachine> {
@@ -643,76 +646,15 @@ fn one_native_module_is_shared_by_threads_calling_it_concurrently() {
     }
 }
 
-const CHAIN: &str = "
-function %inner(i64) -> i64 {
-block0(v0: i64):
-    v1 = iconst.i64 0
-    v2 = icmp eq v0, v1
-    trapnz v2, user9
-    return v0
-}
-
-function %middle(i64) -> i64 {
-    fn0 = %inner(i64) -> i64
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 1
-    v3 = iadd v1, v2
-    return v3
-}
-
-function %outer(i64) -> i64 {
-    fn0 = %middle(i64) -> i64
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 2
-    v3 = iadd v1, v2
-    return v3
-}
-
-function %recurse(i64) -> i64 {
-    fn0 = %recurse(i64) -> i64
-block0(v0: i64):
-    v1 = iconst.i64 1
-    v2 = iadd v0, v1
-    v3 = call fn0(v2)
-    v4 = iadd v3, v1
-    return v4
-}
-";
-
 #[test]
 fn traps_carry_a_backtrace_and_print_codes_by_name() {
     let mut m = jit();
     m.define_clif(CHAIN).unwrap();
+    m.define_clif(RECURSE).unwrap();
     m.finalize().unwrap();
     assert_eq!(call1(&m, "outer", 5), Ok(8));
     let err = m.call("outer", &[DataValue::I64(0)]).unwrap_err();
-    let CallError::Trap {
-        code,
-        pc,
-        ref function,
-        ref backtrace,
-        ..
-    } = err
-    else {
-        panic!("{err:?}");
-    };
-    assert_eq!(
-        (code, function.as_str()),
-        (TrapCode::user(9).unwrap(), "%inner")
-    );
-    let names: Vec<&str> = backtrace.iter().map(|f| f.function.as_str()).collect();
-    assert_eq!(names, ["%inner", "%middle", "%outer"]);
-    let start = |name: &str| m.symbol_address(name).unwrap();
-    assert_eq!(backtrace[0].offset, pc - start("inner"));
-    // The other offsets are return addresses of call sites.
-    for frame in &backtrace[1..] {
-        let site = m
-            .table()
-            .call_site_returning_to(start(&frame.function) + frame.offset);
-        assert!(site.is_some(), "{frame:?}");
-    }
+    assert_chain_trap(&m, &err, &"native");
     let debug = format!("{err:?}");
     assert!(
         debug.contains("user9") && debug.contains("%middle+0x"),
@@ -730,9 +672,5 @@ fn traps_carry_a_backtrace_and_print_codes_by_name() {
         debug.contains("stk_ovf") && !debug.contains("TrapCode("),
         "{debug}"
     );
-    let CallError::Trap { backtrace, .. } = err else {
-        panic!("{debug}")
-    };
-    assert_eq!(backtrace.len(), cranelift_exn::module::MAX_BACKTRACE);
-    assert!(backtrace.iter().all(|f| f.function == "%recurse"));
+    assert_capped_recursion(&err, &"native");
 }

@@ -14,7 +14,6 @@ mod common;
 use common::isa;
 
 use cranelift_exn::codegen::data_value::DataValue;
-use cranelift_exn::codegen::ir;
 use cranelift_exn::codegen::isa::TargetIsa;
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::disassemble::disassemble;
@@ -27,30 +26,11 @@ use cranelift_exn_emulator::capabilities::unsupported_code;
 
 // ---- compiling and running CLIF ----
 
-fn parse(clif: &str) -> ir::Function {
-    let mut functions =
-        cranelift_exn::reader::parse_functions(clif).unwrap_or_else(|e| panic!("{e}\n{clif}"));
-    functions.remove(0)
-}
-
 /// Whether Cranelift's VCode listing of `clif` for `isa` has `mnemonic` as
 /// an instruction (also inside `;`-separated pseudo-instruction sequences).
 fn emits(isa: &dyn TargetIsa, clif: &str, mnemonic: &str) -> bool {
-    let (_, listing) = common::compile(isa, parse(clif));
-    listing
-        .lines()
-        .flat_map(|line| line.split(';'))
-        .any(|part| {
-            let mut words = part.split_whitespace();
-            let first = words.next();
-            // A loop's label (`0:`) comes before its first instruction.
-            let first = if first.is_some_and(|w| w.ends_with(':')) {
-                words.next()
-            } else {
-                first
-            };
-            first == Some(mnemonic)
-        })
+    let (_, listing) = common::compile(isa, common::parse(clif));
+    common::listing_has(&listing, mnemonic)
 }
 
 /// `clif` (one function, `%f`) loaded into an emulator, after checking that
@@ -59,7 +39,7 @@ fn load(isa: &dyn TargetIsa, clif: &str, mnemonic: &str) -> Module {
     assert!(emits(isa, clif, mnemonic), "no {mnemonic} in\n{clif}");
     let arch = Arch::from_triple(isa.triple()).unwrap();
     let machine = Box::new(EmulatedMachine::new(arch).unwrap());
-    let module = Module::new(machine, isa, vec![parse(clif)]).unwrap();
+    let module = Module::new(machine, isa, vec![common::parse(clif)]).unwrap();
     assert_eq!(unsupported_code(arch, &module.image().code), None);
     module
 }

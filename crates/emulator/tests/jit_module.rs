@@ -14,6 +14,9 @@ use cranelift_exn::cranelift_module::{DataDescription, Linkage, Module as _};
 use cranelift_exn::isa::{Arch, Endianness};
 use cranelift_exn::{CallError, HostThrow, JitModule};
 use cranelift_exn_emulator::EmulatedMachine;
+use cranelift_exn_testkit::backtrace::{
+    CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
+};
 
 fn module(arch: Arch) -> JitModule<EmulatedMachine> {
     let isa = default_isa(arch).unwrap();
@@ -286,92 +289,22 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
 
 #[test]
 fn traps_carry_a_backtrace_on_every_emulated_isa() {
-    const CHAIN: &str = "
-function %inner(i64) -> i64 {
-block0(v0: i64):
-    v1 = iconst.i64 0
-    v2 = icmp eq v0, v1
-    trapnz v2, user9
-    return v0
-}
-
-function %middle(i64) -> i64 {
-    fn0 = %inner(i64) -> i64
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 1
-    v3 = iadd v1, v2
-    return v3
-}
-
-function %outer(i64) -> i64 {
-    fn0 = %middle(i64) -> i64
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 2
-    v3 = iadd v1, v2
-    return v3
-}
-";
     for arch in Arch::ALL {
         let mut m = module(arch);
         m.define_clif(CHAIN).unwrap();
         m.finalize().unwrap();
         assert_eq!(m.call("outer", &i64s(&[5])), Ok(i64s(&[8])), "{arch}");
         let err = m.call("outer", &i64s(&[0])).unwrap_err();
-        let CallError::Trap {
-            code,
-            pc,
-            ref backtrace,
-            ..
-        } = err
-        else {
-            panic!("{arch}: {err:?}");
-        };
-        assert_eq!(code, TrapCode::user(9).unwrap(), "{arch}");
-        let names: Vec<&str> = backtrace.iter().map(|f| f.function.as_str()).collect();
-        assert_eq!(names, ["%inner", "%middle", "%outer"], "{arch}: {err:?}");
-        let start = |name: &str| m.symbol_address(name).unwrap();
-        assert_eq!(backtrace[0].offset, pc - start("inner"), "{arch}");
-        for frame in &backtrace[1..] {
-            let at = start(&frame.function) + frame.offset;
-            assert!(
-                m.table().call_site_returning_to(at).is_some(),
-                "{arch}: {frame:?}"
-            );
-        }
+        assert_chain_trap(&m, &err, &arch);
         assert!(format!("{err:?}").contains("user9"), "{arch}");
 
         // A stack overflow: `stk_ovf`, and the backtrace walks out from the
         // frame whose prologue faulted (on s390x, before its back chain is
         // stored), capped.
-        m.define_clif(
-            "function %recurse(i64) -> i64 {
-                 fn0 = %recurse(i64) -> i64
-             block0(v0: i64):
-                 v1 = iconst.i64 1
-                 v2 = iadd v0, v1
-                 v3 = call fn0(v2)
-                 v4 = iadd v3, v1
-                 return v4
-             }",
-        )
-        .unwrap();
+        m.define_clif(RECURSE).unwrap();
         m.finalize().unwrap();
         let err = m.call("recurse", &i64s(&[0])).unwrap_err();
-        let CallError::Trap {
-            code, backtrace, ..
-        } = &err
-        else {
-            panic!("{arch}: {err:?}");
-        };
-        assert_eq!(*code, TrapCode::STACK_OVERFLOW, "{arch}");
-        assert_eq!(
-            backtrace.len(),
-            cranelift_exn::module::MAX_BACKTRACE,
-            "{arch}: {err:?}"
-        );
-        assert!(backtrace.iter().all(|f| f.function == "%recurse"), "{arch}");
+        assert_capped_recursion(&err, &arch);
 
         // Another module's code cannot be linked into an emulated one.
         let native = JitModule::with_machine(

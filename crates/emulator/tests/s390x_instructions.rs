@@ -10,11 +10,10 @@
 //! infinities, subnormals, rounding ties) and compares every lane, bit for
 //! bit, with a model of the z/Architecture semantics written here in Rust.
 
+mod common;
+
 use cranelift_exn::Module;
-use cranelift_exn::codegen::Context;
-use cranelift_exn::codegen::control::ControlPlane;
 use cranelift_exn::codegen::data_value::DataValue;
-use cranelift_exn::codegen::ir;
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
 use cranelift_exn_emulator::EmulatedMachine;
@@ -22,50 +21,23 @@ use cranelift_exn_emulator::capabilities::unsupported_code;
 
 // ---- compiling and running ----
 
-fn parse(clif: &str) -> ir::Function {
-    let mut functions =
-        cranelift_exn::reader::parse_functions(clif).unwrap_or_else(|e| panic!("{e}\n{clif}"));
-    functions.remove(0)
-}
-
 /// Cranelift's VCode listing of `clif` for s390x.
 fn vcode(clif: &str) -> String {
     let isa = default_isa(Arch::S390x).unwrap();
-    let mut ctx = Context::for_function(parse(clif));
-    ctx.set_disasm(true);
-    let compiled = ctx
-        .compile(&*isa, &mut ControlPlane::default())
-        .unwrap_or_else(|e| panic!("{:?}", e.inner));
-    compiled.vcode.clone().unwrap_or_default()
-}
-
-/// Whether the listing has `mnemonic` as an instruction (also inside the
-/// `;`-separated sequences of pseudo-instructions such as atomic loops).
-fn emits(listing: &str, mnemonic: &str) -> bool {
-    listing
-        .lines()
-        .flat_map(|line| line.split(';'))
-        .any(|part| {
-            let mut words = part.split_whitespace();
-            let first = words.next();
-            // A loop's label (`0:`) comes before its first instruction.
-            let first = if first.is_some_and(|w| w.ends_with(':')) {
-                words.next()
-            } else {
-                first
-            };
-            first == Some(mnemonic)
-        })
+    common::compile(&*isa, common::parse(clif)).1
 }
 
 /// `clif` (one function, `%f`) loaded into an s390x emulator, after
 /// checking that it uses `mnemonic`.
 fn load(clif: &str, mnemonic: &str) -> Module {
     let listing = vcode(clif);
-    assert!(emits(&listing, mnemonic), "no {mnemonic} in:\n{listing}");
+    assert!(
+        common::listing_has(&listing, mnemonic),
+        "no {mnemonic} in:\n{listing}"
+    );
     let isa = default_isa(Arch::S390x).unwrap();
     let machine = Box::new(EmulatedMachine::new(Arch::S390x).unwrap());
-    Module::new(machine, &*isa, vec![parse(clif)]).unwrap()
+    Module::new(machine, &*isa, vec![common::parse(clif)]).unwrap()
 }
 
 fn call(module: &Module, args: &[DataValue]) -> DataValue {
@@ -654,7 +626,7 @@ fn signed_overflow_condition_code_is_architected() {
             "agrk"
         };
         let listing = vcode(&clif);
-        let mnemonic = if emits(&listing, mnemonic) {
+        let mnemonic = if common::listing_has(&listing, mnemonic) {
             mnemonic
         } else {
             &mnemonic[..3]

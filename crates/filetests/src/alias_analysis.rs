@@ -4,50 +4,29 @@
 
 use std::borrow::Cow;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::print_errors::pretty_error;
-use cranelift_reader::TestCommand;
 
-use crate::subtest::{Context, SubTest, run_filecheck};
+use crate::per_function::PerFunctionKind;
+use crate::subtest::{Context, run_filecheck};
 
 /// The `alias-analysis` kind; it takes no options.
-struct TestAliasAnalysis;
+pub const KIND: PerFunctionKind = PerFunctionKind::new("alias-analysis", check).mutating();
 
-/// Build the `alias-analysis` kind from its `test` line.
-pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
-    anyhow::ensure!(
-        command.command == "alias-analysis",
-        "not an alias-analysis command: {command}"
-    );
-    if !command.options.is_empty() {
-        bail!("No options allowed on {command}");
-    }
-    Ok(Box::new(TestAliasAnalysis))
-}
-
-impl SubTest for TestAliasAnalysis {
-    fn name(&self) -> &'static str {
-        "alias-analysis"
-    }
-
-    fn is_mutating(&self) -> bool {
-        true
-    }
-
-    fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
-        let mut ctx = cranelift_codegen::Context::for_function(func.into_owned());
-        // The analysis walks the dominator tree, which needs the CFG.
-        ctx.flowgraph();
-        ctx.replace_redundant_loads()
-            .map_err(|e| anyhow!("{}", pretty_error(&ctx.func, e)))?;
-        run_filecheck(&ctx.func.display().to_string(), context)
-    }
+/// Remove redundant loads, then filecheck the function.
+fn check(func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
+    let mut ctx = cranelift_codegen::Context::for_function(func.into_owned());
+    // The analysis walks the dominator tree, which needs the CFG.
+    ctx.flowgraph();
+    ctx.replace_redundant_loads()
+        .map_err(|e| anyhow!("{}", pretty_error(&ctx.func, e)))?;
+    run_filecheck(&ctx.func.display().to_string(), context)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::verifier::test_support::run_text;
+    use crate::test_support::{run_text, run_text_error};
 
     const TEXT: &str = "test alias-analysis
 set opt_level=speed
@@ -78,13 +57,13 @@ block0(v0: i64):
             "    v2 = load.i32 v0\n",
             "    store.i32 v1, v0+4\n    v2 = load.i32 v0\n",
         );
-        let err = format!("{:#}", run_text(&text).unwrap_err());
+        let err = run_text_error(&text);
         assert!(err.contains("filecheck failed"), "{err}");
     }
 
     #[test]
     fn options_are_rejected() {
         let cmd = cranelift_reader::TestCommand::new("alias-analysis precise-output");
-        assert!(super::subtest(&cmd).is_err());
+        assert!(super::KIND.subtest(&cmd).is_err());
     }
 }

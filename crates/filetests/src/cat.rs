@@ -3,41 +3,22 @@
 
 use std::borrow::Cow;
 
-use anyhow::bail;
 use cranelift_codegen::ir::Function;
-use cranelift_reader::TestCommand;
 
-use crate::subtest::{Context, SubTest, run_filecheck};
+use crate::per_function::PerFunctionKind;
+use crate::subtest::{Context, run_filecheck};
 
 /// The `cat` kind; it takes no options.
-struct TestCat;
+pub const KIND: PerFunctionKind = PerFunctionKind::new("cat", check).unverified();
 
-/// Build the `cat` kind from its `test` line.
-pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
-    anyhow::ensure!(command.command == "cat", "not a cat command: {command}");
-    if !command.options.is_empty() {
-        bail!("No options allowed on {command}");
-    }
-    Ok(Box::new(TestCat))
-}
-
-impl SubTest for TestCat {
-    fn name(&self) -> &'static str {
-        "cat"
-    }
-
-    fn needs_verifier(&self) -> bool {
-        false
-    }
-
-    fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
-        run_filecheck(&func.display().to_string(), context)
-    }
+/// Filecheck the function as printed.
+fn check(func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
+    run_filecheck(&func.display().to_string(), context)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::verifier::test_support::run_text;
+    use crate::test_support::{run_text, run_text_error};
 
     const TEXT: &str = "test cat
 
@@ -64,7 +45,7 @@ block10(v7: i32):
             "; nextln:     v8 = iconst.i32 1",
             "; nextln:     v8 = iconst.i32 2",
         );
-        let err = format!("{:#}", run_text(&wrong).unwrap_err());
+        let err = run_text_error(&wrong);
         assert!(err.contains("filecheck failed"), "{err}");
     }
 
@@ -87,6 +68,6 @@ block0(v0: i32):
     #[test]
     fn options_are_rejected() {
         let cmd = cranelift_reader::TestCommand::new("cat foo");
-        assert!(super::subtest(&cmd).is_err());
+        assert!(super::KIND.subtest(&cmd).is_err());
     }
 }

@@ -11,10 +11,11 @@ use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::print_errors::pretty_error;
 use cranelift_codegen::settings::Flags;
-use cranelift_reader::{TestCommand, TestFile, TestOption};
+use cranelift_reader::TestCommand;
 
-use crate::bless::FileUpdate;
-use crate::subtest::{Context, SubTest, check_precise_output, run_filecheck};
+use crate::subtest::{
+    Context, SourceFile, SubTest, check_precise_output, run_filecheck, set_flags,
+};
 
 /// `test compile [precise-output] [expect-fail]`.
 struct TestCompile {
@@ -28,12 +29,12 @@ pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
         precise_output: false,
         expect_fail: false,
     };
-    for option in &command.options {
-        match option {
-            TestOption::Flag("precise-output") => test.precise_output = true,
-            TestOption::Flag("expect-fail") => test.expect_fail = true,
-            _ => bail!("unknown option on `{command}`"),
-        }
+    let flags = &mut [
+        ("precise-output", &mut test.precise_output),
+        ("expect-fail", &mut test.expect_fail),
+    ];
+    if !set_flags(command, flags) {
+        bail!("unknown option on `{command}`");
     }
     Ok(Box::new(test))
 }
@@ -53,10 +54,7 @@ impl SubTest for TestCompile {
 
     fn run_target(
         &self,
-        testfile: &TestFile,
-        file_update: &FileUpdate,
-        file_path: &str,
-        source: &str,
+        file: &SourceFile,
         flags: &Flags,
         isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
@@ -64,20 +62,9 @@ impl SubTest for TestCompile {
         // One disassembler for all functions of this target: building one
         // costs more than disassembling a small function.
         let capstone = self.disassembler(isa)?;
-        for (func, details) in &testfile.functions {
-            let context = Context {
-                preamble_comments: &testfile.preamble_comments,
-                details,
-                flags,
-                isa: Some(isa),
-                file_path,
-                source,
-                file_update,
-            };
-            self.compile_one(func.clone(), &context, capstone.as_ref())
-                .with_context(|| format!("compile({})", func.name))?;
-        }
-        Ok(())
+        file.for_each_function(self.name(), flags, Some(isa), |func, context| {
+            self.compile_one(func.clone(), context, capstone.as_ref())
+        })
     }
 
     fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {

@@ -16,102 +16,85 @@ use cranelift_codegen::dominator_tree::DominatorTree;
 use cranelift_codegen::flowgraph::ControlFlowGraph;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::ir::entities::AnyEntity;
-use cranelift_reader::TestCommand;
 
-use crate::subtest::{Context, SubTest, run_filecheck};
+use crate::per_function::PerFunctionKind;
+use crate::subtest::{Context, run_filecheck};
 use crate::verifier::match_directive;
 
 /// The `domtree` kind; it takes no options.
-struct TestDomtree;
+pub const KIND: PerFunctionKind = PerFunctionKind::new("domtree", check);
 
-/// Build the `domtree` kind from its `test` line.
-pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
-    anyhow::ensure!(
-        command.command == "domtree",
-        "not a domtree command: {command}"
-    );
-    if !command.options.is_empty() {
-        bail!("No options allowed on {command}");
-    }
-    Ok(Box::new(TestDomtree))
-}
+/// Compare the dominator tree with the annotations, then filecheck it.
+fn check(func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
+    let cfg = ControlFlowGraph::with_function(&func);
+    let domtree = DominatorTree::with_function(&func, &cfg);
+    let details = context.details;
+    let at = |entity: AnyEntity| match details.map.location(entity) {
+        Some(loc) => format!("{}:{}", context.file_path, loc.line_number),
+        None => format!(
+            "{}: function on line {}",
+            context.file_path, details.location.line_number
+        ),
+    };
 
-impl SubTest for TestDomtree {
-    fn name(&self) -> &'static str {
-        "domtree"
-    }
-
-    fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
-        let cfg = ControlFlowGraph::with_function(&func);
-        let domtree = DominatorTree::with_function(&func, &cfg);
-        let details = context.details;
-        let at = |entity: AnyEntity| match details.map.location(entity) {
-            Some(loc) => format!("{}:{}", context.file_path, loc.line_number),
-            None => format!(
-                "{}: function on line {}",
-                context.file_path, details.location.line_number
-            ),
+    // Block -> the block its annotation names as immediate dominator.
+    let mut expected = HashMap::new();
+    for comment in &details.comments {
+        let Some(tail) = match_directive(comment.text, "dominates:") else {
+            continue;
         };
-
-        // Block -> the block its annotation names as immediate dominator.
-        let mut expected = HashMap::new();
-        for comment in &details.comments {
-            let Some(tail) = match_directive(comment.text, "dominates:") else {
-                continue;
-            };
-            let AnyEntity::Inst(inst) = comment.entity else {
+        let AnyEntity::Inst(inst) = comment.entity else {
+            bail!(
+                "{}: annotation on non-instruction {}: {}",
+                at(comment.entity),
+                comment.entity,
+                comment.text
+            );
+        };
+        let Some(dominator) = func.layout.inst_block(inst) else {
+            bail!(
+                "{}: instruction {inst} is not in the layout",
+                at(comment.entity)
+            );
+        };
+        for name in tail.split_whitespace() {
+            let Some(AnyEntity::Block(block)) = details.map.lookup_str(name) else {
                 bail!(
-                    "{}: annotation on non-instruction {}: {}",
-                    at(comment.entity),
-                    comment.entity,
-                    comment.text
-                );
-            };
-            let Some(dominator) = func.layout.inst_block(inst) else {
-                bail!(
-                    "{}: instruction {inst} is not in the layout",
+                    "{}: expected a defined block, got {name}",
                     at(comment.entity)
                 );
             };
-            for name in tail.split_whitespace() {
-                let Some(AnyEntity::Block(block)) = details.map.lookup_str(name) else {
-                    bail!(
-                        "{}: expected a defined block, got {name}",
-                        at(comment.entity)
-                    );
-                };
-                if expected.insert(block, dominator).is_some() {
-                    bail!("{}: multiple dominators for {name}", at(comment.entity));
-                }
-                match domtree.idom(block) {
-                    Some(got) if got == dominator => {}
-                    Some(got) => bail!(
-                        "{}: mismatching idoms for {name}:\nwant: {inst} (in {dominator}), got: {got}",
-                        at(comment.entity)
-                    ),
-                    None => bail!(
-                        "{}: mismatching idoms for {name}:\nwant: {inst} (in {dominator}), got: unreachable",
-                        at(comment.entity)
-                    ),
-                }
+            if expected.insert(block, dominator).is_some() {
+                bail!("{}: multiple dominators for {name}", at(comment.entity));
+            }
+            match domtree.idom(block) {
+                Some(got) if got == dominator => {}
+                Some(got) => bail!(
+                    "{}: mismatching idoms for {name}:\nwant: {inst} (in {dominator}), got: {got}",
+                    at(comment.entity)
+                ),
+                None => bail!(
+                    "{}: mismatching idoms for {name}:\nwant: {inst} (in {dominator}), got: unreachable",
+                    at(comment.entity)
+                ),
             }
         }
-
-        // Every other block but the entry must have no dominator at all.
-        for block in func.layout.blocks().skip(1) {
-            if expected.contains_key(&block) {
-                continue;
-            }
-            if let Some(got) = domtree.idom(block) {
-                bail!(
-                    "{}: mismatching idoms for {block}:\nwant: unreachable (no annotation), got: {got}",
-                    at(AnyEntity::Block(block))
-                );
-            }
-        }
-
-        run_filecheck(&domtree_text(&func, &domtree), context)
     }
+
+    // Every other block but the entry must have no dominator at all.
+    for block in func.layout.blocks().skip(1) {
+        if expected.contains_key(&block) {
+            continue;
+        }
+        if let Some(got) = domtree.idom(block) {
+            bail!(
+                "{}: mismatching idoms for {block}:\nwant: unreachable (no annotation), got: {got}",
+                at(AnyEntity::Block(block))
+            );
+        }
+    }
+
+    run_filecheck(&domtree_text(&func, &domtree), context)
 }
 
 /// The tree as text for filecheck: a `cfg_postorder:` line, then the
@@ -140,7 +123,7 @@ fn domtree_text(func: &Function, domtree: &DominatorTree) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::verifier::test_support::run_text;
+    use crate::test_support::{run_text, run_text_error};
 
     const TEXT: &str = "test domtree
 
@@ -183,7 +166,7 @@ block3:
                 "    jump block3\nblock2:",
                 "    jump block3 ; dominates: block3\nblock2:",
             );
-        let err = format!("{:#}", run_text(&wrong).unwrap_err());
+        let err = run_text_error(&wrong);
         assert!(err.contains("mismatching idoms for block3"), "{err}");
         assert!(err.contains("<memory>.clif:7"), "{err}");
     }
@@ -195,7 +178,7 @@ block3:
             "; dominates: block1 block2 block3",
             "; dominates: block1 block2",
         );
-        let err = format!("{:#}", run_text(&wrong).unwrap_err());
+        let err = run_text_error(&wrong);
         assert!(err.contains("want: unreachable"), "{err}");
     }
 
@@ -205,7 +188,7 @@ block3:
             "; nextln: block0: block2 block1 block3",
             "; nextln: block0: block1 block2 block3",
         );
-        let err = format!("{:#}", run_text(&wrong).unwrap_err());
+        let err = run_text_error(&wrong);
         assert!(err.contains("filecheck failed"), "{err}");
     }
 }

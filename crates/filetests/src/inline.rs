@@ -17,10 +17,11 @@ use cranelift_codegen::ir::{self, ExternalName, Function, UserFuncName};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::print_errors::{pretty_error, pretty_verifier_error};
 use cranelift_codegen::settings::Flags;
-use cranelift_reader::{TestCommand, TestFile, TestOption};
+use cranelift_reader::TestCommand;
 
-use crate::bless::FileUpdate;
-use crate::subtest::{Context, SubTest, check_precise_output, run_filecheck};
+use crate::subtest::{
+    Context, SourceFile, SubTest, check_precise_output, run_filecheck, set_flags,
+};
 
 /// The functions available for inlining, by name.
 type Callees = HashMap<UserFuncName, Function>;
@@ -41,12 +42,12 @@ pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
         "not an inline command: {command}"
     );
     let mut test = TestInline::default();
-    for option in &command.options {
-        match option {
-            TestOption::Flag("precise-output") => test.precise_output = true,
-            TestOption::Flag("optimize") => test.optimize = true,
-            _ => bail!("unknown option on {command}"),
-        }
+    let flags = &mut [
+        ("precise-output", &mut test.precise_output),
+        ("optimize", &mut test.optimize),
+    ];
+    if !set_flags(command, flags) {
+        bail!("unknown option on {command}");
     }
     Ok(Box::new(test))
 }
@@ -66,29 +67,15 @@ impl SubTest for TestInline {
 
     fn run_target(
         &self,
-        testfile: &TestFile,
-        file_update: &FileUpdate,
-        file_path: &str,
-        source: &str,
+        file: &SourceFile,
         flags: &Flags,
         isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
         // Earlier functions of this file, for this target only.
         let mut callees = Callees::new();
-        for (func, details) in &testfile.functions {
-            let context = Context {
-                preamble_comments: &testfile.preamble_comments,
-                details,
-                flags,
-                isa,
-                file_path,
-                source,
-                file_update,
-            };
-            self.inline_and_check(func.clone(), &context, &mut callees)
-                .with_context(|| format!("{}({})", self.name(), func.name))?;
-        }
-        Ok(())
+        file.for_each_function(self.name(), flags, isa, |func, context| {
+            self.inline_and_check(func.clone(), context, &mut callees)
+        })
     }
 
     fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
@@ -223,7 +210,7 @@ impl Inline for Inliner<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::verifier::test_support::run_text;
+    use crate::test_support::{run_text, run_text_error};
 
     const TEXT: &str = "test inline precise-output
 target x86_64
@@ -273,7 +260,7 @@ block0(v0: i32):
             ";     v4 = iadd.i32 v0, v3  ; v3 = 1",
             ";     v4 = isub.i32 v0, v3  ; v3 = 1",
         );
-        let err = format!("{:#}", run_text(&wrong).unwrap_err());
+        let err = run_text_error(&wrong);
         assert!(err.contains("-    v4 = isub.i32 v0, v3  ; v3 = 1"), "{err}");
         assert!(err.contains("+    v4 = iadd.i32 v0, v3  ; v3 = 1"), "{err}");
     }
@@ -320,7 +307,7 @@ block0(v0: i32):
     return v2
 }
 ";
-        let err = format!("{:#}", run_text(swapped).unwrap_err());
+        let err = run_text_error(swapped);
         assert!(err.contains("filecheck failed"), "{err}");
     }
 
@@ -348,7 +335,7 @@ block0(v0: i64):
     return v1
 }
 ";
-        let err = format!("{:#}", run_text(text).unwrap_err());
+        let err = run_text_error(text);
         assert!(
             err.contains("<memory>.clif:9: call inst0 to %callee"),
             "{err}"
@@ -368,7 +355,7 @@ block0(v0: i32):
     return v1
 }
 ";
-        let err = format!("{:#}", run_text(text).unwrap_err());
+        let err = run_text_error(text);
         assert!(err.contains("recursive inlining"), "{err}");
     }
 }

@@ -21,8 +21,9 @@ use cranelift_interpreter::interpreter::{Interpreter, InterpreterState, LibCallV
 use cranelift_interpreter::step::{ControlFlow, CraneliftTrap};
 use cranelift_reader::{Details, RunCommand, TestCommand, TestFile, parse_run_command};
 
-use crate::bless::FileUpdate;
-use crate::subtest::{Context, Printed, SubTest};
+use crate::subtest::{
+    Context, Printed, SourceFile, SubTest, expect_no_options, show_invocation, show_values,
+};
 
 /// The `interpret` kind; it takes no options.
 struct TestInterpret {
@@ -32,13 +33,7 @@ struct TestInterpret {
 
 /// Build the `interpret` kind from its `test` line.
 pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
-    anyhow::ensure!(
-        command.command == "interpret",
-        "not an interpret command: {command}"
-    );
-    if !command.options.is_empty() {
-        bail!("No options allowed on {command}");
-    }
+    expect_no_options(command, "interpret")?;
     Ok(Box::new(TestInterpret {
         printed: Mutex::new(Vec::new()),
     }))
@@ -51,18 +46,15 @@ impl SubTest for TestInterpret {
 
     fn run_target(
         &self,
-        testfile: &TestFile,
-        _file_update: &FileUpdate,
-        file_path: &str,
-        source: &str,
+        file: &SourceFile,
         _flags: &Flags,
         _isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
-        let store = function_store(testfile);
-        for (func, details) in &testfile.functions {
+        let store = function_store(file.testfile);
+        for (func, details) in &file.testfile.functions {
             let place = Place {
-                file_path,
-                source,
+                file_path: file.path,
+                source: file.text,
                 details,
             };
             self.run_commands(&store, func, &place)
@@ -163,23 +155,6 @@ impl TestInterpret {
     }
 }
 
-/// `%f(1, 2)`.
-pub(crate) fn show_invocation(func: &str, args: &[DataValue]) -> String {
-    let args: Vec<String> = args.iter().map(|v| v.to_string()).collect();
-    format!("%{func}({})", args.join(", "))
-}
-
-/// One value as itself, several (or none) in brackets.
-pub(crate) fn show_values(values: &[DataValue]) -> String {
-    match values {
-        [one] => one.to_string(),
-        many => {
-            let shown: Vec<String> = many.iter().map(|v| v.to_string()).collect();
-            format!("[{}]", shown.join(", "))
-        }
-    }
-}
-
 /// Call `name` (without its `%`) with `args` in a fresh interpreter, so no
 /// state (memory, stack) leaks from one run line to the next.
 fn interpret_call(
@@ -275,7 +250,7 @@ fn comment_line(source: &str, from_line: usize, text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verifier::test_support::run_text;
+    use crate::test_support::{run_text, run_text_error};
 
     const ADD: &str = "test interpret
 
@@ -295,7 +270,7 @@ block0(v0: i32, v1: i32):
     #[test]
     fn wrong_expectation_fails_and_names_the_line() {
         let text = format!("{ADD}; run: %add(1, 2) == 3\n; run: %add(2, 2) == 5\n");
-        let err = format!("{:#}", run_text(&text).unwrap_err());
+        let err = run_text_error(&text);
         assert!(err.contains("%add(2, 2) == 5"), "{err}");
         assert!(err.contains("actual: 4"), "{err}");
     }
@@ -372,7 +347,7 @@ block0(v0: i64, v1: i64, v2: i64):
 }
 ; run: %m(0, 0, 0) == 0
 ";
-        let err = format!("{:#}", run_text(text).unwrap_err());
+        let err = run_text_error(text);
         assert!(err.contains("libcall Memcpy is not supported"), "{err}");
     }
 
@@ -400,7 +375,7 @@ block0(v0: i64, v1: i64, v2: i64):
     #[test]
     fn unknown_function_is_an_error() {
         let text = format!("{ADD}; run: %nope(1, 2) == 3\n");
-        let err = format!("{:#}", run_text(&text).unwrap_err());
+        let err = run_text_error(&text);
         assert!(err.contains("nope"), "{err}");
     }
 

@@ -19,9 +19,13 @@ pub mod inline;
 pub mod interpret;
 pub mod kinds;
 pub mod optimize;
+pub mod per_function;
 pub mod print_cfg;
 pub mod run;
 pub mod runner;
 pub mod runone;
 pub mod subtest;
 pub mod verifier;
+
+#[cfg(test)]
+mod test_support;

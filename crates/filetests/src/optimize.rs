@@ -8,9 +8,9 @@ use anyhow::{Context as _, bail};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::print_errors::pretty_error;
-use cranelift_reader::{TestCommand, TestOption};
+use cranelift_reader::TestCommand;
 
-use crate::subtest::{Context, SubTest, check_precise_output, run_filecheck};
+use crate::subtest::{Context, SubTest, check_precise_output, run_filecheck, set_flags};
 
 /// `test optimize [precise-output]`.
 struct TestOptimize {
@@ -22,11 +22,8 @@ pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
     let mut test = TestOptimize {
         precise_output: false,
     };
-    for option in &command.options {
-        match option {
-            TestOption::Flag("precise-output") => test.precise_output = true,
-            _ => bail!("unknown option on `{command}`"),
-        }
+    if !set_flags(command, &mut [("precise-output", &mut test.precise_output)]) {
+        bail!("unknown option on `{command}`");
     }
     Ok(Box::new(test))
 }

@@ -3,45 +3,23 @@
 
 use std::borrow::Cow;
 
-use anyhow::bail;
 use cranelift_codegen::cfg_printer::CFGPrinter;
 use cranelift_codegen::ir::Function;
-use cranelift_reader::TestCommand;
 
-use crate::subtest::{Context, SubTest, run_filecheck};
+use crate::per_function::PerFunctionKind;
+use crate::subtest::{Context, run_filecheck};
 
 /// The `print-cfg` kind; it takes no options.
-struct TestPrintCfg;
+pub const KIND: PerFunctionKind = PerFunctionKind::new("print-cfg", check).unverified();
 
-/// Build the `print-cfg` kind from its `test` line.
-pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
-    anyhow::ensure!(
-        command.command == "print-cfg",
-        "not a print-cfg command: {command}"
-    );
-    if !command.options.is_empty() {
-        bail!("No options allowed on {command}");
-    }
-    Ok(Box::new(TestPrintCfg))
-}
-
-impl SubTest for TestPrintCfg {
-    fn name(&self) -> &'static str {
-        "print-cfg"
-    }
-
-    fn needs_verifier(&self) -> bool {
-        false
-    }
-
-    fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
-        run_filecheck(&CFGPrinter::new(&func).to_string(), context)
-    }
+/// Filecheck the function's CFG in Graphviz format.
+fn check(func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
+    run_filecheck(&CFGPrinter::new(&func).to_string(), context)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::verifier::test_support::run_text;
+    use crate::test_support::{run_text, run_text_error};
 
     const TEXT: &str = "test print-cfg
 
@@ -69,13 +47,13 @@ block2:
     #[test]
     fn wrong_edge_fails() {
         let wrong = TEXT.replace("block1:inst1 -> block2", "block1:inst1 -> block0");
-        let err = format!("{:#}", run_text(&wrong).unwrap_err());
+        let err = run_text_error(&wrong);
         assert!(err.contains("filecheck failed"), "{err}");
     }
 
     #[test]
     fn options_are_rejected() {
         let cmd = cranelift_reader::TestCommand::new("print-cfg x=1");
-        assert!(super::subtest(&cmd).is_err());
+        assert!(super::KIND.subtest(&cmd).is_err());
     }
 }

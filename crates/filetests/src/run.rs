@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
-use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::Flags;
@@ -21,8 +20,9 @@ pub use cranelift_exn::machine::MachineProvider;
 use cranelift_exn::module::Module;
 use cranelift_reader::{Comparison, RunCommand, TestCommand, TestFile, parse_run_command};
 
-use crate::bless::FileUpdate;
-use crate::subtest::{Context, Printed, RunFailure, RunReport, SubTest};
+use crate::subtest::{
+    Context, Printed, RunFailure, RunReport, SourceFile, SubTest, show_invocation, show_values,
+};
 
 /// Where a file's run has got to: what a supervisor needs to name the test,
 /// target and run line that was executing when a process died or hung.
@@ -100,15 +100,12 @@ impl SubTest for TestRun {
 
     fn run_target(
         &self,
-        testfile: &TestFile,
-        _file_update: &FileUpdate,
-        file_path: &str,
-        source: &str,
+        file: &SourceFile,
         _flags: &Flags,
         isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
         let isa = isa.context("`test run` needs a target")?;
-        let report = self.run_on(testfile, file_path, source, isa)?;
+        let report = self.run_on(file.testfile, file.path, file.text, isa)?;
         let failed = report.failures.len();
         *self
             .report
@@ -264,35 +261,12 @@ fn run_lines(testfile: &TestFile, file_path: &str, source: &str) -> anyhow::Resu
     Ok(runs)
 }
 
-fn display_values(values: &[DataValue]) -> String {
-    match values {
-        [] => "[]".into(),
-        [one] => one.to_string(),
-        many => format!(
-            "[{}]",
-            many.iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
 fn run_line(module: &mut Module, run: &RunLine, report: &mut RunReport) {
     let (invocation, expectation) = match &run.command {
         RunCommand::Print(inv) => (inv, None),
         RunCommand::Run(inv, cmp, expected) => (inv, Some((cmp, expected))),
     };
-    let shown = format!(
-        "%{}({})",
-        invocation.func,
-        invocation
-            .args
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let shown = show_invocation(&invocation.func, &invocation.args);
     let fail = |report: &mut RunReport, expected: String, actual: String| {
         report.failures.push(RunFailure {
             line: run.line,
@@ -303,7 +277,7 @@ fn run_line(module: &mut Module, run: &RunLine, report: &mut RunReport) {
     };
     let expected_text = match expectation {
         None => "returns".to_string(),
-        Some((cmp, values)) => format!("{cmp} {}", display_values(values)),
+        Some((cmp, values)) => format!("{cmp} {}", show_values(values)),
     };
     // Like upstream, call the function the line is attached to (its
     // signature typed the arguments), whatever name the line gives: the
@@ -319,7 +293,7 @@ fn run_line(module: &mut Module, run: &RunLine, report: &mut RunReport) {
         None => {
             report.printed.push(Printed {
                 line: run.line,
-                text: format!("{shown} -> {}", display_values(&actual)),
+                text: format!("{shown} -> {}", show_values(&actual)),
             });
             report.passed += 1;
         }
@@ -333,7 +307,7 @@ fn run_line(module: &mut Module, run: &RunLine, report: &mut RunReport) {
             if ok {
                 report.passed += 1;
             } else {
-                fail(report, expected_text, display_values(&actual));
+                fail(report, expected_text, show_values(&actual));
             }
         }
     }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::bless::FileUpdate;
 use crate::kinds::{RunEnv, new_subtest};
 use crate::run::Progress;
-use crate::subtest::{Printed, RunReport, SubTest};
+use crate::subtest::{Printed, RunReport, SourceFile, SubTest};
 
 /// How a file, or one test of it, ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,7 +305,7 @@ fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut File
     let file = SourceFile {
         testfile: &testfile,
         update: &file_update,
-        shown: &shown,
+        path: &shown,
         text,
     };
 
@@ -402,16 +402,6 @@ fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut File
     }
 }
 
-/// What every test of a file is given.
-struct SourceFile<'a> {
-    testfile: &'a TestFile<'a>,
-    update: &'a FileUpdate,
-    /// The path, for messages.
-    shown: &'a str,
-    /// The file's text.
-    text: &'a str,
-}
-
 /// Verify (once per target) when the kind needs it, then run it.
 fn run_tuple(
     test: &dyn SubTest,
@@ -429,14 +419,7 @@ fn run_tuple(
     // A panic in Cranelift (on input its verifier accepts, or a backend
     // limit) fails this test and target only; the file's others still run.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        test.run_target(
-            file.testfile,
-            file.update,
-            file.shown,
-            file.text,
-            flags,
-            isa,
-        )
+        test.run_target(file, flags, isa)
     }));
     match outcome {
         Ok(Ok(())) => Status::Passed,

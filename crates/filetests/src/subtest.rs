@@ -4,10 +4,11 @@
 use std::borrow::Cow;
 
 use anyhow::{Context as _, bail};
+use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::settings::{Flags, FlagsOrIsa};
-use cranelift_reader::{Comment, Details, TestFile};
+use cranelift_reader::{Comment, Details, TestCommand, TestFile, TestOption};
 use filecheck::{Checker, CheckerBuilder, NO_VARIABLES};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,45 @@ impl<'a> Context<'a> {
     }
 }
 
+/// What every test kind is given of a file, whatever the target.
+pub struct SourceFile<'a> {
+    /// The parsed file.
+    pub testfile: &'a TestFile<'a>,
+    /// Where `CRANELIFT_TEST_BLESS=1` writes new expectations.
+    pub update: &'a FileUpdate,
+    /// The path, for messages.
+    pub path: &'a str,
+    /// The file's text, for finding the lines of comments.
+    pub text: &'a str,
+}
+
+impl SourceFile<'_> {
+    /// Call `check` on each function of the file in turn, with its
+    /// [`Context`] for `flags` and `isa`; stop at the first error, naming
+    /// the test kind `kind` and the function in it.
+    pub fn for_each_function(
+        &self,
+        kind: &str,
+        flags: &Flags,
+        isa: Option<&dyn TargetIsa>,
+        mut check: impl FnMut(&Function, &Context) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        for (func, details) in &self.testfile.functions {
+            let context = Context {
+                preamble_comments: &self.testfile.preamble_comments,
+                details,
+                flags,
+                isa,
+                file_path: self.path,
+                source: self.text,
+                file_update: self.update,
+            };
+            check(func, &context).with_context(|| format!("{kind}({})", func.name))?;
+        }
+        Ok(())
+    }
+}
+
 /// One test kind (`compile`, `interpret`, `verifier`, ...), built from a
 /// file's `test` line.
 pub trait SubTest: Send + Sync {
@@ -70,27 +110,13 @@ pub trait SubTest: Send + Sync {
     /// at once (`run`, `interpret`: functions call each other) override it.
     fn run_target(
         &self,
-        testfile: &TestFile,
-        file_update: &FileUpdate,
-        file_path: &str,
-        source: &str,
+        file: &SourceFile,
         flags: &Flags,
         isa: Option<&dyn TargetIsa>,
     ) -> anyhow::Result<()> {
-        for (func, details) in &testfile.functions {
-            let context = Context {
-                preamble_comments: &testfile.preamble_comments,
-                details,
-                flags,
-                isa,
-                file_path,
-                source,
-                file_update,
-            };
-            self.run(Cow::Borrowed(func), &context)
-                .with_context(|| format!("{}({})", self.name(), func.name))?;
-        }
-        Ok(())
+        file.for_each_function(self.name(), flags, isa, |func, context| {
+            self.run(Cow::Borrowed(func), context)
+        })
     }
 
     /// Run the test on one function.
@@ -109,6 +135,40 @@ pub trait SubTest: Send + Sync {
     }
 }
 
+/// Check that `command` is a `test` line of the kind `kind` and has no
+/// options, for the kinds that take none.
+pub fn expect_no_options(command: &TestCommand, kind: &str) -> anyhow::Result<()> {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    anyhow::ensure!(
+        command.command == kind,
+        "not {article} {kind} command: {command}"
+    );
+    if !command.options.is_empty() {
+        bail!("No options allowed on {command}");
+    }
+    Ok(())
+}
+
+/// Set the boolean of each flag among `command`'s options (`precise-output`
+/// ...) from `flags`, a list of (flag, its boolean); `false` when an option
+/// is not one of them.
+pub fn set_flags(command: &TestCommand, flags: &mut [(&str, &mut bool)]) -> bool {
+    for option in &command.options {
+        let TestOption::Flag(name) = option else {
+            return false;
+        };
+        let Some((_, flag)) = flags.iter_mut().find(|(known, _)| known == name) else {
+            return false;
+        };
+        **flag = true;
+    }
+    true
+}
+
 /// The output of one `; print:` line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Printed {
@@ -116,6 +176,25 @@ pub struct Printed {
     pub line: usize,
     /// `%f(args) -> values`.
     pub text: String,
+}
+
+/// `%f(1, 2)`: a run line's invocation as messages and `; print:` output
+/// show it.
+pub fn show_invocation(func: &str, args: &[DataValue]) -> String {
+    let args: Vec<String> = args.iter().map(|v| v.to_string()).collect();
+    format!("%{func}({})", args.join(", "))
+}
+
+/// Values as messages and `; print:` output show them: one value as itself,
+/// several (or none) in brackets.
+pub fn show_values(values: &[DataValue]) -> String {
+    match values {
+        [one] => one.to_string(),
+        many => {
+            let shown: Vec<String> = many.iter().map(|v| v.to_string()).collect();
+            format!("[{}]", shown.join(", "))
+        }
+    }
 }
 
 /// What one target of a `test run` file did.

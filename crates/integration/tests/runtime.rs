@@ -5,16 +5,21 @@
 //! entries nest, each level seeing its own outcome; libcalls work.
 
 use cranelift_exn::codegen::data_value::DataValue;
-use cranelift_exn::codegen::ir::{AbiParam, Signature, TrapCode, types};
-use cranelift_exn::codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_exn::codegen::ir::{Function, TrapCode};
+use cranelift_exn::codegen::isa::OwnedTargetIsa;
 use cranelift_exn::codegen::settings::{self, Configurable};
 use cranelift_exn::compile::{build_isa, default_isa};
-use cranelift_exn::host::HostThrow;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::Machine;
 use cranelift_exn::native::NativeMachine;
-use cranelift_exn::{CallError, Module, ModuleBuilder};
+use cranelift_exn::{CallError, Module};
 use cranelift_exn_emulator::EmulatedMachine;
+use cranelift_exn_testkit::hosted::{
+    assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
+    assert_nested_entries, hosted_builder,
+};
+use cranelift_exn_testkit::outcome::{one, trap_code};
+use cranelift_exn_testkit::traps::TRAPPING;
 
 /// Every machine this test runs on: (label, architecture, native?).
 fn machines() -> Vec<(String, Arch, bool)> {
@@ -36,53 +41,19 @@ fn machine(arch: Arch, native: bool) -> Box<dyn Machine> {
     }
 }
 
-const TRAPS: &str = "
+/// `%user_trap(x)`: user trap 7 when `x` is 0, else user trap 9.
+const USER_TRAP: &str = "
 function %user_trap(i32) -> i32 {
 block0(v0: i32):
     trapz v0, user7
     trapnz v0, user9
     return v0
 }
-
-function %divide(i64, i64) -> i64 {
-block0(v0: i64, v1: i64):
-    v2 = udiv v0, v1
-    return v2
-}
-
-function %signed_divide(i64, i64) -> i64 {
-block0(v0: i64, v1: i64):
-    v2 = sdiv v0, v1
-    return v2
-}
-
-function %load(i64) -> i32 {
-block0(v0: i64):
-    v1 = load.i32 heap_oob v0
-    return v1
-}
-
-function %recurse(i64) -> i64 {
-    fn0 = %recurse(i64) -> i64
-block0(v0: i64):
-    v901 = iconst.i64 1
-    v1 = iadd v0, v901
-    v2 = call fn0(v1)
-    v3 = iadd v2, v0
-    return v3
-}
 ";
 
-fn trap_code(result: Result<Vec<DataValue>, CallError>, function: &str) -> TrapCode {
-    match result {
-        Err(CallError::Trap {
-            code, function: f, ..
-        }) => {
-            assert_eq!(f, function, "trap reported in the wrong function");
-            code
-        }
-        other => panic!("expected a trap in {function}, got {other:?}"),
-    }
+/// [`USER_TRAP`] and the testkit's [`TRAPPING`] functions.
+fn traps() -> Vec<Function> {
+    cranelift_exn::reader::parse_functions(&format!("{USER_TRAP}{TRAPPING}")).unwrap()
 }
 
 #[test]
@@ -91,7 +62,7 @@ fn traps_of_every_kind_are_delivered_to_the_entry() {
         let module = Module::new(
             machine(arch, native),
             default_isa(arch).unwrap().as_ref(),
-            cranelift_exn::reader::parse_functions(TRAPS).unwrap(),
+            traps(),
         )
         .unwrap();
         let call = |name: &str, args: &[DataValue]| module.call(name, args);
@@ -203,7 +174,7 @@ fn stack_overflow_in_jit_code_is_a_trap_natively() {
             let module = Module::new(
                 machine(arch, true),
                 default_isa(arch).unwrap().as_ref(),
-                cranelift_exn::reader::parse_functions(TRAPS).unwrap(),
+                traps(),
             )
             .unwrap();
             let first = trap_code(module.call("recurse", &[DataValue::I64(0)]), "%recurse");
@@ -221,215 +192,24 @@ fn stack_overflow_in_jit_code_is_a_trap_natively() {
     assert_eq!(outcome.2, vec![DataValue::I64(5)]);
 }
 
-const HOSTED: &str = "
-function %add_host(i64, i64) -> i64 {
-    fn0 = %host_add(i64, i64) -> i64 system_v
-block0(v0: i64, v1: i64):
-    v2 = call fn0(v0, v1)
-    v902 = iconst.i64 1
-    v3 = iadd v2, v902
-    return v3
-}
-
-;; Catches tag 5 from the host; anything else passes through.
-function %catch_host(i64) -> i64 {
-    sig0 = (i64) -> i64 tail
-    fn0 = %middle(i64) -> i64 tail
-block0(v0: i64):
-    try_call fn0(v0), sig0, block1(ret0), [ tag5: block2(exn0, exn1) ]
-block1(v1: i64):
-    return v1
-block2(v2: i64, v3: i64):
-    v4 = iadd v2, v3
-    return v4
-}
-
-function %middle(i64) -> i64 tail {
-    fn0 = %host_throw(i64) -> i64 tail
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v903 = iconst.i64 1000
-    v2 = iadd v1, v903
-    return v2
-}
-
-;; Calls back into the host, which re-enters the module.
-function %outer(i64) -> i64 {
-    fn0 = %host_reenter(i64) -> i64 system_v
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v904 = iconst.i64 10
-    v2 = imul v1, v904
-    return v2
-}
-
-function %inner(i64) -> i64 {
-    fn0 = %host_throw(i64) -> i64 tail
-block0(v0: i64):
-    v1 = call fn0(v0)
-    return v1
-}
-
-function %inner_trap(i64) -> i64 {
-block0(v0: i64):
-    trap user3
-}
-
-;; Throws tag 7 to the entry from below handlers that would catch it.
-function %to_entry(i64) -> i64 {
-    sig0 = (i64) -> i64 tail
-    fn0 = %to_entry_inner(i64) -> i64 tail
-block0(v0: i64):
-    try_call fn0(v0), sig0, block1(ret0), [ tag7: block2(exn0), default: block2(exn0) ]
-block1(v1: i64):
-    return v1
-block2(v2: i64):
-    v3 = iconst.i64 -1
-    return v3
-}
-
-function %to_entry_inner(i64) -> i64 tail {
-    fn0 = %__cranelift_exn_throw_to_entry(i32, i64, i64) system_v
-block0(v0: i64):
-    v1 = iconst.i32 7
-    v2 = iconst.i64 99
-    call fn0(v1, v0, v2)
-    return v0
-}
-
-function %ceil(f32, f64) -> f32, f64 {
-block0(v0: f32, v1: f64):
-    v2 = ceil v0
-    v3 = floor v1
-    return v2, v3
-}
-";
-
-fn i64_sig(params: usize, call_conv: CallConv) -> Signature {
-    let mut sig = Signature::new(call_conv);
-    sig.params = vec![AbiParam::new(types::I64); params];
-    sig.returns = vec![AbiParam::new(types::I64)];
-    sig
-}
-
 fn hosted_module(arch: Arch, native: bool) -> Module {
     hosted_module_for(default_isa(arch).unwrap(), native)
 }
 
-/// [`HOSTED`] and its host functions compiled for `isa`.
+/// The testkit's [`HOSTED`](cranelift_exn_testkit::hosted::HOSTED) module
+/// compiled for `isa`.
 fn hosted_module_for(isa: OwnedTargetIsa, native: bool) -> Module {
     let arch = Arch::from_triple(isa.triple()).unwrap();
-    let mut builder = ModuleBuilder::new(isa);
-    builder.define_clif(HOSTED).unwrap();
-    builder
-        .define_host_function(
-            "host_add",
-            i64_sig(2, CallConv::SystemV),
-            |_, args| match args {
-                [DataValue::I64(a), DataValue::I64(b)] => Ok(vec![DataValue::I64(a * 100 + b)]),
-                _ => panic!("bad arguments {args:?}"),
-            },
-        )
-        .unwrap();
-    // x: 0 returns 7; 1 throws tag 5 (caught by %catch_host); 2 throws
-    // tag 6 (uncaught); 3 throws to the entry; 4 panics.
-    builder
-        .define_host_function("host_throw", i64_sig(1, CallConv::Tail), |_, args| {
-            let [DataValue::I64(x)] = args else {
-                panic!("bad arguments {args:?}")
-            };
-            match x {
-                0 => Ok(vec![DataValue::I64(7)]),
-                1 => Err(HostThrow::Exception {
-                    tag: 5,
-                    payloads: [40, 2],
-                }),
-                2 => Err(HostThrow::Exception {
-                    tag: 6,
-                    payloads: [0x66, 0x77],
-                }),
-                3 => Err(HostThrow::ToEntry {
-                    tag: 5,
-                    payloads: [1, 2],
-                }),
-                _ => panic!("host function asked to panic"),
-            }
-        })
-        .unwrap();
-    // Re-enters the module: x < 10 calls %inner(x), else %inner_trap; the
-    // inner outcome becomes a number.
-    builder
-        .define_host_function("host_reenter", i64_sig(1, CallConv::SystemV), |m, args| {
-            let [DataValue::I64(x)] = args else {
-                panic!("bad arguments {args:?}")
-            };
-            let inner = if *x < 10 {
-                m.call("inner", &[DataValue::I64(*x)])
-            } else if *x < 20 {
-                m.call("inner_trap", &[DataValue::I64(*x)])
-            } else {
-                m.call("to_entry", &[DataValue::I64(*x)])
-            };
-            let value = match inner {
-                Ok(v) => match v[..] {
-                    [DataValue::I64(v)] => v,
-                    _ => -1,
-                },
-                Err(CallError::Exception { tag, payloads }) => {
-                    i64::from(tag) * 1000 + payloads[0] as i64
-                }
-                Err(CallError::Trap { code, .. }) if code == TrapCode::user(3).unwrap() => 333,
-                Err(other) => panic!("unexpected inner outcome {other:?}"),
-            };
-            Ok(vec![DataValue::I64(value)])
-        })
-        .unwrap();
-    builder.finalize(machine(arch, native)).unwrap()
-}
-
-fn one(result: Result<Vec<DataValue>, CallError>) -> i64 {
-    match result.as_deref() {
-        Ok([DataValue::I64(v)]) => *v,
-        other => panic!("expected one i64, got {other:?}"),
-    }
+    hosted_builder(isa).finalize(machine(arch, native)).unwrap()
 }
 
 #[test]
 fn host_functions_return_throw_and_panic() {
     for (label, arch, native) in machines() {
         let module = hosted_module(arch, native);
-        let call = |name: &str, x: i64| module.call(name, &[DataValue::I64(x)]);
-        assert_eq!(
-            one(module.call("add_host", &[DataValue::I64(3), DataValue::I64(4)])),
-            305,
-            "{label}"
-        );
-        assert_eq!(one(call("catch_host", 0)), 1007, "{label}");
-        assert_eq!(one(call("catch_host", 1)), 42, "{label}: caught in JIT");
-        assert_eq!(
-            call("catch_host", 2).unwrap_err(),
-            CallError::Exception {
-                tag: 6,
-                payloads: [0x66, 0x77]
-            },
-            "{label}: uncaught"
-        );
-        // Straight to the entry, past the tag-5 handler that would catch it.
-        assert_eq!(
-            call("catch_host", 3).unwrap_err(),
-            CallError::Exception {
-                tag: 5,
-                payloads: [1, 2]
-            },
-            "{label}: to entry"
-        );
-        match call("catch_host", 4) {
-            Err(CallError::Failed(e)) => {
-                assert!(e.to_string().contains("asked to panic"), "{label}: {e}")
-            }
-            other => panic!("{label}: a panicking host function gave {other:?}"),
-        }
-        assert_eq!(one(call("catch_host", 1)), 42, "{label}: usable afterwards");
+        assert_host_function_returns(&module, &label);
+        assert_host_throws(&module, &label);
+        assert_host_panic_fails_the_call(&module, &label);
     }
 }
 
@@ -455,17 +235,7 @@ fn padded_blocks_throw_and_trap() {
 #[test]
 fn nested_entries_each_get_their_own_outcome() {
     for (label, arch, native) in machines() {
-        let module = hosted_module(arch, native);
-        let call = |x: i64| one(module.call("outer", &[DataValue::I64(x)]));
-        // Inner returns 7 → 70.
-        assert_eq!(call(0), 70, "{label}");
-        // Inner's uncaught tag-6 exception stops at the inner entry.
-        assert_eq!(call(2), (6 * 1000 + 0x66) * 10, "{label}");
-        // Inner's throw-to-entry reaches the inner entry, not the outer.
-        assert_eq!(call(3), (5 * 1000 + 1) * 10, "{label}");
-        // An inner trap is the inner call's outcome.
-        assert_eq!(call(10), 3330, "{label}");
-        assert_eq!(call(1), (5 * 1000 + 40) * 10, "{label}");
+        assert_nested_entries(&hosted_module(arch, native), &label);
     }
 }
 
@@ -582,7 +352,7 @@ fn eight_threads_on_emulated_machines_see_only_their_own_outcomes() {
                 let traps = Module::new(
                     machine(arch, false),
                     default_isa(arch).unwrap().as_ref(),
-                    cranelift_exn::reader::parse_functions(TRAPS).unwrap(),
+                    traps(),
                 )
                 .unwrap();
                 for i in 0..50i64 {

@@ -4,6 +4,7 @@
 //! compiled with the library, shown in Cranelift's listing and checked by
 //! its results.
 
+use cranelift_exn::ModuleBuilder;
 use cranelift_exn::codegen::Context;
 use cranelift_exn::codegen::control::ControlPlane;
 use cranelift_exn::codegen::data_value::DataValue;
@@ -11,8 +12,8 @@ use cranelift_exn::codegen::isa::OwnedTargetIsa;
 use cranelift_exn::codegen::settings::{self, Configurable};
 use cranelift_exn::compile::build_isa;
 use cranelift_exn::isa::Arch;
-use cranelift_exn::{CallError, ModuleBuilder};
 use cranelift_exn_qemu::QemuMachine;
+use cranelift_exn_testkit::outcome::one;
 
 /// The ISA for `arch` with `flags` enabled.
 fn isa(arch: Arch, flags: &[&str]) -> OwnedTargetIsa {
@@ -42,13 +43,6 @@ fn listing(isa: &OwnedTargetIsa, clif: &str) -> String {
         .compile(&**isa, &mut ControlPlane::default())
         .unwrap_or_else(|e| panic!("{:?}", e.inner));
     compiled.vcode.clone().unwrap_or_default()
-}
-
-fn one(result: Result<Vec<DataValue>, CallError>) -> i64 {
-    match result.as_deref() {
-        Ok([DataValue::I64(v)]) => *v,
-        other => panic!("expected one i64, got {other:?}"),
-    }
 }
 
 const INPUTS: [(i64, i64); 5] = [

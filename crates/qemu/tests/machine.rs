@@ -6,15 +6,19 @@
 use std::time::Instant;
 
 use cranelift_exn::codegen::data_value::DataValue;
-use cranelift_exn::codegen::ir::{AbiParam, Signature, TrapCode, types};
-use cranelift_exn::codegen::isa::CallConv;
+use cranelift_exn::codegen::ir::TrapCode;
 use cranelift_exn::compile::default_isa;
-use cranelift_exn::host::HostThrow;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::Machine;
 use cranelift_exn::memory::Memory;
-use cranelift_exn::{CallError, Module, ModuleBuilder};
+use cranelift_exn::{CallError, Module};
 use cranelift_exn_qemu::QemuMachine;
+use cranelift_exn_testkit::hosted::{
+    JIT_THROWS, assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
+    assert_nested_entries, hosted_builder,
+};
+use cranelift_exn_testkit::outcome::{one, trap_code};
+use cranelift_exn_testkit::traps::TRAPPING;
 
 fn machine(arch: Arch) -> Box<QemuMachine> {
     assert!(
@@ -22,13 +26,6 @@ fn machine(arch: Arch) -> Box<QemuMachine> {
         "qemu-{arch} is not on PATH: install qemu-user (scripts/dev does)"
     );
     Box::new(QemuMachine::new(arch).unwrap_or_else(|e| panic!("{e}")))
-}
-
-fn one(result: Result<Vec<DataValue>, CallError>) -> i64 {
-    match result.as_deref() {
-        Ok([DataValue::I64(v)]) => *v,
-        other => panic!("expected one i64, got {other:?}"),
-    }
 }
 
 const VALUES: &str = "
@@ -109,53 +106,14 @@ fn plain_values_on_every_arch() {
     }
 }
 
-const TRAPS: &str = "
+/// `%user_trap(x)`: user trap 1 when `x` is 0, else `x`.
+const USER_TRAP: &str = "
 function %user_trap(i32) -> i32 {
 block0(v0: i32):
     trapz v0, user1
     return v0
 }
-
-function %divide(i64, i64) -> i64 {
-block0(v0: i64, v1: i64):
-    v2 = udiv v0, v1
-    return v2
-}
-
-function %signed_divide(i64, i64) -> i64 {
-block0(v0: i64, v1: i64):
-    v2 = sdiv v0, v1
-    return v2
-}
-
-function %load(i64) -> i32 {
-block0(v0: i64):
-    v1 = load.i32 heap_oob v0
-    return v1
-}
-
-function %recurse(i64) -> i64 {
-    fn0 = %recurse(i64) -> i64
-block0(v0: i64):
-    v901 = iconst.i64 1
-    v1 = iadd v0, v901
-    v2 = call fn0(v1)
-    v3 = iadd v2, v0
-    return v3
-}
 ";
-
-fn trap_code(result: Result<Vec<DataValue>, CallError>, function: &str) -> TrapCode {
-    match result {
-        Err(CallError::Trap {
-            code, function: f, ..
-        }) => {
-            assert_eq!(f, function, "trap reported in the wrong function");
-            code
-        }
-        other => panic!("expected a trap in {function}, got {other:?}"),
-    }
-}
 
 #[test]
 fn traps_are_delivered_to_the_entry() {
@@ -163,7 +121,7 @@ fn traps_are_delivered_to_the_entry() {
         let module = Module::new(
             machine(arch),
             default_isa(arch).unwrap().as_ref(),
-            cranelift_exn::reader::parse_functions(TRAPS).unwrap(),
+            cranelift_exn::reader::parse_functions(&format!("{USER_TRAP}{TRAPPING}")).unwrap(),
         )
         .unwrap();
         let call = |name: &str, args: &[DataValue]| module.call(name, args);
@@ -222,170 +180,10 @@ fn traps_are_delivered_to_the_entry() {
     }
 }
 
-const HOSTED: &str = "
-function %add_host(i64, i64) -> i64 {
-    fn0 = %host_add(i64, i64) -> i64 system_v
-block0(v0: i64, v1: i64):
-    v2 = call fn0(v0, v1)
-    v902 = iconst.i64 1
-    v3 = iadd v2, v902
-    return v3
-}
-
-;; Catches tag 5 from the host; anything else passes through.
-function %catch_host(i64) -> i64 {
-    sig0 = (i64) -> i64 tail
-    fn0 = %middle(i64) -> i64 tail
-block0(v0: i64):
-    try_call fn0(v0), sig0, block1(ret0), [ tag5: block2(exn0, exn1) ]
-block1(v1: i64):
-    return v1
-block2(v2: i64, v3: i64):
-    v4 = iadd v2, v3
-    return v4
-}
-
-function %middle(i64) -> i64 tail {
-    fn0 = %host_throw(i64) -> i64 tail
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v903 = iconst.i64 1000
-    v2 = iadd v1, v903
-    return v2
-}
-
-;; Throws from JIT code, caught two frames up.
-function %catch_jit(i64) -> i64 {
-    sig0 = (i64) -> i64 tail
-    fn0 = %relay(i64) -> i64 tail
-block0(v0: i64):
-    try_call fn0(v0), sig0, block1(ret0), [ tag3: block2(exn0, exn1) ]
-block1(v1: i64):
-    return v1
-block2(v2: i64, v3: i64):
-    v4 = isub v2, v3
-    return v4
-}
-
-function %relay(i64) -> i64 tail {
-    fn0 = %thrower(i64) -> i64 tail
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 7
-    v3 = iadd v1, v2
-    return v3
-}
-
-function %thrower(i64) -> i64 tail {
-    fn0 = %__cranelift_throw(i64, i64, i64, i32, i64, i64) system_v
-block0(v0: i64):
-    brif v0, block1, block2
-block1:
-    v4 = get_frame_pointer.i64
-    v5 = get_return_address.i64
-    v6 = iconst.i64 0
-    v1 = iconst.i32 3
-    v2 = iconst.i64 100
-    call fn0(v6, v4, v5, v1, v2, v0)
-    return v0
-block2:
-    v3 = iconst.i64 1
-    return v3
-}
-
-;; Calls back into the host, which re-enters the module.
-function %outer(i64) -> i64 {
-    fn0 = %host_reenter(i64) -> i64 system_v
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v904 = iconst.i64 10
-    v2 = imul v1, v904
-    return v2
-}
-
-function %inner(i64) -> i64 {
-    fn0 = %host_throw(i64) -> i64 tail
-block0(v0: i64):
-    v1 = call fn0(v0)
-    return v1
-}
-
-function %inner_trap(i64) -> i64 {
-block0(v0: i64):
-    trap user3
-}
-";
-
-fn i64_sig(params: usize, call_conv: CallConv) -> Signature {
-    let mut sig = Signature::new(call_conv);
-    sig.params = vec![AbiParam::new(types::I64); params];
-    sig.returns = vec![AbiParam::new(types::I64)];
-    sig
-}
-
+/// The testkit's hosted module with its JIT throws, on QEMU.
 fn hosted_module(arch: Arch) -> Module {
-    let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-    builder.define_clif(HOSTED).unwrap();
-    builder
-        .define_host_function(
-            "host_add",
-            i64_sig(2, CallConv::SystemV),
-            |_, args| match args {
-                [DataValue::I64(a), DataValue::I64(b)] => Ok(vec![DataValue::I64(a * 100 + b)]),
-                _ => panic!("bad arguments {args:?}"),
-            },
-        )
-        .unwrap();
-    // x: 0 returns 7; 1 throws tag 5 (caught by %catch_host); 2 throws
-    // tag 6 (uncaught); 3 throws to the entry; 4 panics.
-    builder
-        .define_host_function("host_throw", i64_sig(1, CallConv::Tail), |_, args| {
-            let [DataValue::I64(x)] = args else {
-                panic!("bad arguments {args:?}")
-            };
-            match x {
-                0 => Ok(vec![DataValue::I64(7)]),
-                1 => Err(HostThrow::Exception {
-                    tag: 5,
-                    payloads: [40, 2],
-                }),
-                2 => Err(HostThrow::Exception {
-                    tag: 6,
-                    payloads: [0x66, 0x77],
-                }),
-                3 => Err(HostThrow::ToEntry {
-                    tag: 5,
-                    payloads: [1, 2],
-                }),
-                _ => panic!("host function asked to panic"),
-            }
-        })
-        .unwrap();
-    // Re-enters the module: x < 10 calls %inner(x), else %inner_trap.
-    builder
-        .define_host_function("host_reenter", i64_sig(1, CallConv::SystemV), |m, args| {
-            let [DataValue::I64(x)] = args else {
-                panic!("bad arguments {args:?}")
-            };
-            let inner = if *x < 10 {
-                m.call("inner", &[DataValue::I64(*x)])
-            } else {
-                m.call("inner_trap", &[DataValue::I64(*x)])
-            };
-            let value = match inner {
-                Ok(v) => match v[..] {
-                    [DataValue::I64(v)] => v,
-                    _ => -1,
-                },
-                Err(CallError::Exception { tag, payloads }) => {
-                    i64::from(tag) * 1000 + payloads[0] as i64
-                }
-                Err(CallError::Trap { code, .. }) if code == TrapCode::user(3).unwrap() => 333,
-                Err(other) => panic!("unexpected inner outcome {other:?}"),
-            };
-            Ok(vec![DataValue::I64(value)])
-        })
-        .unwrap();
+    let mut builder = hosted_builder(default_isa(arch).unwrap());
+    builder.define_clif(JIT_THROWS).unwrap();
     builder.finalize(machine(arch)).unwrap()
 }
 
@@ -398,24 +196,7 @@ fn exceptions_caught_across_frames_and_uncaught() {
         assert_eq!(one(call("catch_jit", 0)), 8, "{arch}: no throw");
         assert_eq!(one(call("catch_jit", 58)), 42, "{arch}: caught in JIT");
         // Thrown by the host.
-        assert_eq!(one(call("catch_host", 1)), 42, "{arch}: caught in JIT");
-        assert_eq!(
-            call("catch_host", 2).unwrap_err(),
-            CallError::Exception {
-                tag: 6,
-                payloads: [0x66, 0x77]
-            },
-            "{arch}: uncaught"
-        );
-        // Straight to the entry, past the tag-5 handler that would catch it.
-        assert_eq!(
-            call("catch_host", 3).unwrap_err(),
-            CallError::Exception {
-                tag: 5,
-                payloads: [1, 2]
-            },
-            "{arch}: to entry"
-        );
+        assert_host_throws(&module, &arch);
         assert_eq!(one(call("catch_jit", 60)), 40, "{arch}: usable afterwards");
     }
 }
@@ -424,33 +205,15 @@ fn exceptions_caught_across_frames_and_uncaught() {
 fn host_functions_return_values_and_panics_fail_the_call() {
     for arch in Arch::ALL {
         let module = hosted_module(arch);
-        let call = |name: &str, x: i64| module.call(name, &[DataValue::I64(x)]);
-        assert_eq!(
-            one(module.call("add_host", &[DataValue::I64(3), DataValue::I64(4)])),
-            305,
-            "{arch}"
-        );
-        assert_eq!(one(call("catch_host", 0)), 1007, "{arch}");
-        match call("catch_host", 4) {
-            Err(CallError::Failed(e)) => {
-                assert!(e.to_string().contains("asked to panic"), "{arch}: {e}")
-            }
-            other => panic!("{arch}: a panicking host function gave {other:?}"),
-        }
-        assert_eq!(one(call("catch_host", 1)), 42, "{arch}: usable afterwards");
+        assert_host_function_returns(&module, &arch);
+        assert_host_panic_fails_the_call(&module, &arch);
     }
 }
 
 #[test]
 fn nested_entries_each_get_their_own_outcome() {
     for arch in Arch::ALL {
-        let module = hosted_module(arch);
-        let call = |x: i64| one(module.call("outer", &[DataValue::I64(x)]));
-        assert_eq!(call(0), 70, "{arch}");
-        assert_eq!(call(2), (6 * 1000 + 0x66) * 10, "{arch}");
-        assert_eq!(call(3), (5 * 1000 + 1) * 10, "{arch}");
-        assert_eq!(call(10), 3330, "{arch}");
-        assert_eq!(call(1), (5 * 1000 + 40) * 10, "{arch}");
+        assert_nested_entries(&hosted_module(arch), &arch);
     }
 }
 

@@ -57,3 +57,29 @@ pub fn compile(isa: &dyn TargetIsa, func: ir::Function) -> (Vec<u8>, String) {
         compiled.vcode.clone().unwrap_or_default(),
     )
 }
+
+/// Whether a VCode listing has `mnemonic` as an instruction (also inside
+/// the `;`-separated sequences of pseudo-instructions such as atomic loops).
+pub fn listing_has(listing: &str, mnemonic: &str) -> bool {
+    listing
+        .lines()
+        .flat_map(|line| line.split(';'))
+        .any(|part| {
+            let mut words = part.split_whitespace();
+            let first = words.next();
+            // A loop's label (`0:`) comes before its first instruction.
+            let first = if first.is_some_and(|w| w.ends_with(':')) {
+                words.next()
+            } else {
+                first
+            };
+            first == Some(mnemonic)
+        })
+}
+
+/// The first function of the CLIF text `clif`.
+pub fn parse(clif: &str) -> ir::Function {
+    let mut functions =
+        cranelift_exn::reader::parse_functions(clif).unwrap_or_else(|e| panic!("{e}\n{clif}"));
+    functions.remove(0)
+}

@@ -1,0 +1,106 @@
+//! Traps with backtraces: a chain of calls that traps at its bottom, an
+//! unbounded recursion, and the checks of the backtraces they give.
+
+use std::fmt::Display;
+
+use cranelift_exn::codegen::ir::TrapCode;
+use cranelift_exn::machine::Machine;
+use cranelift_exn::module::MAX_BACKTRACE;
+use cranelift_exn::{CallError, JitModule};
+
+/// `%outer(x)` calls `%middle`, which calls `%inner`: `x + 3`, or user
+/// trap 9 in `%inner` when `x` is 0.
+pub const CHAIN: &str = "
+function %inner(i64) -> i64 {
+block0(v0: i64):
+    v1 = iconst.i64 0
+    v2 = icmp eq v0, v1
+    trapnz v2, user9
+    return v0
+}
+
+function %middle(i64) -> i64 {
+    fn0 = %inner(i64) -> i64
+block0(v0: i64):
+    v1 = call fn0(v0)
+    v2 = iconst.i64 1
+    v3 = iadd v1, v2
+    return v3
+}
+
+function %outer(i64) -> i64 {
+    fn0 = %middle(i64) -> i64
+block0(v0: i64):
+    v1 = call fn0(v0)
+    v2 = iconst.i64 2
+    v3 = iadd v1, v2
+    return v3
+}
+";
+
+/// `%recurse(x)` calls itself until the stack overflows.
+pub const RECURSE: &str = "
+function %recurse(i64) -> i64 {
+    fn0 = %recurse(i64) -> i64
+block0(v0: i64):
+    v1 = iconst.i64 1
+    v2 = iadd v0, v1
+    v3 = call fn0(v2)
+    v4 = iadd v3, v1
+    return v4
+}
+";
+
+/// `err`, from `%outer(0)` of [`CHAIN`] in `module`, is user trap 9 in
+/// `%inner` with the backtrace `%inner`, `%middle`, `%outer`: the first
+/// frame at the trapping instruction, the others at return addresses of
+/// call sites.
+pub fn assert_chain_trap<M: ?Sized + Machine>(
+    module: &JitModule<M>,
+    err: &CallError,
+    label: &dyn Display,
+) {
+    let CallError::Trap {
+        code,
+        pc,
+        function,
+        backtrace,
+        ..
+    } = err
+    else {
+        panic!("{label}: {err:?}");
+    };
+    assert_eq!(
+        (*code, function.as_str()),
+        (TrapCode::user(9).unwrap(), "%inner"),
+        "{label}"
+    );
+    let names: Vec<&str> = backtrace.iter().map(|f| f.function.as_str()).collect();
+    assert_eq!(names, ["%inner", "%middle", "%outer"], "{label}: {err:?}");
+    let start = |name: &str| module.symbol_address(name).unwrap();
+    assert_eq!(backtrace[0].offset, pc - start("inner"), "{label}");
+    // The other offsets are return addresses of call sites.
+    for frame in &backtrace[1..] {
+        let site = module
+            .table()
+            .call_site_returning_to(start(&frame.function) + frame.offset);
+        assert!(site.is_some(), "{label}: {frame:?}");
+    }
+}
+
+/// `err`, from `%recurse` of [`RECURSE`], is a stack overflow whose
+/// backtrace is capped at [`MAX_BACKTRACE`] frames, all of `%recurse`.
+pub fn assert_capped_recursion(err: &CallError, label: &dyn Display) {
+    let CallError::Trap {
+        code, backtrace, ..
+    } = err
+    else {
+        panic!("{label}: {err:?}");
+    };
+    assert_eq!(*code, TrapCode::STACK_OVERFLOW, "{label}");
+    assert_eq!(backtrace.len(), MAX_BACKTRACE, "{label}: {err:?}");
+    assert!(
+        backtrace.iter().all(|f| f.function == "%recurse"),
+        "{label}"
+    );
+}

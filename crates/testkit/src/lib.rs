@@ -1,0 +1,15 @@
+//! Test fixtures shared by the test suites of cranelift-exn's crates, so
+//! that every machine (native, unicorn, QEMU) is tested with one copy of
+//! each program and check:
+//!
+//! - [`outcome`]: what a call returned or trapped with, or a panic;
+//! - [`traps`]: functions that trap in every way the runtime reports;
+//! - [`hosted`]: a module whose JIT code and host functions call, throw to
+//!   and re-enter each other, with the checks its tests share;
+//! - [`backtrace`]: traps deep in a call chain or a recursion, and the
+//!   checks of their backtraces.
+
+pub mod backtrace;
+pub mod hosted;
+pub mod outcome;
+pub mod traps;
