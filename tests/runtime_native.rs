@@ -1,8 +1,6 @@
 //! The embedder runtime on the host CPU: threads, resident memory over a
 //! million round trips, and faults that are not JIT code's.
 
-use std::process::Command;
-
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{AbiParam, Signature, TrapCode, types};
 use cranelift_exn::codegen::isa::CallConv;
@@ -174,8 +172,7 @@ fn a_fault_outside_jit_code_still_crashes() {
         println!("the fault was swallowed: {outcome:?}");
         std::process::exit(0);
     }
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new(exe)
+    let output = cranelift_exn_testkit::rerun::this_test_binary()
         .args([
             "--exact",
             "a_fault_outside_jit_code_still_crashes",

@@ -6,7 +6,7 @@
 //! a child process (this binary re-executed with `--exact NAME` and an
 //! environment variable) and checks how the child ended.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use cranelift_exn::codegen::data_value::DataValue;
@@ -69,7 +69,7 @@ fn in_child(name: &str, body: impl FnOnce()) -> Option<Output> {
         println!("child done");
         std::process::exit(0);
     }
-    let output = Command::new(std::env::current_exe().unwrap())
+    let output = cranelift_exn_testkit::rerun::this_test_binary()
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD, name)
         .output()
