@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::MachineKind;
 use cranelift_exn::unwind::Sabotage;
 use cranelift_exn_fuzzgen::sweep::{self, Options, Target};
 
 /// Usage of `clif-exn fuzz`.
 pub const USAGE: &str = "\
-usage: clif-exn fuzz [--seed N] [--count K] [--isa A,B,...] [-j N] [--out DIR]
+usage: clif-exn fuzz [--seed N] [--count K] [--isa A,B,...] [--emulators E,...]
+                     [-j N] [--out DIR]
 
 Generates K programs (from seeds N, N+1, ...) that call, try_call, throw,
 rethrow, catch and trap; runs each on every ISA (natively on the host, in
@@ -24,6 +26,11 @@ reproduces.
   --isa LIST      comma-separated subset of x86_64,aarch64,riscv64,s390x
                   (default: all four; each runs emulated, and the host's
                   ISA natively as well)
+  --emulators LIST
+                  comma-separated subset of unicorn,qemu: the emulators
+                  every ISA runs on, each program compared on all of them
+                  (default unicorn; qemu needs qemu-<arch>, package
+                  qemu-user)
   -j N            worker threads (default: number of CPUs)
   --out DIR       where to write reproductions (default fuzz-failures)
   --max N         stop after N mismatches (default 5)
@@ -36,12 +43,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         seed: 0,
         count: 1000,
-        targets: Target::all(&Arch::ALL),
+        targets: Vec::new(),
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out_dir: Some(PathBuf::from("fuzz-failures")),
         sabotage: None,
         max_mismatches: 5,
     };
+    let mut arches = Arch::ALL.to_vec();
+    let mut emulators = vec![MachineKind::Emulated];
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let mut value = |name: &str| {
@@ -72,7 +81,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--out" => options.out_dir = Some(PathBuf::from(value("--out")?)),
             "--isa" => {
-                let arches = value("--isa")?
+                arches = value("--isa")?
                     .split(',')
                     .map(|name| {
                         Arch::ALL
@@ -81,12 +90,22 @@ fn parse(args: &[String]) -> Result<Options, String> {
                             .ok_or_else(|| format!("unknown ISA `{name}`"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                options.targets = Target::all(&arches);
+            }
+            "--emulators" => {
+                emulators = value("--emulators")?
+                    .split(',')
+                    .map(|name| match name {
+                        "unicorn" => Ok(MachineKind::Emulated),
+                        "qemu" => Ok(MachineKind::Qemu),
+                        other => Err(format!("unknown emulator `{other}` (unicorn, qemu)")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
             }
             "--sabotage" => options.sabotage = Some(value("--sabotage")?.parse::<Sabotage>()?),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
+    options.targets = Target::all_on(&arches, &emulators);
     Ok(options)
 }
 

@@ -98,12 +98,73 @@ fn a_skipped_callee_saved_restore_is_caught() {
     sabotage_is_caught("callee-saves");
 }
 
+/// `--emulators unicorn,qemu`: every program runs on both emulators (and
+/// natively for the host's ISA) and each outcome is compared with the
+/// oracle; an unwinder bug is caught on the QEMU machine alone too.
+#[test]
+fn programs_are_compared_on_unicorn_and_qemu() {
+    let output = clif_exn(
+        &[
+            "fuzz",
+            "--seed",
+            "0",
+            "--count",
+            "20",
+            "--isa",
+            "x86_64,riscv64,s390x",
+            "--emulators",
+            "unicorn,qemu",
+        ],
+        &[],
+    );
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    let machines: Vec<String> = ["x86_64", "riscv64", "s390x"]
+        .iter()
+        .flat_map(|arch| {
+            let native = (std::env::consts::ARCH == *arch).then(|| format!("{arch} native"));
+            native
+                .into_iter()
+                .chain([format!("{arch} emulated"), format!("{arch} qemu")])
+        })
+        .collect();
+    let machines = format!("on {} (", machines.join(", "));
+    assert!(text.contains(&machines), "{machines}\n{text}");
+    assert!(text.contains("0 mismatches"), "{text}");
+
+    let out = tempdir("qemu-handler-lookup");
+    let output = clif_exn(
+        &[
+            "fuzz",
+            "--seed",
+            "0",
+            "--count",
+            "250",
+            "--isa",
+            "aarch64",
+            "--emulators",
+            "qemu",
+            "--max",
+            "1",
+            "--out",
+            out.as_str(),
+            "--sabotage",
+            "handler-lookup",
+        ],
+        &[],
+    );
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("[aarch64 qemu]"), "{text}");
+}
+
 #[test]
 fn bad_fuzz_arguments_are_usage_errors() {
     for args in [
         &["fuzz", "--count"][..],
         &["fuzz", "--isa", "mips"],
         &["fuzz", "--sabotage", "everything"],
+        &["fuzz", "--emulators", "bochs"],
         &["fuzz", "-j", "0"],
     ] {
         let output = clif_exn(args, &[]);

@@ -23,39 +23,43 @@ use crate::{clif, oracle};
 pub struct Target {
     /// Its architecture.
     pub arch: Arch,
-    /// The host CPU (true) or the emulator.
-    pub native: bool,
+    /// The host CPU, unicorn or QEMU.
+    pub kind: MachineKind,
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mode = if self.native { "native" } else { "emulated" };
-        write!(f, "{} {mode}", self.arch)
+        write!(f, "{} {}", self.arch, self.kind.name())
     }
 }
 
 impl Target {
     /// The kind of machine it is.
     pub fn kind(&self) -> MachineKind {
-        if self.native {
-            MachineKind::Native
-        } else {
-            MachineKind::Emulated
-        }
+        self.kind
     }
 
-    /// Every machine for `arches`: each emulated, and natively too for the
-    /// host's architecture.
+    /// Every machine for `arches`: each on unicorn, and natively too for
+    /// the host's architecture.
     pub fn all(arches: &[Arch]) -> Vec<Target> {
+        Target::all_on(arches, &[MachineKind::Emulated])
+    }
+
+    /// Every machine for `arches`: natively for the host's architecture,
+    /// and on each of `emulators` (unicorn, QEMU) for every architecture, so
+    /// that one program's outcomes on all of them are compared.
+    pub fn all_on(arches: &[Arch], emulators: &[MachineKind]) -> Vec<Target> {
         let mut targets = Vec::new();
         for &arch in arches {
             if Arch::host() == Some(arch) {
-                targets.push(Target { arch, native: true });
+                targets.push(Target {
+                    arch,
+                    kind: MachineKind::Native,
+                });
             }
-            targets.push(Target {
-                arch,
-                native: false,
-            });
+            for &kind in emulators.iter().filter(|k| !k.is_native()) {
+                targets.push(Target { arch, kind });
+            }
         }
         targets
     }
