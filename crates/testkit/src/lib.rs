@@ -7,9 +7,11 @@
 //! - [`hosted`]: a module whose JIT code and host functions call, throw to
 //!   and re-enter each other, with the checks its tests share;
 //! - [`backtrace`]: traps deep in a call chain or a recursion, and the
-//!   checks of their backtraces.
+//!   checks of their backtraces;
+//! - [`readme`]: checks that the README shows the code a test runs.
 
 pub mod backtrace;
 pub mod hosted;
 pub mod outcome;
+pub mod readme;
 pub mod traps;
