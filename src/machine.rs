@@ -1,6 +1,11 @@
 //! Where linked code runs: the host CPU or an emulator.
 
-use crate::error::Error;
+pub mod entry;
+pub mod regions;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::{Error, panic_message};
 pub use crate::interrupt::CallInterrupt;
 use crate::isa::Arch;
 use crate::memory::Memory;
@@ -21,6 +26,25 @@ pub enum HostFunction {
     /// calling convention. `frame` is the address of the calling glue's
     /// [`crate::host`] frame; the result is a [`crate::host::HostStatus`].
     Call,
+}
+
+impl HostFunction {
+    /// Every host function, in the order of [`HostFunction::index`].
+    pub const ALL: [HostFunction; 3] = [
+        HostFunction::Throw,
+        HostFunction::Call,
+        HostFunction::ThrowToEntry,
+    ];
+
+    /// The position of this function in [`HostFunction::ALL`]: the slot an
+    /// emulated machine gives it in its page of host-function addresses.
+    pub fn index(self) -> usize {
+        match self {
+            HostFunction::Throw => 0,
+            HostFunction::Call => 1,
+            HostFunction::ThrowToEntry => 2,
+        }
+    }
 }
 
 /// What kind of synchronous fault JIT code raised.
@@ -113,6 +137,36 @@ pub trait HostServices {
     fn call_host(&mut self, memory: &mut dyn Memory, index: u64, frame: u64) -> Result<u64, Error> {
         let _ = (memory, frame);
         Err(Error::Machine(format!("no host function {index}")))
+    }
+}
+
+/// Run the host side of `function` for an emulated machine of `arch`:
+/// [`HostServices::throw`] or [`HostServices::throw_to_entry`] on the
+/// context at `args[0]` (`buffer` is the innermost call's buffer), or
+/// [`HostServices::call_host`] of host function `args[0]` on the frame at
+/// `args[1]`. Returns the value for the result register, if the function
+/// has one. A panic of `host` is caught and becomes an `Err`, so that it
+/// never unwinds through the machine.
+pub fn dispatch_host_function(
+    arch: Arch,
+    function: HostFunction,
+    host: &mut dyn HostServices,
+    memory: &mut dyn Memory,
+    args: [u64; 2],
+    buffer: u64,
+) -> Result<Option<u64>, Error> {
+    let [context, second] = args;
+    let outcome = catch_unwind(AssertUnwindSafe(|| match function {
+        HostFunction::Throw => host.throw(memory, context, buffer).map(|()| None),
+        HostFunction::ThrowToEntry => host.throw_to_entry(memory, context, buffer).map(|()| None),
+        HostFunction::Call => host.call_host(memory, context, second).map(Some),
+    }));
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => Err(Error::Machine(format!(
+            "{arch}: host function {function:?} panicked: {}",
+            panic_message(&*panic)
+        ))),
     }
 }
 
@@ -281,5 +335,86 @@ pub trait MachineProvider: Send + Sync {
     fn unsupported_code(&self, arch: Arch, kind: MachineKind, code: &[u8]) -> Option<String> {
         let _ = (arch, kind, code);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa::Endianness;
+
+    /// Memory with nothing in it.
+    struct NoMemory;
+
+    impl Memory for NoMemory {
+        fn endianness(&self) -> Endianness {
+            Endianness::Little
+        }
+
+        fn read(&self, addr: u64, _buf: &mut [u8]) -> Result<(), Error> {
+            Err(Error::Memory {
+                address: addr,
+                message: "no memory".into(),
+            })
+        }
+
+        fn write(&mut self, addr: u64, _data: &[u8]) -> Result<(), Error> {
+            Err(Error::Memory {
+                address: addr,
+                message: "no memory".into(),
+            })
+        }
+    }
+
+    /// Records what it is asked; host function 7 panics.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<(&'static str, u64, u64)>,
+    }
+
+    impl HostServices for Recorder {
+        fn throw(&mut self, _: &mut dyn Memory, context: u64, buffer: u64) -> Result<(), Error> {
+            self.calls.push(("throw", context, buffer));
+            Ok(())
+        }
+
+        fn call_host(&mut self, _: &mut dyn Memory, index: u64, frame: u64) -> Result<u64, Error> {
+            self.calls.push(("call_host", index, frame));
+            match index {
+                7 => panic!("host function seven"),
+                _ => Ok(index + frame),
+            }
+        }
+    }
+
+    #[test]
+    fn host_function_indices_follow_all() {
+        for (index, function) in HostFunction::ALL.into_iter().enumerate() {
+            assert_eq!(function.index(), index);
+        }
+    }
+
+    #[test]
+    fn host_functions_dispatch_to_their_service() {
+        let mut host = Recorder::default();
+        let dispatch = |host: &mut Recorder, function, args| {
+            dispatch_host_function(Arch::Riscv64, function, host, &mut NoMemory, args, 0x20)
+        };
+        assert_eq!(dispatch(&mut host, HostFunction::Throw, [1, 2]), Ok(None));
+        assert_eq!(dispatch(&mut host, HostFunction::Call, [3, 4]), Ok(Some(7)));
+        assert_eq!(
+            dispatch(&mut host, HostFunction::ThrowToEntry, [5, 6]),
+            Err(Error::Machine("no throw-to-entry service".into()))
+        );
+        assert_eq!(
+            dispatch(&mut host, HostFunction::Call, [7, 0]),
+            Err(Error::Machine(
+                "riscv64: host function Call panicked: host function seven".into()
+            ))
+        );
+        assert_eq!(
+            host.calls,
+            [("throw", 1, 0x20), ("call_host", 3, 4), ("call_host", 7, 0)]
+        );
     }
 }

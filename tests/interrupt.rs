@@ -14,20 +14,12 @@ use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::Machine;
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::{CallError, InterruptHandle, Module, ModuleBuilder};
+use cranelift_exn_testkit::interrupts::SPIN;
+use cranelift_exn_testkit::traps::SCRIBBLE;
 
-/// `%spin` tells the host it started, then loops without calls;
 /// `%in_host` calls `%wait` (which blocks until the test lets it go) and
-/// then `%after`; `%answer` returns 42.
-const PROGRAM: &str = "
-function %spin() -> i64 system_v {
-    fn0 = %started() system_v
-block0:
-    call fn0()
-    jump block1
-block1:
-    jump block1
-}
-
+/// then `%after`; the module also has [`SPIN`]'s `%spin` and `%answer`.
+const IN_HOST: &str = "
 function %in_host() -> i64 system_v {
     fn0 = %wait() system_v
     fn1 = %after() system_v
@@ -35,12 +27,6 @@ block0:
     call fn0()
     call fn1()
     v0 = iconst.i64 7
-    return v0
-}
-
-function %answer() -> i64 system_v {
-block0:
-    v0 = iconst.i64 42
     return v0
 }
 ";
@@ -57,7 +43,8 @@ struct Hooks {
 fn module(hooks: Hooks) -> Module {
     let arch = Arch::host().expect("a supported host");
     let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-    builder.define_clif(PROGRAM).unwrap();
+    builder.define_clif(SPIN).unwrap();
+    builder.define_clif(IN_HOST).unwrap();
     let unit = Signature::new(CallConv::SystemV);
     let Hooks { started, go, after } = hooks;
     builder
@@ -247,20 +234,10 @@ fn jit_code_cannot_write_its_own_code() {
     let Some(arch) = Arch::host() else {
         return;
     };
-    let clif = "
-function %scribble() -> i64 system_v {
-    fn0 = %scribble() -> i64 system_v
-block0:
-    v0 = func_addr.i64 fn0
-    v1 = iconst.i64 0
-    store v1, v0
-    return v1
-}
-";
     let module = Module::new(
         Box::new(NativeMachine::new().unwrap()),
         default_isa(arch).unwrap().as_ref(),
-        cranelift_exn::reader::parse_functions(clif).unwrap(),
+        cranelift_exn::reader::parse_functions(SCRIBBLE).unwrap(),
     )
     .unwrap();
     let start = module.image().symbols["%scribble"];

@@ -1,6 +1,8 @@
 //! The README's library example, compiled and run; a second test checks
 //! that the README still shows exactly this code.
 
+use cranelift_exn_testkit::readme::{marked_example, rust_block_after};
+
 #[test]
 fn readme_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     // README-BEGIN
@@ -66,26 +68,11 @@ fn readme_example_runs() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The lines between the markers above, unindented.
-fn example_in_this_file() -> String {
-    let source = include_str!("readme_example.rs");
-    let start = source.find("// README-BEGIN\n").expect("begin marker") + "// README-BEGIN\n".len();
-    let end = source.find("    // README-END").expect("end marker");
-    source[start..end]
-        .lines()
-        .map(|l| l.strip_prefix("    ").unwrap_or(l))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
 #[test]
 fn readme_shows_the_tested_example() {
     let readme = include_str!("../README.md");
-    let section = readme
-        .find("### CLIF text and host functions: `ModuleBuilder`")
-        .expect("README has the ModuleBuilder section");
-    let start =
-        readme[section..].find("```rust\n").expect("a rust block") + section + "```rust\n".len();
-    let end = readme[start..].find("```\n").expect("the block ends") + start;
-    assert_eq!(&readme[start..end], example_in_this_file());
+    assert_eq!(
+        rust_block_after(readme, "### CLIF text and host functions: `ModuleBuilder`"),
+        marked_example(include_str!("readme_example.rs"))
+    );
 }

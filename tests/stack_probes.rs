@@ -12,28 +12,7 @@ use cranelift_exn::compile::{build_isa, default_isa, has_stack_probes, probed_is
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::{CallError, Module, ModuleBuilder};
-
-/// `%deep` recurses forever with a `slot`-byte frame, writing the lowest
-/// word of its slot before each call.
-fn program(slot: u32) -> String {
-    format!(
-        "
-function %deep(i64) -> i64 system_v {{
-    ss0 = explicit_slot {slot}
-    fn0 = %deep(i64) -> i64 system_v
-block0(v0: i64):
-    v1 = stack_addr.i64 ss0
-    store notrap aligned v0, v1
-    v2 = iconst.i64 1
-    v3 = iadd v0, v2
-    v4 = call fn0(v3)
-    v5 = load.i64 v1
-    v6 = iadd v4, v5
-    return v6
-}}
-"
-    )
-}
+use cranelift_exn_testkit::traps::deep_recursion;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -144,7 +123,7 @@ fn overflow_next_to_a_neighbour(slot: u32) -> Result<Vec<DataValue>, CallError> 
         Box::new(move || {
             let arch = Arch::host().unwrap();
             let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-            builder.define_clif(&program(slot)).unwrap();
+            builder.define_clif(&deep_recursion(slot)).unwrap();
             let module = builder
                 .finalize(Box::new(NativeMachine::new().unwrap()))
                 .unwrap();
@@ -244,7 +223,7 @@ fn a_module_given_an_isa_without_probes_still_traps_on_overflow() {
             let module = Module::new(
                 Box::new(NativeMachine::new().unwrap()),
                 isa.as_ref(),
-                cranelift_exn::reader::parse_functions(&program(MIB as u32)).unwrap(),
+                cranelift_exn::reader::parse_functions(&deep_recursion(MIB as u32)).unwrap(),
             )
             .unwrap();
             tx.send(module.call("deep", &[DataValue::I64(0)])).unwrap();

@@ -3,17 +3,17 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::time::Duration;
 
 use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Reg};
+use cranelift_exn::machine::entry::{CallFrame, EntryHandler, argument_registers};
+use cranelift_exn::machine::regions::{CodeRegions, DataRegions, align_up};
 use cranelift_exn::machine::{
-    CallInterrupt, Fault, FaultKind, HostFunction, HostServices, Machine,
+    CallInterrupt, Fault, FaultKind, HostFunction, HostServices, Machine, dispatch_host_function,
 };
 use cranelift_exn::memory::Memory;
-use cranelift_exn::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 use unicorn_engine::unicorn_const::{HookType, MemType, Prot, TlbType, uc_error};
 use unicorn_engine::{UcHookId, Unicorn};
 
@@ -27,13 +27,8 @@ use crate::memory::EmulatedMemory;
 /// [`writable`]).
 const HOST_BASE: u64 = 0x1000_0000;
 const HOST_SIZE: u64 = 0x1_0000;
+/// The size of a host-function slot; [`HostFunction::index`] numbers them.
 const HOST_SLOT: u64 = 16;
-/// Host functions in slot order.
-const HOST_FUNCTIONS: [HostFunction; 3] = [
-    HostFunction::Throw,
-    HostFunction::Call,
-    HostFunction::ThrowToEntry,
-];
 /// Where the entry trampoline returns to; reaching it ends a call.
 const HALT_ADDRESS: u64 = HOST_BASE + 0x8000;
 
@@ -53,9 +48,12 @@ const STACK_TOP: u64 = STACK_BASE + STACK_SIZE - 0x100;
 /// down (the 1 MiB below the stack is never mapped) is a wild one, as
 /// natively a write into a neighbouring thread's stack would be.
 const STACK_GUARD: u64 = 0x1000;
-/// A nested entry starts this far below the interrupted code's stack
-/// pointer (past any red zone).
-const NESTED_GAP: u64 = 0x400;
+/// The frame of an outermost call: its buffer in the buffer area, its stack
+/// at the top of the stack.
+const OUTERMOST: CallFrame = CallFrame {
+    buffer: BUFFER_BASE,
+    stack_top: STACK_TOP,
+};
 
 /// Code is bump-allocated from here, mapped read-execute in chunks.
 const CODE_BASE: u64 = 0x4000_0000;
@@ -202,12 +200,12 @@ impl Drop for HostGuard {
 pub struct EmulatedMachine {
     uc: Unicorn<'static, HookState>,
     emu: &'static dyn EmuArch,
-    /// Next free code byte.
-    code_next: u64,
+    /// Every `allocate_code` region.
+    code: CodeRegions,
     /// End of the mapped code region.
     code_end: u64,
-    /// Next free data page.
-    data_next: u64,
+    /// The `allocate_data` regions.
+    data: DataRegions,
     /// Size of the mapped buffer area.
     buffer_size: Cell<u64>,
     instruction_limit: Option<u64>,
@@ -217,16 +215,6 @@ pub struct EmulatedMachine {
     /// The code hook on each installed instruction the machine carries out
     /// itself (`EmuArch::intercepts`), by address.
     intercepts: BTreeMap<u64, UcHookId>,
-    /// Every `allocate_code` region, by start address.
-    code_regions: BTreeMap<u64, CodeRegion>,
-}
-
-/// One `allocate_code` region.
-#[derive(Clone, Copy, Debug)]
-struct CodeRegion {
-    /// The size asked for.
-    size: u64,
-    installed: bool,
 }
 
 impl fmt::Debug for EmulatedMachine {
@@ -234,7 +222,7 @@ impl fmt::Debug for EmulatedMachine {
         f.debug_struct("EmulatedMachine")
             .field("arch", &self.emu.arch())
             .field("cpu_model", &self.emu.cpu_model().name)
-            .field("code", &(CODE_BASE..self.code_next))
+            .field("code", &(CODE_BASE..self.code.next()))
             .field("instruction_limit", &self.instruction_limit)
             .field("timeout", &self.timeout)
             .field("intercepted_instructions", &self.intercepts.len())
@@ -253,18 +241,6 @@ fn map_error(arch: Arch, address: u64, size: u64, e: uc_error) -> Error {
     }
 }
 
-fn align_up(value: u64, align: u64) -> Option<u64> {
-    Some(value.checked_add(align - 1)? & !(align - 1))
-}
-
-/// The host-function slot of `function`: its index in [`HOST_FUNCTIONS`].
-fn host_slot(function: HostFunction) -> u64 {
-    match function {
-        HostFunction::Throw => 0,
-        HostFunction::Call => 1,
-        HostFunction::ThrowToEntry => 2,
-    }
-}
 impl EmulatedMachine {
     /// A fresh machine for `arch`, with its CPU model selected and set up to
     /// run Cranelift code.
@@ -303,7 +279,7 @@ impl EmulatedMachine {
 
         emu.setup(&mut Core::new(&mut uc, emu))?;
 
-        let slots_end = HOST_BASE + HOST_SLOT * HOST_FUNCTIONS.len() as u64 - 1;
+        let slots_end = HOST_BASE + HOST_SLOT * HostFunction::ALL.len() as u64 - 1;
         uc.add_code_hook(HOST_BASE, slots_end, move |uc, address, _size| {
             on_host_call(uc, emu, address);
         })
@@ -338,14 +314,13 @@ impl EmulatedMachine {
             clean,
             uc,
             emu,
-            code_next: CODE_BASE,
+            code: CodeRegions::new(arch, CODE_BASE, CODE_LIMIT),
             code_end: CODE_BASE,
-            data_next: DATA_BASE,
+            data: DataRegions::new(arch, DATA_BASE, DATA_LIMIT, DATA_PAGE),
             buffer_size: Cell::new(BUFFER_INITIAL),
             instruction_limit: Some(DEFAULT_INSTRUCTION_LIMIT),
             timeout: None,
             intercepts: BTreeMap::new(),
-            code_regions: BTreeMap::new(),
         })
     }
 
@@ -618,9 +593,8 @@ impl EmulatedMachine {
             });
             // Before the entry trampoline has recorded its handler there is
             // nowhere to deliver a fault to.
-            let recorded = EmulatedMemory::new(&mut uc, arch.endianness())
-                .read_u64(buffer + HANDLER_PC_OFFSET as u64)
-                .is_ok_and(|pc| pc != 0);
+            let recorded =
+                EntryHandler::is_recorded(&EmulatedMemory::new(&mut uc, arch.endianness()), buffer);
             if let Some(fault) = fault
                 && recorded
                 && host.fault(&fault, &EmulatedMemory::new(&mut uc, arch.endianness()))
@@ -653,21 +627,13 @@ impl EmulatedMachine {
         buffer: u64,
     ) -> Result<u64, Error> {
         let arch = self.emu.arch();
-        let spec = arch.spec();
-        let memory = EmulatedMemory::new(uc, arch.endianness());
-        let pc = memory.read_u64(buffer + HANDLER_PC_OFFSET as u64)?;
-        let sp = memory.read_u64(buffer + HANDLER_SP_OFFSET as u64)?;
-        let fp = memory.read_u64(buffer + HANDLER_FP_OFFSET as u64)?;
+        let handler = EntryHandler::read(&EmulatedMemory::new(uc, arch.endianness()), buffer)?;
         let mut core = Core::new(uc, self.emu);
-        core.write_reg(spec.stack_pointer(), sp)?;
-        if let Some(fp_reg) = spec.frame_pointer() {
-            core.write_reg(fp_reg, fp)?;
+        for (reg, value) in handler.registers(arch) {
+            core.write_reg(reg, value)?;
         }
-        for reg in spec.payload_regs() {
-            core.write_reg(reg, 0)?;
-        }
-        core.set_pc(pc)?;
-        Ok(pc)
+        core.set_pc(handler.pc)?;
+        Ok(handler.pc)
     }
 }
 
@@ -706,9 +672,10 @@ fn on_block(uc: &mut Unicorn<'_, HookState>, emu: &'static dyn EmuArch, address:
         return;
     }
     let buffer = state.buffer;
-    let recorded = EmulatedMemory::new(&mut *uc, emu.arch().endianness())
-        .read_u64(buffer + HANDLER_PC_OFFSET as u64)
-        .is_ok_and(|pc| pc != 0);
+    let recorded = EntryHandler::is_recorded(
+        &EmulatedMemory::new(&mut *uc, emu.arch().endianness()),
+        buffer,
+    );
     let fault = Fault {
         caller: None,
         pc: address,
@@ -817,7 +784,7 @@ fn dispatch_host_call(
 ) -> Result<(), Error> {
     let arch = emu.arch();
     let offset = address.wrapping_sub(HOST_BASE);
-    let function = HOST_FUNCTIONS
+    let function = HostFunction::ALL
         .get((offset / HOST_SLOT) as usize)
         .filter(|_| offset.is_multiple_of(HOST_SLOT))
         .copied()
@@ -836,37 +803,21 @@ fn dispatch_host_call(
         ))
     })?;
     let spec = arch.spec();
-    let context_reg = *spec.int_arg_regs().first().ok_or_else(|| {
-        Error::Machine(format!("{arch}: the ISA spec names no argument registers"))
-    })?;
-    let context = core::read_reg(&*uc, emu, context_reg)?;
-    let second = match spec.int_arg_regs().get(1) {
-        Some(&reg) => core::read_reg(&*uc, emu, reg)?,
-        None => 0,
-    };
+    let [arg0, arg1] = argument_registers(arch)?;
+    let context = core::read_reg(&*uc, emu, arg0)?;
+    let second = core::read_reg(&*uc, emu, arg1)?;
 
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut memory = EmulatedMemory::new(&mut *uc, arch.endianness());
-        // SAFETY: `host` is the live `&mut dyn HostServices` of the running
-        // `call_entry`; see `HookState::host`.
-        let host = unsafe { &mut *host.as_ptr() };
-        match function {
-            HostFunction::Throw => host.throw(&mut memory, context, buffer).map(|()| None),
-            HostFunction::ThrowToEntry => host
-                .throw_to_entry(&mut memory, context, buffer)
-                .map(|()| None),
-            HostFunction::Call => host.call_host(&mut memory, context, second).map(Some),
-        }
-    }));
-    let result = match outcome {
-        Ok(result) => result?,
-        Err(panic) => {
-            let message = cranelift_exn::error::panic_message(&*panic);
-            return Err(Error::Machine(format!(
-                "{arch}: host function {function:?} panicked: {message}"
-            )));
-        }
-    };
+    // SAFETY: `host` is the live `&mut dyn HostServices` of the running
+    // `call_entry`; see `HookState::host`.
+    let host = unsafe { &mut *host.as_ptr() };
+    let result = dispatch_host_function(
+        arch,
+        function,
+        host,
+        &mut EmulatedMemory::new(&mut *uc, arch.endianness()),
+        [context, second],
+        buffer,
+    )?;
     let mut core = Core::new(uc, emu);
     if let Some(value) = result {
         core.write_reg(spec.result_register(), value)?;
@@ -877,10 +828,7 @@ fn dispatch_host_call(
 impl EmulatedMachine {
     /// Whether `address` lies in code installed on this machine.
     fn in_installed_code(&self, address: u64) -> bool {
-        self.code_regions
-            .range(..=address)
-            .next_back()
-            .is_some_and(|(&base, r)| r.installed && address - base < r.size)
+        self.code.is_installed_code(address)
     }
 
     /// Where the call that reached the current pc returns to: the link
@@ -904,34 +852,8 @@ impl EmulatedMachine {
     /// program cannot write it).
     pub fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
         let arch = self.emu.arch();
-        let Some(region) = self.code_regions.get_mut(&base) else {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: installing {:#x} bytes at an address allocate_code did not return",
-                    bytes.len()
-                ),
-            });
-        };
-        if region.installed {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: code is already installed here (install_code runs once per region)"
-                ),
-            });
-        }
-        if bytes.len() as u64 > region.size {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: {:#x} bytes do not fit the {:#x} bytes allocated",
-                    bytes.len(),
-                    region.size
-                ),
-            });
-        }
-        region.installed = true;
+        self.code.check_install(base, bytes.len())?;
+        self.code.mark_installed(base);
         if bytes.is_empty() {
             return Ok(());
         }
@@ -960,27 +882,10 @@ impl EmulatedMachine {
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
         let arch = self.emu.arch();
-        let spec = arch.spec();
-        let [arg0, arg1, ..] = *spec.int_arg_regs() else {
-            return Err(Error::Machine(format!(
-                "{arch}: the ISA spec names fewer than two argument registers"
-            )));
-        };
-        let mut uc = self.uc.clone();
+        let uc = self.uc.clone();
         if uc.get_data().host.is_none() {
             self.reserve_buffer(buffer.len())?;
-            EmulatedMemory::new(&mut uc, arch.endianness()).write(BUFFER_BASE, buffer)?;
-            {
-                let mut core = Core::new(&mut uc, self.emu);
-                if let Some(fp) = spec.frame_pointer() {
-                    core.write_reg(fp, 0)?;
-                }
-                self.emu.enter(&mut core, STACK_TOP, HALT_ADDRESS)?;
-                core.write_reg(arg0, callee)?;
-                core.write_reg(arg1, BUFFER_BASE)?;
-            }
-            self.run(entry, BUFFER_BASE, host)?;
-            return EmulatedMemory::new(&mut uc, arch.endianness()).read(BUFFER_BASE, buffer);
+            return self.call_at(entry, callee, buffer, OUTERMOST, host);
         }
 
         // A host function called back into JIT code: run the inner call on
@@ -989,31 +894,39 @@ impl EmulatedMachine {
         let saved = uc
             .context_init()
             .map_err(|e| engine_error(arch, "saving registers for a nested call", e))?;
-        let sp = core::read_reg(&uc, self.emu, spec.stack_pointer())?;
-        let len = buffer.len() as u64;
-        let nested_buffer = sp
-            .checked_sub(NESTED_GAP + len)
-            .map(|a| a & !15)
-            .filter(|&a| a >= STACK_BASE + NESTED_GAP)
-            .ok_or_else(|| Error::Machine(format!("{arch}: no stack left for a nested call")))?;
-        let top = (nested_buffer - NESTED_GAP) & !15;
-        let outcome = (|| {
-            EmulatedMemory::new(&mut uc, arch.endianness()).write(nested_buffer, buffer)?;
-            {
-                let mut core = Core::new(&mut uc, self.emu);
-                if let Some(fp) = spec.frame_pointer() {
-                    core.write_reg(fp, 0)?;
-                }
-                self.emu.enter(&mut core, top, HALT_ADDRESS)?;
-                core.write_reg(arg0, callee)?;
-                core.write_reg(arg1, nested_buffer)?;
-            }
-            self.run(entry, nested_buffer, host)?;
-            EmulatedMemory::new(&mut uc, arch.endianness()).read(nested_buffer, buffer)
-        })();
+        let sp = core::read_reg(&uc, self.emu, arch.spec().stack_pointer())?;
+        let nested = CallFrame::nested_below(arch, sp, buffer.len() as u64, STACK_BASE)?;
+        let outcome = self.call_at(entry, callee, buffer, nested, host);
         uc.context_restore(&saved)
             .map_err(|e| engine_error(arch, "restoring registers after a nested call", e))?;
         outcome
+    }
+
+    /// Call `entry(callee, frame.buffer)` with the stack below
+    /// `frame.stack_top`, `buffer` copied to `frame.buffer` and back.
+    fn call_at(
+        &self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        frame: CallFrame,
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        let arch = self.emu.arch();
+        let [arg0, arg1] = argument_registers(arch)?;
+        let mut uc = self.uc.clone();
+        EmulatedMemory::new(&mut uc, arch.endianness()).write(frame.buffer, buffer)?;
+        {
+            let mut core = Core::new(&mut uc, self.emu);
+            if let Some(fp) = arch.spec().frame_pointer() {
+                core.write_reg(fp, 0)?;
+            }
+            self.emu.enter(&mut core, frame.stack_top, HALT_ADDRESS)?;
+            core.write_reg(arg0, callee)?;
+            core.write_reg(arg1, frame.buffer)?;
+        }
+        self.run(entry, frame.buffer, host)?;
+        EmulatedMemory::new(&mut uc, arch.endianness()).read(frame.buffer, buffer)
     }
 }
 
@@ -1024,80 +937,38 @@ impl Machine for EmulatedMachine {
 
     fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
         let arch = self.emu.arch();
-        let exhausted = |start: u64| Error::Memory {
-            address: start,
-            message: format!(
-                "{arch}: code region exhausted allocating {size:#x} bytes (limit {CODE_LIMIT:#x})"
-            ),
-        };
-        let start = align_up(self.code_next, 16).ok_or_else(|| exhausted(self.code_next))?;
-        let end = start
-            .checked_add(size as u64)
-            .filter(|&end| end <= CODE_LIMIT)
-            .ok_or_else(|| exhausted(start))?;
-        if end > self.code_end {
-            let new_end = align_up(end, CODE_CHUNK)
-                .map(|e| e.min(CODE_LIMIT))
-                .ok_or_else(|| exhausted(start))?;
-            let grow = new_end - self.code_end;
-            self.uc
-                .mem_map(self.code_end, grow, Prot::READ | Prot::EXEC)
-                .map_err(|e| map_error(arch, self.code_end, grow, e))?;
-            self.code_end = new_end;
-        }
-        self.code_next = end;
-        self.code_regions.insert(
-            start,
-            CodeRegion {
-                size: size as u64,
-                installed: false,
-            },
-        );
-        Ok(start)
+        let (uc, code_end) = (&mut self.uc, &mut self.code_end);
+        self.code.allocate(size, 16, |_start, end| {
+            if end > *code_end {
+                // `end` is within the region, so rounding it up cannot
+                // overflow; the last chunk ends at the limit.
+                let new_end = align_up(end, CODE_CHUNK).map_or(CODE_LIMIT, |e| e.min(CODE_LIMIT));
+                let grow = new_end - *code_end;
+                uc.mem_map(*code_end, grow, Prot::READ | Prot::EXEC)
+                    .map_err(|e| map_error(arch, *code_end, grow, e))?;
+                *code_end = new_end;
+            }
+            Ok(())
+        })
     }
 
     fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
         let arch = self.emu.arch();
-        if !align.is_power_of_two() || align > DATA_PAGE {
-            return Err(Error::Memory {
-                address: 0,
-                message: format!("{arch}: data alignment {align} (at most {DATA_PAGE:#x})"),
-            });
-        }
-        let start = self.data_next;
-        let len = align_up(size.max(1) as u64, DATA_PAGE)
-            .filter(|len| start.checked_add(*len).is_some_and(|end| end <= DATA_LIMIT))
-            .ok_or_else(|| Error::Memory {
-                address: start,
-                message: format!(
-                    "{arch}: data region exhausted allocating {size:#x} bytes (limit {DATA_LIMIT:#x})"
-                ),
-            })?;
-        self.uc
-            .mem_map(start, len, Prot::READ | Prot::WRITE)
-            .map_err(|e| map_error(arch, start, len, e))?;
-        self.data_next = start + len;
-        Ok(start)
+        let uc = &mut self.uc;
+        self.data.allocate(size, align, |start, len| {
+            uc.mem_map(start, len, Prot::READ | Prot::WRITE)
+                .map_err(|e| map_error(arch, start, len, e))
+        })
     }
 
     fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
         let arch = self.emu.arch();
-        let end = base.checked_add(bytes.len() as u64);
-        if base < DATA_BASE || end.is_none_or(|end| end > self.data_next) {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: installing {:#x} bytes outside allocated data {DATA_BASE:#x}..{:#x}",
-                    bytes.len(),
-                    self.data_next
-                ),
-            });
-        }
+        self.data.check_install(base, bytes.len())?;
         self.memory().write(base, bytes)?;
         if !writable {
             // The object's pages: up to the next page boundary after it
             // (every allocation is whole pages).
-            let len = align_up(bytes.len().max(1) as u64, DATA_PAGE).unwrap_or(DATA_PAGE);
+            let len = self.data.pages(bytes.len());
             self.uc
                 .mem_protect(base, len, Prot::READ)
                 .map_err(|e| map_error(arch, base, len, e))?;
@@ -1110,7 +981,7 @@ impl Machine for EmulatedMachine {
     }
 
     fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
-        Ok(HOST_BASE + HOST_SLOT * host_slot(function))
+        Ok(HOST_BASE + HOST_SLOT * function.index() as u64)
     }
 
     unsafe fn call_entry(
@@ -1121,17 +992,5 @@ impl Machine for EmulatedMachine {
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
         EmulatedMachine::call_entry(self, entry, callee, buffer, host)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_slots_round_trip() {
-        for (index, function) in HOST_FUNCTIONS.iter().enumerate() {
-            assert_eq!(host_slot(*function), index as u64);
-        }
     }
 }

@@ -15,31 +15,11 @@ use cranelift_exn::machine::Machine;
 use cranelift_exn::memory::Memory;
 use cranelift_exn::{CallError, Module, ModuleBuilder};
 use cranelift_exn_emulator::EmulatedMachine;
+use cranelift_exn_testkit::interrupts::SPIN;
+use cranelift_exn_testkit::traps::{SCRIBBLE, deep_recursion};
 
 fn functions(clif: &str) -> Vec<cranelift_exn::codegen::ir::Function> {
     cranelift_exn::reader::parse_functions(clif).unwrap_or_else(|e| panic!("{e}\n{clif}"))
-}
-
-/// `%deep` recurses forever with a `slot`-byte frame, writing the lowest
-/// word of its slot before each call.
-fn deep(slot: u32) -> String {
-    format!(
-        "
-function %deep(i64) -> i64 system_v {{
-    ss0 = explicit_slot {slot}
-    fn0 = %deep(i64) -> i64 system_v
-block0(v0: i64):
-    v1 = stack_addr.i64 ss0
-    store notrap aligned v0, v1
-    v2 = iconst.i64 1
-    v3 = iadd v0, v2
-    v4 = call fn0(v3)
-    v5 = load.i64 v1
-    v6 = iadd v4, v5
-    return v6
-}}
-"
-    )
 }
 
 fn assert_stack_overflow(outcome: Result<Vec<DataValue>, CallError>, what: &str) {
@@ -59,7 +39,7 @@ fn frames_of_64k_and_1m_overflow_into_the_guard_page_on_every_isa() {
             let module = Module::new(
                 Box::new(EmulatedMachine::new(arch).unwrap()),
                 default_isa(arch).unwrap().as_ref(),
-                functions(&deep(slot)),
+                functions(&deep_recursion(slot)),
             )
             .unwrap();
             let what = format!("{arch}, {slot}-byte frames");
@@ -78,7 +58,7 @@ fn a_module_adds_probes_to_an_isa_without_them() {
             let module = Module::new(
                 Box::new(EmulatedMachine::new(arch).unwrap()),
                 isa.as_ref(),
-                functions(&deep(slot)),
+                functions(&deep_recursion(slot)),
             )
             .unwrap();
             assert_stack_overflow(
@@ -88,25 +68,6 @@ fn a_module_adds_probes_to_an_isa_without_them() {
         }
     }
 }
-
-/// `%spin` tells the host it started, then loops without calls; `%answer`
-/// returns 42.
-const SPIN: &str = "
-function %spin() -> i64 system_v {
-    fn0 = %started() system_v
-block0:
-    call fn0()
-    jump block1
-block1:
-    jump block1
-}
-
-function %answer() -> i64 system_v {
-block0:
-    v0 = iconst.i64 42
-    return v0
-}
-";
 
 #[test]
 fn a_loop_without_calls_is_interrupted_from_another_thread_on_every_isa() {
@@ -161,21 +122,11 @@ fn a_loop_without_calls_is_interrupted_from_another_thread_on_every_isa() {
 
 #[test]
 fn jit_code_cannot_write_its_own_code_on_every_isa() {
-    let clif = "
-function %scribble() -> i64 system_v {
-    fn0 = %scribble() -> i64 system_v
-block0:
-    v0 = func_addr.i64 fn0
-    v1 = iconst.i64 0
-    store v1, v0
-    return v1
-}
-";
     for arch in Arch::ALL {
         let module = Module::new(
             Box::new(EmulatedMachine::new(arch).unwrap()),
             default_isa(arch).unwrap().as_ref(),
-            functions(clif),
+            functions(SCRIBBLE),
         )
         .unwrap();
         let outcome = module.call("scribble", &[]);

@@ -2,13 +2,11 @@
 //! through QEMU's GDB stub.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Endianness, Reg};
-use cranelift_exn::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
+use cranelift_exn::machine::entry::{CallFrame, EntryHandler, argument_registers};
+use cranelift_exn::machine::regions::{CodeRegions, DataRegions, align_up};
+use cranelift_exn::machine::{
+    Fault, FaultKind, HostFunction, HostServices, Machine, dispatch_host_function,
+};
 use cranelift_exn::memory::Memory;
-use cranelift_exn::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
 use crate::arch::{self, QemuArch};
 use crate::elf::{self, Segment};
@@ -35,14 +36,10 @@ const STUB_OFFSET: u64 = 0x1000;
 const STUB_SIZE: u64 = 0x1000;
 /// The system-call instruction.
 const SYSCALL: u64 = HOST_BASE + STUB_OFFSET;
-/// The host-function slots, 16 bytes each, in [`HOST_FUNCTIONS`] order.
+/// The host-function slots, 16 bytes each, numbered by
+/// [`HostFunction::index`].
 const SLOTS: u64 = HOST_BASE + STUB_OFFSET + 0x100;
 const HOST_SLOT: u64 = 16;
-const HOST_FUNCTIONS: [HostFunction; 3] = [
-    HostFunction::Throw,
-    HostFunction::Call,
-    HostFunction::ThrowToEntry,
-];
 /// Where the entry trampoline returns to; reaching it ends a call.
 const HALT_ADDRESS: u64 = HOST_BASE + STUB_OFFSET + 0x800;
 
@@ -57,9 +54,12 @@ const STACK_TOP: u64 = STACK_BASE + STACK_SIZE - 0x100;
 /// An access this far below the stack is a stack overflow (the image maps
 /// nothing accessible there).
 const STACK_GUARD: u64 = 0x10_0000;
-/// A nested entry starts this far below the interrupted code's stack
-/// pointer (past any red zone).
-const NESTED_GAP: u64 = 0x400;
+/// The frame of an outermost call: its buffer in the buffer area, its stack
+/// at the top of the stack segment.
+const OUTERMOST: CallFrame = CallFrame {
+    buffer: BUFFER_BASE,
+    stack_top: STACK_TOP,
+};
 
 /// Code is bump-allocated from this segment, each region in pages of its
 /// own: written once through the GDB stub, then made read-execute.
@@ -101,11 +101,10 @@ pub struct QemuMachine {
     gdb: RefCell<Gdb>,
     child: Child,
     dir: PathBuf,
-    code_next: u64,
-    /// Each [`Machine::allocate_code`] region: its size, and whether code
-    /// has been installed in it.
-    code_regions: BTreeMap<u64, (u64, bool)>,
-    data_next: u64,
+    /// Each [`Machine::allocate_code`] region.
+    code: CodeRegions,
+    /// The [`Machine::allocate_data`] regions.
+    data: DataRegions,
     /// The buffer address of the innermost running `call_entry`.
     current: Cell<Option<u64>>,
     timeout: Option<Duration>,
@@ -118,7 +117,7 @@ impl fmt::Debug for QemuMachine {
             .field("program", &self.arch.program)
             .field("cpu", &self.arch.cpu)
             .field("pid", &self.child.id())
-            .field("code", &(CODE_BASE..self.code_next))
+            .field("code", &(CODE_BASE..self.code.next()))
             .finish_non_exhaustive()
     }
 }
@@ -155,10 +154,6 @@ impl Memory for QemuMemory<'_> {
                 message: format!("writing {} bytes through the GDB stub: {e}", data.len()),
             })
     }
-}
-
-fn align_up(value: u64, align: u64) -> Option<u64> {
-    Some(value.checked_add(align - 1)? & !(align - 1))
 }
 
 /// Whether `program` is an executable file in a `PATH` directory.
@@ -273,9 +268,8 @@ impl QemuMachine {
             gdb: RefCell::new(gdb),
             child,
             dir,
-            code_next: CODE_BASE,
-            code_regions: BTreeMap::new(),
-            data_next: DATA_BASE,
+            code: CodeRegions::new(arch, CODE_BASE, CODE_LIMIT),
+            data: DataRegions::new(arch, DATA_BASE, DATA_LIMIT, PAGE),
             current: Cell::new(None),
             timeout: None,
         };
@@ -360,7 +354,7 @@ impl QemuMachine {
             )));
         }
         let mut breakpoints = vec![HALT_ADDRESS, SYSCALL + self.arch.syscall.len() as u64];
-        breakpoints.extend((0..HOST_FUNCTIONS.len() as u64).map(|i| SLOTS + HOST_SLOT * i));
+        breakpoints.extend((0..HostFunction::ALL.len() as u64).map(|i| SLOTS + HOST_SLOT * i));
         for address in breakpoints {
             gdb.insert_breakpoint(address, kind)
                 .map_err(|e| Error::Machine(format!("{arch}: breakpoint at {address:#x}: {e}")))?;
@@ -535,36 +529,17 @@ impl QemuMachine {
     ) -> Result<(), Error> {
         let arch = self.arch.arch;
         let spec = arch.spec();
-        let [arg0, arg1, ..] = *spec.int_arg_regs() else {
-            return Err(Error::Machine(format!(
-                "{arch}: the ISA spec names fewer than two argument registers"
-            )));
-        };
+        let [arg0, arg1] = argument_registers(arch)?;
         let context = self.read_reg(arg0)?;
         let second = self.read_reg(arg1)?;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut memory = self.memory();
-            match function {
-                HostFunction::Throw => host.throw(&mut memory, context, buffer).map(|()| None),
-                HostFunction::ThrowToEntry => host
-                    .throw_to_entry(&mut memory, context, buffer)
-                    .map(|()| None),
-                HostFunction::Call => host.call_host(&mut memory, context, second).map(Some),
-            }
-        }));
-        let result = match outcome {
-            Ok(result) => result?,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_string());
-                return Err(Error::Machine(format!(
-                    "{arch}: host function {function:?} panicked: {message}"
-                )));
-            }
-        };
+        let result = dispatch_host_function(
+            arch,
+            function,
+            host,
+            &mut self.memory(),
+            [context, second],
+            buffer,
+        )?;
         if let Some(value) = result {
             self.write_reg(spec.result_register(), value)?;
         }
@@ -577,7 +552,9 @@ impl QemuMachine {
         if !offset.is_multiple_of(HOST_SLOT) {
             return None;
         }
-        HOST_FUNCTIONS.get((offset / HOST_SLOT) as usize).copied()
+        HostFunction::ALL
+            .get((offset / HOST_SLOT) as usize)
+            .copied()
     }
 
     /// Run from `entry` until the halt address, dispatching host calls to
@@ -665,10 +642,7 @@ impl QemuMachine {
             };
             // Before the entry trampoline has recorded its handler there is
             // nowhere to deliver a fault to.
-            let recorded = self
-                .memory()
-                .read_u64(buffer + HANDLER_PC_OFFSET as u64)
-                .is_ok_and(|pc| pc != 0);
+            let recorded = EntryHandler::is_recorded(&self.memory(), buffer);
             if recorded && host.fault(&fault, &self.memory()) {
                 self.redirect_to_entry(buffer)?;
                 continue;
@@ -711,51 +685,38 @@ impl QemuMachine {
     /// Point the CPU at the entry trampoline's handler recorded in the
     /// buffer at `buffer`.
     fn redirect_to_entry(&self, buffer: u64) -> Result<(), Error> {
-        let spec = self.arch.arch.spec();
-        let memory = self.memory();
-        let pc = memory.read_u64(buffer + HANDLER_PC_OFFSET as u64)?;
-        let sp = memory.read_u64(buffer + HANDLER_SP_OFFSET as u64)?;
-        let fp = memory.read_u64(buffer + HANDLER_FP_OFFSET as u64)?;
-        self.write_reg(spec.stack_pointer(), sp)?;
-        if let Some(fp_reg) = spec.frame_pointer() {
-            self.write_reg(fp_reg, fp)?;
+        let handler = EntryHandler::read(&self.memory(), buffer)?;
+        for (reg, value) in handler.registers(self.arch.arch) {
+            self.write_reg(reg, value)?;
         }
-        for reg in spec.payload_regs() {
-            self.write_reg(reg, 0)?;
-        }
-        self.set_pc(pc)
+        self.set_pc(handler.pc)
     }
 
-    /// Call `entry(callee, buffer_address)` with the stack below
-    /// `stack_top`, `buffer` copied to `buffer_address` and back.
+    /// Call `entry(callee, frame.buffer)` with the stack below
+    /// `frame.stack_top`, `buffer` copied to `frame.buffer` and back.
     fn call_at(
         &self,
         entry: u64,
         callee: u64,
         buffer: &mut [u8],
-        buffer_address: u64,
-        stack_top: u64,
+        frame: CallFrame,
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
         let arch = self.arch.arch;
         let spec = arch.spec();
-        let [arg0, arg1, ..] = *spec.int_arg_regs() else {
-            return Err(Error::Machine(format!(
-                "{arch}: the ISA spec names fewer than two argument registers"
-            )));
-        };
-        self.memory().write(buffer_address, buffer)?;
+        let [arg0, arg1] = argument_registers(arch)?;
+        self.memory().write(frame.buffer, buffer)?;
         if let Some(fp) = spec.frame_pointer() {
             self.write_reg(fp, 0)?;
         }
-        self.enter(stack_top, HALT_ADDRESS)?;
+        self.enter(frame.stack_top, HALT_ADDRESS)?;
         self.write_reg(arg0, callee)?;
-        self.write_reg(arg1, buffer_address)?;
-        let outer = self.current.replace(Some(buffer_address));
-        let outcome = self.run(entry, buffer_address, host);
+        self.write_reg(arg1, frame.buffer)?;
+        let outer = self.current.replace(Some(frame.buffer));
+        let outcome = self.run(entry, frame.buffer, host);
         self.current.set(outer);
         outcome?;
-        self.memory().read(buffer_address, buffer)
+        self.memory().read(frame.buffer, buffer)
     }
 }
 
@@ -775,55 +736,17 @@ impl Machine for QemuMachine {
     }
 
     fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
-        let arch = self.arch.arch;
-        let exhausted = |start: u64| Error::Memory {
-            address: start,
-            message: format!(
-                "{arch}: code region exhausted allocating {size:#x} bytes (limit {CODE_LIMIT:#x})"
-            ),
-        };
         // Page-aligned, so that making one region read-execute never
-        // protects another not yet installed.
-        let start = align_up(self.code_next, PAGE).ok_or_else(|| exhausted(self.code_next))?;
-        let end = start
-            .checked_add(size as u64)
-            .filter(|&end| end <= CODE_LIMIT)
-            .ok_or_else(|| exhausted(start))?;
-        self.code_next = end;
-        self.code_regions.insert(start, (size as u64, false));
-        Ok(start)
+        // protects another not yet installed. The code segment is mapped
+        // from the start.
+        self.code.allocate(size, PAGE, |_, _| Ok(()))
     }
 
     /// Installs code once per region at its start, then maps the region's
     /// pages read-execute, so the emulated program cannot write it.
     unsafe fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
         let arch = self.arch.arch;
-        let Some((size, installed)) = self.code_regions.get(&base).copied() else {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: installing {:#x} bytes at an address allocate_code did not return",
-                    bytes.len()
-                ),
-            });
-        };
-        if installed {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: code is already installed here (install_code runs once per region)"
-                ),
-            });
-        }
-        if bytes.len() as u64 > size {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: {:#x} bytes do not fit the {size:#x} bytes allocated",
-                    bytes.len()
-                ),
-            });
-        }
+        let size = self.code.check_install(base, bytes.len())?;
         if self.current.get().is_some() {
             return Err(Error::Machine(format!(
                 "{arch}: installing code while a call runs"
@@ -843,46 +766,18 @@ impl Machine for QemuMachine {
                 ),
             });
         }
-        if let Some(region) = self.code_regions.get_mut(&base) {
-            region.1 = true;
-        }
+        self.code.mark_installed(base);
         Ok(())
     }
 
     fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
-        let arch = self.arch.arch;
-        if !align.is_power_of_two() || align > PAGE {
-            return Err(Error::Memory {
-                address: 0,
-                message: format!("{arch}: data alignment {align} (at most {PAGE:#x})"),
-            });
-        }
-        let start = self.data_next;
-        let len = align_up(size.max(1) as u64, PAGE)
-            .filter(|len| start.checked_add(*len).is_some_and(|end| end <= DATA_LIMIT))
-            .ok_or_else(|| Error::Memory {
-                address: start,
-                message: format!(
-                    "{arch}: data region exhausted allocating {size:#x} bytes (limit {DATA_LIMIT:#x})"
-                ),
-            })?;
-        self.data_next = start + len;
-        Ok(start)
+        // The data segment is mapped read-write from the start.
+        self.data.allocate(size, align, |_, _| Ok(()))
     }
 
     fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
         let arch = self.arch.arch;
-        let end = base.checked_add(bytes.len() as u64);
-        if base < DATA_BASE || end.is_none_or(|end| end > self.data_next) {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: installing {:#x} bytes outside allocated data {DATA_BASE:#x}..{:#x}",
-                    bytes.len(),
-                    self.data_next
-                ),
-            });
-        }
+        self.data.check_install(base, bytes.len())?;
         if self.current.get().is_some() {
             return Err(Error::Machine(format!(
                 "{arch}: installing data while a call runs"
@@ -890,7 +785,7 @@ impl Machine for QemuMachine {
         }
         self.memory().write(base, bytes)?;
         if !writable {
-            let len = align_up(bytes.len().max(1) as u64, PAGE).unwrap_or(PAGE);
+            let len = self.data.pages(bytes.len());
             // PROT_READ
             let result = self.syscall(self.arch.sys_mprotect, &[base, len, 1])?;
             if result != 0 {
@@ -907,11 +802,7 @@ impl Machine for QemuMachine {
     }
 
     fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
-        let slot = HOST_FUNCTIONS
-            .iter()
-            .position(|&f| f == function)
-            .ok_or_else(|| Error::Machine(format!("no slot for {function:?}")))?;
-        Ok(SLOTS + HOST_SLOT * slot as u64)
+        Ok(SLOTS + HOST_SLOT * function.index() as u64)
     }
 
     unsafe fn call_entry(
@@ -932,7 +823,7 @@ impl Machine for QemuMachine {
                     ),
                 });
             }
-            return self.call_at(entry, callee, buffer, BUFFER_BASE, STACK_TOP, host);
+            return self.call_at(entry, callee, buffer, OUTERMOST, host);
         }
 
         // A host function called back into JIT code: run the inner call on
@@ -946,13 +837,8 @@ impl Machine for QemuMachine {
             .collect::<io::Result<_>>()
             .map_err(|e| self.gdb_error(e))?;
         let sp = self.read_reg(arch.spec().stack_pointer())?;
-        let nested_buffer = sp
-            .checked_sub(NESTED_GAP + len)
-            .map(|a| a & !15)
-            .filter(|&a| a >= STACK_BASE + NESTED_GAP)
-            .ok_or_else(|| Error::Machine(format!("{arch}: no stack left for a nested call")))?;
-        let top = (nested_buffer - NESTED_GAP) & !15;
-        let outcome = self.call_at(entry, callee, buffer, nested_buffer, top, host);
+        let nested = CallFrame::nested_below(arch, sp, len, STACK_BASE)?;
+        let outcome = self.call_at(entry, callee, buffer, nested, host);
         for (number, bytes) in saved {
             self.gdb
                 .borrow_mut()
@@ -969,7 +855,7 @@ mod tests {
 
     #[test]
     fn host_slots_round_trip() {
-        for (index, &function) in HOST_FUNCTIONS.iter().enumerate() {
+        for (index, function) in HostFunction::ALL.into_iter().enumerate() {
             let address = SLOTS + HOST_SLOT * index as u64;
             assert_eq!(QemuMachine::host_function_at(address), Some(function));
             assert_eq!(QemuMachine::host_function_at(address + 2), None);

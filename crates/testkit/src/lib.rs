@@ -8,10 +8,14 @@
 //!   and re-enter each other, with the checks its tests share;
 //! - [`backtrace`]: traps deep in a call chain or a recursion, and the
 //!   checks of their backtraces;
+//! - [`interrupts`]: a call that runs until it is interrupted;
+//! - [`readme`]: checks that the README shows the code a test runs;
 //! - [`rerun`]: this test binary again, in a child process.
 
 pub mod backtrace;
 pub mod hosted;
+pub mod interrupts;
 pub mod outcome;
+pub mod readme;
 pub mod rerun;
 pub mod traps;

@@ -1,6 +1,7 @@
 //! Functions that trap in every way the runtime reports besides user traps
 //! (which each suite writes with its own codes): division by zero, integer
-//! overflow, an out-of-bounds load and a stack overflow.
+//! overflow, an out-of-bounds load and a stack overflow, the last also with
+//! frames of any size.
 
 /// `%divide` and `%signed_divide` (`i64` division, by zero or
 /// `i64::MIN / -1`), `%load` (an `i32` load from the address given,
@@ -32,5 +33,41 @@ block0(v0: i64):
     v2 = call fn0(v1)
     v3 = iadd v2, v0
     return v3
+}
+";
+
+/// `%deep` recurses forever with a `slot`-byte frame, writing the lowest
+/// word of its slot before each call: a stack overflow whatever the size
+/// of the frames (the stack-probe tests' program).
+pub fn deep_recursion(slot: u32) -> String {
+    format!(
+        "
+function %deep(i64) -> i64 system_v {{
+    ss0 = explicit_slot {slot}
+    fn0 = %deep(i64) -> i64 system_v
+block0(v0: i64):
+    v1 = stack_addr.i64 ss0
+    store notrap aligned v0, v1
+    v2 = iconst.i64 1
+    v3 = iadd v0, v2
+    v4 = call fn0(v3)
+    v5 = load.i64 v1
+    v6 = iadd v4, v5
+    return v6
+}}
+"
+    )
+}
+
+/// `%scribble` stores zero over its own first instruction: a fault wherever
+/// code is not writable, as it must never be.
+pub const SCRIBBLE: &str = "
+function %scribble() -> i64 system_v {
+    fn0 = %scribble() -> i64 system_v
+block0:
+    v0 = func_addr.i64 fn0
+    v1 = iconst.i64 0
+    store v1, v0
+    return v1
 }
 ";
