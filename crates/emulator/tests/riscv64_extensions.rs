@@ -38,7 +38,7 @@ fn function(body: &str) -> ir::Function {
     common::function(
         "function %f(i64, i64) -> i64 system_v",
         "block0(v0: i64, v1: i64)",
-        &body.replace("; ", "\n"),
+        body,
     )
 }
 

@@ -32,9 +32,11 @@ pub fn isa(arch: Arch, flags: &[&str]) -> OwnedTargetIsa {
     .unwrap()
 }
 
-/// `{signature} {` + `{block}:` + `body` + `}`; lines of `body` declaring
-/// stack slots (`ssN = ...`) go before the block.
+/// `{signature} {` + `{block}:` + `body` + `}`; the instructions of
+/// `body` are separated by new lines or by `; `, and those declaring stack
+/// slots (`ssN = ...`) go before the block.
 pub fn function(signature: &str, block: &str, body: &str) -> ir::Function {
+    let body = body.replace("; ", "\n");
     let (slots, insts): (Vec<&str>, Vec<&str>) = body
         .lines()
         .partition(|line| line.trim_start().starts_with("ss"));
