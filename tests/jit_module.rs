@@ -14,6 +14,7 @@ use cranelift_exn::{CallError, JitModule};
 use cranelift_exn_testkit::backtrace::{
     CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
 };
+use cranelift_exn_testkit::data::DataObjects;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 fn jit() -> JitModule<NativeMachine> {
@@ -157,18 +158,13 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
     let mut m = jit();
     let s0 = sig(&m, 0);
     let s1 = sig(&m, 1);
-    let counter = m
-        .declare_data("counter", Linkage::Export, true, false)
-        .unwrap();
-    let table = m
-        .declare_data("table", Linkage::Local, false, false)
-        .unwrap();
-    let zeros = m
-        .declare_data("zeros", Linkage::Local, true, false)
-        .unwrap();
-    let ptrs = m
-        .declare_data("ptrs", Linkage::Local, false, false)
-        .unwrap();
+    let data = DataObjects::declare(&mut m, Linkage::Local);
+    let DataObjects {
+        counter,
+        table,
+        zeros,
+        ptrs,
+    } = data;
     let target = m.declare_function("target", Linkage::Local, &s1).unwrap();
     let bump = m.declare_function("bump", Linkage::Export, &s1).unwrap();
     let read_table = m
@@ -194,14 +190,7 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
     d.define_zeroinit(4096 * 3);
     d.set_align(64);
     m.define_data(zeros, &d).unwrap();
-    // ptrs = [&target, &table + 16]
-    let mut d = DataDescription::new();
-    d.define_zeroinit(16);
-    let fref = m.declare_func_in_data(target, &mut d);
-    d.write_function_addr(0, fref);
-    let gv = m.declare_data_in_data(table, &mut d);
-    d.write_data_addr(8, gv, 16);
-    m.define_data(ptrs, &d).unwrap();
+    data.define_ptrs(&mut m, target);
 
     define(&mut m, target, |b, _, p| {
         let three = b.ins().iconst(types::I64, 3);

@@ -17,6 +17,7 @@ use cranelift_exn_emulator::EmulatedMachine;
 use cranelift_exn_testkit::backtrace::{
     CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
 };
+use cranelift_exn_testkit::data::DataObjects;
 
 fn module(arch: Arch) -> JitModule<EmulatedMachine> {
     let isa = default_isa(arch).unwrap();
@@ -101,18 +102,13 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
             Endianness::Little => v.to_le_bytes(),
             Endianness::Big => v.to_be_bytes(),
         };
-        let counter = m
-            .declare_data("counter", Linkage::Export, true, false)
-            .unwrap();
-        let table = m
-            .declare_data("table", Linkage::Local, false, false)
-            .unwrap();
-        let zeros = m
-            .declare_data("zeros", Linkage::Local, true, false)
-            .unwrap();
-        let ptrs = m
-            .declare_data("ptrs", Linkage::Export, false, false)
-            .unwrap();
+        let data = DataObjects::declare(&mut m, Linkage::Export);
+        let DataObjects {
+            counter,
+            table,
+            zeros,
+            ..
+        } = data;
         let mut d = DataDescription::new();
         d.define(Box::new(word(7)));
         m.define_data(counter, &d).unwrap();
@@ -142,14 +138,7 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
                 s
             })
             .unwrap();
-        // ptrs = [&triple, &table + 16]
-        let mut d = DataDescription::new();
-        d.define_zeroinit(16);
-        let f = m.declare_func_in_data(triple, &mut d);
-        d.write_function_addr(0, f);
-        let g = m.declare_data_in_data(table, &mut d);
-        d.write_data_addr(8, g, 16);
-        m.define_data(ptrs, &d).unwrap();
+        data.define_ptrs(&mut m, triple);
         m.define_clif(
             "function %bump(i64) -> i64 {
                 gv0 = symbol colocated %counter

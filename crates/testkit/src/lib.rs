@@ -8,11 +8,13 @@
 //!   and re-enter each other, with the checks its tests share;
 //! - [`backtrace`]: traps deep in a call chain or a recursion, and the
 //!   checks of their backtraces;
+//! - [`data`]: the data objects the `JitModule` suites define;
 //! - [`interrupts`]: a call that runs until it is interrupted;
 //! - [`readme`]: checks that the README shows the code a test runs;
 //! - [`rerun`]: this test binary again, in a child process.
 
 pub mod backtrace;
+pub mod data;
 pub mod hosted;
 pub mod interrupts;
 pub mod outcome;
