@@ -6,6 +6,10 @@
 //! (data); what is code — relocation patching and unwind decoding — is its
 //! [`IsaBehaviour`]. The rest of the crate reaches an ISA only through the
 //! [`IsaSpec`] of [`Arch::spec`].
+//!
+//! One ISA module is public for what machines outside the crate need:
+//! [`riscv64::zcb`], the decoding and semantics of the Zcb instructions
+//! that emulated CPUs lacking them carry out.
 
 use std::fmt;
 
@@ -13,7 +17,7 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::isa::unwind::UnwindInst;
 
 mod aarch64;
-mod riscv64;
+pub mod riscv64;
 mod s390x;
 mod x64;
 

@@ -1,11 +1,12 @@
 //! `clif-exn test --emulator unicorn|qemu|auto`: which machine runs a
 //! target that is not the host, as the verdict and summary lines show.
 //!
-//! Targets whose flags unicorn's CPU lacks (RISC-V V and Zfh, s390x z15)
-//! run in a QEMU user-mode process when `qemu-<arch>` is installed (Debian's
-//! `qemu-user`, which `scripts/dev` installs); flags neither CPU has are
-//! skipped with the reason. The files are written here, from the
-//! repository's `filetests/runtests/vectors.clif` and small functions.
+//! Targets whose flags unicorn's CPU lacks (RISC-V V and Zfh, also with
+//! Zcb, s390x z15) run in a QEMU user-mode process when `qemu-<arch>` is
+//! installed (Debian's `qemu-user`, which `scripts/dev` installs); flags
+//! neither CPU has are skipped with the reason. The files are written
+//! here, from the repository's `filetests/runtests/vectors.clif` and small
+//! functions.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -164,6 +165,77 @@ fn auto_keeps_unicorn_for_what_it_runs_and_takes_qemu_for_zfh() {
     let (code, out) = clif_exn(&[], &path, None);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("passed (2 run lines, qemu)"), "{out}");
+}
+
+/// Vector and Zcb code in one target, as 157 targets of upstream's corpus
+/// are (`has_v has_c has_zcb`): unicorn lacks V, QEMU 7.2 lacks Zcb, which
+/// the QEMU machine carries out. With `has_c has_zcb`, `imul v0, v1`
+/// compiles to `c.mul a0, a1`, `bnot` to `c.not`, a byte load through a
+/// register base (`v1 - v1 + addr`, not `sp`) to `c.lbu` and a halfword
+/// store to `c.sh`
+/// (`crates/qemu/tests/zcb.rs` checks these encodings).
+const VECTOR_ZCB: &str = "test run\n\
+    target riscv64 has_v has_c has_zcb\n\
+    \n\
+    function %vmul(i64, i64) -> i64 {\n\
+    block0(v0: i64, v1: i64):\n\
+    \x20   v2 = splat.i64x2 v0\n\
+    \x20   v3 = splat.i64x2 v1\n\
+    \x20   v4 = iadd v2, v3\n\
+    \x20   v5 = extractlane v4, 1\n\
+    \x20   v6 = imul v5, v1\n\
+    \x20   return v6\n\
+    }\n\
+    ; run: %vmul(2, 3) == 15\n\
+    ; run: %vmul(-1, 0x100000000) == 0xffffffff00000000\n\
+    \n\
+    function %mul(i64, i64) -> i64 {\n\
+    block0(v0: i64, v1: i64):\n\
+    \x20   v2 = imul v0, v1\n\
+    \x20   return v2\n\
+    }\n\
+    ; run: %mul(6, 7) == 42\n\
+    ; run: %mul(0x100000001, -1) == -4294967297\n\
+    \n\
+    function %not(i64) -> i64 {\n\
+    block0(v0: i64):\n\
+    \x20   v1 = bnot v0\n\
+    \x20   return v1\n\
+    }\n\
+    ; run: %not(0) == -1\n\
+    ; run: %not(0x0f0f) == 0xfffffffffffff0f0\n\
+    \n\
+    function %bytes(i64, i64) -> i64 {\n\
+    \x20   ss0 = explicit_slot 16, align = 8\n\
+    block0(v0: i64, v1: i64):\n\
+    \x20   v2 = stack_addr.i64 ss0\n\
+    \x20   v3 = isub v1, v1\n\
+    \x20   v4 = iadd v2, v3\n\
+    \x20   store v0, v4\n\
+    \x20   istore16 v1, v4+2\n\
+    \x20   v5 = uload8.i64 v4+3\n\
+    \x20   v6 = load.i64 v4\n\
+    \x20   v7 = iadd v5, v6\n\
+    \x20   return v7\n\
+    }\n\
+    ; run: %bytes(0x1122334455667788, 0xaabb) == 0x11223344aabb7832\n";
+
+#[test]
+fn auto_runs_vector_and_zcb_lines_on_qemu() {
+    require_qemu!("riscv64");
+    let path = scratch("vector-zcb.clif", VECTOR_ZCB);
+    let (code, out) = clif_exn(&[], &path, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("run [riscv64 has_v has_c has_zcb]: passed (7 run lines, qemu)"),
+        "{out}"
+    );
+    assert_eq!(
+        summary(&out, "riscv64", "qemu").as_deref(),
+        Some("riscv64 qemu 7 passed, 0 failed, 0 skipped"),
+        "{out}"
+    );
+    assert_eq!(summary(&out, "riscv64", "emulated"), None, "{out}");
 }
 
 #[test]

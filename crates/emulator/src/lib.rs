@@ -39,8 +39,9 @@
 //! (`src/arch/s390x/intercept.rs`); on aarch64 the LSE `ldsmax*`/`ldsmin*`,
 //! which QEMU 5 compares unsigned on narrow values (`src/arch/aarch64.rs`);
 //! on riscv64 the 16-bit Zcb instructions, which QEMU 5 runs as other
-//! instructions (`src/arch/riscv64/zcb.rs`; their unmapped or read-only
-//! accesses are delivered as memory faults at their pc).
+//! instructions (`src/arch/riscv64.rs`, with the library's
+//! `cranelift_exn::isa::riscv64::zcb`; their unmapped or read-only accesses
+//! are delivered as memory faults at their pc).
 //! [`EmulatedMachine::intercepted`] lists the hooked addresses. What is
 //! still mis-executed is found in compiled code by
 //! [`capabilities::unsupported_code`], and target flags whose instructions

@@ -48,6 +48,30 @@ fn protocol(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
+/// The stub answered a memory read or write with an error reply: the
+/// target's memory there is not accessible that way (unmapped, or not
+/// writable), as opposed to a broken connection or a garbled reply.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Refused(message))
+}
+
+/// Whether `e` is the stub refusing a memory access (see [`Gdb::read_memory`]
+/// and [`Gdb::write_memory`]), so the program's own access would fault.
+pub(crate) fn is_refused(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Refused>())
+}
+
 fn hex_digit(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
@@ -198,13 +222,14 @@ impl Gdb {
         }
     }
 
-    /// Read `buf.len()` bytes at `address`.
+    /// Read `buf.len()` bytes at `address`; an error reply (no readable
+    /// memory) is an error [`is_refused`] recognises.
     pub(crate) fn read_memory(&mut self, address: u64, buf: &mut [u8]) -> io::Result<()> {
         let mut at = address;
         for chunk in buf.chunks_mut(CHUNK) {
             let reply = self.request(&format!("m{at:x},{:x}", chunk.len()))?;
             if reply.first() == Some(&b'E') {
-                return Err(protocol(format!(
+                return Err(refused(format!(
                     "no readable memory at {at:#x} ({})",
                     String::from_utf8_lossy(&reply)
                 )));
@@ -223,12 +248,29 @@ impl Gdb {
         Ok(())
     }
 
-    /// Write `data` at `address`.
+    /// Write `data` at `address`; an error reply (no writable memory) is an
+    /// error [`is_refused`] recognises. A write spanning several packets
+    /// may have written the first ones.
     pub(crate) fn write_memory(&mut self, address: u64, data: &[u8]) -> io::Result<()> {
         let mut at = address;
         for chunk in data.chunks(CHUNK) {
-            self.expect_ok(&format!("M{at:x},{:x}:{}", chunk.len(), encode_hex(chunk)))
-                .map_err(|e| protocol(format!("writing memory at {at:#x}: {e}")))?;
+            let reply =
+                self.request(&format!("M{at:x},{:x}:{}", chunk.len(), encode_hex(chunk)))?;
+            match reply.first() {
+                _ if reply == b"OK" => {}
+                Some(b'E') => {
+                    return Err(refused(format!(
+                        "no writable memory at {at:#x} ({})",
+                        String::from_utf8_lossy(&reply)
+                    )));
+                }
+                _ => {
+                    return Err(protocol(format!(
+                        "writing memory at {at:#x}: answered {:?}",
+                        String::from_utf8_lossy(&reply)
+                    )));
+                }
+            }
             at = at.wrapping_add(chunk.len() as u64);
         }
         Ok(())

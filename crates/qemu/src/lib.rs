@@ -11,7 +11,10 @@
 //! functions run when the process stops at their breakpoint; `SIGSEGV`,
 //! `SIGBUS`, `SIGILL` and `SIGFPE` stops become faults, delivered as traps
 //! the way the unicorn machine delivers them. [`QemuMemory`] gives host
-//! services the process's memory in its byte order.
+//! services the process's memory in its byte order. On riscv64 the 16-bit
+//! Zcb instructions, which QEMU 7.2 stops at with `SIGILL`, are carried
+//! out by the machine at those stops, with the library's
+//! `cranelift_exn::isa::riscv64::zcb` semantics.
 //!
 //! Limits of QEMU 7.2's user-mode stub, and what they cost: it offers no
 //! `qXfer:siginfo`, so a memory fault carries no data address (a fault with

@@ -25,6 +25,8 @@ use crate::arch::{self, QemuArch};
 use crate::elf::{self, Segment};
 use crate::gdb::{Gdb, Stop, signal};
 
+mod zcb;
+
 /// The stub page: ELF headers, then (at [`STUB`]) the system-call stub, the
 /// host-function slots and the halt address, all in a page filled with
 /// faulting instructions, read-only and executable. Breakpoints on the
@@ -585,6 +587,15 @@ impl QemuMachine {
                 }
             };
             let pc = self.pc()?;
+            // riscv64 Zcb, which QEMU 7.2 lacks, is carried out here.
+            let sig = match sig {
+                signal::ILL => match self.carry_out_zcb(pc)? {
+                    zcb::Carried::Done => continue,
+                    zcb::Carried::Faulted => signal::SEGV,
+                    zcb::Carried::NotZcb => sig,
+                },
+                _ => sig,
+            };
             let kind = match sig {
                 signal::TRAP if pc == HALT_ADDRESS => return Ok(()),
                 signal::TRAP => match Self::host_function_at(pc) {

@@ -1,5 +1,6 @@
 //! riscv64 (Linux, RV64GC, LP64D): frame layout, registers, relocations and
-//! stubs.
+//! stubs (private to the crate), and the public [`zcb`] module for
+//! machines that carry out Zcb instructions themselves.
 //!
 //! Facts taken from Cranelift 0.135's riscv64 backend (`isa/riscv64/abi.rs`,
 //! `inst/emit.rs`):
@@ -32,8 +33,10 @@ use super::{
     write_le32,
 };
 
+pub mod zcb;
+
 /// The code of riscv64.
-pub struct Riscv64;
+pub(crate) struct Riscv64;
 
 const RA: Reg = Reg::int(1);
 const SP: Reg = Reg::int(2);

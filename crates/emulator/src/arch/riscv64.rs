@@ -10,8 +10,18 @@
 //!   an exception (Cranelift's `trap`, the all-zero word, reserved
 //!   encodings) is reported unchanged.
 //! * The 16-bit Zcb instructions are run by QEMU 5 as other instructions,
-//!   silently; they are found when code is installed and carried out from a
-//!   code hook on each of their addresses, see [`zcb`].
+//!   silently (`c.mul` leaves rd alone, `c.lbu` loads nothing, ...): every
+//!   halfword of installed code that decodes as one ([`zcb::offsets`]) gets
+//!   a code hook (`EmuArch::intercepts`), which carries it out with the
+//!   library's Zcb semantics ([`zcb::Zcb::execute`], the same the QEMU
+//!   machine uses) and moves the pc past it (`EmuArch::carry_out`). A match
+//!   inside a 32-bit instruction or in data costs only an idle hook:
+//!   unicorn runs code hooks at instruction starts only, and there a
+//!   halfword whose low bits are not `0b11` is a whole 16-bit instruction.
+//!   A Zcb load or store whose bytes are not all mapped, or a store to
+//!   memory the program may not write, is a memory-access fault at the
+//!   instruction (`EmuArch::faulting_access`), as on the hardware; like
+//!   QEMU's own loads and stores, misaligned accesses are performed.
 //! * Set-up: `mstatus.FS = Dirty` (0x6000); with `FS = Off` the first
 //!   floating-point instruction raises an illegal-instruction exception.
 //! * A CPU exception (illegal instruction, ...) stops unicorn, or reaches the
@@ -22,6 +32,7 @@
 //!   with `pc = ra`.
 
 use cranelift_exn::Error;
+use cranelift_exn::isa::riscv64::zcb::{self, Hart};
 use cranelift_exn::isa::{Arch, Reg, RegClass};
 use cranelift_exn::memory::Memory;
 use unicorn_engine::unicorn_const::{Arch as UcArch, Mode};
@@ -31,7 +42,6 @@ use super::{AccessFault, CpuModel, EmuArch, MissingFlag, RegSlot, Registers};
 use crate::core::Core;
 
 mod bitmanip;
-mod zcb;
 
 /// RISC-V 64.
 pub(crate) struct Riscv64;
@@ -127,18 +137,16 @@ impl EmuArch for Riscv64 {
         pc: u64,
         writable: &dyn Fn(u64, u64) -> bool,
     ) -> Result<Option<AccessFault>, Error> {
-        let (size, rs1, offset, write) = match read_zcb(core, pc)? {
-            Some(zcb::Zcb::Load {
-                size, rs1, offset, ..
-            }) => (size, rs1, offset, false),
-            Some(zcb::Zcb::Store {
-                size, rs1, offset, ..
-            }) => (size, rs1, offset, true),
-            _ => return Ok(None),
+        let Some(access) = read_zcb(core, pc)?.and_then(zcb::Zcb::access) else {
+            return Ok(None);
         };
-        let address = gpr(core, rs1)?.wrapping_add(offset);
+        let (size, write) = (access.size, access.write);
+        let address = gpr(core, access.rs1)?.wrapping_add(access.offset);
         let mut probe = [0u8; 2];
-        let mapped = core.memory().read(address, &mut probe[..size]).is_ok();
+        let mapped = core
+            .memory()
+            .read(address, &mut probe[..size.min(2)])
+            .is_ok();
         let allowed = mapped && (!write || writable(address, size as u64));
         Ok((!allowed).then_some(AccessFault {
             address,
@@ -157,44 +165,8 @@ impl EmuArch for Riscv64 {
         let Some(insn) = read_zcb(core, pc)? else {
             return Ok(None);
         };
-        match insn {
-            zcb::Zcb::Load {
-                size,
-                signed,
-                rd,
-                rs1,
-                offset,
-            } => {
-                let address = gpr(core, rs1)?.wrapping_add(offset);
-                let mut bytes = [0u8; 2];
-                core.memory().read(address, &mut bytes[..size])?;
-                let value = match (size, signed) {
-                    (1, _) => u64::from(bytes[0]),
-                    (_, false) => u64::from(u16::from_le_bytes(bytes)),
-                    (_, true) => i16::from_le_bytes(bytes) as i64 as u64,
-                };
-                set_gpr(core, rd, value)?;
-            }
-            zcb::Zcb::Store {
-                size,
-                rs2,
-                rs1,
-                offset,
-            } => {
-                let address = gpr(core, rs1)?.wrapping_add(offset);
-                let value = gpr(core, rs2)?.to_le_bytes();
-                core.memory().write(address, &value[..size])?;
-            }
-            zcb::Zcb::Mul { rd, rs2 } => {
-                let product = gpr(core, rd)?.wrapping_mul(gpr(core, rs2)?);
-                set_gpr(core, rd, product)?;
-            }
-            zcb::Zcb::Unary { op, rd } => {
-                let value = op.apply(gpr(core, rd)?);
-                set_gpr(core, rd, value)?;
-            }
-        }
-        Ok(Some(pc.wrapping_add(2)))
+        insn.execute(&mut UnicornHart(core))?;
+        Ok(Some(pc.wrapping_add(zcb::LEN)))
     }
 
     fn enter(&self, core: &mut Core<'_>, stack_top: u64, return_address: u64) -> Result<(), Error> {
@@ -218,6 +190,31 @@ fn set_gpr(core: &mut Core<'_>, n: u8, value: u64) -> Result<(), Error> {
         return Ok(());
     }
     core.write_raw(RegisterRISCV::X0 as i32 + i32::from(n), "x register", value)
+}
+
+/// A unicorn CPU's registers and memory, as the Zcb semantics use them.
+/// Accesses the program may not make are caught before, by
+/// `faulting_access`.
+struct UnicornHart<'c, 'u>(&'c mut Core<'u>);
+
+impl Hart for UnicornHart<'_, '_> {
+    type Error = Error;
+
+    fn x(&mut self, n: u8) -> Result<u64, Error> {
+        gpr(self.0, n)
+    }
+
+    fn set_x(&mut self, n: u8, value: u64) -> Result<(), Error> {
+        set_gpr(self.0, n, value)
+    }
+
+    fn load(&mut self, address: u64, bytes: &mut [u8]) -> Result<(), Error> {
+        self.0.memory().read(address, bytes)
+    }
+
+    fn store(&mut self, address: u64, bytes: &[u8]) -> Result<(), Error> {
+        self.0.memory().write(address, bytes)
+    }
 }
 
 /// The Zcb instruction at `pc`, if the halfword there is one.
