@@ -121,11 +121,7 @@ impl QemuMachine {
     /// Whether the [`zcb::LEN`] bytes at `pc` are in a code region with
     /// code installed.
     fn in_installed_code(&self, pc: u64) -> bool {
-        self.code_regions
-            .range(..=pc)
-            .next_back()
-            .is_some_and(|(&base, &(size, installed))| {
-                installed && pc - base < size && size - (pc - base) >= zcb::LEN
-            })
+        self.code.is_installed_code(pc)
+            && self.code.is_installed_code(pc.wrapping_add(zcb::LEN - 1))
     }
 }
