@@ -127,6 +127,7 @@ pub fn main(args: &[String]) -> ExitCode {
         &crate::Machines {
             host_only: false,
             emulator: crate::EmulatorChoice::Unicorn,
+            only: None,
         },
     ) {
         Ok(r) => r,

@@ -23,7 +23,7 @@ use cranelift_exn_qemu::QemuMachine;
 
 const USAGE: &str = "\
 usage: clif-exn test [-v] [-j N] [--timeout SECS] [--no-run | --host-only]
-                     [--emulator unicorn|qemu|auto] PATH...
+                     [--emulator unicorn|qemu|auto] [--isa LIST] PATH...
 
 Runs the Cranelift filetests in PATH (files, or directories searched for
 *.clif), as upstream's `clif-util test` does. `test run` executes on every
@@ -47,6 +47,9 @@ finish, in file order.
                   CPU has the target's flags, else QEMU when qemu-<arch> is
                   installed and its CPU has them. A target neither can run
                   is skipped with the reason.
+  --isa LIST      execute `test run` only for targets of these ISAs
+                  (comma-separated subset of x86_64,aarch64,riscv64,s390x;
+                  the others counted as skipped)
   -h, --help      this text
 
 Exit status: 0 nothing failed, 1 a test (or a PATH) failed, 2 bad usage.
@@ -97,6 +100,8 @@ impl EmulatorChoice {
 struct Machines {
     host_only: bool,
     emulator: EmulatorChoice,
+    /// The ISAs whose targets run (`--isa`); `None`: all.
+    only: Option<Vec<Arch>>,
 }
 
 /// Why `qemu-<arch>` cannot be started: it is not installed.
@@ -143,6 +148,11 @@ impl MachineProvider for Machines {
         let Some(arch) = Arch::from_triple(isa.triple()) else {
             return cranelift_exn_emulator::unsupported_reason(isa);
         };
+        if let Some(only) = &self.only
+            && !only.contains(&arch)
+        {
+            return Some(format!("{arch} not selected (--isa)"));
+        }
         if Some(arch) == Arch::host() {
             return host_unsupported(isa);
         }
@@ -177,6 +187,20 @@ impl MachineProvider for Machines {
     }
 }
 
+/// The ISAs of a comma-separated list (`--isa`).
+fn parse_isa_list(list: &str) -> Result<Vec<Arch>, String> {
+    list.split(',')
+        .map(|name| {
+            Arch::ALL
+                .into_iter()
+                .find(|a| a.name() == name)
+                .ok_or_else(|| {
+                    format!("--isa: unknown ISA `{name}` (x86_64, aarch64, riscv64, s390x)")
+                })
+        })
+        .collect()
+}
+
 struct Options {
     verbose: bool,
     jobs: usize,
@@ -184,6 +208,7 @@ struct Options {
     no_run: bool,
     host_only: bool,
     emulator: EmulatorChoice,
+    only: Option<Vec<Arch>>,
     paths: Vec<PathBuf>,
 }
 
@@ -195,6 +220,7 @@ fn parse_args(args: &[OsString]) -> Result<Options, String> {
         no_run: false,
         host_only: false,
         emulator: EmulatorChoice::Auto,
+        only: None,
         paths: Vec::new(),
     };
     let mut iter = args.iter();
@@ -208,6 +234,10 @@ fn parse_args(args: &[OsString]) -> Result<Options, String> {
                     .next()
                     .ok_or("--emulator needs unicorn, qemu or auto")?;
                 options.emulator = EmulatorChoice::parse(&name.to_string_lossy())?;
+            }
+            Some("--isa") => {
+                let list = iter.next().ok_or("--isa needs a list of ISAs")?;
+                options.only = Some(parse_isa_list(&list.to_string_lossy())?);
             }
             Some("-j") => {
                 let n = iter.next().ok_or("-j needs a number")?;
@@ -318,6 +348,11 @@ fn main() -> ExitCode {
     }
     worker_args.push(OsString::from("--emulator"));
     worker_args.push(OsString::from(options.emulator.name()));
+    if let Some(only) = &options.only {
+        worker_args.push(OsString::from("--isa"));
+        let names: Vec<&str> = only.iter().map(|a| a.name()).collect();
+        worker_args.push(OsString::from(names.join(",")));
+    }
     let settings = supervise::Settings {
         jobs: options.jobs,
         timeout: options.timeout,

@@ -94,18 +94,26 @@ fn protocol_channel() -> std::io::Result<std::fs::File> {
 }
 
 /// Run jobs from standard input until it closes. `args`: `--no-run`,
-/// `--host-only`, `--emulator NAME`, `--progress-fd FD` (the parent's shared
+/// `--host-only`, `--emulator NAME`, `--isa LIST`, `--progress-fd FD` (the parent's shared
 /// [`Slot`] for run lines), as the parent passes them.
 pub fn main(args: &[OsString]) -> std::process::ExitCode {
     let mut no_run = false;
     let mut host_only = false;
     let mut emulator = EmulatorChoice::Auto;
+    let mut only = None;
     let mut slot = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.to_str() {
             Some("--no-run") => no_run = true,
             Some("--host-only") => host_only = true,
+            Some("--isa") => match iter
+                .next()
+                .map(|list| crate::parse_isa_list(&list.to_string_lossy()))
+            {
+                Some(Ok(list)) => only = Some(list),
+                _ => return std::process::ExitCode::from(2),
+            },
             Some("--emulator") => {
                 match iter
                     .next()
@@ -155,6 +163,7 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
             Arc::new(Machines {
                 host_only,
                 emulator,
+                only,
             }) as Arc<dyn MachineProvider>
         }),
         progress: Some(Arc::new(move |progress: Progress<'_>| match progress {

@@ -194,3 +194,29 @@ fn unsupported_targets_are_skipped_and_do_not_shift_labels() {
     );
     assert!(out.contains("run: 0 passed, 1 failed, 1 skipped"), "{out}");
 }
+
+/// `--isa LIST` executes run lines only for targets of those ISAs (the host's
+/// included or not); the others are counted as skipped with the reason, and
+/// an unknown ISA is a usage error.
+#[test]
+fn isa_selects_which_targets_run() {
+    let file = repo().join("filetests/runtests/throw_tags.clif");
+    let all = stdout(&clif_exn(&[&file]));
+    let o = clif_exn_with(&["--isa", "riscv64,s390x"], &[&file]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    for arch in ["riscv64", "s390x"] {
+        assert!(passed_on(&out, arch) > 0, "{out}");
+        assert_eq!(passed_on(&out, arch), passed_on(&all, arch), "{out}");
+    }
+    for arch in ["x86_64", "aarch64"] {
+        assert_eq!(passed_on(&out, arch), 0, "{out}");
+        assert!(
+            out.contains(&format!("skipped: {arch} not selected (--isa)")),
+            "{out}"
+        );
+    }
+    let bad = clif_exn_with(&["--isa", "mips"], &[&file]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown ISA `mips`"));
+}
