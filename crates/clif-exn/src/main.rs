@@ -54,7 +54,7 @@ finish, in file order.
 
 Exit status: 0 nothing failed, 1 a test (or a PATH) failed, 2 bad usage.
 
-       clif-exn fuzz [--seed N] [--count K] [--isa LIST] [-j N] [--out DIR]
+       clif-exn fuzz [--seed N] [--count K] [--isa LIST] [--emulators LIST] [-j N] [--out DIR]
 
 Runs generated exception programs on every ISA against an oracle; see
 `clif-exn fuzz --help`.";
