@@ -5,9 +5,9 @@
 //! ```text
 //! report [--criterion DIR] [--out DIR] [--corpus DIR]...
 //! ```
-//! Defaults: the workspace's `target/criterion`, `docs/`, and the corpora
-//! `filetests/` and `../shared/upstream-filetests/filetests` (those that
-//! exist).
+//! Defaults: the workspace's `target/criterion`, `docs/`, and the corpus
+//! `filetests/`; `scripts/bench` adds upstream's corpus with `--corpus`
+//! where one lies beside the clone.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -80,13 +80,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if args.corpora.is_empty() {
-        args.corpora = [
-            root.join("filetests"),
-            root.join("../shared/upstream-filetests/filetests"),
-        ]
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .collect();
+        args.corpora = vec![root.join("filetests")];
     }
     Ok(args)
 }
