@@ -145,31 +145,10 @@ impl Machine for NativeMachine {
     }
 
     fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
-        let len = size.max(1).next_multiple_of(page_size());
-        // SAFETY: an anonymous private mapping with no address hint.
-        let addr = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(Error::Memory {
-                address: 0,
-                message: format!("mmap of {len} bytes: {}", std::io::Error::last_os_error()),
-            });
-        }
-        self.regions.push(Region {
-            addr,
-            len,
-            size,
-            installed: false,
-        });
-        Ok(addr as u64)
+        let region = Region::map(size)?;
+        let addr = region.addr as u64;
+        self.regions.push(region);
+        Ok(addr)
     }
 
     unsafe fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
@@ -226,31 +205,12 @@ impl Machine for NativeMachine {
                 message: format!("data alignment {align} (at most the page size is supported)"),
             });
         }
-        let len = size.max(1).next_multiple_of(page_size());
-        // SAFETY: an anonymous private mapping with no address hint.
-        let addr = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(Error::Memory {
-                address: 0,
-                message: format!("mmap of {len} bytes: {}", std::io::Error::last_os_error()),
-            });
-        }
-        self.data.push(Region {
-            addr,
-            len,
-            size: len,
-            installed: false,
-        });
-        Ok(addr as u64)
+        let mut region = Region::map(size)?;
+        // A data region's whole mapping is usable.
+        region.size = region.len;
+        let addr = region.addr as u64;
+        self.data.push(region);
+        Ok(addr)
     }
 
     fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {

@@ -1,5 +1,9 @@
 //! Memory mapped for a native machine: code and data regions.
 
+use std::ptr;
+
+use crate::error::Error;
+
 /// One region of code memory: mapped read-write, then, once installed,
 /// read-execute.
 pub(super) struct Region {
@@ -8,6 +12,37 @@ pub(super) struct Region {
     /// The size `allocate_code` was asked for.
     pub(super) size: usize,
     pub(super) installed: bool,
+}
+
+impl Region {
+    /// A fresh read-write mapping of whole pages covering `size` bytes
+    /// (at least one page), not installed.
+    pub(super) fn map(size: usize) -> Result<Region, Error> {
+        let len = size.max(1).next_multiple_of(page_size());
+        // SAFETY: an anonymous private mapping with no address hint.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::Memory {
+                address: 0,
+                message: format!("mmap of {len} bytes: {}", std::io::Error::last_os_error()),
+            });
+        }
+        Ok(Region {
+            addr,
+            len,
+            size,
+            installed: false,
+        })
+    }
 }
 
 /// Whether `address` lies in installed code of `regions`.
