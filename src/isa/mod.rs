@@ -428,6 +428,7 @@ pub struct IsaSpec {
     result_register: Reg,
     trap_record_skew: u32,
     link_register: Option<Reg>,
+    prologue_frame_value: Option<Reg>,
     register_names: RegisterNames,
     got_relocations: &'static [Reloc],
     throw_stub: Stub,
@@ -490,6 +491,14 @@ impl IsaSpec {
     /// `None` when the call instruction pushes it (x86-64).
     pub fn link_register(&self) -> Option<Reg> {
         self.link_register
+    }
+    /// On an ISA without a frame-pointer register (s390x), the register
+    /// holding a frame's fp value (its incoming stack pointer) while the
+    /// prologue stores it as the back chain: after a stack overflow faults on
+    /// that store, the word at the stack pointer is unreadable and this
+    /// register is where a backtrace starts. `None` elsewhere.
+    pub fn prologue_frame_value(&self) -> Option<Reg> {
+        self.prologue_frame_value
     }
     /// The assembler name of a register.
     pub fn register_name(&self, reg: Reg) -> String {

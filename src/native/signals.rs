@@ -441,17 +441,21 @@ mod context {
     /// The back-chain word at the stack pointer (`r15`): s390x frames have
     /// no frame-pointer register. When the stack pointer has left the stack
     /// (a stack overflow), the fault is the prologue's store of the back
-    /// chain, `stg %r1, 0(%r15)`, and `r1` still holds the value it stores.
+    /// chain, and `IsaSpec::prologue_frame_value` still holds the value.
     pub(super) fn frame_pointer(uc: *mut libc::c_void, stack: (u64, u64)) -> Option<u64> {
         // SAFETY: the kernel passed a valid ucontext (caller's contract).
         let gregs = unsafe { (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
-        let (sp, r1) = (gregs[15], gregs[1]);
+        let spec = crate::isa::Arch::S390x.spec();
+        let sp = gregs[usize::from(spec.stack_pointer().hw)];
+        let frame_value = spec
+            .prologue_frame_value()
+            .map_or(0, |reg| gregs[usize::from(reg.hw)]);
         let in_stack = |a: u64| a >= stack.0 && a.checked_add(8).is_some_and(|end| end <= stack.1);
         if in_stack(sp) {
             // SAFETY: a word inside this thread's mapped stack.
             Some(unsafe { (sp as *const u64).read() })
         } else {
-            (sp < stack.0 && in_stack(r1)).then_some(r1)
+            (sp < stack.0 && in_stack(frame_value)).then_some(frame_value)
         }
     }
 

@@ -546,8 +546,8 @@ impl EmulatedMachine {
             };
             // The faulting frame's frame-pointer value: the frame pointer,
             // or on s390x the back-chain word at the stack pointer; when that
-            // is unreadable (a stack overflow), the fault is the prologue's
-            // back-chain store `stg %r1, 0(%r15)`, and r1 holds the value.
+            // is unreadable (a stack overflow faulting on the prologue's
+            // back-chain store), the register holding the value stored.
             let fp = match arch.spec().frame_pointer() {
                 Some(fp) => core::read_reg(&uc, self.emu, fp).ok(),
                 None => core::read_reg(&uc, self.emu, arch.spec().stack_pointer())
@@ -557,7 +557,10 @@ impl EmulatedMachine {
                             .read_u64(sp)
                             .ok()
                     })
-                    .or_else(|| core::read_reg(&uc, self.emu, Reg::int(1)).ok()),
+                    .or_else(|| {
+                        let reg = arch.spec().prologue_frame_value()?;
+                        core::read_reg(&uc, self.emu, reg).ok()
+                    }),
             };
             // A fetch from an address without code counts as the JIT code's
             // only when the call that got there came from installed code;

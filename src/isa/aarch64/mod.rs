@@ -242,6 +242,7 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     result_register: X0,
     trap_record_skew: 0,
     link_register: Some(LR),
+    prologue_frame_value: None,
     // Capstone's names: `x0`…`x30`, `sp` for 31; floats by their 64-bit
     // view, `d0`…`d31`, the part AAPCS64 preserves.
     register_names: RegisterNames {

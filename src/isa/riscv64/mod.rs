@@ -300,6 +300,7 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     result_register: A0,
     trap_record_skew: 0,
     link_register: Some(RA),
+    prologue_frame_value: None,
     register_names: RegisterNames {
         int: &[
             "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3",

@@ -57,6 +57,9 @@ use super::{
 /// The code of s390x.
 pub struct S390x;
 
+/// Holds the incoming stack pointer while the prologue stores the back
+/// chain (`lgr %r1, %r15; aghi %r15, -N; stg %r1, 0(%r15)`).
+const R1: Reg = Reg::int(1);
 const R2: Reg = Reg::int(2);
 const R3: Reg = Reg::int(3);
 const R4: Reg = Reg::int(4);
@@ -288,6 +291,7 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     // program interruptions after the instruction.
     trap_record_skew: 5,
     link_register: Some(R14),
+    prologue_frame_value: Some(R1),
     register_names: RegisterNames {
         int: &[],
         int_prefix: "%r",

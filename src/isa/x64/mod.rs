@@ -134,6 +134,7 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     trap_record_skew: 0,
     // The call instruction pushes the return address.
     link_register: None,
+    prologue_frame_value: None,
     register_names: RegisterNames {
         int: &[
             "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11",
