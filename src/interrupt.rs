@@ -31,9 +31,9 @@
 //! The emulator crate checks for an interrupt at each basic block.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering::{self, SeqCst};
-use std::sync::atomic::{AtomicPtr, AtomicU64};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering::{self, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, compiler_fence};
+use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::Duration;
 
 /// The signal that interrupts a native call. SIGURG: its default action is
@@ -75,6 +75,7 @@ impl InterruptHandle {
     }
 
     /// The interrupt state of a call starting now.
+    #[inline]
     pub(crate) fn begin(&self) -> CallInterrupt<'_> {
         CallInterrupt {
             shared: &self.shared,
@@ -87,7 +88,12 @@ impl InterruptHandle {
     /// Returns at once; the calls end as soon as they can.
     pub fn interrupt(&self) {
         let target = self.shared.epoch.fetch_add(1, SeqCst) + 1;
-        if signal_threads(Arc::as_ptr(&self.shared).cast_mut(), target) {
+        // The other half of the fence `enter_native` leaves out: every
+        // thread running a call has either published its slot by now or
+        // will read the new epoch. Should the fence fail, a resend looks
+        // at the slots again once any store has long become visible.
+        let fenced = !ASYMMETRIC_FENCES.load(SeqCst) || heavy_fence();
+        if signal_threads(Arc::as_ptr(&self.shared).cast_mut(), target) || !fenced {
             resend(self.shared.clone(), target);
         }
     }
@@ -104,11 +110,12 @@ pub struct CallInterrupt<'a> {
 impl CallInterrupt<'_> {
     /// Whether the call has been interrupted. One atomic load: safe in a
     /// signal handler.
-    #[inline]
+    #[inline(always)]
     pub fn is_interrupted(&self) -> bool {
         self.shared.epoch.load(SeqCst) != self.start
     }
 
+    #[inline]
     fn shared_ptr(&self) -> *mut Shared {
         (self.shared as *const Shared).cast_mut()
     }
@@ -278,13 +285,62 @@ fn resend_loop() {
     }
 }
 
+/// Whether native calls publish their slot without a store-load fence,
+/// relying on [`InterruptHandle::interrupt`] to run [`heavy_fence`]
+/// (`membarrier`) instead; set once, by [`prepare_native`], before any
+/// native call can start.
+static ASYMMETRIC_FENCES: AtomicBool = AtomicBool::new(false);
+
+/// Once per process, before the first native machine exists: whether the
+/// kernel offers `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`. With it a
+/// call's entry costs a plain store where it would otherwise cost a
+/// sequentially consistent one (a locked instruction on x86-64), and the
+/// rare interrupt pays for the fence instead.
+pub(crate) fn prepare_native() {
+    static PREPARED: Once = Once::new();
+    PREPARED.call_once(|| {
+        // SAFETY: membarrier with a command and no flags; registering only
+        // affects this process.
+        let available = unsafe {
+            let commands = libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0);
+            commands > 0
+                && commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED != 0
+                && libc::syscall(
+                    libc::SYS_membarrier,
+                    MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                    0,
+                ) == 0
+        };
+        ASYMMETRIC_FENCES.store(available, SeqCst);
+    });
+}
+
+// membarrier(2) commands (linux/membarrier.h).
+const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// A full memory barrier on every thread of this process that is running
+/// now (see [`prepare_native`]); whether it took place.
+#[cold]
+fn heavy_fence() -> bool {
+    // SAFETY: registered in `prepare_native`; no pointers involved.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) == 0 }
+}
+
 /// This thread's slot, registering the thread on first use; null while the
 /// thread's locals are being destroyed. Not for signal handlers.
+#[inline]
 fn thread_slot() -> *const ThreadSlot {
     let slot = SLOT.with(Cell::get);
     if !slot.is_null() {
         return slot;
     }
+    register_thread()
+}
+
+#[cold]
+fn register_thread() -> *const ThreadSlot {
     REGISTRATION
         .try_with(|r| {
             let slot = Arc::new(ThreadSlot {
@@ -305,42 +361,63 @@ fn thread_slot() -> *const ThreadSlot {
         .unwrap_or(std::ptr::null())
 }
 
-/// A native call observing `interrupt` starts on this thread. Returns
-/// whether the call was interrupted before it could be signalled: then it
-/// must not run.
-pub(crate) fn enter_native(interrupt: Option<&CallInterrupt<'_>>) -> bool {
-    let Some(interrupt) = interrupt else {
-        set_innermost(std::ptr::null_mut(), Ordering::Release);
-        return false;
-    };
-    // Publishing the slot and then reading the epoch, both sequentially
-    // consistent, against `interrupt`'s increment and then read of the
-    // slots: an interrupt either sees this call (and signals the thread) or
-    // is seen here.
-    set_innermost(interrupt.shared_ptr(), SeqCst);
-    interrupt.is_interrupted()
-}
-
-/// The native call entered with [`enter_native`] ended; `outer` is the call
-/// it was nested in, if any. (An interrupt that still sees the old value
-/// only sends a signal that does not concern this thread's call.)
-pub(crate) fn leave_native(outer: Option<&CallInterrupt<'_>>) {
-    let shared = outer.map_or(std::ptr::null_mut(), CallInterrupt::shared_ptr);
-    set_innermost(shared, Ordering::Release);
-}
-
-fn set_innermost(shared: *mut Shared, order: Ordering) {
-    let slot = if shared.is_null() {
-        SLOT.with(Cell::get)
-    } else {
-        thread_slot()
-    };
+/// This thread's interrupt slot, registering the thread on first use: what
+/// [`enter_native`] and [`leave_native`] take. `None` while the thread's
+/// locals are being destroyed. Not for signal handlers.
+pub(crate) fn this_thread() -> Option<ThreadHandle> {
     // SAFETY: a non-null slot is owned by this thread's registration, alive
     // until the thread exits.
-    if let Some(slot) = unsafe { slot.as_ref() } {
-        slot.acked.store(0, Ordering::Relaxed);
-        slot.innermost.store(shared, order);
+    unsafe { thread_slot().as_ref() }.map(|slot| ThreadHandle { slot })
+}
+
+/// A thread's [`ThreadSlot`], from [`this_thread`]: valid on that thread
+/// for as long as it runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ThreadHandle {
+    slot: *const ThreadSlot,
+}
+
+/// A native call observing `interrupt` starts on `thread` (this thread's
+/// handle). Returns whether the call was interrupted before it could be
+/// signalled: then it must not run.
+#[inline]
+pub(crate) fn enter_native(thread: ThreadHandle, interrupt: Option<&CallInterrupt<'_>>) -> bool {
+    let Some(interrupt) = interrupt else {
+        set_innermost(thread, std::ptr::null_mut(), Ordering::Release);
+        return false;
+    };
+    // Publishing the slot and then reading the epoch, against `interrupt`'s
+    // increment and then read of the slots: an interrupt either sees this
+    // call (and signals the thread) or is seen here. That needs a full
+    // fence between the store and the load on one side or the other: the
+    // interrupter's `membarrier` where the kernel has it, else a
+    // sequentially consistent store and load here.
+    if ASYMMETRIC_FENCES.load(Relaxed) {
+        set_innermost(thread, interrupt.shared_ptr(), Relaxed);
+        compiler_fence(SeqCst);
+        interrupt.shared.epoch.load(Relaxed) != interrupt.start
+    } else {
+        set_innermost(thread, interrupt.shared_ptr(), SeqCst);
+        interrupt.is_interrupted()
     }
+}
+
+/// The native call entered with [`enter_native`] on `thread` ended; `outer`
+/// is the call it was nested in, if any. (An interrupt that still sees the
+/// old value only sends a signal that does not concern this thread's call.)
+#[inline]
+pub(crate) fn leave_native(thread: ThreadHandle, outer: Option<&CallInterrupt<'_>>) {
+    let shared = outer.map_or(std::ptr::null_mut(), CallInterrupt::shared_ptr);
+    set_innermost(thread, shared, Ordering::Release);
+}
+
+#[inline]
+fn set_innermost(thread: ThreadHandle, shared: *mut Shared, order: Ordering) {
+    // SAFETY: `thread` comes from `this_thread` on this thread: its slot is
+    // owned by this thread's registration, alive until the thread exits.
+    let slot = unsafe { &*thread.slot };
+    slot.acked.store(0, Ordering::Relaxed);
+    slot.innermost.store(shared, order);
 }
 
 /// From the interrupt signal handler: the interrupt that `interrupt`'s call

@@ -113,6 +113,7 @@ impl NativeMachine {
         let arch = Arch::host()
             .ok_or_else(|| Error::Machine("the host architecture is not supported".into()))?;
         signals::check_host()?;
+        crate::interrupt::prepare_native();
         if options.signal_handlers {
             signals::install()?;
         }
@@ -296,11 +297,6 @@ impl NativeMachine {
         if !(buffer.as_ptr() as usize).is_multiple_of(16) {
             // SAFETY: our caller's contract.
             return unsafe { self.enter_unaligned(entry, callee, buffer, host) };
-        }
-        if !thread::stack_known() {
-            // Once per thread: an alternate signal stack, so that a stack
-            // overflow can be delivered.
-            signals::ensure_alt_stack()?;
         }
         signals::reinstall_if_displaced();
         // SAFETY: our caller's contract.

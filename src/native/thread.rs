@@ -8,7 +8,7 @@ use std::ptr;
 use super::region::{Region, contains_code, page_size};
 use crate::abi::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, THROW_TO_ENTRY_SYMBOL};
 use crate::error::Error;
-use crate::interrupt::{self, CallInterrupt};
+use crate::interrupt::{self, CallInterrupt, ThreadHandle};
 use crate::machine::{Fault, FaultKind, HostServices};
 use crate::memory::{HostMemory, Memory};
 
@@ -64,6 +64,8 @@ struct ActiveCall {
 struct ThreadState {
     /// The innermost [`ActiveCall`], or null.
     active: Cell<*const ActiveCall>,
+    /// The thread's interrupt slot, once its first call registered it.
+    interrupts: Cell<Option<ThreadHandle>>,
     /// The thread's stack as `(lowest, highest)`, once the first call on
     /// this thread has looked it up (which can mean parsing /proc/self/maps,
     /// so never in a signal handler).
@@ -74,6 +76,7 @@ thread_local! {
     static THREAD: ThreadState = const {
         ThreadState {
             active: Cell::new(ptr::null()),
+            interrupts: Cell::new(None),
             stack: Cell::new(None),
         }
     };
@@ -83,18 +86,18 @@ thread_local! {
 /// overflow (the guard page(s), or the main thread's stack guard gap).
 const STACK_GUARD_REACH: u64 = 1 << 20;
 
-/// Whether this thread's stack bounds are known (it made a call before).
-#[inline]
-pub(super) fn stack_known() -> bool {
-    THREAD.with(|t| t.stack.get()).is_some()
-}
-
-/// Once per thread, before its first call: its stack bounds.
+/// Once per thread, before its first call: an alternate signal stack (so
+/// that a stack overflow can be delivered), the thread's interrupt slot,
+/// then the stack's bounds (set last: they mark the thread as ready).
 #[cold]
-fn first_call_on_thread() -> Result<(), Error> {
+fn first_call_on_thread(state: &ThreadState) -> Result<ThreadHandle, Error> {
+    super::signals::ensure_alt_stack()?;
+    let interrupts = interrupt::this_thread()
+        .ok_or_else(|| Error::Machine("a call while the thread is exiting".into()))?;
+    state.interrupts.set(Some(interrupts));
     let bounds = thread_stack_bounds().unwrap_or((0, u64::MAX));
-    THREAD.with(|t| t.stack.set(Some(bounds)));
-    Ok(())
+    state.stack.set(Some(bounds));
+    Ok(interrupts)
 }
 
 /// The innermost call on this thread and the thread's stack bounds.
@@ -319,6 +322,7 @@ pub(super) extern "C" fn native_host_call(index: u64, frame: u64) -> u64 {
 ///
 /// The contract of [`crate::machine::Machine::call_entry`]; `buffer` is
 /// 16-byte aligned, and `entry` is installed code of `code`.
+#[inline(always)]
 pub(super) unsafe fn run(
     code: &[Region],
     entry: u64,
@@ -326,9 +330,13 @@ pub(super) unsafe fn run(
     buffer: &mut [u8],
     host: &mut dyn HostServices,
 ) -> Result<(), Error> {
-    if THREAD.with(|t| t.stack.get()).is_none() {
-        first_call_on_thread()?;
-    }
+    let state: *const ThreadState = THREAD.with(|t| t as *const ThreadState);
+    // SAFETY: this thread's state, which lives as long as the thread.
+    let state = unsafe { &*state };
+    let thread = match state.interrupts.get() {
+        Some(thread) => thread,
+        None => first_call_on_thread(state)?,
+    };
     // SAFETY: lifetime erasure only; the call is unlinked (the previous
     // one restored) before this function returns, while `host` is still
     // borrowed.
@@ -344,23 +352,10 @@ pub(super) unsafe fn run(
         interrupt,
         in_jit: Cell::new(false),
     };
-    let previous = THREAD.with(|t| t.active.replace(&call));
-    let interrupted_early = interrupt::enter_native(call.interrupt.as_ref()) && {
-        // Interrupted before any signal could reach it: it ends at its
-        // entry without running, if the services take it.
-        let fault = Fault {
-            pc: entry,
-            kind: FaultKind::Interrupted,
-            address: None,
-            fp: None,
-            caller: None,
-        };
-        let stack = THREAD.with(|t| t.stack.get()).unwrap_or_default();
-        // SAFETY: `host` is the services object we were given, not in
-        // use elsewhere.
-        unsafe { (*call.host).fault(&fault, &call_memory(&call, stack)) }
-    };
-    if !interrupted_early {
+    let previous = state.active.replace(&call);
+    if !interrupt::enter_native(thread, call.interrupt.as_ref())
+        || !interrupted_before_running(&call, entry, state)
+    {
         // SAFETY: `entry` is an entry trampoline in our executable memory
         // with the C signature `fn(callee, buffer)`; the buffer is large
         // enough for the callee's signature and 16-byte aligned, and stays
@@ -372,7 +367,24 @@ pub(super) unsafe fn run(
     }
     // SAFETY: `previous` is null or the live call this one is nested in.
     let outer = unsafe { previous.as_ref() }.and_then(|p| p.interrupt.as_ref());
-    interrupt::leave_native(outer);
-    THREAD.with(|t| t.active.set(previous));
+    interrupt::leave_native(thread, outer);
+    state.active.set(previous);
     Ok(())
+}
+
+/// A call interrupted before any signal could reach it ends at its entry
+/// without running, if its services take the interrupt; whether they did.
+#[cold]
+fn interrupted_before_running(call: &ActiveCall, entry: u64, state: &ThreadState) -> bool {
+    let fault = Fault {
+        pc: entry,
+        kind: FaultKind::Interrupted,
+        address: None,
+        fp: None,
+        caller: None,
+    };
+    let stack = state.stack.get().unwrap_or_default();
+    // SAFETY: `host` is the services object the call was given, not in use
+    // elsewhere (the call has not started).
+    unsafe { (*call.host).fault(&fault, &call_memory(call, stack)) }
 }
