@@ -11,7 +11,7 @@ use crate::isa::Endianness;
 use crate::machine::Machine;
 use crate::module::{CallError, JitModule, RawEntry, symbol_name};
 use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET};
-use crate::values::{read_scalar, write_scalar};
+use crate::values::{read_bits, write_bits};
 
 /// A Rust type that crosses a JIT call as one CLIF value.
 pub trait Value: Sized {
@@ -22,22 +22,46 @@ pub trait Value: Sized {
     /// From a [`DataValue`] of type [`Value::TYPE`].
     fn from_data(value: &DataValue) -> Option<Self>;
 
-    /// Write the value into a buffer slot (see [`crate::trampoline`]) in
-    /// the target's byte order.
+    /// Its bits, zero-extended to 128.
+    fn to_bits(self) -> u128;
+    /// The value whose [`Value::to_bits`] are the low
+    /// [`Value::TYPE`]`.bytes()` bytes of `bits`.
+    fn from_bits(bits: u128) -> Self;
+
+    /// Write the value into the buffer slot starting at `slot[0]` (see
+    /// [`crate::trampoline`]) in the target's byte order.
+    #[inline]
     fn write_slot(self, slot: &mut [u8], endianness: Endianness) {
-        write_scalar(&self.into_data(), slot, endianness);
+        write_bits(
+            self.to_bits(),
+            &mut slot[..Self::TYPE.bytes() as usize],
+            endianness,
+        );
     }
 
-    /// Read a value written in the target's byte order from a buffer slot.
+    /// Read a value written in the target's byte order from the buffer slot
+    /// starting at `slot[0]`.
+    #[inline]
     fn read_slot(slot: &[u8], endianness: Endianness) -> Option<Self> {
-        Self::from_data(&read_scalar(slot, Self::TYPE, endianness))
+        Some(Self::from_bits(read_bits(
+            &slot[..Self::TYPE.bytes() as usize],
+            endianness,
+        )))
     }
 }
 
 macro_rules! int_value {
-    ($($rust:ty => $clif:ident, $variant:ident, $as:ty;)*) => {$(
+    ($($rust:ty => $clif:ident, $variant:ident, $as:ty, $unsigned:ty;)*) => {$(
         impl Value for $rust {
             const TYPE: Type = types::$clif;
+            #[inline]
+            fn to_bits(self) -> u128 {
+                u128::from(self as $unsigned)
+            }
+            #[inline]
+            fn from_bits(bits: u128) -> Self {
+                bits as $unsigned as $rust
+            }
             fn into_data(self) -> DataValue {
                 DataValue::$variant(self as $as)
             }
@@ -52,20 +76,28 @@ macro_rules! int_value {
 }
 
 int_value! {
-    i8 => I8, I8, i8;
-    u8 => I8, I8, i8;
-    i16 => I16, I16, i16;
-    u16 => I16, I16, i16;
-    i32 => I32, I32, i32;
-    u32 => I32, I32, i32;
-    i64 => I64, I64, i64;
-    u64 => I64, I64, i64;
-    i128 => I128, I128, i128;
-    u128 => I128, I128, i128;
+    i8 => I8, I8, i8, u8;
+    u8 => I8, I8, i8, u8;
+    i16 => I16, I16, i16, u16;
+    u16 => I16, I16, i16, u16;
+    i32 => I32, I32, i32, u32;
+    u32 => I32, I32, i32, u32;
+    i64 => I64, I64, i64, u64;
+    u64 => I64, I64, i64, u64;
+    i128 => I128, I128, i128, u128;
+    u128 => I128, I128, i128, u128;
 }
 
 impl Value for f32 {
     const TYPE: Type = types::F32;
+    #[inline]
+    fn to_bits(self) -> u128 {
+        u128::from(f32::to_bits(self))
+    }
+    #[inline]
+    fn from_bits(bits: u128) -> Self {
+        f32::from_bits(bits as u32)
+    }
     fn into_data(self) -> DataValue {
         DataValue::F32(self.into())
     }
@@ -79,6 +111,14 @@ impl Value for f32 {
 
 impl Value for f64 {
     const TYPE: Type = types::F64;
+    #[inline]
+    fn to_bits(self) -> u128 {
+        u128::from(f64::to_bits(self))
+    }
+    #[inline]
+    fn from_bits(bits: u128) -> Self {
+        f64::from_bits(bits as u64)
+    }
     fn into_data(self) -> DataValue {
         DataValue::F64(self.into())
     }
@@ -193,6 +233,7 @@ pub struct TypedFunc<'m, P, R, M: ?Sized + Machine = dyn Machine> {
     module: &'m JitModule<M>,
     name: String,
     entry: RawEntry,
+    endianness: Endianness,
     _types: PhantomData<fn(P) -> R>,
 }
 
@@ -204,6 +245,7 @@ const TYPED_BUFFER_WORDS: usize = (VALUES_OFFSET as usize + 6 * SLOT_SIZE as usi
 impl<P: Params, R: Results, M: ?Sized + Machine> TypedFunc<'_, P, R, M> {
     /// Call it: the arguments go into a buffer on this stack, the call goes
     /// straight to the entry trampoline resolved when the handle was made.
+    #[inline]
     pub fn call(&self, params: P) -> Result<R, CallError> {
         let mut words = [0u128; TYPED_BUFFER_WORDS];
         // SAFETY: plain bytes of `words`, which outlives the borrow.
@@ -213,7 +255,7 @@ impl<P: Params, R: Results, M: ?Sized + Machine> TypedFunc<'_, P, R, M> {
                 self.entry.buffer_size(),
             )
         };
-        let endianness = self.module.machine().arch().endianness();
+        let endianness = self.endianness;
         params.write_slots(buffer, endianness);
         self.module.call_raw(&self.entry, buffer)?;
         R::read_slots(buffer, endianness).ok_or_else(|| {
@@ -267,6 +309,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             module: self,
             name: symbol,
             entry,
+            endianness: self.machine().arch().endianness(),
             _types: PhantomData,
         })
     }

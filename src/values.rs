@@ -76,25 +76,76 @@ pub fn encode_slots(
 /// Write a scalar into the first `value.ty().bytes()` bytes of `slot`, in
 /// the target's byte order.
 pub(crate) fn write_scalar(value: &DataValue, slot: &mut [u8], endianness: Endianness) {
-    match endianness {
-        Endianness::Little => value.write_to_slice_le(slot),
-        Endianness::Big => value.write_to_slice_be(slot),
+    match scalar_bits(value) {
+        Some(bits) => write_bits(bits, slot, endianness),
+        // Not a scalar: its own image (callers pass scalars).
+        None => match endianness {
+            Endianness::Little => value.write_to_slice_le(slot),
+            Endianness::Big => value.write_to_slice_be(slot),
+        },
     }
 }
 
-/// The scalar of type `ty` at the start of `slot`, in the target's byte
-/// order.
+/// The bits of a scalar `value`, zero-extended (`None` for a vector).
+fn scalar_bits(value: &DataValue) -> Option<u128> {
+    Some(match *value {
+        DataValue::I8(v) => u128::from(v as u8),
+        DataValue::I16(v) => u128::from(v as u16),
+        DataValue::I32(v) => u128::from(v as u32),
+        DataValue::I64(v) => u128::from(v as u64),
+        DataValue::I128(v) => v as u128,
+        DataValue::F16(v) => u128::from(v.bits()),
+        DataValue::F32(v) => u128::from(v.bits()),
+        DataValue::F64(v) => u128::from(v.bits()),
+        DataValue::F128(v) => v.bits(),
+        DataValue::V128(_) | DataValue::V64(_) | DataValue::V32(_) | DataValue::V16(_) => {
+            return None;
+        }
+    })
+}
+
+/// Write the low `slot.len()` bytes of `bits` (1, 2, 4, 8 or 16) in
+/// `endianness`: the one scalar encoder of slots, for [`DataValue`]s and
+/// [`crate::typed`] handles alike.
+#[inline]
+pub(crate) fn write_bits(bits: u128, slot: &mut [u8], endianness: Endianness) {
+    let size = slot.len().min(16);
+    match endianness {
+        Endianness::Little => slot[..size].copy_from_slice(&bits.to_le_bytes()[..size]),
+        Endianness::Big => slot[..size].copy_from_slice(&bits.to_be_bytes()[16 - size..]),
+    }
+}
+
+/// Read a `slot.len()`-byte scalar (1, 2, 4, 8 or 16 bytes) in
+/// `endianness`, zero-extended: the decoder matching [`write_bits`].
+#[inline]
+pub(crate) fn read_bits(slot: &[u8], endianness: Endianness) -> u128 {
+    let size = slot.len().min(16);
+    let mut bytes = [0u8; 16];
+    match endianness {
+        Endianness::Little => {
+            bytes[..size].copy_from_slice(&slot[..size]);
+            u128::from_le_bytes(bytes)
+        }
+        Endianness::Big => {
+            bytes[16 - size..].copy_from_slice(&slot[..size]);
+            u128::from_be_bytes(bytes)
+        }
+    }
+}
+
 pub(crate) fn read_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> DataValue {
-    match endianness {
-        Endianness::Little => DataValue::read_from_slice_le(slot, ty),
-        Endianness::Big => DataValue::read_from_slice_be(slot, ty),
-    }
+    let bits = read_bits(&slot[..ty.bytes() as usize], endianness);
+    // The same bits in native order, read back as `ty`.
+    let native = bits.to_ne_bytes();
+    let image = if cfg!(target_endian = "little") {
+        &native[..]
+    } else {
+        &native[16 - ty.bytes() as usize..]
+    };
+    DataValue::read_from_slice_ne(image, ty)
 }
 
-/// Turn a vector's little-endian memory image into the target's (or back):
-/// lane `i` stays at offset `i * lane size`; on a big-endian target each
-/// lane's bytes are reversed. (Reversing all 16 bytes, as
-/// `DataValue::write_to_slice_be` does, would also reverse the lane order.)
 fn to_lane_order(slot: &mut [u8], ty: ir::Type, endianness: Endianness) {
     if endianness == Endianness::Big {
         let lane = ty.lane_type().bytes() as usize;
@@ -148,6 +199,7 @@ pub fn decode_slots(
 }
 
 /// Read a header word of the buffer.
+#[inline]
 pub fn header_word(buffer: &[u8], offset: i32, endianness: Endianness) -> u64 {
     let at = offset as usize;
     let mut bytes = [0u8; 8];
