@@ -206,3 +206,66 @@ pub fn header_word(buffer: &[u8], offset: i32, endianness: Endianness) -> u64 {
     bytes.copy_from_slice(&buffer[at..at + 8]);
     endianness.read_u64(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use cranelift_codegen::ir::types;
+
+    use super::*;
+
+    #[test]
+    fn scalar_bits_round_trip_in_both_byte_orders() {
+        let mut slot = [0u8; 4];
+        write_bits(0x1122_3344, &mut slot, Endianness::Little);
+        assert_eq!(slot, [0x44, 0x33, 0x22, 0x11]);
+        write_bits(0x1122_3344, &mut slot, Endianness::Big);
+        assert_eq!(slot, [0x11, 0x22, 0x33, 0x44]);
+        assert_eq!(read_bits(&slot, Endianness::Big), 0x1122_3344);
+        assert_eq!(read_bits(&slot, Endianness::Little), 0x4433_2211);
+        // Only the slot's bytes are written: the rest of a buffer stays.
+        let mut buffer = [0xaau8; 3];
+        write_bits(0xffff_ff01, &mut buffer[..1], Endianness::Big);
+        assert_eq!(buffer, [0x01, 0xaa, 0xaa]);
+    }
+
+    #[test]
+    fn data_values_and_bits_agree() {
+        for endianness in [Endianness::Little, Endianness::Big] {
+            for value in [
+                DataValue::I8(-2),
+                DataValue::I16(-300),
+                DataValue::I32(0x1234_5678),
+                DataValue::I64(-5),
+                DataValue::I128(-(1 << 100)),
+                DataValue::F32(1.5f32.into()),
+                DataValue::F64((-0.25f64).into()),
+            ] {
+                let ty = value.ty();
+                let mut slot = vec![0u8; ty.bytes() as usize];
+                write_scalar(&value, &mut slot, endianness);
+                assert_eq!(
+                    read_scalar(&slot, ty, endianness),
+                    value,
+                    "{ty} {endianness:?}"
+                );
+                let expected = match endianness {
+                    Endianness::Little => {
+                        let mut image = vec![0u8; slot.len()];
+                        value.write_to_slice_le(&mut image);
+                        image
+                    }
+                    Endianness::Big => {
+                        let mut image = vec![0u8; slot.len()];
+                        value.write_to_slice_be(&mut image);
+                        image
+                    }
+                };
+                assert_eq!(slot, expected, "{ty} {endianness:?}");
+            }
+        }
+        assert_eq!(
+            read_scalar(&[0xff], types::I8, Endianness::Big),
+            DataValue::I8(-1)
+        );
+    }
+}
