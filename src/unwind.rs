@@ -89,6 +89,12 @@ impl Context {
             )));
         }
         self.len = len;
+        self.load_words(memory, addr)
+    }
+
+    /// Fill the first `len` words of this context from `addr`.
+    fn load_words(&mut self, memory: &dyn Memory, addr: u64) -> Result<(), Error> {
+        let len = self.len;
         memory.read(addr, self.bytes_mut())?;
         let endianness = memory.endianness();
         if !endianness.is_native() {
@@ -340,10 +346,7 @@ pub fn to_entry(
     buffer: u64,
     payloads: [u64; 2],
 ) -> Result<(), Error> {
-    match memory.host_view() {
-        Some(mut host) => rewrite_to_entry(&mut host, context_addr, buffer, payloads),
-        None => rewrite_to_entry(memory, context_addr, buffer, payloads),
-    }
+    deliver_to_entry(memory, context_addr, buffer, Some(payloads)).map(drop)
 }
 
 /// [`to_entry`] for a context the throw-to-entry stub captured
@@ -354,47 +357,77 @@ pub fn throw_to_entry(
     context_addr: u64,
     buffer: u64,
 ) -> Result<(u32, [u64; 2]), Error> {
-    fn deliver<M: Memory + ?Sized>(
-        memory: &mut M,
-        context_addr: u64,
-        buffer: u64,
-    ) -> Result<(u32, [u64; 2]), Error> {
-        let arg = |i: usize| memory.read_u64(context_addr + 8 * (context::ARGS + i) as u64);
-        // The tag is an i32 argument: the low half of its register.
-        let tag = arg(0)? as u32;
-        let payloads = [arg(1)?, arg(2)?];
-        rewrite_to_entry(memory, context_addr, buffer, payloads)?;
-        Ok((tag, payloads))
-    }
-    match memory.host_view() {
-        Some(mut host) => deliver(&mut host, context_addr, buffer),
-        None => deliver(memory, context_addr, buffer),
-    }
+    deliver_to_entry(memory, context_addr, buffer, None)
 }
 
-fn rewrite_to_entry<M: Memory + ?Sized>(
-    memory: &mut M,
+/// Words of a throw context that [`deliver_to_entry`] reads or writes: the
+/// fixed ones and the first three arguments.
+const TO_ENTRY_WORDS: usize = context::ARGS + 3;
+
+/// [`to_entry`] with `payloads`, or [`throw_to_entry`] with `None` (the tag
+/// and payloads are the stub's arguments); returns the tag (0 for
+/// [`to_entry`]) and payloads delivered. In place on host memory.
+fn deliver_to_entry(
+    memory: &mut dyn Memory,
     context_addr: u64,
     buffer: u64,
-    payloads: [u64; 2],
-) -> Result<(), Error> {
-    let header = |offset: i32| memory.read_u64(buffer.wrapping_add_signed(i64::from(offset)));
-    let pc = header(HANDLER_PC_OFFSET)?;
-    let sp = header(HANDLER_SP_OFFSET)?;
-    let fp = header(HANDLER_FP_OFFSET)?;
+    payloads: Option<[u64; 2]>,
+) -> Result<(u32, [u64; 2]), Error> {
+    let handler = |memory: &dyn Memory| -> Result<[u64; 3], Error> {
+        let word = |offset: i32| memory.read_u64(buffer.wrapping_add_signed(i64::from(offset)));
+        Ok([
+            word(HANDLER_PC_OFFSET)?,
+            word(HANDLER_SP_OFFSET)?,
+            word(HANDLER_FP_OFFSET)?,
+        ])
+    };
+    if let Some(host) = memory.host_view() {
+        if !host.contains(context_addr, TO_ENTRY_WORDS * 8) {
+            return Err(Error::Memory {
+                address: context_addr,
+                message: "a throw context does not fit there".into(),
+            });
+        }
+        let handler = handler(&host)?;
+        let mut ctx = InPlace {
+            base: context_addr as *mut u64,
+            len: TO_ENTRY_WORDS,
+        };
+        let (tag, payloads) = payloads.map_or_else(|| thrown(&ctx), |p| (0, p));
+        rewrite_to_entry(&mut ctx, handler, payloads);
+        return Ok((tag, payloads));
+    }
+    let handler = handler(&*memory)?;
+    let mut ctx = Context {
+        words: [0; MAX_CONTEXT_WORDS],
+        len: TO_ENTRY_WORDS,
+    };
+    ctx.load_words(&*memory, context_addr)?;
+    let (tag, payloads) = payloads.map_or_else(|| thrown(&ctx), |p| (0, p));
+    rewrite_to_entry(&mut ctx, handler, payloads);
+    ctx.write(memory, context_addr)?;
+    Ok((tag, payloads))
+}
+
+/// The tag and payloads the throw-to-entry stub was called with.
+fn thrown(ctx: &impl ContextWords) -> (u32, [u64; 2]) {
+    let arg = |i: usize| ctx.get(context::ARGS + i);
+    // The tag is an i32 argument: the low half of its register.
+    (arg(0) as u32, [arg(1), arg(2)])
+}
+
+/// Rewrite `ctx` to resume at the entry trampoline's `handler` (pc, sp,
+/// fp) with `payloads`.
+fn rewrite_to_entry(ctx: &mut impl ContextWords, handler: [u64; 3], payloads: [u64; 2]) {
+    let [pc, sp, fp] = handler;
+    ctx.set(context::PC, pc);
+    ctx.set(context::SP, sp);
+    ctx.set(context::FP, fp);
+    ctx.set(context::PAYLOAD0, payloads[0]);
+    ctx.set(context::PAYLOAD1, payloads[1]);
     // How many frames lie in between is not known without a walk: no
     // return-address predictor entries are dropped.
-    for (index, value) in [
-        (context::PC, pc),
-        (context::SP, sp),
-        (context::FP, fp),
-        (context::PAYLOAD0, payloads[0]),
-        (context::PAYLOAD1, payloads[1]),
-        (context::RETURN_STACK_DROPS, 0),
-    ] {
-        memory.write_u64(context_addr + 8 * index as u64, value)?;
-    }
-    Ok(())
+    ctx.set(context::RETURN_STACK_DROPS, 0);
 }
 
 #[cfg(test)]
