@@ -45,6 +45,15 @@ fn throw(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("d_rust_panic", depth), &depth, |b, &d| {
             b.iter(|| rust_panic::panic_catch(black_box(d), PAYLOAD))
         });
+        assert_eq!(
+            rust_panic::no_panic(depth, PAYLOAD),
+            PAYLOAD + depth as i64 - 1
+        );
+        group.bench_with_input(
+            BenchmarkId::new("rust_calls_no_panic", depth),
+            &depth,
+            |b, &d| b.iter(|| rust_panic::no_panic(black_box(d), PAYLOAD)),
+        );
         group.bench_with_input(BenchmarkId::new("e_cxx_throw", depth), &depth, |b, &d| {
             b.iter(|| c::cxx_throw(black_box(d), PAYLOAD))
         });

@@ -112,6 +112,11 @@ fn c_cxx_and_rust_chains() {
             PAYLOAD,
             "panic {depth}"
         );
+        assert_eq!(
+            rust_panic::no_panic(depth, PAYLOAD),
+            PAYLOAD + depth as i64 - 1,
+            "Rust calls {depth}"
+        );
     }
 }
 
