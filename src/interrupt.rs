@@ -85,7 +85,10 @@ impl InterruptHandle {
 
     /// Make every call of the module in progress now end with
     /// [`crate::CallError::Interrupted`] (see the [module docs](self)).
-    /// Returns at once; the calls end as soon as they can.
+    /// Returns at once; the calls end as soon as they can. Where the kernel
+    /// has `membarrier`, this runs a memory barrier on every CPU running a
+    /// thread of the process (so that calls need none when they start): a
+    /// few microseconds, meant for the occasional interrupt, not a loop.
     pub fn interrupt(&self) {
         let target = self.shared.epoch.fetch_add(1, SeqCst) + 1;
         // The other half of the fence `enter_native` leaves out: every
