@@ -14,14 +14,11 @@ use anyhow::{Context as _, anyhow, bail};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::inline::{Inline, InlineCommand};
 use cranelift_codegen::ir::{self, ExternalName, Function, UserFuncName};
-use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::print_errors::{pretty_error, pretty_verifier_error};
-use cranelift_codegen::settings::Flags;
+use cranelift_codegen::settings::FlagsOrIsa;
 use cranelift_reader::TestCommand;
 
-use crate::subtest::{
-    Context, SourceFile, SubTest, check_precise_output, run_filecheck, set_flags,
-};
+use crate::subtest::{Context, KindFacts, SourceFile, SubTest, check_output, set_flags};
 
 /// The functions available for inlining, by name.
 type Callees = HashMap<UserFuncName, Function>;
@@ -37,43 +34,24 @@ struct TestInline {
 
 /// Build the `inline` kind from its `test` line.
 pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
-    anyhow::ensure!(
-        command.command == "inline",
-        "not an inline command: {command}"
-    );
     let mut test = TestInline::default();
     let flags = &mut [
         ("precise-output", &mut test.precise_output),
         ("optimize", &mut test.optimize),
     ];
-    if !set_flags(command, flags) {
-        bail!("unknown option on {command}");
-    }
+    set_flags(command, flags)?;
     Ok(Box::new(test))
 }
 
 impl SubTest for TestInline {
-    fn name(&self) -> &'static str {
-        "inline"
+    fn facts(&self) -> KindFacts {
+        KindFacts::new("inline").mutating().per_target()
     }
 
-    fn is_mutating(&self) -> bool {
-        true
-    }
-
-    fn needs_isa(&self) -> bool {
-        true
-    }
-
-    fn run_target(
-        &self,
-        file: &SourceFile,
-        flags: &Flags,
-        isa: Option<&dyn TargetIsa>,
-    ) -> anyhow::Result<()> {
+    fn run_target(&self, file: &SourceFile, target: FlagsOrIsa) -> anyhow::Result<()> {
         // Earlier functions of this file, for this target only.
         let mut callees = Callees::new();
-        file.for_each_function(self.name(), flags, isa, |func, context| {
+        file.for_each_function(self.name(), target, |func, context| {
             self.inline_and_check(func.clone(), context, &mut callees)
         })
     }
@@ -131,12 +109,7 @@ impl TestInline {
         } else {
             format!("(no functions inlined into {})", ctx.func.name)
         };
-        if self.precise_output {
-            let lines: Vec<&str> = actual.lines().collect();
-            check_precise_output(&lines, context)
-        } else {
-            run_filecheck(&actual, context)
-        }
+        check_output(&actual, self.precise_output, context)
     }
 }
 

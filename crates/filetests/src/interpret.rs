@@ -14,15 +14,15 @@ use anyhow::{Context as _, anyhow, bail};
 use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
 use cranelift_codegen::ir::{Function, LibCall};
-use cranelift_codegen::isa::TargetIsa;
-use cranelift_codegen::settings::Flags;
+use cranelift_codegen::settings::FlagsOrIsa;
 use cranelift_interpreter::environment::FunctionStore;
 use cranelift_interpreter::interpreter::{Interpreter, InterpreterState, LibCallValues};
 use cranelift_interpreter::step::{ControlFlow, CraneliftTrap};
 use cranelift_reader::{Details, RunCommand, TestCommand, TestFile, parse_run_command};
 
 use crate::subtest::{
-    Context, Printed, SourceFile, SubTest, expect_no_options, show_invocation, show_values,
+    Context, KindFacts, Printed, SourceFile, SubTest, expect_no_options, show_invocation,
+    show_values,
 };
 
 /// The `interpret` kind; it takes no options.
@@ -40,16 +40,11 @@ pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
 }
 
 impl SubTest for TestInterpret {
-    fn name(&self) -> &'static str {
-        "interpret"
+    fn facts(&self) -> KindFacts {
+        KindFacts::new("interpret")
     }
 
-    fn run_target(
-        &self,
-        file: &SourceFile,
-        _flags: &Flags,
-        _isa: Option<&dyn TargetIsa>,
-    ) -> anyhow::Result<()> {
+    fn run_target(&self, file: &SourceFile, _target: FlagsOrIsa) -> anyhow::Result<()> {
         let store = function_store(file.testfile);
         for (func, details) in &file.testfile.functions {
             let place = Place {

@@ -42,11 +42,11 @@ pub(crate) fn run_text(text: &str) -> anyhow::Result<()> {
         match (&testfile.isa_spec, test.needs_isa()) {
             (IsaSpec::Some(isas), true) => {
                 for isa in isas {
-                    test.run_target(&file, isa.flags(), Some(&**isa))?;
+                    test.run_target(&file, FlagsOrIsa::from(&**isa))?;
                 }
             }
             (IsaSpec::None(_), true) => bail!("test {} requires an ISA", test.name()),
-            (_, false) => test.run_target(&file, flags, unique)?,
+            (_, false) => test.run_target(&file, FlagsOrIsa { flags, isa: unique })?,
         }
     }
     Ok(())
@@ -60,3 +60,4 @@ pub(crate) fn run_text_error(text: &str) -> String {
         Err(e) => format!("{e:#}"),
     }
 }
+
