@@ -183,7 +183,7 @@ impl Inline for Inliner<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::{run_text, run_text_error};
+    use crate::test_support::{assert_fails_with, run_text, run_text_error};
 
     const TEXT: &str = "test inline precise-output
 target x86_64
@@ -223,33 +223,29 @@ block0(v0: i32):
 ";
 
     #[test]
-    fn exact_output_passes() {
-        run_text(TEXT).unwrap();
-    }
-
-    #[test]
-    fn wrong_precise_output_line_fails_with_a_diff() {
-        let wrong = TEXT.replace(
-            ";     v4 = iadd.i32 v0, v3  ; v3 = 1",
-            ";     v4 = isub.i32 v0, v3  ; v3 = 1",
+    fn exact_output_passes_and_a_wrong_line_fails_with_a_diff() {
+        assert_fails_with(
+            TEXT,
+            &[(";     v4 = iadd.i32", ";     v4 = isub.i32")],
+            &[
+                "-    v4 = isub.i32 v0, v3  ; v3 = 1",
+                "+    v4 = iadd.i32 v0, v3  ; v3 = 1",
+            ],
         );
-        let err = run_text_error(&wrong);
-        assert!(err.contains("-    v4 = isub.i32 v0, v3  ; v3 = 1"), "{err}");
-        assert!(err.contains("+    v4 = iadd.i32 v0, v3  ; v3 = 1"), "{err}");
     }
 
-    #[test]
-    fn filecheck_mode() {
-        let text = "test inline
-target x86_64
-
+    /// `%callee(x)`: `x + 7`.
+    const CALLEE: &str = "
 function %callee(i32) -> i32 {
 block0(v0: i32):
     v1 = iconst.i32 7
     v2 = iadd v0, v1
     return v2
 }
+";
 
+    /// `%caller(x)`: `%callee(x)`, which should be inlined.
+    const CALLER: &str = "
 function %caller(i32) -> i32 {
     fn0 = %callee(i32) -> i32
 block0(v0: i32):
@@ -259,28 +255,14 @@ block0(v0: i32):
 ; check: iconst.i32 7
 ; not: call
 ";
+
+    #[test]
+    fn filecheck_mode() {
         // The filecheck lines attach to %caller; %callee has none.
-        run_text(text).unwrap();
+        run_text(&format!("test inline\ntarget x86_64\n{CALLEE}{CALLER}")).unwrap();
         // A callee defined after its caller is not inlined.
-        let swapped = "test inline
-target x86_64
-
-function %caller(i32) -> i32 {
-    fn0 = %callee(i32) -> i32
-block0(v0: i32):
-    v1 = call fn0(v0)
-    return v1
-}
-; check: iconst.i32 7
-
-function %callee(i32) -> i32 {
-block0(v0: i32):
-    v1 = iconst.i32 7
-    v2 = iadd v0, v1
-    return v2
-}
-";
-        let err = run_text_error(swapped);
+        let swapped = format!("test inline\ntarget x86_64\n{CALLER}{CALLEE}");
+        let err = run_text_error(&swapped);
         assert!(err.contains("filecheck failed"), "{err}");
     }
 
@@ -293,42 +275,34 @@ block0(v0: i32):
 
     #[test]
     fn signature_mismatch_is_an_error() {
-        let text = "test inline
-target x86_64
-
-function %callee(i32) -> i32 {
-block0(v0: i32):
-    return v0
-}
-
-function %caller(i64) -> i64 {
-    fn0 = %callee(i64) -> i64
-block0(v0: i64):
-    v1 = call fn0(v0)
-    return v1
-}
-";
-        let err = run_text_error(text);
-        assert!(
-            err.contains("<memory>.clif:9: call inst0 to %callee"),
-            "{err}"
+        // %caller, now on i64, declares %callee with i64 where it takes and
+        // returns i32.
+        let text = format!("test inline\ntarget x86_64\n{CALLEE}{CALLER}");
+        assert_fails_with(
+            &text,
+            &[
+                ("%caller(i32) -> i32", "%caller(i64) -> i64"),
+                ("fn0 = %callee(i32) -> i32", "fn0 = %callee(i64) -> i64"),
+                (
+                    "block0(v0: i32):\n    v1 = call",
+                    "block0(v0: i64):\n    v1 = call",
+                ),
+            ],
+            &[
+                "<memory>.clif:11: call inst0 to %callee",
+                "differs from the definition",
+            ],
         );
-        assert!(err.contains("differs from the definition"), "{err}");
     }
 
     #[test]
     fn recursion_is_bounded() {
-        let text = "test inline
-target x86_64
-
-function %f(i32) -> i32 {
-    fn0 = %f(i32) -> i32
-block0(v0: i32):
-    v1 = call fn0(v0)
-    return v1
-}
-";
-        let err = run_text_error(text);
-        assert!(err.contains("recursive inlining"), "{err}");
+        // %caller calling itself.
+        let text = format!("test inline\ntarget x86_64\n{CALLEE}{CALLER}");
+        assert_fails_with(
+            &text,
+            &[("fn0 = %callee", "fn0 = %caller")],
+            &["recursive inlining"],
+        );
     }
 }
