@@ -19,6 +19,8 @@ use cranelift_codegen::isa::unwind::UnwindInst;
 mod aarch64;
 pub mod riscv64;
 mod s390x;
+#[cfg(test)]
+mod test_support;
 mod x64;
 
 /// One of the four architectures cranelift-exn supports (all Linux, 64-bit).
