@@ -2,34 +2,25 @@
 //! `precise-output`, `expect-fail`) and `optimize` — with bless, the
 //! verifier run before them, parser warnings, unsupported kinds and flags.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{assert_contains, repo, stdout, test_command};
+
+/// `clif-exn test FLAGS FILES...`, with `CRANELIFT_TEST_BLESS=1` when
+/// `bless`.
 fn clif_exn(flags: &[&str], files: &[&Path], bless: bool) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clif-exn"));
-    command.arg("test").args(flags).args(files);
+    let mut command = test_command(flags, files);
     if bless {
         command.env("CRANELIFT_TEST_BLESS", "1");
-    } else {
-        command.env_remove("CRANELIFT_TEST_BLESS");
     }
     command.output().expect("clif-exn runs")
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clif-exn-kinds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::scratch("kinds", name, text)
 }
 
 const ADD: &str = "function %add(i64, i64) -> i64 {\nblock0(v0: i64, v1: i64):\n    \
@@ -62,11 +53,13 @@ fn precise_output_is_vcode_then_disassembly_and_passes_once_blessed() {
     let o = clif_exn(&[], &[&path], false);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("1 files: 1 passed, 0 failed, 0 skipped"),
-        "{out}"
+    assert_contains(
+        &out,
+        &[
+            "1 files: 1 passed, 0 failed, 0 skipped",
+            "compile x86_64 1 passed",
+        ],
     );
-    assert!(out.contains("compile x86_64 1 passed"), "{out}");
 }
 
 #[test]
@@ -94,7 +87,7 @@ fn a_wrong_precise_output_line_fails_with_a_diff_and_its_line() {
             && out.contains(&format!("+{}\n", &lines[wrong][2..])),
         "{out}"
     );
-    assert!(out.contains("CRANELIFT_TEST_BLESS=1"), "{out}");
+    assert_contains(&out, &["CRANELIFT_TEST_BLESS=1"]);
     // The file is left alone without bless.
     assert_eq!(std::fs::read_to_string(&path).unwrap(), corrupted);
 }
@@ -137,10 +130,7 @@ fn bless_of_several_targets_is_refused() {
     let o = clif_exn(&[], &[&path], true);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains("cannot bless the function on line 5 again"),
-        "{out}"
-    );
+    assert_contains(&out, &["cannot bless the function on line 5 again"]);
 }
 
 /// The same round trip on one of the project's precise-output files (many
@@ -199,7 +189,7 @@ fn expect_fail_passes_only_when_compilation_fails() {
     let o = clif_exn(&[], &[&compiles], false);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("expects an error"), "{out}");
+    assert_contains(&out, &["expects an error"]);
 }
 
 #[test]
@@ -259,10 +249,7 @@ fn unsupported_kinds_and_targets_are_counted_as_skipped() {
     let o = clif_exn(&[], &[&kind, &warning], false);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("2 files: 1 passed, 0 failed, 1 skipped"),
-        "{out}"
-    );
+    assert_contains(&out, &["2 files: 1 passed, 0 failed, 1 skipped"]);
     assert!(
         out.contains("1 × `test unwind` is not supported by this runner")
             && out.contains("1 × file skipped: unsupported target 'i686'"),
@@ -273,7 +260,7 @@ fn unsupported_kinds_and_targets_are_counted_as_skipped() {
     let o = clif_exn(&[], &[&typo], false);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("unknown test command 'licm'"), "{out}");
+    assert_contains(&out, &["unknown test command 'licm'"]);
 }
 
 /// A run test whose target flag the emulated CPU lacks is skipped for that
@@ -293,17 +280,11 @@ fn run_targets_the_emulator_lacks_are_skipped_with_the_reason() {
         out.contains("SKIP [riscv64 has_v]: ") && out.contains("has_v"),
         "{out}"
     );
-    assert!(
-        out.contains("riscv64 emulated 1 passed, 0 failed, 1 skipped"),
-        "{out}"
-    );
+    assert_contains(&out, &["riscv64 emulated 1 passed, 0 failed, 1 skipped"]);
     let o = clif_exn(&["--no-run"], &[&path], false);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("1 × run tests are not executed (--no-run)"),
-        "{out}"
-    );
+    assert_contains(&out, &["1 × run tests are not executed (--no-run)"]);
 }
 
 #[test]
@@ -320,7 +301,7 @@ fn verbose_prints_each_file_with_its_time() {
         .find(|l| l.starts_with(&path.display().to_string()))
         .expect("a line for the file");
     assert!(line.ends_with("s)") && line.contains(" (0."), "{line}");
-    assert!(out.contains("  compile [s390x]: passed"), "{out}");
+    assert_contains(&out, &["  compile [s390x]: passed"]);
 }
 
 /// The project's compile tests for every ISA pass (their run tests are
@@ -332,9 +313,9 @@ fn project_isa_compile_tests_pass() {
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
     for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
-        assert!(
-            out.contains(&format!("compile {arch:7} 2 passed, 0 failed, 0 skipped")),
-            "{out}"
+        assert_contains(
+            &out,
+            &[&format!("compile {arch:7} 2 passed, 0 failed, 0 skipped")],
         );
     }
 }
