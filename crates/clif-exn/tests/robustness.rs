@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_contains, clif_exn_test as clif_exn, stderr, stdout};
+use common::{assert_contains, clif_exn_test as clif_exn, output_of, stderr, stdout};
 
 /// A fresh directory for one test.
 fn scratch_dir(name: &str) -> PathBuf {
@@ -77,8 +77,7 @@ fn a_native_run_line_that_never_returns_times_out_and_the_others_run() {
     write(&dir, "c-good.clif", &good("s390x"));
     let start = Instant::now();
     let o = clif_exn(&["--timeout", "2"], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = output_of(&o, 1, &[]);
     assert!(
         start.elapsed() < Duration::from_secs(30),
         "took {:?}",
@@ -113,10 +112,9 @@ fn an_endless_interpret_test_times_out_and_is_named() {
     );
     write(&dir, "b-good.clif", &good("s390x"));
     let o = clif_exn(&["--timeout", "1"], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert_contains(
-        &out,
+    let out = output_of(
+        &o,
+        1,
         &[&format!(
             "FAIL {} in test interpret: timed out after 1 s",
             dir.join("a-spin.clif").display()
@@ -134,10 +132,9 @@ fn an_emulated_run_line_that_never_returns_times_out_with_a_plain_message() {
     write(&dir, "a-spin.clif", &spin("riscv64"));
     write(&dir, "b-good.clif", &good("riscv64"));
     let o = clif_exn(&["--timeout", "1"], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert_contains(
-        &out,
+    let out = output_of(
+        &o,
+        1,
         &["a-spin.clif:10 [riscv64] %f()", "timed out after 1 s"],
     );
     assert!(!out.contains("Some(") && !out.contains("None"), "{out}");
@@ -167,10 +164,9 @@ fn a_native_run_line_that_crashes_the_process_fails_its_file_only() {
     write(&dir, "b-wild.clif", &wild);
     write(&dir, "c-good.clif", &good("x86_64"));
     let o = clif_exn(&["--timeout", "5"], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert_contains(
-        &out,
+    let out = output_of(
+        &o,
+        1,
         &[&format!(
             "a-null.clif:{} [x86_64] %f()\n    expected: == 1\n    actual:   \
              trap user250: a call or jump to 0x10, which holds no code",
@@ -214,10 +210,9 @@ fn paths_that_cannot_be_read_fail_alone() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert_contains(
-        &out,
+    let out = output_of(
+        &o,
+        1,
         &[&format!(
             "FAIL {}: No such file or directory",
             missing.display()
@@ -262,9 +257,7 @@ fn non_utf8_paths_run_and_report_their_run_lines() {
     std::fs::write(&named, &wrong).unwrap();
     for path in [&named, &sub] {
         let o = clif_exn(&[], &[path]);
-        let out = stdout(&o);
-        assert_eq!(o.status.code(), Some(1), "{out}");
-        assert_contains(&out, &[".clif:10 [aarch64] %f()"]);
+        let out = output_of(&o, 1, &[".clif:10 [aarch64] %f()"]);
         assert!(
             out.contains("expected: == 6") && out.contains("actual:   5"),
             "{out}"
@@ -289,8 +282,7 @@ fn symlink_loops_visit_each_file_once() {
     std::os::unix::fs::symlink("..", sub.join("b")).unwrap();
     std::os::unix::fs::symlink("two.clif", sub.join("again.clif")).unwrap();
     let o = clif_exn(&["-v"], &[&dir, &sub]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     assert!(files_line(&out).starts_with("2 files: 2 passed"), "{out}");
     assert_contains(
         &out,
@@ -329,10 +321,9 @@ fn unknown_kinds_fail_and_all_skipped_files_are_skipped() {
         &format!("test run\ntarget aarch64\n\n{body}"),
     );
     let o = clif_exn(&[], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert_contains(
-        &out,
+    let out = output_of(
+        &o,
+        1,
         &["a-typo.clif: `test compiel`: unknown test command 'compiel'\n"],
     );
     assert!(
@@ -342,8 +333,7 @@ fn unknown_kinds_fail_and_all_skipped_files_are_skipped() {
     assert_contains(&out, &["1 × `test unwind` is not supported by this runner"]);
     // Without execution, the run file has nothing that ran.
     let o = clif_exn(&["--no-run"], &[&dir.join("d-run.clif")]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     assert!(
         files_line(&out).starts_with("1 files: 0 passed, 0 failed, 1 skipped"),
         "{out}"
@@ -381,10 +371,9 @@ fn native_run_lines_get_the_same_stack_whatever_the_scheduling() {
             clif_exn(&["-j", jobs], &[&overflow]),
             clif_exn(&["-j", jobs], &[&too_deep]),
         ] {
-            let out = stdout(&o);
-            assert_eq!(o.status.code(), Some(1), "{out}");
-            assert_contains(
-                &out,
+            output_of(
+                &o,
+                1,
                 &["a-too-deep.clif:17 [x86_64] %rec(1000000)", "trap stk_ovf"],
             );
         }
@@ -472,8 +461,7 @@ fn verbose_verdicts_and_print_output_are_labelled() {
     );
     let interp = write(&dir, "interp.clif", &format!("test interpret\n\n{body}"));
     let o = clif_exn(&["-v"], &[&run, &interp]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     let mut at = 0;
     for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
         let print = format!("PRINT {}:12 [{arch}] %f(4) -> 8\n", run.display());
@@ -509,8 +497,7 @@ fn summary_tables_and_messages_are_tidy() {
          function %f() -> i64 {\nblock0:\n    v0 = iconst.i64 1\n    return v0\n}\n; run: %f() == 1\n",
     );
     let o = clif_exn(&[], &[&pulley]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     let table: Vec<&str> = out
         .lines()
         .skip_while(|l| *l != "run lines by target:")
@@ -528,9 +515,7 @@ fn summary_tables_and_messages_are_tidy() {
         "test compile\ntarget i686\n\nfunction %f() {\nblock0:\n    return\n}\n",
     );
     let o = clif_exn(&[], &[&i686]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
-    assert_contains(&out, &["1 × file skipped: unsupported target 'i686'"]);
+    let out = output_of(&o, 0, &["1 × file skipped: unsupported target 'i686'"]);
     assert!(!out.contains("tests by kind and target:"), "{out}");
     let o = clif_exn(&["-v"], &[&i686]);
     assert!(
@@ -548,8 +533,7 @@ fn summary_tables_and_messages_are_tidy() {
         "test run precise-output\ntarget s390x\n\nfunction %f() {\nblock0:\n    return\n}\n",
     );
     let o = clif_exn(&[], &[&option]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = output_of(&o, 1, &[]);
     let line = format!(
         "FAIL {}: `test run precise-output`: unknown option `precise-output`\n\n",
         option.display()

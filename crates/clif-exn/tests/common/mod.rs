@@ -49,6 +49,15 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Standard output of `o`, which must have exited with `code` and printed
+/// every string of `wanted` (the output is shown when not).
+pub fn output_of(o: &Output, code: i32, wanted: &[&str]) -> String {
+    let out = stdout(o);
+    assert_eq!(o.status.code(), Some(code), "{out}{}", stderr(o));
+    assert_contains(&out, wanted);
+    out
+}
+
 /// Standard error, as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
