@@ -13,23 +13,12 @@ use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::TrapCode;
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
-use cranelift_exn::module::BAD_CODE_ADDRESS;
 use cranelift_exn::native::{NativeMachine, NativeOptions, handle_signal};
 use cranelift_exn::{CallError, Module, ModuleBuilder};
+use cranelift_exn_testkit::traps::{CALL_POINTER, TRAPPING, assert_bad_code_address};
 
+/// With the testkit's [`TRAPPING`] and [`CALL_POINTER`] functions.
 const PROGRAM: &str = "
-function %div(i64, i64) -> i64 {
-block0(v0: i64, v1: i64):
-    v2 = udiv v0, v1
-    return v2
-}
-
-function %load(i64) -> i64 {
-block0(v0: i64):
-    v1 = load.i64 heap_oob v0
-    return v1
-}
-
 function %trap() -> i64 {
 block0:
     trap user7
@@ -45,15 +34,6 @@ block1:
     v3 = load.i64 notrap v1
     brif v3, block2, block1
 block2:
-    return v3
-}
-
-function %call_ptr(i64) -> i64 {
-    sig0 = () -> i64
-block0(v0: i64):
-    v1 = call_indirect sig0, v0()
-    v2 = iconst.i64 1
-    v3 = iadd v1, v2
     return v3
 }
 ";
@@ -98,7 +78,9 @@ fn assert_child_succeeded(output: &Output) {
 fn module_on(machine: NativeMachine) -> Module {
     let arch = Arch::host().expect("a supported host");
     let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-    builder.define_clif(PROGRAM).unwrap();
+    builder
+        .define_clif(&format!("{TRAPPING}{CALL_POINTER}{PROGRAM}"))
+        .unwrap();
     builder.finalize(Box::new(machine)).unwrap()
 }
 
@@ -121,7 +103,7 @@ fn trap_code(outcome: Result<Vec<DataValue>, CallError>) -> TrapCode {
 /// the load, SIGILL for `trap`) is delivered, and a normal call works.
 fn assert_traps_are_delivered(module: &Module) {
     assert_eq!(
-        trap_code(module.call("div", &i64s(&[10, 0]))),
+        trap_code(module.call("divide", &i64s(&[10, 0]))),
         TrapCode::INTEGER_DIVISION_BY_ZERO
     );
     assert_eq!(
@@ -132,7 +114,7 @@ fn assert_traps_are_delivered(module: &Module) {
         trap_code(module.call("trap", &[])),
         TrapCode::unwrap_user(7)
     );
-    assert_eq!(module.call("div", &i64s(&[10, 2])).unwrap(), i64s(&[5]));
+    assert_eq!(module.call("divide", &i64s(&[10, 2])).unwrap(), i64s(&[5]));
 }
 
 fn install_handler(
@@ -377,25 +359,8 @@ fn a_call_from_jit_code_to_an_address_without_code_is_a_trap() {
             };
             assert_ne!(page, libc::MAP_FAILED);
             for target in [0u64, page as u64, page as u64 + 0x100] {
-                match module.call("call_ptr", &i64s(&[target as i64])) {
-                    Err(CallError::Trap {
-                        code,
-                        pc,
-                        function,
-                        address,
-                        backtrace,
-                    }) => {
-                        assert_eq!(code, BAD_CODE_ADDRESS, "calling {target:#x}");
-                        assert_eq!(pc, target);
-                        assert_eq!(function, "");
-                        assert_eq!(address, None);
-                        // From the caller out: `call_ptr`, at its call.
-                        let names: Vec<&str> =
-                            backtrace.iter().map(|f| f.function.as_str()).collect();
-                        assert_eq!(names, ["%call_ptr"], "calling {target:#x}");
-                    }
-                    other => panic!("calling {target:#x}: expected a trap, got {other:?}"),
-                }
+                let outcome = module.call("call_ptr", &i64s(&[target as i64]));
+                assert_bad_code_address(outcome, target, &"native");
                 // The module stays usable.
                 assert_traps_are_delivered(&module);
             }

@@ -18,6 +18,7 @@ use cranelift_exn_testkit::backtrace::{
     CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
 };
 use cranelift_exn_testkit::data::DataObjects;
+use cranelift_exn_testkit::traps::{CALL_POINTER, assert_bad_code_address};
 
 fn module(arch: Arch) -> JitModule<EmulatedMachine> {
     let isa = default_isa(arch).unwrap();
@@ -314,21 +315,14 @@ fn traps_carry_a_backtrace_on_every_emulated_isa() {
 fn a_call_to_an_address_without_code_is_a_trap_on_every_emulated_isa() {
     for arch in Arch::ALL {
         let mut m = module(arch);
-        m.define_clif(
-            "function %call_ptr(i64) -> i64 {
-                 sig0 = () -> i64
-             block0(v0: i64):
-                 v1 = call_indirect sig0, v0()
-                 v2 = iconst.i64 1
-                 v3 = iadd v1, v2
-                 return v3
-             }
-             function %forty_one() -> i64 {
+        m.define_clif(&format!(
+            "{CALL_POINTER}
+             function %forty_one() -> i64 {{
              block0:
                  v0 = iconst.i64 41
                  return v0
-             }",
-        )
+             }}"
+        ))
         .unwrap();
         let table = m
             .declare_data("table", Linkage::Export, true, false)
@@ -345,25 +339,8 @@ fn a_call_to_an_address_without_code_is_a_trap_on_every_emulated_isa() {
             "{arch}"
         );
         for target in [0, data_address, data_address + 16] {
-            let err = m.call("call_ptr", &i64s(&[target as i64])).unwrap_err();
-            let CallError::Trap {
-                code,
-                pc,
-                function,
-                address,
-                backtrace,
-            } = &err
-            else {
-                panic!("{arch}: calling {target:#x}: {err:?}");
-            };
-            assert_eq!(*code, cranelift_exn::module::BAD_CODE_ADDRESS, "{arch}");
-            assert_eq!(
-                (*pc, function.as_str(), *address),
-                (target, "", None),
-                "{arch}"
-            );
-            let names: Vec<&str> = backtrace.iter().map(|f| f.function.as_str()).collect();
-            assert_eq!(names, ["%call_ptr"], "{arch}: calling {target:#x}");
+            let outcome = m.call("call_ptr", &i64s(&[target as i64]));
+            assert_bad_code_address(outcome, target, &arch);
             assert_eq!(
                 m.call("call_ptr", &i64s(&[forty_one as i64])),
                 Ok(i64s(&[42])),

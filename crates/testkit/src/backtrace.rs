@@ -39,17 +39,7 @@ block0(v0: i64):
 ";
 
 /// `%recurse(x)` calls itself until the stack overflows.
-pub const RECURSE: &str = "
-function %recurse(i64) -> i64 {
-    fn0 = %recurse(i64) -> i64
-block0(v0: i64):
-    v1 = iconst.i64 1
-    v2 = iadd v0, v1
-    v3 = call fn0(v2)
-    v4 = iadd v3, v1
-    return v4
-}
-";
+pub const RECURSE: &str = recurse_clif!();
 
 /// `err`, from `%outer(0)` of [`CHAIN`] in `module`, is user trap 9 in
 /// `%inner` with the backtrace `%inner`, `%middle`, `%outer`: the first

@@ -13,6 +13,24 @@
 //! - [`readme`]: checks that the README shows the code a test runs;
 //! - [`rerun`]: this test binary again, in a child process.
 
+/// `%recurse(x)`, which calls itself until the stack overflows: the one
+/// text of [`backtrace::RECURSE`] and of [`traps::TRAPPING`]'s `%recurse`.
+macro_rules! recurse_clif {
+    () => {
+        "
+function %recurse(i64) -> i64 {
+    fn0 = %recurse(i64) -> i64
+block0(v0: i64):
+    v1 = iconst.i64 1
+    v2 = iadd v0, v1
+    v3 = call fn0(v2)
+    v4 = iadd v3, v1
+    return v4
+}
+"
+    };
+}
+
 pub mod backtrace;
 pub mod data;
 pub mod hosted;
