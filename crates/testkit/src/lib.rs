@@ -6,6 +6,10 @@
 //! - [`traps`]: functions that trap in every way the runtime reports;
 //! - [`hosted`]: a module whose JIT code and host functions call, throw to
 //!   and re-enter each other, with the checks its tests share;
+//! - [`codegen`]: small CLIF functions compiled with ISA flags, and their
+//!   code;
+//! - [`zcb`]: the riscv64 Zcb instructions both emulated machines carry
+//!   out;
 //! - [`backtrace`]: traps deep in a call chain or a recursion, and the
 //!   checks of their backtraces;
 //! - [`data`]: the data objects the `JitModule` suites define;
@@ -32,6 +36,7 @@ block0(v0: i64):
 }
 
 pub mod backtrace;
+pub mod codegen;
 pub mod data;
 pub mod hosted;
 pub mod interrupts;
@@ -39,3 +44,4 @@ pub mod outcome;
 pub mod readme;
 pub mod rerun;
 pub mod traps;
+pub mod zcb;
