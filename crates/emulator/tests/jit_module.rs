@@ -12,7 +12,7 @@ use cranelift_exn::codegen::ir::{AbiParam, TrapCode, types};
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::cranelift_module::{DataDescription, Linkage, Module as _};
 use cranelift_exn::isa::{Arch, Endianness};
-use cranelift_exn::{CallError, HostThrow, JitModule};
+use cranelift_exn::{CallError, JitModule};
 use cranelift_exn_emulator::EmulatedMachine;
 use cranelift_exn_testkit::backtrace::{
     CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
@@ -35,17 +35,7 @@ const GETTERS: &str = "fn get_calls() { return calls; }";
 fn the_toy_frontend_runs_with_exceptions_on_every_emulated_isa() {
     for arch in Arch::ALL {
         let mut m = module(arch);
-        let mut sig = m.make_signature();
-        sig.params.push(AbiParam::new(types::I64));
-        sig.returns.push(AbiParam::new(types::I64));
-        m.define_host_function(toy::RAISE, sig, |_, args| match args {
-            [DataValue::I64(v)] => Err(HostThrow::Exception {
-                tag: toy::TOY_TAG,
-                payloads: [*v as u64, 0],
-            }),
-            _ => Ok(vec![DataValue::I64(0)]),
-        })
-        .unwrap();
+        toy::define_raise(&mut m).unwrap();
         let p = toy::compile(&mut m, toy::DEMO, &toy::Program::default()).unwrap();
         m.finalize_definitions().unwrap();
         let call = |m: &JitModule<EmulatedMachine>, p: &toy::Program, name: &str, args: &[i64]| {
