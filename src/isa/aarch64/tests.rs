@@ -497,22 +497,27 @@ fn symbols(base: u64) -> HashMap<&'static str, u64> {
     ])
 }
 
+/// Each of `expected` is among the `kinds` linked.
+fn assert_kinds_seen(kinds: &[Reloc], expected: &[Reloc]) {
+    for kind in expected {
+        assert!(kinds.contains(kind), "{kind:?} not seen in {kinds:?}");
+    }
+}
+
 #[test]
 fn cranelift_relocations_non_pic() {
     let mut funcs = compile_all(&reloc_clif(), false, false);
     let base = 0x0000_5555_1234_0000u64;
     let kinds = link_and_check(&mut funcs, base, &symbols(base), &HashMap::new());
-    for expected in [
-        Reloc::Arm64Call,
-        Reloc::Aarch64AdrPrelPgHi21,
-        Reloc::Aarch64AddAbsLo12Nc,
-        Reloc::Abs8,
-    ] {
-        assert!(
-            kinds.contains(&expected),
-            "{expected:?} not seen in {kinds:?}"
-        );
-    }
+    assert_kinds_seen(
+        &kinds,
+        &[
+            Reloc::Arm64Call,
+            Reloc::Aarch64AdrPrelPgHi21,
+            Reloc::Aarch64AddAbsLo12Nc,
+            Reloc::Abs8,
+        ],
+    );
     // `return_call` uses `b`, plain calls `bl`.
     let tail = &funcs[1];
     let b = tail
@@ -534,16 +539,12 @@ fn cranelift_relocations_pic() {
         ("%data_far", base + 0xffff_0ff8),
     ]);
     let kinds = link_and_check(&mut funcs, base, &symbols(base), &got);
-    for expected in [
+    let pic = [
         Reloc::Arm64Call,
         Reloc::Aarch64AdrGotPage21,
         Reloc::Aarch64Ld64GotLo12Nc,
-    ] {
-        assert!(
-            kinds.contains(&expected),
-            "{expected:?} not seen in {kinds:?}"
-        );
-    }
+    ];
+    assert_kinds_seen(&kinds, &pic);
     assert!(!kinds.contains(&Reloc::Abs8));
 }
 
