@@ -452,6 +452,23 @@ impl QemuMachine {
         self.write_gdb_register(self.arch.pc, pc)
     }
 
+    /// Set the protection of the `len` bytes (whole pages) at `base` to
+    /// `prot` (`PROT_*` bits) in the process.
+    fn mprotect(&self, base: u64, len: u64, prot: u64) -> Result<(), Error> {
+        let result = self.syscall(self.arch.sys_mprotect, &[base, len, prot])?;
+        if result != 0 {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{}: mprotect of {len:#x} bytes failed with errno {}",
+                    self.arch.arch,
+                    (result as i64).wrapping_neg()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Run system call `number` with `args` in the process (through the
     /// stub's system-call instruction); returns its result (a negated errno
     /// on failure). Only between calls: it clobbers registers.
@@ -767,16 +784,7 @@ impl Machine for QemuMachine {
         self.memory().write(base, bytes)?;
         let len = align_up(size.max(1), PAGE).unwrap_or(PAGE);
         // PROT_READ | PROT_EXEC
-        let result = self.syscall(self.arch.sys_mprotect, &[base, len, 5])?;
-        if result != 0 {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: mprotect of {len:#x} bytes failed with errno {}",
-                    (result as i64).wrapping_neg()
-                ),
-            });
-        }
+        self.mprotect(base, len, 5)?;
         self.code.mark_installed(base);
         Ok(())
     }
@@ -798,16 +806,7 @@ impl Machine for QemuMachine {
         if !writable {
             let len = self.data.pages(bytes.len());
             // PROT_READ
-            let result = self.syscall(self.arch.sys_mprotect, &[base, len, 1])?;
-            if result != 0 {
-                return Err(Error::Memory {
-                    address: base,
-                    message: format!(
-                        "{arch}: mprotect of {len:#x} bytes failed with errno {}",
-                        (result as i64).wrapping_neg()
-                    ),
-                });
-            }
+            self.mprotect(base, len, 1)?;
         }
         Ok(())
     }
