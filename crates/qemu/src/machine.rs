@@ -138,23 +138,22 @@ impl Memory for QemuMemory<'_> {
     }
 
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.gdb
-            .borrow_mut()
-            .read_memory(addr, buf)
-            .map_err(|e| Error::Memory {
-                address: addr,
-                message: format!("reading {} bytes through the GDB stub: {e}", buf.len()),
-            })
+        let result = self.gdb.borrow_mut().read_memory(addr, buf);
+        result.map_err(|e| gdb_memory_error(addr, "reading", buf.len(), e))
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
-        self.gdb
-            .borrow_mut()
-            .write_memory(addr, data)
-            .map_err(|e| Error::Memory {
-                address: addr,
-                message: format!("writing {} bytes through the GDB stub: {e}", data.len()),
-            })
+        let result = self.gdb.borrow_mut().write_memory(addr, data);
+        result.map_err(|e| gdb_memory_error(addr, "writing", data.len(), e))
+    }
+}
+
+/// A GDB-stub memory access (`doing` such as `reading`) of `len` bytes at
+/// `addr` that failed with `error`.
+fn gdb_memory_error(addr: u64, doing: &str, len: usize, error: impl fmt::Display) -> Error {
+    Error::Memory {
+        address: addr,
+        message: format!("{doing} {len} bytes through the GDB stub: {error}"),
     }
 }
 
