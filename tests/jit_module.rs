@@ -7,19 +7,30 @@ use std::sync::Arc;
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{self, AbiParam, InstBuilder, TrapCode, types};
 use cranelift_exn::compile::default_isa;
-use cranelift_exn::cranelift_module::{DataDescription, Linkage, Module as _};
+use cranelift_exn::cranelift_module::{DataDescription, FuncId, Linkage, Module as _};
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::{CallError, JitModule};
 use cranelift_exn_testkit::backtrace::{
     CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
 };
+use cranelift_exn_testkit::codegen::forwarding;
 use cranelift_exn_testkit::data::DataObjects;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 fn jit() -> JitModule<NativeMachine> {
     let isa = default_isa(Arch::host().expect("a supported host")).unwrap();
     JitModule::with_machine(NativeMachine::new().unwrap(), isa.as_ref()).unwrap()
+}
+
+/// Declare each of `names` with `linkage` and `signature`.
+fn declare_all<const N: usize>(
+    m: &mut JitModule<NativeMachine>,
+    linkage: Linkage,
+    signature: &ir::Signature,
+    names: [&str; N],
+) -> [FuncId; N] {
+    names.map(|name| m.declare_function(name, linkage, signature).unwrap())
 }
 
 fn sig(m: &JitModule<NativeMachine>, params: usize) -> ir::Signature {
@@ -166,13 +177,8 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
         ptrs,
     } = data;
     let target = m.declare_function("target", Linkage::Local, &s1).unwrap();
-    let bump = m.declare_function("bump", Linkage::Export, &s1).unwrap();
-    let read_table = m
-        .declare_function("read_table", Linkage::Export, &s1)
-        .unwrap();
-    let via_ptrs = m
-        .declare_function("via_ptrs", Linkage::Export, &s1)
-        .unwrap();
+    let exported = ["bump", "read_table", "via_ptrs"];
+    let [bump, read_table, via_ptrs] = declare_all(&mut m, Linkage::Export, &s1, exported);
     let poke_ro = m.declare_function("poke_ro", Linkage::Export, &s0).unwrap();
 
     let mut d = DataDescription::new();
@@ -312,13 +318,8 @@ fn native_symbols_are_called_directly_and_host_functions_may_throw() {
         }),
     })
     .unwrap();
-    let triple = m.declare_function("triple", Linkage::Import, &s1).unwrap();
-    let looked = m
-        .declare_function("looked_up", Linkage::Import, &s1)
-        .unwrap();
-    let check = m
-        .declare_function("host_check", Linkage::Import, &s1)
-        .unwrap();
+    let imported = ["triple", "looked_up", "host_check"];
+    let [triple, looked, check] = declare_all(&mut m, Linkage::Import, &s1, imported);
     let f = m.declare_function("f", Linkage::Export, &s1).unwrap();
     define(&mut m, f, |b, m, p| {
         let t = m.declare_func_in_func(triple, b.func);
@@ -372,15 +373,8 @@ fn signature_mismatches_are_errors_naming_both_signatures() {
     let s1 = sig(&m, 1);
     m.define_host_function("h", s1, |_, _| Ok(vec![DataValue::I64(0)]))
         .unwrap();
-    m.define_clif(
-        "function %f(i64) -> f64 system_v {
-            fn0 = %h(i64) -> f64 system_v
-        block0(v0: i64):
-            v1 = call fn0(v0)
-            return v1
-        }",
-    )
-    .unwrap();
+    m.define_clif(&forwarding("f", "h", "(i64) -> f64 system_v"))
+        .unwrap();
     let err = m.finalize().unwrap_err().to_string();
     assert!(
         err.contains("%f calls %h as (i64) -> f64 system_v, but %h is (i64) -> i64 system_v"),
@@ -527,15 +521,8 @@ fn cross_module_calls_with_traps_and_throws_reaching_the_caller() {
     // module's entry.
     let mut app3 = jit();
     app3.import_module(&lib).unwrap();
-    app3.define_clif(
-        "function %pass(i64) -> i64 tail {
-            fn0 = %lib_throw(i64) -> i64 tail
-        block0(v0: i64):
-            v1 = call fn0(v0)
-            return v1
-        }",
-    )
-    .unwrap();
+    app3.define_clif(&forwarding("pass", "lib_throw", "(i64) -> i64 tail"))
+        .unwrap();
     app3.finalize().unwrap();
     assert_eq!(
         app3.call("pass", &[DataValue::I64(3)]),
@@ -560,15 +547,8 @@ fn a_failed_finalize_loads_nothing_and_the_module_stays_usable() {
     m.define_clif("function %ok(i64) -> i64 {\nblock0(v0: i64):\n return v0\n}")
         .unwrap();
     m.finalize().unwrap();
-    m.define_clif(
-        "function %bad(i64) -> i64 {
-            fn0 = %nowhere(i64) -> i64
-        block0(v0: i64):
-            v1 = call fn0(v0)
-            return v1
-        }",
-    )
-    .unwrap();
+    m.define_clif(&forwarding("bad", "nowhere", "(i64) -> i64"))
+        .unwrap();
     let err = m.finalize().unwrap_err().to_string();
     assert!(
         err.contains("undefined symbol %nowhere") && err.contains("%bad"),

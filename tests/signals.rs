@@ -15,6 +15,7 @@ use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::{NativeMachine, NativeOptions, handle_signal};
 use cranelift_exn::{CallError, Module, ModuleBuilder};
+use cranelift_exn_testkit::codegen::forwarding;
 use cranelift_exn_testkit::traps::{CALL_POINTER, TRAPPING, assert_bad_code_address};
 
 /// With the testkit's [`TRAPPING`] and [`CALL_POINTER`] functions.
@@ -382,14 +383,7 @@ fn a_null_function_pointer_called_by_a_host_function_still_crashes() {
             let arch = Arch::host().expect("a supported host");
             let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
             builder
-                .define_clif(
-                    "function %outer(i64) -> i64 {
-                         fn0 = %host(i64) -> i64 system_v
-                     block0(v0: i64):
-                         v1 = call fn0(v0)
-                         return v1
-                     }",
-                )
+                .define_clif(&forwarding("outer", "host", "(i64) -> i64 system_v"))
                 .unwrap();
             let mut sig = cranelift_exn::codegen::ir::Signature::new(
                 cranelift_exn::codegen::isa::CallConv::SystemV,

@@ -123,3 +123,17 @@ pub fn assert_binary_results(
         }
     }
 }
+
+/// The CLIF of `%name`, which calls `%callee` with its one argument and
+/// returns what it returns; both have `signature` (such as
+/// `(i64) -> i64 tail`).
+pub fn forwarding(name: &str, callee: &str, signature: &str) -> String {
+    format!(
+        "function %{name}{signature} {{
+    fn0 = %{callee}{signature}
+block0(v0: i64):
+    v1 = call fn0(v0)
+    return v1
+}}"
+    )
+}
