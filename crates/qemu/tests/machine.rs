@@ -14,8 +14,8 @@ use cranelift_exn::memory::Memory;
 use cranelift_exn::{CallError, Module};
 use cranelift_exn_qemu::QemuMachine;
 use cranelift_exn_testkit::hosted::{
-    JIT_THROWS, assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
-    assert_nested_entries, hosted_builder,
+    assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
+    assert_nested_entries, hosted_builder, jit_throws,
 };
 use cranelift_exn_testkit::interrupts::COUNT_UP;
 use cranelift_exn_testkit::outcome::{one, trap_code};
@@ -180,7 +180,7 @@ fn traps_are_delivered_to_the_entry() {
 /// The testkit's hosted module with its JIT throws, on QEMU.
 fn hosted_module(arch: Arch) -> Module {
     let mut builder = hosted_builder(default_isa(arch).unwrap());
-    builder.define_clif(JIT_THROWS).unwrap();
+    builder.define_clif(&jit_throws()).unwrap();
     builder.finalize(machine(arch)).unwrap()
 }
 
