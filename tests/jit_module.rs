@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{self, AbiParam, InstBuilder, TrapCode, types};
 use cranelift_exn::compile::default_isa;
-use cranelift_exn::cranelift_module::{DataDescription, FuncId, Linkage, Module as _};
+use cranelift_exn::cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module as _};
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::{CallError, JitModule};
@@ -61,6 +61,22 @@ fn define(
     let config = m.isa().frontend_config();
     b.finalize(config);
     m.define_function(id, &mut ctx).unwrap();
+}
+
+/// The address of data object `id` in the function being built.
+fn data_address(
+    b: &mut FunctionBuilder,
+    m: &mut JitModule<NativeMachine>,
+    id: DataId,
+) -> ir::Value {
+    let gv = m.declare_data_in_func(id, b.func);
+    b.ins().symbol_value(types::I64, gv)
+}
+
+/// A trusted `i64` load from `addr + offset`.
+fn load_i64(b: &mut FunctionBuilder, addr: ir::Value, offset: i32) -> ir::Value {
+    b.ins()
+        .load(types::I64, ir::MemFlagsData::trusted(), addr, offset)
 }
 
 fn call1(m: &JitModule<NativeMachine>, name: &str, x: i64) -> Result<i64, CallError> {
@@ -203,43 +219,31 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
         b.ins().imul(p[0], three)
     });
     define(&mut m, bump, |b, m, p| {
-        let gv = m.declare_data_in_func(counter, b.func);
-        let addr = b.ins().symbol_value(types::I64, gv);
-        let old = b
-            .ins()
-            .load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
+        let addr = data_address(b, m, counter);
+        let old = load_i64(b, addr, 0);
         let new = b.ins().iadd(old, p[0]);
         b.ins().store(ir::MemFlagsData::trusted(), new, addr, 0);
         new
     });
     define(&mut m, read_table, |b, m, p| {
-        let gv = m.declare_data_in_func(table, b.func);
-        let addr = b.ins().symbol_value(types::I64, gv);
+        let addr = data_address(b, m, table);
         let eight = b.ins().iconst(types::I64, 8);
         let off = b.ins().imul(p[0], eight);
         let at = b.ins().iadd(addr, off);
-        b.ins().load(types::I64, ir::MemFlagsData::trusted(), at, 0)
+        load_i64(b, at, 0)
     });
     define(&mut m, via_ptrs, |b, m, p| {
-        let gv = m.declare_data_in_func(ptrs, b.func);
-        let addr = b.ins().symbol_value(types::I64, gv);
-        let fptr = b
-            .ins()
-            .load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
-        let dptr = b
-            .ins()
-            .load(types::I64, ir::MemFlagsData::trusted(), addr, 8);
+        let addr = data_address(b, m, ptrs);
+        let fptr = load_i64(b, addr, 0);
+        let dptr = load_i64(b, addr, 8);
         let sref = b.import_signature(s1.clone());
         let call = b.ins().call_indirect(sref, fptr, &[p[0]]);
         let r = b.inst_results(call)[0];
-        let t = b
-            .ins()
-            .load(types::I64, ir::MemFlagsData::trusted(), dptr, 0);
+        let t = load_i64(b, dptr, 0);
         b.ins().iadd(r, t)
     });
     define(&mut m, poke_ro, |b, m, _| {
-        let gv = m.declare_data_in_func(table, b.func);
-        let addr = b.ins().symbol_value(types::I64, gv);
+        let addr = data_address(b, m, table);
         let v = b.ins().iconst(types::I64, 99);
         b.ins().store(
             ir::MemFlagsData::new().with_trap_code(Some(TrapCode::HEAP_OUT_OF_BOUNDS)),
