@@ -162,6 +162,14 @@ pub fn i64_sig(params: usize, call_conv: CallConv) -> Signature {
     sig
 }
 
+/// The one `i64` argument a host function was called with.
+fn the_i64(args: &[DataValue]) -> i64 {
+    let [DataValue::I64(x)] = args else {
+        panic!("bad arguments {args:?}")
+    };
+    *x
+}
+
 /// [`hosted`] and its host functions, compiled for `isa`, for the caller to
 /// finalize on its machine (after adding more, such as [`jit_throws`]).
 pub fn hosted_builder(isa: OwnedTargetIsa) -> ModuleBuilder {
@@ -180,11 +188,10 @@ pub fn hosted_builder(isa: OwnedTargetIsa) -> ModuleBuilder {
     // x: 0 returns 7; 1 throws tag 5 (caught by %catch_host); 2 throws
     // tag 6 (uncaught); 3 throws to the entry; 4 panics.
     builder
-        .define_host_function("host_throw", i64_sig(1, CallConv::Tail), |_, args| {
-            let [DataValue::I64(x)] = args else {
-                panic!("bad arguments {args:?}")
-            };
-            match x {
+        .define_host_function(
+            "host_throw",
+            i64_sig(1, CallConv::Tail),
+            |_, args| match the_i64(args) {
                 0 => Ok(vec![DataValue::I64(7)]),
                 1 => Err(HostThrow::Exception {
                     tag: 5,
@@ -199,23 +206,20 @@ pub fn hosted_builder(isa: OwnedTargetIsa) -> ModuleBuilder {
                     payloads: [1, 2],
                 }),
                 _ => panic!("host function asked to panic"),
-            }
-        })
+            },
+        )
         .unwrap();
     // Re-enters the module: x < 10 calls %inner(x), else %inner_trap; the
     // inner outcome becomes a number.
     builder
         .define_host_function("host_reenter", i64_sig(1, CallConv::SystemV), |m, args| {
-            let [DataValue::I64(x)] = args else {
-                panic!("bad arguments {args:?}")
+            let x = the_i64(args);
+            let callee = match x {
+                ..10 => "inner",
+                10..20 => "inner_trap",
+                _ => "to_entry",
             };
-            let inner = if *x < 10 {
-                m.call("inner", &[DataValue::I64(*x)])
-            } else if *x < 20 {
-                m.call("inner_trap", &[DataValue::I64(*x)])
-            } else {
-                m.call("to_entry", &[DataValue::I64(*x)])
-            };
+            let inner = m.call(callee, &[DataValue::I64(x)]);
             let value = match inner {
                 Ok(v) => match v[..] {
                     [DataValue::I64(v)] => v,
