@@ -44,18 +44,17 @@ const CHILD: &str = "CRANELIFT_EXN_SIGNALS_CHILD";
 
 /// Run `body` in a child process (this binary, only test `name`); in the
 /// parent, return how the child ended. The child exits 0 after `body`.
-fn in_child(name: &str, body: impl FnOnce()) -> Option<Output> {
+fn in_child(name: &str, body: impl FnOnce()) -> Output {
     if std::env::var(CHILD).as_deref() == Ok(name) {
         body();
         println!("child done");
         std::process::exit(0);
     }
-    let output = cranelift_exn_testkit::rerun::this_test_binary()
+    cranelift_exn_testkit::rerun::this_test_binary()
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD, name)
         .output()
-        .unwrap();
-    Some(output)
+        .unwrap()
 }
 
 fn describe(output: &Output) -> String {
@@ -147,7 +146,7 @@ fn a_raised_sigsegv_outside_jit_code_leaves_trap_delivery_working() {
     // its default action and returns for a fault it does not own; without
     // this crate the process survives `raise`, so with it the next JIT
     // SIGSEGV must still be a trap.
-    let Some(output) = in_child(
+    let output = in_child(
         "a_raised_sigsegv_outside_jit_code_leaves_trap_delivery_working",
         || {
             let module = module();
@@ -159,9 +158,7 @@ fn a_raised_sigsegv_outside_jit_code_leaves_trap_delivery_working() {
             // A machine made afterwards works the same.
             assert_traps_are_delivered(&self::module());
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
@@ -169,7 +166,7 @@ fn a_raised_sigsegv_outside_jit_code_leaves_trap_delivery_working() {
 fn a_raised_sigill_outside_jit_code_gets_the_default_action() {
     // No handler was installed before ours: without this crate,
     // raise(SIGILL) ends the process with SIGILL, so it must with it too.
-    let Some(output) = in_child(
+    let output = in_child(
         "a_raised_sigill_outside_jit_code_gets_the_default_action",
         || {
             let module = module();
@@ -178,9 +175,7 @@ fn a_raised_sigill_outside_jit_code_gets_the_default_action() {
             unsafe { libc::raise(libc::SIGILL) };
             println!("survived raise(SIGILL)");
         },
-    ) else {
-        return;
-    };
+    );
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         output.status.signal(),
@@ -205,7 +200,7 @@ extern "C" fn count_foreign(signal: libc::c_int, info: *mut libc::siginfo_t, _: 
 
 #[test]
 fn a_handler_installed_before_sees_foreign_signals_and_traps_still_work() {
-    let Some(output) = in_child(
+    let output = in_child(
         "a_handler_installed_before_sees_foreign_signals_and_traps_still_work",
         || {
             install_handler(libc::SIGILL, count_foreign);
@@ -230,9 +225,7 @@ fn a_handler_installed_before_sees_foreign_signals_and_traps_still_work() {
             assert_traps_are_delivered(&module);
             assert_eq!(FOREIGN.load(Ordering::SeqCst), 2);
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
@@ -259,7 +252,7 @@ fn an_asynchronous_sigsegv_while_jit_code_runs_is_not_a_trap() {
     // pthread_kill(SIGSEGV) on a thread spinning in JIT code: the pc is JIT
     // code's, but the signal is not a fault of it; it goes to the handler
     // installed before (which stops the spin), and the call returns.
-    let Some(output) = in_child(
+    let output = in_child(
         "an_asynchronous_sigsegv_while_jit_code_runs_is_not_a_trap",
         || {
             install_handler(libc::SIGSEGV, stop_on_async_segv);
@@ -282,9 +275,7 @@ fn an_asynchronous_sigsegv_while_jit_code_runs_is_not_a_trap() {
             assert_eq!(outcome, Ok(i64s(&[42])));
             assert_eq!(ASYNC_SEGV.load(Ordering::SeqCst), 1);
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
@@ -312,7 +303,7 @@ extern "C" fn embedder_handler(
 
 #[test]
 fn an_embedder_owning_the_handlers_calls_handle_signal_first() {
-    let Some(output) = in_child(
+    let output = in_child(
         "an_embedder_owning_the_handlers_calls_handle_signal_first",
         || {
             let signals = [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE];
@@ -335,15 +326,13 @@ fn an_embedder_owning_the_handlers_calls_handle_signal_first() {
             assert_eq!(EMBEDDER_FOREIGN.load(Ordering::SeqCst), 1);
             assert_traps_are_delivered(&module);
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
 #[test]
 fn a_call_from_jit_code_to_an_address_without_code_is_a_trap() {
-    let Some(output) = in_child(
+    let output = in_child(
         "a_call_from_jit_code_to_an_address_without_code_is_a_trap",
         || {
             let module = module();
@@ -366,9 +355,7 @@ fn a_call_from_jit_code_to_an_address_without_code_is_a_trap() {
                 assert_traps_are_delivered(&module);
             }
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
@@ -377,7 +364,7 @@ fn a_null_function_pointer_called_by_a_host_function_still_crashes() {
     // The fetch from 0 is reached from Rust code (a host function the JIT
     // code called), not from JIT code: not a trap, the process's own
     // SIGSEGV (here: the default action).
-    let Some(output) = in_child(
+    let output = in_child(
         "a_null_function_pointer_called_by_a_host_function_still_crashes",
         || {
             let arch = Arch::host().expect("a supported host");
@@ -410,9 +397,7 @@ fn a_null_function_pointer_called_by_a_host_function_still_crashes() {
             let outcome = module.call("outer", &i64s(&[0]));
             println!("the fault was swallowed: {outcome:?}");
         },
-    ) else {
-        return;
-    };
+    );
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         output.status.signal(),
