@@ -12,7 +12,7 @@ use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::{CallError, JitModule};
 use cranelift_exn_testkit::backtrace::{
-    CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
+    RECURSE, assert_capped_recursion, assert_chain_trap, chain,
 };
 use cranelift_exn_testkit::codegen::forwarding;
 use cranelift_exn_testkit::data::DataObjects;
@@ -622,7 +622,7 @@ fn one_native_module_is_shared_by_threads_calling_it_concurrently() {
 #[test]
 fn traps_carry_a_backtrace_and_print_codes_by_name() {
     let mut m = jit();
-    m.define_clif(CHAIN).unwrap();
+    m.define_clif(&chain()).unwrap();
     m.define_clif(RECURSE).unwrap();
     m.finalize().unwrap();
     assert_eq!(call1(&m, "outer", 5), Ok(8));

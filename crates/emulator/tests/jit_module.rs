@@ -15,8 +15,9 @@ use cranelift_exn::isa::{Arch, Endianness};
 use cranelift_exn::{CallError, JitModule};
 use cranelift_exn_emulator::EmulatedMachine;
 use cranelift_exn_testkit::backtrace::{
-    CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
+    RECURSE, assert_capped_recursion, assert_chain_trap, chain,
 };
+use cranelift_exn_testkit::codegen::call_then;
 use cranelift_exn_testkit::data::DataObjects;
 use cranelift_exn_testkit::traps::{CALL_POINTER, assert_bad_code_address};
 
@@ -246,17 +247,13 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
         sig.call_conv = cranelift_exn::codegen::isa::CallConv::Fast;
         m.define_native_symbol("native_triple", address, Some(sig))
             .unwrap();
-        m.define_clif(
-            "function %use_native(i64) -> i64 {
-                fn0 = %native_triple(i64) -> i64 fast
-            block0(v0: i64):
-                v1 = call fn0(v0)
-                v2 = iconst.i64 1
-                v3 = iadd v1, v2
-                return v3
-            }",
-        )
-        .unwrap();
+        let use_native = call_then(
+            "%use_native(i64) -> i64",
+            "%native_triple(i64) -> i64 fast",
+            "iadd",
+            1,
+        );
+        m.define_clif(&use_native).unwrap();
         m.finalize().unwrap();
         assert_eq!(one(&m, "use_native", &[14]), Ok(i64s(&[43])), "{arch}");
         assert_eq!(
@@ -271,7 +268,7 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
 fn traps_carry_a_backtrace_on_every_emulated_isa() {
     for arch in Arch::ALL {
         let mut m = module(arch);
-        m.define_clif(CHAIN).unwrap();
+        m.define_clif(&chain()).unwrap();
         m.finalize().unwrap();
         assert_eq!(m.call("outer", &i64s(&[5])), Ok(i64s(&[8])), "{arch}");
         let err = m.call("outer", &i64s(&[0])).unwrap_err();

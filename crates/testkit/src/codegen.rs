@@ -137,3 +137,20 @@ block0(v0: i64):
 }}"
     )
 }
+
+/// The CLIF of `signature` (such as `%outer(i64) -> i64`), which calls
+/// `callee` (such as `%middle(i64) -> i64 tail`) with its argument and
+/// returns `op result, k` (`op`: `iadd`, `imul`, ...).
+pub fn call_then(signature: &str, callee: &str, op: &str, k: i64) -> String {
+    format!(
+        "function {signature} {{
+    fn0 = {callee}
+block0(v0: i64):
+    v1 = call fn0(v0)
+    v2 = iconst.i64 {k}
+    v3 = {op} v1, v2
+    return v3
+}}
+"
+    )
+}

@@ -10,6 +10,7 @@ use cranelift_exn::codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_exn::host::HostThrow;
 use cranelift_exn::{CallError, Module, ModuleBuilder};
 
+use crate::codegen::call_then;
 use crate::outcome::one;
 
 /// The JIT half of the module: `%add_host` calls `%host_add`;
@@ -19,8 +20,15 @@ use crate::outcome::one;
 /// targets).
 pub fn hosted() -> String {
     let catch_host = catch_two_frames_up(["catch_host", "middle", "host_throw"], 5, "iadd", 1000);
+    // Calls back into the host, which re-enters the module.
+    let outer = call_then(
+        "%outer(i64) -> i64",
+        "%host_reenter(i64) -> i64 system_v",
+        "imul",
+        10,
+    );
     format!(
-        "{HOSTED_FIRST}\n;; Catches tag 5 from the host; anything else passes through.\n{catch_host}{HOSTED_REST}"
+        "{HOSTED_FIRST}\n;; Catches tag 5 from the host; anything else passes through.\n{catch_host}{outer}{HOSTED_REST}"
     )
 }
 
@@ -39,15 +47,6 @@ block0(v0: i64, v1: i64):
 
 /// [`hosted`] after `%middle`.
 const HOSTED_REST: &str = "
-;; Calls back into the host, which re-enters the module.
-function %outer(i64) -> i64 {
-    fn0 = %host_reenter(i64) -> i64 system_v
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v904 = iconst.i64 10
-    v2 = imul v1, v904
-    return v2
-}
 
 function %inner(i64) -> i64 {
     fn0 = %host_throw(i64) -> i64 tail
@@ -129,6 +128,12 @@ fn catch_two_frames_up(
     op: &str,
     relay_adds: i64,
 ) -> String {
+    let relay_function = call_then(
+        &format!("%{relay}(i64) -> i64 tail"),
+        &format!("%{callee}(i64) -> i64 tail"),
+        "iadd",
+        relay_adds,
+    );
     format!(
         "function %{catcher}(i64) -> i64 {{
     sig0 = (i64) -> i64 tail
@@ -142,15 +147,7 @@ block2(v2: i64, v3: i64):
     return v4
 }}
 
-function %{relay}(i64) -> i64 tail {{
-    fn0 = %{callee}(i64) -> i64 tail
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 {relay_adds}
-    v3 = iadd v1, v2
-    return v3
-}}
-"
+{relay_function}"
     )
 }
 
