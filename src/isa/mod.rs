@@ -19,8 +19,6 @@ use cranelift_codegen::isa::unwind::UnwindInst;
 mod aarch64;
 pub mod riscv64;
 mod s390x;
-#[cfg(test)]
-mod test_support;
 mod x64;
 
 /// One of the four architectures cranelift-exn supports (all Linux, 64-bit).
@@ -640,91 +638,4 @@ pub(crate) fn fp_relative_saved_registers(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::disassemble::{disassemble, disassemble_rows};
-
-    /// Every stub disassembles, instruction by instruction, to exactly the
-    /// rows written for it: each row's bytes are one instruction, printed as
-    /// the row's text.
-    #[test]
-    fn stubs_match_their_rows() {
-        for arch in Arch::ALL {
-            let spec = arch.spec();
-            for (what, stub) in [("throw", spec.throw_stub()), ("resume", spec.resume_stub())] {
-                assert!(!stub.code.is_empty(), "{arch} {what} stub is empty");
-                let joined: Vec<u8> = stub
-                    .rows
-                    .iter()
-                    .flat_map(|(b, _)| b.iter().copied())
-                    .collect();
-                assert_eq!(stub.code, joined, "{arch} {what} code");
-                let actual = disassemble_rows(arch, stub.code).unwrap();
-                assert_eq!(actual.len(), stub.rows.len(), "{arch} {what} row count");
-                for (i, ((bytes, text), (want_bytes, want_text))) in
-                    actual.iter().zip(stub.rows).enumerate()
-                {
-                    assert_eq!(bytes, want_bytes, "{arch} {what} row {i}: {want_text}");
-                    assert_eq!(text, want_text, "{arch} {what} row {i}");
-                }
-                let listing = disassemble(arch, stub.code).unwrap();
-                assert_eq!(listing, stub.listing(), "{arch} {what} listing");
-            }
-        }
-    }
-
-    #[test]
-    fn absolute_relocations_follow_byte_order_and_abs32_range() {
-        let mut code = [0xaau8; 12];
-        apply_absolute(
-            Reloc::Abs8,
-            &mut code,
-            2,
-            0x1122_3344_5566_7788,
-            Endianness::Big,
-        )
-        .unwrap();
-        assert_eq!(code[2..10], 0x1122_3344_5566_7788u64.to_be_bytes());
-        assert_eq!((code[1], code[10]), (0xaa, 0xaa));
-        apply_absolute(
-            Reloc::Abs8,
-            &mut code,
-            4,
-            0x0102_0304_0506_0708,
-            Endianness::Little,
-        )
-        .unwrap();
-        assert_eq!(code[4..12], 0x0102_0304_0506_0708u64.to_le_bytes());
-        for (value, field) in [
-            (0xffff_fff0u64, 0xffff_fff0u32),
-            ((-16i64) as u64, 0xffff_fff0),
-        ] {
-            let mut code = [0u8; 4];
-            apply_absolute(Reloc::Abs4, &mut code, 0, value, Endianness::Little).unwrap();
-            assert_eq!(code, field.to_le_bytes());
-        }
-        let mut code = [0u8; 8];
-        for value in [0x1_0000_0000u64, (-(1i64 << 31) - 1) as u64] {
-            assert_eq!(
-                apply_absolute(Reloc::Abs4, &mut code, 0, value, Endianness::Big),
-                Err(RelocError::OutOfRange {
-                    value: value as i64
-                })
-            );
-        }
-        assert!(apply_absolute(Reloc::Abs8, &mut code, 1, 0, Endianness::Big).is_err());
-        assert_eq!(
-            apply_absolute(Reloc::X86PCRel4, &mut code, 0, 0, Endianness::Little),
-            Err(RelocError::Unsupported)
-        );
-    }
-
-    #[test]
-    fn context_size_is_16_byte_aligned() {
-        for arch in Arch::ALL {
-            let n = arch.spec().callee_saved().len();
-            assert_eq!(context::size_bytes(n) % 16, 0);
-            assert!(context::size_bytes(n) >= (context::SAVED + n) * 8);
-        }
-    }
-}
+mod tests;

@@ -9,7 +9,7 @@ use super::*;
 use crate::compile::{CompiledFunction, RelocTarget, build_isa};
 use crate::disassemble::disassemble;
 use crate::isa::RegClass;
-use crate::isa::test_support::{TLS_CLIF, compile_clif, symbol_sum_clif};
+use crate::isa::tests::{TLS_CLIF, compile_clif, symbol_sum_clif};
 
 // Instruction words with zero immediates, as Cranelift emits them.
 const BL: u32 = 0x9400_0000; // bl #0

@@ -11,7 +11,7 @@ use crate::compile::{CompiledFunction, RelocTarget, build_isa};
 use crate::disassemble::disassemble;
 use crate::isa::RegClass;
 use crate::isa::context;
-use crate::isa::test_support::{TLS_CLIF, compile_clif, no_values, symbol_sum_clif};
+use crate::isa::tests::{TLS_CLIF, compile_clif, no_values, symbol_sum_clif};
 
 // ---- instruction encoders and decoders (independent of the code above) ----
 

@@ -7,7 +7,7 @@ use super::*;
 use crate::compile::{CompiledFunction, RelocTarget, default_isa};
 use crate::disassemble::disassemble;
 use crate::isa::RegClass;
-use crate::isa::test_support::{compile_clif, symbol_sum_clif};
+use crate::isa::tests::{compile_clif, symbol_sum_clif};
 
 /// The address a RIL pc-relative instruction at `insn` refers to.
 fn ril_target(code: &[u8], insn: usize, base: u64) -> u64 {
