@@ -94,30 +94,28 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> Result<Expr, String> {
-        let mut e = self.term()?;
-        loop {
-            let op = if self.eat("+") {
-                '+'
-            } else if self.eat("-") {
-                '-'
-            } else {
-                return Ok(e);
-            };
-            e = Expr::Binary(op, Box::new(e), Box::new(self.term()?));
-        }
+        self.left_assoc(['+', '-'], Self::term)
     }
 
     fn term(&mut self) -> Result<Expr, String> {
-        let mut e = self.factor()?;
+        self.left_assoc(['*', '/'], Self::factor)
+    }
+
+    /// Operands read by `operand`, joined left to right by any of `ops`.
+    fn left_assoc(
+        &mut self,
+        ops: [char; 2],
+        operand: fn(&mut Self) -> Result<Expr, String>,
+    ) -> Result<Expr, String> {
+        let mut e = operand(self)?;
         loop {
-            let op = if self.eat("*") {
-                '*'
-            } else if self.eat("/") {
-                '/'
-            } else {
+            let Some(op) = ops
+                .into_iter()
+                .find(|op| self.eat(op.encode_utf8(&mut [0; 4])))
+            else {
                 return Ok(e);
             };
-            e = Expr::Binary(op, Box::new(e), Box::new(self.factor()?));
+            e = Expr::Binary(op, Box::new(e), Box::new(operand(self)?));
         }
     }
 

@@ -29,6 +29,25 @@ pub const TOY_TAG: u32 = 1;
 /// [`TOY_TAG`] with `value` as the first payload).
 pub const RAISE: &str = "raise";
 
+/// Define [`RAISE`] in `module`: a host function that throws [`TOY_TAG`]
+/// with its argument as the first payload.
+pub fn define_raise<M: ?Sized + cranelift_exn::machine::Machine>(
+    module: &mut cranelift_exn::JitModule<M>,
+) -> Result<(), cranelift_exn::Error> {
+    use cranelift_exn::HostThrow;
+    use cranelift_exn::codegen::data_value::DataValue;
+
+    let raise_sig = signature(&*module, 1);
+    module.define_host_function(RAISE, raise_sig, |_, args| match args {
+        [DataValue::I64(v)] => Err(HostThrow::Exception {
+            tag: TOY_TAG,
+            payloads: [*v as u64, 0],
+        }),
+        _ => Ok(vec![DataValue::I64(0)]),
+    })?;
+    Ok(())
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Token {
     Num(i64),
@@ -127,6 +146,22 @@ impl Parser {
             false
         }
     }
+    /// Items read by `item`, separated by commas, up to and with the `)`
+    /// that closes the list (its `(` already read).
+    fn list<T>(&mut self, item: impl Fn(&mut Self) -> Result<T, String>) -> Result<Vec<T>, String> {
+        let mut items = Vec::new();
+        if !self.eat(")") {
+            loop {
+                items.push(item(self)?);
+                if self.eat(")") {
+                    break;
+                }
+                self.expect(",")?;
+            }
+        }
+        Ok(items)
+    }
+
     fn expect(&mut self, s: &str) -> Result<(), String> {
         if self.eat(s) {
             Ok(())
@@ -240,17 +275,7 @@ impl Parser {
             Token::Num(n) => Ok(Expr::Num(n)),
             Token::Name(n) => {
                 if self.eat("(") {
-                    let mut args = Vec::new();
-                    if !self.eat(")") {
-                        loop {
-                            args.push(self.expr()?);
-                            if self.eat(")") {
-                                break;
-                            }
-                            self.expect(",")?;
-                        }
-                    }
-                    Ok(Expr::Call(n, args))
+                    Ok(Expr::Call(n, self.list(Self::expr)?))
                 } else {
                     Ok(Expr::Var(n))
                 }
@@ -325,16 +350,7 @@ pub fn compile<M: Module>(module: &mut M, src: &str, known: &Program) -> Result<
         } else if p.keyword("fn") {
             let name = p.name()?;
             p.expect("(")?;
-            let mut params = Vec::new();
-            if !p.eat(")") {
-                loop {
-                    params.push(p.name()?);
-                    if p.eat(")") {
-                        break;
-                    }
-                    p.expect(",")?;
-                }
-            }
+            let params = p.list(Parser::name)?;
             let body = p.block()?;
             let id = module
                 .declare_function(&name, Linkage::Export, &signature(module, params.len()))
@@ -606,20 +622,13 @@ fn uncaught(x) { throw x; }
 #[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     use cranelift_exn::codegen::data_value::DataValue;
-    use cranelift_exn::{CallError, HostThrow, JitModule};
+    use cranelift_exn::{CallError, JitModule};
 
     let arch = cranelift_exn::isa::Arch::host().ok_or("unsupported host")?;
     let isa = cranelift_exn::compile::default_isa(arch)?;
     let mut module = JitModule::with_machine(cranelift_exn::native::NativeMachine::new()?, &*isa)?;
     // `throw` calls this host function, which throws into JIT handlers.
-    let raise_sig = signature(&module, 1);
-    module.define_host_function(RAISE, raise_sig, |_, args| match args {
-        [DataValue::I64(v)] => Err(HostThrow::Exception {
-            tag: TOY_TAG,
-            payloads: [*v as u64, 0],
-        }),
-        _ => Ok(vec![DataValue::I64(0)]),
-    })?;
+    define_raise(&mut module)?;
     let program = compile(&mut module, DEMO, &Program::default())?;
     module.finalize_definitions()?;
 

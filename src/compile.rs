@@ -1,5 +1,7 @@
 //! CLIF → per-function artifacts for one target.
 
+use std::borrow::Borrow;
+
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{self, TrapCode};
@@ -23,34 +25,37 @@ pub fn build_isa(
     shared: &settings::Flags,
     isa_flags: &[settings::Value],
 ) -> Result<OwnedTargetIsa, Error> {
+    let forced = ["preserve_frame_pointers", "unwind_info"].map(|name| (name, "true".into()));
     let mut builder = settings::builder();
-    for value in shared.iter() {
-        if value.kind() == settings::SettingKind::Preset {
-            continue;
-        }
-        builder
-            .set(value.name, &value.value_string())
-            .map_err(|e| isa_error(arch, e))?;
-    }
-    builder
-        .set("preserve_frame_pointers", "true")
-        .map_err(|e| isa_error(arch, e))?;
-    builder
-        .set("unwind_info", "true")
-        .map_err(|e| isa_error(arch, e))?;
+    set_all(&mut builder, arch, non_presets(shared.iter()).chain(forced))?;
     let mut isa_builder =
         cranelift_codegen::isa::lookup(arch.triple()).map_err(|e| isa_error(arch, e))?;
-    for value in isa_flags {
-        if value.kind() == settings::SettingKind::Preset {
-            continue;
-        }
-        isa_builder
-            .set(value.name, &value.value_string())
-            .map_err(|e| isa_error(arch, e))?;
-    }
+    set_all(&mut isa_builder, arch, non_presets(isa_flags))?;
     isa_builder
         .finish(settings::Flags::new(builder))
         .map_err(|e| isa_error(arch, e))
+}
+
+/// The name and value of each of `values` that is not a preset.
+fn non_presets(
+    values: impl IntoIterator<Item = impl Borrow<settings::Value>>,
+) -> impl Iterator<Item = (&'static str, String)> {
+    values
+        .into_iter()
+        .filter(|value| value.borrow().kind() != settings::SettingKind::Preset)
+        .map(|value| (value.borrow().name, value.borrow().value_string()))
+}
+
+/// Set each `(name, value)` of `settings` on `builder`.
+fn set_all(
+    builder: &mut dyn settings::Configurable,
+    arch: Arch,
+    settings: impl IntoIterator<Item = (&'static str, String)>,
+) -> Result<(), Error> {
+    for (name, value) in settings {
+        builder.set(name, &value).map_err(|e| isa_error(arch, e))?;
+    }
+    Ok(())
 }
 
 /// The ISA for the code this crate generates around a module's functions

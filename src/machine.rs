@@ -338,6 +338,29 @@ pub trait MachineProvider: Send + Sync {
     }
 }
 
+/// Why code for `isa` cannot run on `cpu` (such as `riscv64 emulated
+/// CPU`), which lacks each `(flag, what it adds)` of `lacking`: every such
+/// boolean ISA flag the ISA enables, e.g. `riscv64 emulated CPU lacks has_v
+/// (vector)`; `None` when it enables none of them.
+pub fn cpu_lacks<'a>(
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+    cpu: &str,
+    lacking: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<String> {
+    let flags = isa.isa_flags();
+    let enabled = |flag: &str| {
+        flags
+            .iter()
+            .any(|v| v.name == flag && v.as_bool() == Some(true))
+    };
+    let named: Vec<String> = lacking
+        .into_iter()
+        .filter(|(flag, _)| enabled(flag))
+        .map(|(flag, what)| format!("{flag} ({what})"))
+        .collect();
+    (!named.is_empty()).then(|| format!("{cpu} lacks {}", named.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,19 +7,30 @@ use std::sync::Arc;
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{self, AbiParam, InstBuilder, TrapCode, types};
 use cranelift_exn::compile::default_isa;
-use cranelift_exn::cranelift_module::{DataDescription, Linkage, Module as _};
+use cranelift_exn::cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module as _};
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::{CallError, JitModule};
 use cranelift_exn_testkit::backtrace::{
-    CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
+    RECURSE, assert_capped_recursion, assert_chain_trap, chain,
 };
+use cranelift_exn_testkit::codegen::forwarding;
 use cranelift_exn_testkit::data::DataObjects;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 fn jit() -> JitModule<NativeMachine> {
     let isa = default_isa(Arch::host().expect("a supported host")).unwrap();
     JitModule::with_machine(NativeMachine::new().unwrap(), isa.as_ref()).unwrap()
+}
+
+/// Declare each of `names` with `linkage` and `signature`.
+fn declare_all<const N: usize>(
+    m: &mut JitModule<NativeMachine>,
+    linkage: Linkage,
+    signature: &ir::Signature,
+    names: [&str; N],
+) -> [FuncId; N] {
+    names.map(|name| m.declare_function(name, linkage, signature).unwrap())
 }
 
 fn sig(m: &JitModule<NativeMachine>, params: usize) -> ir::Signature {
@@ -50,6 +61,22 @@ fn define(
     let config = m.isa().frontend_config();
     b.finalize(config);
     m.define_function(id, &mut ctx).unwrap();
+}
+
+/// The address of data object `id` in the function being built.
+fn data_address(
+    b: &mut FunctionBuilder,
+    m: &mut JitModule<NativeMachine>,
+    id: DataId,
+) -> ir::Value {
+    let gv = m.declare_data_in_func(id, b.func);
+    b.ins().symbol_value(types::I64, gv)
+}
+
+/// A trusted `i64` load from `addr + offset`.
+fn load_i64(b: &mut FunctionBuilder, addr: ir::Value, offset: i32) -> ir::Value {
+    b.ins()
+        .load(types::I64, ir::MemFlagsData::trusted(), addr, offset)
 }
 
 fn call1(m: &JitModule<NativeMachine>, name: &str, x: i64) -> Result<i64, CallError> {
@@ -166,13 +193,8 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
         ptrs,
     } = data;
     let target = m.declare_function("target", Linkage::Local, &s1).unwrap();
-    let bump = m.declare_function("bump", Linkage::Export, &s1).unwrap();
-    let read_table = m
-        .declare_function("read_table", Linkage::Export, &s1)
-        .unwrap();
-    let via_ptrs = m
-        .declare_function("via_ptrs", Linkage::Export, &s1)
-        .unwrap();
+    let exported = ["bump", "read_table", "via_ptrs"];
+    let [bump, read_table, via_ptrs] = declare_all(&mut m, Linkage::Export, &s1, exported);
     let poke_ro = m.declare_function("poke_ro", Linkage::Export, &s0).unwrap();
 
     let mut d = DataDescription::new();
@@ -197,43 +219,31 @@ fn data_objects_writable_read_only_zeroed_aligned_with_relocations() {
         b.ins().imul(p[0], three)
     });
     define(&mut m, bump, |b, m, p| {
-        let gv = m.declare_data_in_func(counter, b.func);
-        let addr = b.ins().symbol_value(types::I64, gv);
-        let old = b
-            .ins()
-            .load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
+        let addr = data_address(b, m, counter);
+        let old = load_i64(b, addr, 0);
         let new = b.ins().iadd(old, p[0]);
         b.ins().store(ir::MemFlagsData::trusted(), new, addr, 0);
         new
     });
     define(&mut m, read_table, |b, m, p| {
-        let gv = m.declare_data_in_func(table, b.func);
-        let addr = b.ins().symbol_value(types::I64, gv);
+        let addr = data_address(b, m, table);
         let eight = b.ins().iconst(types::I64, 8);
         let off = b.ins().imul(p[0], eight);
         let at = b.ins().iadd(addr, off);
-        b.ins().load(types::I64, ir::MemFlagsData::trusted(), at, 0)
+        load_i64(b, at, 0)
     });
     define(&mut m, via_ptrs, |b, m, p| {
-        let gv = m.declare_data_in_func(ptrs, b.func);
-        let addr = b.ins().symbol_value(types::I64, gv);
-        let fptr = b
-            .ins()
-            .load(types::I64, ir::MemFlagsData::trusted(), addr, 0);
-        let dptr = b
-            .ins()
-            .load(types::I64, ir::MemFlagsData::trusted(), addr, 8);
+        let addr = data_address(b, m, ptrs);
+        let fptr = load_i64(b, addr, 0);
+        let dptr = load_i64(b, addr, 8);
         let sref = b.import_signature(s1.clone());
         let call = b.ins().call_indirect(sref, fptr, &[p[0]]);
         let r = b.inst_results(call)[0];
-        let t = b
-            .ins()
-            .load(types::I64, ir::MemFlagsData::trusted(), dptr, 0);
+        let t = load_i64(b, dptr, 0);
         b.ins().iadd(r, t)
     });
     define(&mut m, poke_ro, |b, m, _| {
-        let gv = m.declare_data_in_func(table, b.func);
-        let addr = b.ins().symbol_value(types::I64, gv);
+        let addr = data_address(b, m, table);
         let v = b.ins().iconst(types::I64, 99);
         b.ins().store(
             ir::MemFlagsData::new().with_trap_code(Some(TrapCode::HEAP_OUT_OF_BOUNDS)),
@@ -312,13 +322,8 @@ fn native_symbols_are_called_directly_and_host_functions_may_throw() {
         }),
     })
     .unwrap();
-    let triple = m.declare_function("triple", Linkage::Import, &s1).unwrap();
-    let looked = m
-        .declare_function("looked_up", Linkage::Import, &s1)
-        .unwrap();
-    let check = m
-        .declare_function("host_check", Linkage::Import, &s1)
-        .unwrap();
+    let imported = ["triple", "looked_up", "host_check"];
+    let [triple, looked, check] = declare_all(&mut m, Linkage::Import, &s1, imported);
     let f = m.declare_function("f", Linkage::Export, &s1).unwrap();
     define(&mut m, f, |b, m, p| {
         let t = m.declare_func_in_func(triple, b.func);
@@ -372,15 +377,8 @@ fn signature_mismatches_are_errors_naming_both_signatures() {
     let s1 = sig(&m, 1);
     m.define_host_function("h", s1, |_, _| Ok(vec![DataValue::I64(0)]))
         .unwrap();
-    m.define_clif(
-        "function %f(i64) -> f64 system_v {
-            fn0 = %h(i64) -> f64 system_v
-        block0(v0: i64):
-            v1 = call fn0(v0)
-            return v1
-        }",
-    )
-    .unwrap();
+    m.define_clif(&forwarding("f", "h", "(i64) -> f64 system_v"))
+        .unwrap();
     let err = m.finalize().unwrap_err().to_string();
     assert!(
         err.contains("%f calls %h as (i64) -> f64 system_v, but %h is (i64) -> i64 system_v"),
@@ -527,15 +525,8 @@ fn cross_module_calls_with_traps_and_throws_reaching_the_caller() {
     // module's entry.
     let mut app3 = jit();
     app3.import_module(&lib).unwrap();
-    app3.define_clif(
-        "function %pass(i64) -> i64 tail {
-            fn0 = %lib_throw(i64) -> i64 tail
-        block0(v0: i64):
-            v1 = call fn0(v0)
-            return v1
-        }",
-    )
-    .unwrap();
+    app3.define_clif(&forwarding("pass", "lib_throw", "(i64) -> i64 tail"))
+        .unwrap();
     app3.finalize().unwrap();
     assert_eq!(
         app3.call("pass", &[DataValue::I64(3)]),
@@ -560,15 +551,8 @@ fn a_failed_finalize_loads_nothing_and_the_module_stays_usable() {
     m.define_clif("function %ok(i64) -> i64 {\nblock0(v0: i64):\n return v0\n}")
         .unwrap();
     m.finalize().unwrap();
-    m.define_clif(
-        "function %bad(i64) -> i64 {
-            fn0 = %nowhere(i64) -> i64
-        block0(v0: i64):
-            v1 = call fn0(v0)
-            return v1
-        }",
-    )
-    .unwrap();
+    m.define_clif(&forwarding("bad", "nowhere", "(i64) -> i64"))
+        .unwrap();
     let err = m.finalize().unwrap_err().to_string();
     assert!(
         err.contains("undefined symbol %nowhere") && err.contains("%bad"),
@@ -638,7 +622,7 @@ fn one_native_module_is_shared_by_threads_calling_it_concurrently() {
 #[test]
 fn traps_carry_a_backtrace_and_print_codes_by_name() {
     let mut m = jit();
-    m.define_clif(CHAIN).unwrap();
+    m.define_clif(&chain()).unwrap();
     m.define_clif(RECURSE).unwrap();
     m.finalize().unwrap();
     assert_eq!(call1(&m, "outer", 5), Ok(8));

@@ -9,19 +9,11 @@ use cranelift_exn::native::NativeMachine;
 use cranelift_exn::trampoline::{SLOT_SIZE, VALUES_OFFSET};
 use cranelift_exn::values::encode_arguments;
 use cranelift_exn::{CallError, Module, ModuleBuilder};
+use cranelift_exn_testkit::traps::TRAPPING;
 
+/// With the testkit's [`TRAPPING`] functions: `%divide` is the call that
+/// returns (or, by zero, traps).
 const PROGRAM: &str = "
-function %sub(i64, i64) -> i64 {
-block0(v0: i64, v1: i64):
-    v2 = isub v0, v1
-    return v2
-}
-
-function %trapping(i64) -> i64 {
-block0(v0: i64):
-    trap user7
-}
-
 function %throwing(i64) -> i64 {
     sig0 = (i64, i64, i64, i32, i64, i64) system_v
     fn0 = %__cranelift_throw sig0
@@ -37,7 +29,9 @@ block0(v0: i64):
 fn module() -> Module {
     let arch = Arch::host().expect("a supported host");
     let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-    builder.define_clif(PROGRAM).unwrap();
+    builder
+        .define_clif(&format!("{TRAPPING}{PROGRAM}"))
+        .unwrap();
     builder
         .finalize(Box::new(NativeMachine::new().unwrap()))
         .unwrap()
@@ -57,27 +51,27 @@ fn buffer_for(module: &Module, name: &str, args: &[i64]) -> Vec<u8> {
 #[test]
 fn raw_calls_return_results_in_the_buffer_and_reuse_it() {
     let module = module();
-    let entry = module.raw_entry("sub").unwrap();
-    assert_eq!(entry.callee(), module.image().symbol("%sub").unwrap());
+    let entry = module.raw_entry("divide").unwrap();
+    assert_eq!(entry.callee(), module.image().symbol("%divide").unwrap());
     assert_ne!(entry.trampoline(), entry.callee());
-    let mut buffer = buffer_for(&module, "sub", &[50, 8]);
+    let mut buffer = buffer_for(&module, "divide", &[84, 2]);
     assert_eq!(buffer.len(), entry.buffer_size());
     module.call_raw(&entry, &mut buffer).unwrap();
     assert_eq!(slot(&buffer, 0), 42);
     // Same buffer again: the result slot is the first argument's slot.
     module.call_raw(&entry, &mut buffer).unwrap();
-    assert_eq!(slot(&buffer, 0), 42 - 8);
+    assert_eq!(slot(&buffer, 0), 42 / 2);
 }
 
 #[test]
 fn raw_calls_report_traps_and_exceptions_like_call() {
     let module = module();
-    let trapping = module.raw_entry("%trapping").unwrap();
-    let mut buffer = buffer_for(&module, "trapping", &[1]);
-    match module.call_raw(&trapping, &mut buffer) {
+    let divide = module.raw_entry("%divide").unwrap();
+    let mut buffer = buffer_for(&module, "divide", &[1, 0]);
+    match module.call_raw(&divide, &mut buffer) {
         Err(CallError::Trap { code, function, .. }) => {
-            assert_eq!(code, TrapCode::user(7).unwrap());
-            assert_eq!(function, "%trapping");
+            assert_eq!(code, TrapCode::INTEGER_DIVISION_BY_ZERO);
+            assert_eq!(function, "%divide");
         }
         other => panic!("{other:?}"),
     }
@@ -91,9 +85,8 @@ fn raw_calls_report_traps_and_exceptions_like_call() {
         })
     );
     // The module still works after both.
-    let sub = module.raw_entry("sub").unwrap();
-    let mut buffer = buffer_for(&module, "sub", &[3, 1]);
-    module.call_raw(&sub, &mut buffer).unwrap();
+    let mut buffer = buffer_for(&module, "divide", &[4, 2]);
+    module.call_raw(&divide, &mut buffer).unwrap();
     assert_eq!(slot(&buffer, 0), 2);
 }
 
@@ -101,8 +94,8 @@ fn raw_calls_report_traps_and_exceptions_like_call() {
 fn foreign_entries_short_buffers_and_unknown_names_are_errors() {
     let a = module();
     let b = module();
-    let entry = a.raw_entry("sub").unwrap();
-    let mut buffer = buffer_for(&a, "sub", &[1, 1]);
+    let entry = a.raw_entry("divide").unwrap();
+    let mut buffer = buffer_for(&a, "divide", &[1, 1]);
     let err = b.call_raw(&entry, &mut buffer).unwrap_err();
     assert!(err.to_string().contains("another module"), "{err}");
     let mut short = vec![0u8; entry.buffer_size() - 1];
@@ -117,14 +110,15 @@ fn foreign_entries_short_buffers_and_unknown_names_are_errors() {
 #[test]
 fn the_trampoline_can_be_called_directly() {
     let module = module();
-    let entry = module.raw_entry("sub").unwrap();
+    let entry = module.raw_entry("divide").unwrap();
     // 16-byte aligned, as the trampoline's `aligned` loads want.
     let mut buffer = vec![0u128; entry.buffer_size().div_ceil(16)];
     let bytes: &mut [u8] =
         unsafe { std::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast(), entry.buffer_size()) };
-    bytes.copy_from_slice(&buffer_for(&module, "sub", &[10, 4]));
-    // SAFETY: the trampoline of `%sub`'s signature with `%sub` as callee
-    // and a buffer of the size it needs; `%sub` neither throws nor traps.
+    bytes.copy_from_slice(&buffer_for(&module, "divide", &[12, 2]));
+    // SAFETY: the trampoline of `%divide`'s signature with `%divide` as
+    // callee and a buffer of the size it needs; `%divide` by 2 neither
+    // throws nor traps.
     let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry.trampoline() as usize) };
     f(entry.callee(), bytes.as_mut_ptr() as u64);
     assert_eq!(slot(bytes, 0), 6);
@@ -135,8 +129,8 @@ fn the_trampoline_can_be_called_directly() {
 #[test]
 fn unaligned_buffers_are_copied_and_results_come_back() {
     let module = module();
-    let entry = module.raw_entry("sub").unwrap();
-    let args = buffer_for(&module, "sub", &[100, 1]);
+    let entry = module.raw_entry("divide").unwrap();
+    let args = buffer_for(&module, "divide", &[198, 2]);
     let mut storage = vec![0u128; entry.buffer_size().div_ceil(16) + 1];
     // SAFETY: `storage` has buffer_size + 16 bytes; the slice starts 8 bytes
     // in, so it is 8-byte but not 16-byte aligned.

@@ -13,23 +13,13 @@ use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::TrapCode;
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
-use cranelift_exn::module::BAD_CODE_ADDRESS;
 use cranelift_exn::native::{NativeMachine, NativeOptions, handle_signal};
 use cranelift_exn::{CallError, Module, ModuleBuilder};
+use cranelift_exn_testkit::codegen::forwarding;
+use cranelift_exn_testkit::traps::{CALL_POINTER, TRAPPING, assert_bad_code_address};
 
+/// With the testkit's [`TRAPPING`] and [`CALL_POINTER`] functions.
 const PROGRAM: &str = "
-function %div(i64, i64) -> i64 {
-block0(v0: i64, v1: i64):
-    v2 = udiv v0, v1
-    return v2
-}
-
-function %load(i64) -> i64 {
-block0(v0: i64):
-    v1 = load.i64 heap_oob v0
-    return v1
-}
-
 function %trap() -> i64 {
 block0:
     trap user7
@@ -47,15 +37,6 @@ block1:
 block2:
     return v3
 }
-
-function %call_ptr(i64) -> i64 {
-    sig0 = () -> i64
-block0(v0: i64):
-    v1 = call_indirect sig0, v0()
-    v2 = iconst.i64 1
-    v3 = iadd v1, v2
-    return v3
-}
 ";
 
 /// Set in a child process to the name of the test whose body it runs.
@@ -63,18 +44,17 @@ const CHILD: &str = "CRANELIFT_EXN_SIGNALS_CHILD";
 
 /// Run `body` in a child process (this binary, only test `name`); in the
 /// parent, return how the child ended. The child exits 0 after `body`.
-fn in_child(name: &str, body: impl FnOnce()) -> Option<Output> {
+fn in_child(name: &str, body: impl FnOnce()) -> Output {
     if std::env::var(CHILD).as_deref() == Ok(name) {
         body();
         println!("child done");
         std::process::exit(0);
     }
-    let output = cranelift_exn_testkit::rerun::this_test_binary()
+    cranelift_exn_testkit::rerun::this_test_binary()
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD, name)
         .output()
-        .unwrap();
-    Some(output)
+        .unwrap()
 }
 
 fn describe(output: &Output) -> String {
@@ -98,7 +78,9 @@ fn assert_child_succeeded(output: &Output) {
 fn module_on(machine: NativeMachine) -> Module {
     let arch = Arch::host().expect("a supported host");
     let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-    builder.define_clif(PROGRAM).unwrap();
+    builder
+        .define_clif(&format!("{TRAPPING}{CALL_POINTER}{PROGRAM}"))
+        .unwrap();
     builder.finalize(Box::new(machine)).unwrap()
 }
 
@@ -121,7 +103,7 @@ fn trap_code(outcome: Result<Vec<DataValue>, CallError>) -> TrapCode {
 /// the load, SIGILL for `trap`) is delivered, and a normal call works.
 fn assert_traps_are_delivered(module: &Module) {
     assert_eq!(
-        trap_code(module.call("div", &i64s(&[10, 0]))),
+        trap_code(module.call("divide", &i64s(&[10, 0]))),
         TrapCode::INTEGER_DIVISION_BY_ZERO
     );
     assert_eq!(
@@ -132,7 +114,7 @@ fn assert_traps_are_delivered(module: &Module) {
         trap_code(module.call("trap", &[])),
         TrapCode::unwrap_user(7)
     );
-    assert_eq!(module.call("div", &i64s(&[10, 2])).unwrap(), i64s(&[5]));
+    assert_eq!(module.call("divide", &i64s(&[10, 2])).unwrap(), i64s(&[5]));
 }
 
 fn install_handler(
@@ -164,7 +146,7 @@ fn a_raised_sigsegv_outside_jit_code_leaves_trap_delivery_working() {
     // its default action and returns for a fault it does not own; without
     // this crate the process survives `raise`, so with it the next JIT
     // SIGSEGV must still be a trap.
-    let Some(output) = in_child(
+    let output = in_child(
         "a_raised_sigsegv_outside_jit_code_leaves_trap_delivery_working",
         || {
             let module = module();
@@ -176,9 +158,7 @@ fn a_raised_sigsegv_outside_jit_code_leaves_trap_delivery_working() {
             // A machine made afterwards works the same.
             assert_traps_are_delivered(&self::module());
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
@@ -186,7 +166,7 @@ fn a_raised_sigsegv_outside_jit_code_leaves_trap_delivery_working() {
 fn a_raised_sigill_outside_jit_code_gets_the_default_action() {
     // No handler was installed before ours: without this crate,
     // raise(SIGILL) ends the process with SIGILL, so it must with it too.
-    let Some(output) = in_child(
+    let output = in_child(
         "a_raised_sigill_outside_jit_code_gets_the_default_action",
         || {
             let module = module();
@@ -195,9 +175,7 @@ fn a_raised_sigill_outside_jit_code_gets_the_default_action() {
             unsafe { libc::raise(libc::SIGILL) };
             println!("survived raise(SIGILL)");
         },
-    ) else {
-        return;
-    };
+    );
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         output.status.signal(),
@@ -222,7 +200,7 @@ extern "C" fn count_foreign(signal: libc::c_int, info: *mut libc::siginfo_t, _: 
 
 #[test]
 fn a_handler_installed_before_sees_foreign_signals_and_traps_still_work() {
-    let Some(output) = in_child(
+    let output = in_child(
         "a_handler_installed_before_sees_foreign_signals_and_traps_still_work",
         || {
             install_handler(libc::SIGILL, count_foreign);
@@ -247,9 +225,7 @@ fn a_handler_installed_before_sees_foreign_signals_and_traps_still_work() {
             assert_traps_are_delivered(&module);
             assert_eq!(FOREIGN.load(Ordering::SeqCst), 2);
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
@@ -276,7 +252,7 @@ fn an_asynchronous_sigsegv_while_jit_code_runs_is_not_a_trap() {
     // pthread_kill(SIGSEGV) on a thread spinning in JIT code: the pc is JIT
     // code's, but the signal is not a fault of it; it goes to the handler
     // installed before (which stops the spin), and the call returns.
-    let Some(output) = in_child(
+    let output = in_child(
         "an_asynchronous_sigsegv_while_jit_code_runs_is_not_a_trap",
         || {
             install_handler(libc::SIGSEGV, stop_on_async_segv);
@@ -299,9 +275,7 @@ fn an_asynchronous_sigsegv_while_jit_code_runs_is_not_a_trap() {
             assert_eq!(outcome, Ok(i64s(&[42])));
             assert_eq!(ASYNC_SEGV.load(Ordering::SeqCst), 1);
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
@@ -329,7 +303,7 @@ extern "C" fn embedder_handler(
 
 #[test]
 fn an_embedder_owning_the_handlers_calls_handle_signal_first() {
-    let Some(output) = in_child(
+    let output = in_child(
         "an_embedder_owning_the_handlers_calls_handle_signal_first",
         || {
             let signals = [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE];
@@ -352,15 +326,13 @@ fn an_embedder_owning_the_handlers_calls_handle_signal_first() {
             assert_eq!(EMBEDDER_FOREIGN.load(Ordering::SeqCst), 1);
             assert_traps_are_delivered(&module);
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
 #[test]
 fn a_call_from_jit_code_to_an_address_without_code_is_a_trap() {
-    let Some(output) = in_child(
+    let output = in_child(
         "a_call_from_jit_code_to_an_address_without_code_is_a_trap",
         || {
             let module = module();
@@ -377,32 +349,13 @@ fn a_call_from_jit_code_to_an_address_without_code_is_a_trap() {
             };
             assert_ne!(page, libc::MAP_FAILED);
             for target in [0u64, page as u64, page as u64 + 0x100] {
-                match module.call("call_ptr", &i64s(&[target as i64])) {
-                    Err(CallError::Trap {
-                        code,
-                        pc,
-                        function,
-                        address,
-                        backtrace,
-                    }) => {
-                        assert_eq!(code, BAD_CODE_ADDRESS, "calling {target:#x}");
-                        assert_eq!(pc, target);
-                        assert_eq!(function, "");
-                        assert_eq!(address, None);
-                        // From the caller out: `call_ptr`, at its call.
-                        let names: Vec<&str> =
-                            backtrace.iter().map(|f| f.function.as_str()).collect();
-                        assert_eq!(names, ["%call_ptr"], "calling {target:#x}");
-                    }
-                    other => panic!("calling {target:#x}: expected a trap, got {other:?}"),
-                }
+                let outcome = module.call("call_ptr", &i64s(&[target as i64]));
+                assert_bad_code_address(outcome, target, &"native");
                 // The module stays usable.
                 assert_traps_are_delivered(&module);
             }
         },
-    ) else {
-        return;
-    };
+    );
     assert_child_succeeded(&output);
 }
 
@@ -411,20 +364,13 @@ fn a_null_function_pointer_called_by_a_host_function_still_crashes() {
     // The fetch from 0 is reached from Rust code (a host function the JIT
     // code called), not from JIT code: not a trap, the process's own
     // SIGSEGV (here: the default action).
-    let Some(output) = in_child(
+    let output = in_child(
         "a_null_function_pointer_called_by_a_host_function_still_crashes",
         || {
             let arch = Arch::host().expect("a supported host");
             let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
             builder
-                .define_clif(
-                    "function %outer(i64) -> i64 {
-                         fn0 = %host(i64) -> i64 system_v
-                     block0(v0: i64):
-                         v1 = call fn0(v0)
-                         return v1
-                     }",
-                )
+                .define_clif(&forwarding("outer", "host", "(i64) -> i64 system_v"))
                 .unwrap();
             let mut sig = cranelift_exn::codegen::ir::Signature::new(
                 cranelift_exn::codegen::isa::CallConv::SystemV,
@@ -451,9 +397,7 @@ fn a_null_function_pointer_called_by_a_host_function_still_crashes() {
             let outcome = module.call("outer", &i64s(&[0]));
             println!("the fault was swallowed: {outcome:?}");
         },
-    ) else {
-        return;
-    };
+    );
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         output.status.signal(),

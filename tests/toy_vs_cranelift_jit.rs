@@ -9,10 +9,9 @@ mod toy;
 
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::compile::default_isa;
-use cranelift_exn::cranelift_module::Module as _;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
-use cranelift_exn::{CallError, HostThrow, JitModule};
+use cranelift_exn::{CallError, JitModule};
 use cranelift_jit::{JITBuilder, JITModule};
 
 const PROGRAM: &str = "
@@ -155,25 +154,7 @@ fn the_same_frontend_gives_the_same_results_on_both_modules() {
 fn the_toy_frontend_with_exceptions_runs_on_cranelift_exn() {
     let isa = default_isa(Arch::host().expect("a supported host")).unwrap();
     let mut module = JitModule::with_machine(NativeMachine::new().unwrap(), isa.as_ref()).unwrap();
-    let sig = {
-        let mut s = module.make_signature();
-        s.params.push(cranelift_exn::codegen::ir::AbiParam::new(
-            cranelift_exn::codegen::ir::types::I64,
-        ));
-        s.returns.push(cranelift_exn::codegen::ir::AbiParam::new(
-            cranelift_exn::codegen::ir::types::I64,
-        ));
-        s
-    };
-    module
-        .define_host_function(toy::RAISE, sig, |_, args| match args {
-            [DataValue::I64(v)] => Err(HostThrow::Exception {
-                tag: toy::TOY_TAG,
-                payloads: [*v as u64, 0],
-            }),
-            _ => Ok(vec![DataValue::I64(0)]),
-        })
-        .unwrap();
+    toy::define_raise(&mut module).unwrap();
     let p = toy::compile(&mut module, toy::DEMO, &toy::Program::default()).unwrap();
     module.finalize_definitions().unwrap();
     let call = |name: &str, args: &[i64]| {

@@ -62,22 +62,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
             text.parse::<u64>()
                 .map_err(|_| format!("{name} needs a number, not `{text}`"))
         };
+        let positive = |name: &str, n: u64| {
+            usize::try_from(n)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(format!("{name} needs a positive number"))
+        };
         match arg.as_str() {
             "--seed" => options.seed = number("--seed", value("--seed")?)?,
             "--count" => options.count = number("--count", value("--count")?)?,
-            "-j" => {
-                options.jobs = number("-j", value("-j")?)?
-                    .try_into()
-                    .ok()
-                    .filter(|&n: &usize| n > 0)
-                    .ok_or("-j needs a positive number")?
-            }
+            "-j" => options.jobs = positive("-j", number("-j", value("-j")?)?)?,
             "--max" => {
-                options.max_mismatches = number("--max", value("--max")?)?
-                    .try_into()
-                    .ok()
-                    .filter(|&n: &usize| n > 0)
-                    .ok_or("--max needs a positive number")?
+                options.max_mismatches = positive("--max", number("--max", value("--max")?)?)?
             }
             "--out" => options.out_dir = Some(PathBuf::from(value("--out")?)),
             "--isa" => {

@@ -251,18 +251,11 @@ impl Printer {
         }
         if !self.by_target.is_empty() {
             s += "run lines by target:\n";
-            let arch_width = self
-                .by_target
-                .iter()
-                .map(|t| t.arch.len())
-                .max()
-                .unwrap_or(0);
-            let mode_width = self
-                .by_target
-                .iter()
-                .map(|t| t.mode.len())
-                .max()
-                .unwrap_or(0);
+            let width = |column: fn(&TargetCounts) -> &str| {
+                let widths = self.by_target.iter().map(|t| column(t).len());
+                widths.max().unwrap_or(0)
+            };
+            let (arch_width, mode_width) = (width(|t| &t.arch), width(|t| &t.mode));
             for t in &self.by_target {
                 s += &format!(
                     "  {:arch_width$} {:mode_width$} {}\n",

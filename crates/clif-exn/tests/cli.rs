@@ -1,32 +1,16 @@
 //! The `clif-exn test` command end to end: the repository's filetests on
 //! all four targets, and how failures and bad input are reported.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{
+    assert_contains, assert_exit_codes, clif_exn_test as clif_exn_with, output_of, repo, stdout,
+};
 
-fn clif_exn(args: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .arg("test")
-        .args(args)
-        .output()
-        .expect("clif-exn runs")
-}
-
-fn clif_exn_with(flags: &[&str], args: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .arg("test")
-        .args(flags)
-        .args(args)
-        .output()
-        .expect("clif-exn runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+fn clif_exn(args: &[&Path]) -> std::process::Output {
+    clif_exn_with(&[], args)
 }
 
 /// The per-target summary line, e.g. `  s390x    emulated 42 passed, 0 failed, …`.
@@ -39,25 +23,20 @@ fn passed_on(out: &str, arch: &str) -> usize {
 }
 
 fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clif-exn-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::scratch("cli", name, text)
 }
 
 #[test]
 fn repository_filetests_pass_on_all_four_targets() {
     let o = clif_exn(&[&repo().join("filetests")]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
         assert!(
             passed_on(&out, arch) >= 25,
             "{arch} ran too few lines:\n{out}"
         );
     }
-    assert!(out.contains(" 0 failed"), "{out}");
+    assert_contains(&out, &[" 0 failed"]);
 }
 
 /// The project's own exception run tests (throws across frames, handler
@@ -73,14 +52,13 @@ fn exception_runtests_pass_on_every_target() {
             &runtests.join("try_call.clif"),
         ],
     );
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
         assert!(
             passed_on(&out, arch) >= 1,
             "{arch} executed nothing:\n{out}"
         );
-        assert!(out.contains(&format!("  run [{arch}]: passed (")), "{out}");
+        assert_contains(&out, &[&format!("  run [{arch}]: passed (")]);
     }
 }
 
@@ -98,10 +76,7 @@ fn a_wrong_expectation_fails_on_each_target() {
         let o = clif_exn(&[&path]);
         let out = stdout(&o);
         assert_eq!(o.status.code(), Some(1), "{arch}: {out}");
-        assert!(
-            out.contains(&format!("wrong-{arch}.clif:11 [{arch}] %f(4)")),
-            "{out}"
-        );
+        assert_contains(&out, &[&format!("wrong-{arch}.clif:11 [{arch}] %f(4)")]);
         assert!(
             out.contains("expected: == 9") && out.contains("actual:   8"),
             "{out}"
@@ -134,9 +109,7 @@ fn bad_input_is_reported_with_file_and_line_and_the_next_file_runs() {
         "test run\ntarget s390x\n\nfunction %f() -> i64 {\nblock0:\n    v0 = iconst.i64 5\n    return v0\n}\n; run: %f() == 5\n",
     );
     let o = clif_exn(&[&malformed, &stale, &uncaught, &good]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("a-malformed.clif:6"), "{out}");
+    let out = output_of(&o, 1, &["a-malformed.clif:6"]);
     assert!(!out.contains("b-stale-name.clif"), "{out}");
     assert_eq!(passed_on(&out, "aarch64"), 1, "{out}");
     assert!(
@@ -145,34 +118,19 @@ fn bad_input_is_reported_with_file_and_line_and_the_next_file_runs() {
         "{out}"
     );
     assert_eq!(passed_on(&out, "s390x"), 1, "{out}");
-    assert!(
-        out.contains("4 files: 2 passed, 2 failed, 0 skipped"),
-        "{out}"
-    );
+    assert_contains(&out, &["4 files: 2 passed, 2 failed, 0 skipped"]);
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .args(["test", "--bogus", "x"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .args(["test", "--timeout", "0", "x"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    // A path that does not exist is a failure of that path, not bad usage.
-    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .args(["test", "/nonexistent/dir"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit_codes(&[
+        (&[], 2),
+        (&["test", "--bogus", "x"], 2),
+        (&["test", "--timeout", "0", "x"], 2),
+        // A path that does not exist is a failure of that path, not bad
+        // usage.
+        (&["test", "/nonexistent/dir"], 1),
+    ]);
 }
 
 /// Target lines the runner cannot build are skipped with a reason, and the
@@ -185,14 +143,15 @@ fn unsupported_targets_are_skipped_and_do_not_shift_labels() {
          v0 = iconst.i64 1\n    return v0\n}\n; run: %f() == 2\n",
     );
     let o = clif_exn_with(&["-v"], &[&path]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("pulley.clif:10 [s390x] %f()"), "{out}");
-    assert!(
-        out.contains("SKIP [pulley64]: Cranelift is built without target `pulley64`"),
-        "{out}"
+    output_of(
+        &o,
+        1,
+        &[
+            "pulley.clif:10 [s390x] %f()",
+            "SKIP [pulley64]: Cranelift is built without target `pulley64`",
+            "run: 0 passed, 1 failed, 1 skipped",
+        ],
     );
-    assert!(out.contains("run: 0 passed, 1 failed, 1 skipped"), "{out}");
 }
 
 /// `--isa LIST` executes run lines only for targets of those ISAs (the host's
@@ -203,18 +162,14 @@ fn isa_selects_which_targets_run() {
     let file = repo().join("filetests/runtests/throw_tags.clif");
     let all = stdout(&clif_exn(&[&file]));
     let o = clif_exn_with(&["--isa", "riscv64,s390x"], &[&file]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     for arch in ["riscv64", "s390x"] {
         assert!(passed_on(&out, arch) > 0, "{out}");
         assert_eq!(passed_on(&out, arch), passed_on(&all, arch), "{out}");
     }
     for arch in ["x86_64", "aarch64"] {
         assert_eq!(passed_on(&out, arch), 0, "{out}");
-        assert!(
-            out.contains(&format!("skipped: {arch} not selected (--isa)")),
-            "{out}"
-        );
+        assert_contains(&out, &[&format!("skipped: {arch} not selected (--isa)")]);
     }
     let bad = clif_exn_with(&["--isa", "mips"], &[&file]);
     assert_eq!(bad.status.code(), Some(2));

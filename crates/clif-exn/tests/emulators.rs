@@ -8,17 +8,17 @@
 //! here, from the repository's `filetests/runtests/vectors.clif` and small
 //! functions.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{assert_contains, assert_exit_codes, repo, stderr};
 
 /// `clif-exn test -v FLAGS PATH`, with `path_env` as `PATH` when given.
 fn clif_exn(flags: &[&str], path: &Path, path_env: Option<&str>) -> (Option<i32>, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clif-exn"));
-    command.arg("test").arg("-v").args(flags).arg(path);
+    let mut command = common::test_command(&["-v"], &[]);
+    command.args(flags).arg(path);
     if let Some(value) = path_env {
         command.env("PATH", value);
     }
@@ -28,11 +28,7 @@ fn clif_exn(flags: &[&str], path: &Path, path_env: Option<&str>) -> (Option<i32>
 }
 
 fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clif-exn-emulators-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::scratch("emulators", name, text)
 }
 
 /// The summary line of `arch` on machine `mode`, e.g. `riscv64 qemu 9
@@ -41,6 +37,25 @@ fn summary(out: &str, arch: &str, mode: &str) -> Option<String> {
     out.lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .find(|l| l.starts_with(&format!("{arch} {mode} ")))
+}
+
+/// Run `clif-exn test` as [`clif_exn`] does, which must succeed and print
+/// every string of `wanted`; its output.
+fn passes_printing(flags: &[&str], path: &Path, path_env: Option<&str>, wanted: &[&str]) -> String {
+    let (code, out) = clif_exn(flags, path, path_env);
+    assert_eq!(code, Some(0), "{out}");
+    assert_contains(&out, wanted);
+    out
+}
+
+/// Check the summary lines of `arch` in `out`: for each `(mode, counts)`,
+/// the line `arch mode counts` (`counts` such as `1 passed, 0 failed, 0
+/// skipped`), or no line for `mode` when `counts` is `None`.
+fn assert_summaries(out: &str, arch: &str, expected: &[(&str, Option<&str>)]) {
+    for (mode, counts) in expected {
+        let want = counts.map(|counts| format!("{arch} {mode} {counts}"));
+        assert_eq!(summary(out, arch, mode), want, "{out}");
+    }
 }
 
 /// The repository's vector run test (arguments, results and values live
@@ -121,50 +136,33 @@ fn auto_runs_vector_lines_on_qemu_and_says_so() {
     let path = riscv_vectors("vectors-rvv-1.clif");
     let lines = run_lines(&path);
     assert!(lines >= 5, "{lines}");
-    let (code, out) = clif_exn(&[], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains(&format!(
-            "run [riscv64 has_v]: passed ({lines} run lines, qemu)"
-        )),
-        "{out}"
+    let passed = format!("run [riscv64 has_v]: passed ({lines} run lines, qemu)");
+    let out = passes_printing(&[], &path, None, &[&passed]);
+    let counts = format!("{lines} passed, 0 failed, 0 skipped");
+    assert_summaries(
+        &out,
+        "riscv64",
+        &[("qemu", Some(&counts)), ("emulated", None)],
     );
-    assert_eq!(
-        summary(&out, "riscv64", "qemu"),
-        Some(format!("riscv64 qemu {lines} passed, 0 failed, 0 skipped")),
-        "{out}"
-    );
-    assert_eq!(summary(&out, "riscv64", "emulated"), None, "{out}");
 }
 
 #[test]
 fn auto_keeps_unicorn_for_what_it_runs_and_takes_qemu_for_zfh() {
     require_qemu!("riscv64");
     let path = scratch("half.clif", HALF);
-    let (code, out) = clif_exn(&["--emulator", "auto"], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("run [riscv64 has_zfh has_zfhmin]: passed (1 run line, qemu)"),
-        "{out}"
+    let out = passes_printing(
+        &["--emulator", "auto"],
+        &path,
+        None,
+        &[
+            "run [riscv64 has_zfh has_zfhmin]: passed (1 run line, qemu)",
+            "run [riscv64]: passed (1 run line, emulated)",
+        ],
     );
-    assert!(
-        out.contains("run [riscv64]: passed (1 run line, emulated)"),
-        "{out}"
-    );
-    assert_eq!(
-        summary(&out, "riscv64", "emulated").as_deref(),
-        Some("riscv64 emulated 1 passed, 0 failed, 0 skipped"),
-        "{out}"
-    );
-    assert_eq!(
-        summary(&out, "riscv64", "qemu").as_deref(),
-        Some("riscv64 qemu 1 passed, 0 failed, 0 skipped"),
-        "{out}"
-    );
+    let one = Some("1 passed, 0 failed, 0 skipped");
+    assert_summaries(&out, "riscv64", &[("emulated", one), ("qemu", one)]);
     let path = scratch("half-zfh.clif", HALF_ZFH);
-    let (code, out) = clif_exn(&[], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("passed (2 run lines, qemu)"), "{out}");
+    passes_printing(&[], &path, None, &["passed (2 run lines, qemu)"]);
 }
 
 /// Vector and Zcb code in one target, as 157 targets of upstream's corpus
@@ -224,56 +222,46 @@ const VECTOR_ZCB: &str = "test run\n\
 fn auto_runs_vector_and_zcb_lines_on_qemu() {
     require_qemu!("riscv64");
     let path = scratch("vector-zcb.clif", VECTOR_ZCB);
-    let (code, out) = clif_exn(&[], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("run [riscv64 has_v has_c has_zcb]: passed (7 run lines, qemu)"),
-        "{out}"
+    let out = passes_printing(
+        &[],
+        &path,
+        None,
+        &["run [riscv64 has_v has_c has_zcb]: passed (7 run lines, qemu)"],
     );
-    assert_eq!(
-        summary(&out, "riscv64", "qemu").as_deref(),
-        Some("riscv64 qemu 7 passed, 0 failed, 0 skipped"),
-        "{out}"
-    );
-    assert_eq!(summary(&out, "riscv64", "emulated"), None, "{out}");
+    let counts = Some("7 passed, 0 failed, 0 skipped");
+    assert_summaries(&out, "riscv64", &[("qemu", counts), ("emulated", None)]);
 }
 
 #[test]
 fn unicorn_only_skips_vector_lines_with_the_reason() {
     let path = riscv_vectors("vectors-rvv-2.clif");
     let lines = run_lines(&path);
-    let (code, out) = clif_exn(&["--emulator", "unicorn"], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("SKIP [riscv64 has_v]: riscv64 emulated CPU lacks has_v (vector)"),
-        "{out}"
+    let out = passes_printing(
+        &["--emulator", "unicorn"],
+        &path,
+        None,
+        &["SKIP [riscv64 has_v]: riscv64 emulated CPU lacks has_v (vector)"],
     );
-    assert_eq!(
-        summary(&out, "riscv64", "emulated"),
-        Some(format!(
-            "riscv64 emulated 0 passed, 0 failed, {lines} skipped"
-        )),
-        "{out}"
+    let counts = format!("0 passed, 0 failed, {lines} skipped");
+    assert_summaries(
+        &out,
+        "riscv64",
+        &[("emulated", Some(&counts)), ("qemu", None)],
     );
-    assert_eq!(summary(&out, "riscv64", "qemu"), None, "{out}");
 }
 
 #[test]
 fn qemu_only_runs_every_emulated_line_on_qemu() {
     require_qemu!("riscv64");
     let path = scratch("half-qemu.clif", HALF);
-    let (code, out) = clif_exn(&["--emulator", "qemu"], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("run [riscv64]: passed (1 run line, qemu)"),
-        "{out}"
+    let out = passes_printing(
+        &["--emulator", "qemu"],
+        &path,
+        None,
+        &["run [riscv64]: passed (1 run line, qemu)"],
     );
-    assert_eq!(
-        summary(&out, "riscv64", "qemu").as_deref(),
-        Some("riscv64 qemu 2 passed, 0 failed, 0 skipped"),
-        "{out}"
-    );
-    assert_eq!(summary(&out, "riscv64", "emulated"), None, "{out}");
+    let counts = Some("2 passed, 0 failed, 0 skipped");
+    assert_summaries(&out, "riscv64", &[("qemu", counts), ("emulated", None)]);
 }
 
 #[test]
@@ -285,18 +273,15 @@ fn flags_neither_cpu_has_are_skipped_naming_both() {
          block0(v0: f64, v1: f64):\n    v2 = fmin v0, v1\n    return v2\n}\n\
          ; run: %m(0x1.0p0, 0x2.0p0) == 0x1.0p0\n",
     );
-    let (code, out) = clif_exn(&[], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains(
+    passes_printing(
+        &[],
+        &path,
+        None,
+        &[
             "SKIP [riscv64 has_zfa]: riscv64 emulated CPU lacks has_zfa (additional \
-             floating-point); riscv64 QEMU 7.2 CPU lacks has_zfa"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("riscv64 emulated 0 passed, 0 failed, 1 skipped"),
-        "{out}"
+             floating-point); riscv64 QEMU 7.2 CPU lacks has_zfa",
+            "riscv64 emulated 0 passed, 0 failed, 1 skipped",
+        ],
     );
 }
 
@@ -304,34 +289,28 @@ fn flags_neither_cpu_has_are_skipped_naming_both() {
 fn without_qemu_on_path_auto_skips_naming_qemu() {
     let path = riscv_vectors("vectors-rvv-3.clif");
     let lines = run_lines(&path);
-    let (code, out) = clif_exn(&[], &path, Some("/nonexistent"));
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains(
+    let out = passes_printing(
+        &[],
+        &path,
+        Some("/nonexistent"),
+        &[
             "SKIP [riscv64 has_v]: riscv64 emulated CPU lacks has_v (vector); QEMU's CPU \
              has them, but `qemu-riscv64` is not on PATH (install QEMU user mode, package \
-             qemu-user)"
-        ),
-        "{out}"
+             qemu-user)",
+        ],
     );
-    assert_eq!(
-        summary(&out, "riscv64", "emulated"),
-        Some(format!(
-            "riscv64 emulated 0 passed, 0 failed, {lines} skipped"
-        )),
-        "{out}"
-    );
+    let counts = format!("0 passed, 0 failed, {lines} skipped");
+    assert_summaries(&out, "riscv64", &[("emulated", Some(&counts))]);
     // `--emulator qemu` skips the same way, and plain targets too.
     let half = scratch("half-no-qemu.clif", HALF);
-    let (code, out) = clif_exn(&["--emulator", "qemu"], &half, Some("/nonexistent"));
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("SKIP [riscv64]: `qemu-riscv64` is not on PATH"),
-        "{out}"
-    );
-    assert!(
-        out.contains("riscv64 qemu 0 passed, 0 failed, 2 skipped"),
-        "{out}"
+    passes_printing(
+        &["--emulator", "qemu"],
+        &half,
+        Some("/nonexistent"),
+        &[
+            "SKIP [riscv64]: `qemu-riscv64` is not on PATH",
+            "riscv64 qemu 0 passed, 0 failed, 2 skipped",
+        ],
     );
 }
 
@@ -346,35 +325,26 @@ fn s390x_z15_lines_run_on_qemu() {
          block0(v0: i64, v1: i64):\n    v2 = bnot v1\n    v3 = band v0, v2\n    return v3\n}\n\
          ; run: %andn(0xff, 0x0f) == 0xf0\n; run: %andn(-1, 0) == -1\n",
     );
-    let (code, out) = clif_exn(&[], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("run [s390x has_mie3]: passed (2 run lines, qemu)"),
-        "{out}"
+    passes_printing(
+        &[],
+        &path,
+        None,
+        &["run [s390x has_mie3]: passed (2 run lines, qemu)"],
     );
-    let (code, out) = clif_exn(&["--emulator", "unicorn"], &path, None);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("SKIP [s390x has_mie3]: s390x emulated CPU lacks has_mie3"),
-        "{out}"
+    passes_printing(
+        &["--emulator", "unicorn"],
+        &path,
+        None,
+        &["SKIP [s390x has_mie3]: s390x emulated CPU lacks has_mie3"],
     );
 }
 
 #[test]
 fn a_bad_emulator_name_is_a_usage_error() {
-    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .args(["test", "--emulator", "bochs", "x"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("--emulator needs `unicorn`, `qemu` or `auto`, not `bochs`"),
-        "{err}"
+    let o = assert_exit_codes(&[(&["test", "--emulator", "bochs", "x"], 2)]);
+    assert_contains(
+        &stderr(&o),
+        &["--emulator needs `unicorn`, `qemu` or `auto`, not `bochs`"],
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .args(["test", "x", "--emulator"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    assert_exit_codes(&[(&["test", "x", "--emulator"], 2)]);
 }

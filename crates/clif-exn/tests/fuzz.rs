@@ -1,19 +1,21 @@
 //! `clif-exn fuzz`: the CI sweep, and proof that the oracle has teeth.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn clif_exn(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clif-exn"));
-    command.args(args);
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    command.output().expect("clif-exn runs")
-}
+use common::{assert_contains, assert_exit_codes, command, stdout};
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// `clif-exn fuzz --seed 0 --count COUNT ARGS...`: how it ended, and its
+/// standard output.
+fn fuzz(count: &str, args: &[&str]) -> (Output, String) {
+    let output = command(&["fuzz", "--seed", "0", "--count", count])
+        .args(args)
+        .output()
+        .expect("clif-exn runs");
+    let text = stdout(&output);
+    (output, text)
 }
 
 /// The deterministic sweep CI runs: every program on x86_64 natively and on
@@ -21,26 +23,9 @@ fn stdout(output: &Output) -> String {
 #[test]
 fn the_ci_sweep_finds_no_mismatch() {
     let out = tempdir("sweep");
-    let output = clif_exn(
-        &[
-            "fuzz",
-            "--seed",
-            "0",
-            "--count",
-            "250",
-            "--out",
-            out.as_str(),
-        ],
-        &[],
-    );
-    let text = stdout(&output);
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(text.contains("250 programs from seed 0"), "{text}");
-    assert!(text.contains("0 mismatches"), "{text}");
+    let (output, text) = fuzz("250", &["--out", &out]);
+    assert!(output.status.success(), "{text}{}", common::stderr(&output));
+    assert_contains(&text, &["250 programs from seed 0", "0 mismatches"]);
 }
 
 /// With a deliberate unwinder bug switched on, the same sweep reports a
@@ -48,25 +33,11 @@ fn the_ci_sweep_finds_no_mismatch() {
 /// without the bug and fails with it.
 fn sabotage_is_caught(sabotage: &str) {
     let out = tempdir(sabotage);
-    let output = clif_exn(
-        &[
-            "fuzz",
-            "--seed",
-            "0",
-            "--count",
-            "250",
-            "--isa",
-            "x86_64,aarch64",
-            "--max",
-            "1",
-            "--out",
-            out.as_str(),
-            "--sabotage",
-            sabotage,
-        ],
-        &[],
+    let isas = ["--isa", "x86_64,aarch64", "--max", "1"];
+    let (output, text) = fuzz(
+        "250",
+        &[&isas[..], &["--out", &out, "--sabotage", sabotage]].concat(),
     );
-    let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("MISMATCH seed"), "{text}");
     let written = text
@@ -76,9 +47,13 @@ fn sabotage_is_caught(sabotage: &str) {
     let repro = std::fs::read_to_string(written).unwrap();
     assert!(repro.starts_with("test run\ntarget "), "{repro}");
     if repro.contains("; run: %main") {
-        let fixed = clif_exn(&["test", written], &[]);
+        let mut test = command(&["test", written]);
+        let fixed = test.output().expect("clif-exn runs");
         assert!(fixed.status.success(), "{}\n{repro}", stdout(&fixed));
-        let broken = clif_exn(&["test", written], &[("CRANELIFT_EXN_SABOTAGE", sabotage)]);
+        let broken = test
+            .env("CRANELIFT_EXN_SABOTAGE", sabotage)
+            .output()
+            .expect("clif-exn runs");
         assert_eq!(
             broken.status.code(),
             Some(1),
@@ -103,21 +78,11 @@ fn a_skipped_callee_saved_restore_is_caught() {
 /// oracle; an unwinder bug is caught on the QEMU machine alone too.
 #[test]
 fn programs_are_compared_on_unicorn_and_qemu() {
-    let output = clif_exn(
-        &[
-            "fuzz",
-            "--seed",
-            "0",
-            "--count",
-            "20",
-            "--isa",
-            "x86_64,riscv64,s390x",
-            "--emulators",
-            "unicorn,qemu",
-        ],
-        &[],
+    let emulators = ["--emulators", "unicorn,qemu"];
+    let (output, text) = fuzz(
+        "20",
+        &[&["--isa", "x86_64,riscv64,s390x"], &emulators[..]].concat(),
     );
-    let text = stdout(&output);
     assert!(output.status.success(), "{text}");
     let machines: Vec<String> = ["x86_64", "riscv64", "s390x"]
         .iter()
@@ -129,47 +94,25 @@ fn programs_are_compared_on_unicorn_and_qemu() {
         })
         .collect();
     let machines = format!("on {} (", machines.join(", "));
-    assert!(text.contains(&machines), "{machines}\n{text}");
-    assert!(text.contains("0 mismatches"), "{text}");
+    assert_contains(&text, &[&machines, "0 mismatches"]);
 
     let out = tempdir("qemu-handler-lookup");
-    let output = clif_exn(
-        &[
-            "fuzz",
-            "--seed",
-            "0",
-            "--count",
-            "250",
-            "--isa",
-            "aarch64",
-            "--emulators",
-            "qemu",
-            "--max",
-            "1",
-            "--out",
-            out.as_str(),
-            "--sabotage",
-            "handler-lookup",
-        ],
-        &[],
-    );
-    let text = stdout(&output);
+    let qemu_only = ["--isa", "aarch64", "--emulators", "qemu", "--max", "1"];
+    let sabotage = ["--out", &out, "--sabotage", "handler-lookup"];
+    let (output, text) = fuzz("250", &[&qemu_only[..], &sabotage].concat());
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("[aarch64 qemu]"), "{text}");
 }
 
 #[test]
 fn bad_fuzz_arguments_are_usage_errors() {
-    for args in [
-        &["fuzz", "--count"][..],
-        &["fuzz", "--isa", "mips"],
-        &["fuzz", "--sabotage", "everything"],
-        &["fuzz", "--emulators", "bochs"],
-        &["fuzz", "-j", "0"],
-    ] {
-        let output = clif_exn(args, &[]);
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-    }
+    assert_exit_codes(&[
+        (&["fuzz", "--count"], 2),
+        (&["fuzz", "--isa", "mips"], 2),
+        (&["fuzz", "--sabotage", "everything"], 2),
+        (&["fuzz", "--emulators", "bochs"], 2),
+        (&["fuzz", "-j", "0"], 2),
+    ]);
 }
 
 /// A fresh directory under the target directory.

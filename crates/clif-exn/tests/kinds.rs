@@ -2,34 +2,25 @@
 //! `precise-output`, `expect-fail`) and `optimize` — with bless, the
 //! verifier run before them, parser warnings, unsupported kinds and flags.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{assert_contains, output_of, repo, stdout, test_command};
+
+/// `clif-exn test FLAGS FILES...`, with `CRANELIFT_TEST_BLESS=1` when
+/// `bless`.
 fn clif_exn(flags: &[&str], files: &[&Path], bless: bool) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clif-exn"));
-    command.arg("test").args(flags).args(files);
+    let mut command = test_command(flags, files);
     if bless {
         command.env("CRANELIFT_TEST_BLESS", "1");
-    } else {
-        command.env_remove("CRANELIFT_TEST_BLESS");
     }
     command.output().expect("clif-exn runs")
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clif-exn-kinds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::scratch("kinds", name, text)
 }
 
 const ADD: &str = "function %add(i64, i64) -> i64 {\nblock0(v0: i64, v1: i64):\n    \
@@ -60,13 +51,14 @@ fn precise_output_is_vcode_then_disassembly_and_passes_once_blessed() {
     );
     assert!(text.ends_with(";   retq\n\n"), "{text:?}");
     let o = clif_exn(&[], &[&path], false);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("1 files: 1 passed, 0 failed, 0 skipped"),
-        "{out}"
+    output_of(
+        &o,
+        0,
+        &[
+            "1 files: 1 passed, 0 failed, 0 skipped",
+            "compile x86_64 1 passed",
+        ],
     );
-    assert!(out.contains("compile x86_64 1 passed"), "{out}");
 }
 
 #[test]
@@ -80,8 +72,7 @@ fn a_wrong_precise_output_line_fails_with_a_diff_and_its_line() {
     let corrupted = text.replacen(lines[wrong], ";   sub x0, x0, x1", 1);
     std::fs::write(&path, &corrupted).unwrap();
     let o = clif_exn(&[], &[&path], false);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = output_of(&o, 1, &[]);
     let shown = path.display();
     assert!(
         out.contains(&format!("FAIL {shown} compile [aarch64]"))
@@ -94,13 +85,23 @@ fn a_wrong_precise_output_line_fails_with_a_diff_and_its_line() {
             && out.contains(&format!("+{}\n", &lines[wrong][2..])),
         "{out}"
     );
-    assert!(out.contains("CRANELIFT_TEST_BLESS=1"), "{out}");
+    assert_contains(&out, &["CRANELIFT_TEST_BLESS=1"]);
     // The file is left alone without bless.
     assert_eq!(std::fs::read_to_string(&path).unwrap(), corrupted);
 }
 
 /// Bless restores a corrupted expectation byte for byte, in a file with
 /// several functions (later ones shift as earlier ones change length).
+/// Write `corrupted` (which differs from `expected`) to `path`: the file
+/// fails, and passes once blessed, which restores `expected`.
+fn assert_bless_restores(path: &Path, corrupted: &str, expected: &str) {
+    assert_ne!(corrupted, expected);
+    std::fs::write(path, corrupted).unwrap();
+    assert_eq!(clif_exn(&[], &[path], false).status.code(), Some(1));
+    assert!(clif_exn(&[], &[path], true).status.success());
+    assert_eq!(std::fs::read_to_string(path).unwrap(), expected);
+}
+
 #[test]
 fn bless_round_trip_restores_the_file() {
     let original_text = format!(
@@ -119,11 +120,7 @@ fn bless_round_trip_restores_the_file() {
         .replacen(";   agr", ";   agrX", 1)
         .replacen(";   br %r14\n", "", 1)
         .replacen(";   lcr", ";   lcrX", 1);
-    assert_ne!(corrupted, blessed);
-    std::fs::write(&path, &corrupted).unwrap();
-    assert_eq!(clif_exn(&[], &[&path], false).status.code(), Some(1));
-    assert!(clif_exn(&[], &[&path], true).status.success());
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), blessed);
+    assert_bless_restores(&path, &corrupted, &blessed);
 }
 
 /// A precise-output file with several targets has one expectation per
@@ -135,12 +132,7 @@ fn bless_of_several_targets_is_refused() {
         &format!("test compile precise-output\ntarget x86_64\ntarget s390x\n\n{ADD}"),
     );
     let o = clif_exn(&[], &[&path], true);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains("cannot bless the function on line 5 again"),
-        "{out}"
-    );
+    output_of(&o, 1, &["cannot bless the function on line 5 again"]);
 }
 
 /// The same round trip on one of the project's precise-output files (many
@@ -152,11 +144,7 @@ fn bless_round_trip_on_a_project_file() {
     let path = scratch("try-call-conventions.clif", &original);
     assert!(clif_exn(&[], &[&path], false).status.success());
     let corrupted = original.replacen(";   callq ", ";   callq *%rbx ; ", 1);
-    assert_ne!(corrupted, original);
-    std::fs::write(&path, &corrupted).unwrap();
-    assert_eq!(clif_exn(&[], &[&path], false).status.code(), Some(1));
-    assert!(clif_exn(&[], &[&path], true).status.success());
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    assert_bless_restores(&path, &corrupted, &original);
 }
 
 #[test]
@@ -175,8 +163,7 @@ fn filecheck_directives_pass_and_a_mismatch_fails() {
         &format!("test compile\ntarget x86_64\n\n{ADD}; check: imulq\n"),
     );
     let o = clif_exn(&[], &[&bad], false);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = output_of(&o, 1, &[]);
     assert!(
         out.contains(&format!("{}:4: filecheck failed", bad.display())) && out.contains("imulq"),
         "{out}"
@@ -197,9 +184,7 @@ fn expect_fail_passes_only_when_compilation_fails() {
         &format!("test compile expect-fail\ntarget x86_64\n\n{ADD}"),
     );
     let o = clif_exn(&[], &[&compiles], false);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("expects an error"), "{out}");
+    output_of(&o, 1, &["expects an error"]);
 }
 
 #[test]
@@ -241,8 +226,7 @@ fn the_verifier_runs_before_compile() {
          return v0\n}\n",
     );
     let o = clif_exn(&[], &[&path], false);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = output_of(&o, 1, &[]);
     assert!(
         out.contains("fails the verifier") && out.contains("return v0"),
         "{out}"
@@ -257,12 +241,7 @@ fn unsupported_kinds_and_targets_are_counted_as_skipped() {
     );
     let warning = scratch("i686.clif", &format!("test compile\ntarget i686\n\n{ADD}"));
     let o = clif_exn(&[], &[&kind, &warning], false);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("2 files: 1 passed, 0 failed, 1 skipped"),
-        "{out}"
-    );
+    let out = output_of(&o, 0, &["2 files: 1 passed, 0 failed, 1 skipped"]);
     assert!(
         out.contains("1 × `test unwind` is not supported by this runner")
             && out.contains("1 × file skipped: unsupported target 'i686'"),
@@ -271,9 +250,7 @@ fn unsupported_kinds_and_targets_are_counted_as_skipped() {
     // A kind upstream does not know either fails, as upstream's runner fails.
     let typo = scratch("licm.clif", &format!("test licm\ntarget x86_64\n\n{ADD}"));
     let o = clif_exn(&[], &[&typo], false);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("unknown test command 'licm'"), "{out}");
+    output_of(&o, 1, &["unknown test command 'licm'"]);
 }
 
 /// A run test whose target flag the emulated CPU lacks is skipped for that
@@ -287,23 +264,14 @@ fn run_targets_the_emulator_lacks_are_skipped_with_the_reason() {
         &format!("test run\ntarget riscv64 has_v\ntarget riscv64\n\n{ADD}; run: %add(1, 2) == 3\n"),
     );
     let o = clif_exn(&["-v", "--emulator", "unicorn"], &[&path], false);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     assert!(
         out.contains("SKIP [riscv64 has_v]: ") && out.contains("has_v"),
         "{out}"
     );
-    assert!(
-        out.contains("riscv64 emulated 1 passed, 0 failed, 1 skipped"),
-        "{out}"
-    );
+    assert_contains(&out, &["riscv64 emulated 1 passed, 0 failed, 1 skipped"]);
     let o = clif_exn(&["--no-run"], &[&path], false);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("1 × run tests are not executed (--no-run)"),
-        "{out}"
-    );
+    output_of(&o, 0, &["1 × run tests are not executed (--no-run)"]);
 }
 
 #[test]
@@ -313,14 +281,13 @@ fn verbose_prints_each_file_with_its_time() {
         &format!("test compile\ntarget s390x\n\n{ADD}"),
     );
     let o = clif_exn(&["-v"], &[&path], false);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     let line = out
         .lines()
         .find(|l| l.starts_with(&path.display().to_string()))
         .expect("a line for the file");
     assert!(line.ends_with("s)") && line.contains(" (0."), "{line}");
-    assert!(out.contains("  compile [s390x]: passed"), "{out}");
+    assert_contains(&out, &["  compile [s390x]: passed"]);
 }
 
 /// The project's compile tests for every ISA pass (their run tests are
@@ -329,12 +296,11 @@ fn verbose_prints_each_file_with_its_time() {
 #[test]
 fn project_isa_compile_tests_pass() {
     let o = clif_exn(&["--no-run"], &[&repo().join("filetests/isa")], false);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
-        assert!(
-            out.contains(&format!("compile {arch:7} 2 passed, 0 failed, 0 skipped")),
-            "{out}"
+        assert_contains(
+            &out,
+            &[&format!("compile {arch:7} 2 passed, 0 failed, 0 skipped")],
         );
     }
 }

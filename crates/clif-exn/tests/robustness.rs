@@ -4,28 +4,14 @@
 //! different `-j`; and what the output shows while and after files run.
 //! Each case runs the real binary on files written to a scratch directory.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn clif_exn(flags: &[&str], paths: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clif-exn"))
-        .arg("test")
-        .args(flags)
-        .args(paths)
-        .env_remove("CRANELIFT_TEST_BLESS")
-        .output()
-        .expect("clif-exn runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{assert_contains, clif_exn_test as clif_exn, output_of, stderr, stdout};
 
 /// A fresh directory for one test.
 fn scratch_dir(name: &str) -> PathBuf {
@@ -91,18 +77,15 @@ fn a_native_run_line_that_never_returns_times_out_and_the_others_run() {
     write(&dir, "c-good.clif", &good("s390x"));
     let start = Instant::now();
     let o = clif_exn(&["--timeout", "2"], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = output_of(&o, 1, &[]);
     assert!(
         start.elapsed() < Duration::from_secs(30),
         "took {:?}",
         start.elapsed()
     );
-    assert!(
-        out.contains(
-            "b-spin.clif:10 [x86_64] %f()\n    expected: == 1\n    actual:   timed out after 2 s"
-        ),
-        "{out}"
+    assert_contains(
+        &out,
+        &["b-spin.clif:10 [x86_64] %f()\n    expected: == 1\n    actual:   timed out after 2 s"],
     );
     assert!(
         files_line(&out).starts_with("3 files: 2 passed, 1 failed, 0 skipped"),
@@ -129,14 +112,13 @@ fn an_endless_interpret_test_times_out_and_is_named() {
     );
     write(&dir, "b-good.clif", &good("s390x"));
     let o = clif_exn(&["--timeout", "1"], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains(&format!(
+    let out = output_of(
+        &o,
+        1,
+        &[&format!(
             "FAIL {} in test interpret: timed out after 1 s",
             dir.join("a-spin.clif").display()
-        )),
-        "{out}"
+        )],
     );
     assert!(
         files_line(&out).starts_with("2 files: 1 passed, 1 failed"),
@@ -150,10 +132,11 @@ fn an_emulated_run_line_that_never_returns_times_out_with_a_plain_message() {
     write(&dir, "a-spin.clif", &spin("riscv64"));
     write(&dir, "b-good.clif", &good("riscv64"));
     let o = clif_exn(&["--timeout", "1"], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("a-spin.clif:10 [riscv64] %f()"), "{out}");
-    assert!(out.contains("timed out after 1 s"), "{out}");
+    let out = output_of(
+        &o,
+        1,
+        &["a-spin.clif:10 [riscv64] %f()", "timed out after 1 s"],
+    );
     assert!(!out.contains("Some(") && !out.contains("None"), "{out}");
     assert!(
         files_line(&out).starts_with("2 files: 1 passed, 1 failed"),
@@ -181,27 +164,26 @@ fn a_native_run_line_that_crashes_the_process_fails_its_file_only() {
     write(&dir, "b-wild.clif", &wild);
     write(&dir, "c-good.clif", &good("x86_64"));
     let o = clif_exn(&["--timeout", "5"], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains(&format!(
+    let out = output_of(
+        &o,
+        1,
+        &[&format!(
             "a-null.clif:{} [x86_64] %f()\n    expected: == 1\n    actual:   \
              trap user250: a call or jump to 0x10, which holds no code",
             run_line(&null)
-        )),
-        "{out}"
+        )],
     );
     // Whatever the host code does (crash, exit, hang), it is this line's
     // failure.
-    assert!(
-        out.contains(&format!("b-wild.clif:{} [x86_64] %f()", run_line(&wild))),
-        "{out}"
+    assert_contains(
+        &out,
+        &[&format!("b-wild.clif:{} [x86_64] %f()", run_line(&wild))],
     );
     assert!(
         files_line(&out).starts_with("3 files: 1 passed, 2 failed, 0 skipped"),
         "{out}"
     );
-    assert!(out.contains("x86_64 native 1 passed, 2 failed"), "{out}");
+    assert_contains(&out, &["x86_64 native 1 passed, 2 failed"]);
 }
 
 #[test]
@@ -228,24 +210,23 @@ fn paths_that_cannot_be_read_fail_alone() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains(&format!(
+    let out = output_of(
+        &o,
+        1,
+        &[&format!(
             "FAIL {}: No such file or directory",
             missing.display()
-        )),
-        "{out}"
+        )],
     );
     #[cfg(unix)]
-    assert!(
-        out.contains(&format!("FAIL {}: ", dir.join("loop.clif").display())),
-        "{out}"
+    assert_contains(
+        &out,
+        &[&format!("FAIL {}: ", dir.join("loop.clif").display())],
     );
     if locked_out {
-        assert!(
-            out.contains(&format!("FAIL {}: Permission denied", locked.display())),
-            "{out}"
+        assert_contains(
+            &out,
+            &[&format!("FAIL {}: Permission denied", locked.display())],
         );
         assert!(
             files_line(&out).starts_with("4 files: 1 passed, 3 failed"),
@@ -257,7 +238,7 @@ fn paths_that_cannot_be_read_fail_alone() {
             "{out}"
         );
     }
-    assert!(out.contains("aarch64 emulated "), "{out}");
+    assert_contains(&out, &["aarch64 emulated "]);
 }
 
 /// Non-UTF-8 names, given on the command line or found in a directory: the
@@ -276,9 +257,7 @@ fn non_utf8_paths_run_and_report_their_run_lines() {
     std::fs::write(&named, &wrong).unwrap();
     for path in [&named, &sub] {
         let o = clif_exn(&[], &[path]);
-        let out = stdout(&o);
-        assert_eq!(o.status.code(), Some(1), "{out}");
-        assert!(out.contains(".clif:10 [aarch64] %f()"), "{out}");
+        let out = output_of(&o, 1, &[".clif:10 [aarch64] %f()"]);
         assert!(
             out.contains("expected: == 6") && out.contains("actual:   5"),
             "{out}"
@@ -303,16 +282,14 @@ fn symlink_loops_visit_each_file_once() {
     std::os::unix::fs::symlink("..", sub.join("b")).unwrap();
     std::os::unix::fs::symlink("two.clif", sub.join("again.clif")).unwrap();
     let o = clif_exn(&["-v"], &[&dir, &sub]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     assert!(files_line(&out).starts_with("2 files: 2 passed"), "{out}");
-    assert!(
-        out.contains(&format!("{} (", dir.join("one.clif").display())),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!("{} (", sub.join("two.clif").display())),
-        "{out}"
+    assert_contains(
+        &out,
+        &[
+            &format!("{} (", dir.join("one.clif").display()),
+            &format!("{} (", sub.join("two.clif").display()),
+        ],
     );
 }
 
@@ -344,29 +321,24 @@ fn unknown_kinds_fail_and_all_skipped_files_are_skipped() {
         &format!("test run\ntarget aarch64\n\n{body}"),
     );
     let o = clif_exn(&[], &[&dir]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains("a-typo.clif: `test compiel`: unknown test command 'compiel'\n"),
-        "{out}"
+    let out = output_of(
+        &o,
+        1,
+        &["a-typo.clif: `test compiel`: unknown test command 'compiel'\n"],
     );
     assert!(
         files_line(&out).starts_with("4 files: 1 passed, 1 failed, 2 skipped"),
         "{out}"
     );
-    assert!(
-        out.contains("1 × `test unwind` is not supported by this runner"),
-        "{out}"
-    );
+    assert_contains(&out, &["1 × `test unwind` is not supported by this runner"]);
     // Without execution, the run file has nothing that ran.
     let o = clif_exn(&["--no-run"], &[&dir.join("d-run.clif")]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     assert!(
         files_line(&out).starts_with("1 files: 0 passed, 0 failed, 1 skipped"),
         "{out}"
     );
-    assert!(out.contains("run: not executed (--no-run)"), "{out}");
+    assert_contains(&out, &["run: not executed (--no-run)"]);
     assert!(!out.contains("run: 0 passed"), "{out}");
 }
 
@@ -399,13 +371,11 @@ fn native_run_lines_get_the_same_stack_whatever_the_scheduling() {
             clif_exn(&["-j", jobs], &[&overflow]),
             clif_exn(&["-j", jobs], &[&too_deep]),
         ] {
-            let out = stdout(&o);
-            assert_eq!(o.status.code(), Some(1), "{out}");
-            assert!(
-                out.contains("a-too-deep.clif:17 [x86_64] %rec(1000000)"),
-                "{out}"
+            output_of(
+                &o,
+                1,
+                &["a-too-deep.clif:17 [x86_64] %rec(1000000)", "trap stk_ovf"],
             );
-            assert!(out.contains("trap stk_ovf"), "{out}");
         }
     }
 }
@@ -465,14 +435,14 @@ fn results_stream_while_later_files_run() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     let done_at = start.elapsed();
-    assert!(first.contains("a-good.clif ("), "{first}");
+    assert_contains(&first, &["a-good.clif ("]);
     assert!(
         first_at + Duration::from_millis(1500) < done_at,
         "first line at {first_at:?}, end at {done_at:?}"
     );
     assert_eq!(status.code(), Some(1));
     let rest = rest.join("\n");
-    assert!(rest.contains("b-spin.clif:10 [aarch64]"), "{rest}");
+    assert_contains(&rest, &["b-spin.clif:10 [aarch64]"]);
 }
 
 /// `-v` gives every verdict (passing run targets included); `; print:`
@@ -491,8 +461,7 @@ fn verbose_verdicts_and_print_output_are_labelled() {
     );
     let interp = write(&dir, "interp.clif", &format!("test interpret\n\n{body}"));
     let o = clif_exn(&["-v"], &[&run, &interp]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     let mut at = 0;
     for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
         let print = format!("PRINT {}:12 [{arch}] %f(4) -> 8\n", run.display());
@@ -507,14 +476,13 @@ fn verbose_verdicts_and_print_output_are_labelled() {
             + p;
         at = v;
     }
-    assert!(
-        out.contains(&format!(
-            "PRINT {}:8 [interpret] %f(4) -> 8\n",
-            interp.display()
-        )),
-        "{out}"
+    assert_contains(
+        &out,
+        &[
+            &format!("PRINT {}:8 [interpret] %f(4) -> 8\n", interp.display()),
+            "  interpret: passed\n",
+        ],
     );
-    assert!(out.contains("  interpret: passed\n"), "{out}");
 }
 
 /// The cosmetic points: aligned per-target table (long target names), the
@@ -529,8 +497,7 @@ fn summary_tables_and_messages_are_tidy() {
          function %f() -> i64 {\nblock0:\n    v0 = iconst.i64 1\n    return v0\n}\n; run: %f() == 1\n",
     );
     let o = clif_exn(&[], &[&pulley]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = output_of(&o, 0, &[]);
     let table: Vec<&str> = out
         .lines()
         .skip_while(|l| *l != "run lines by target:")
@@ -548,12 +515,7 @@ fn summary_tables_and_messages_are_tidy() {
         "test compile\ntarget i686\n\nfunction %f() {\nblock0:\n    return\n}\n",
     );
     let o = clif_exn(&[], &[&i686]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("1 × file skipped: unsupported target 'i686'"),
-        "{out}"
-    );
+    let out = output_of(&o, 0, &["1 × file skipped: unsupported target 'i686'"]);
     assert!(!out.contains("tests by kind and target:"), "{out}");
     let o = clif_exn(&["-v"], &[&i686]);
     assert!(
@@ -571,8 +533,7 @@ fn summary_tables_and_messages_are_tidy() {
         "test run precise-output\ntarget s390x\n\nfunction %f() {\nblock0:\n    return\n}\n",
     );
     let o = clif_exn(&[], &[&option]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = output_of(&o, 1, &[]);
     let line = format!(
         "FAIL {}: `test run precise-output`: unknown option `precise-output`\n\n",
         option.display()

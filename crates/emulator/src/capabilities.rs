@@ -19,6 +19,7 @@
 
 use cranelift_exn::codegen::isa::TargetIsa;
 use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::cpu_lacks;
 
 /// Why code compiled for `isa` cannot run in this crate's emulator, or `None`
 /// when it can.
@@ -32,22 +33,9 @@ pub fn unsupported_reason(isa: &dyn TargetIsa) -> Option<String> {
     let Some(arch) = Arch::from_triple(isa.triple()) else {
         return Some(format!("no emulated CPU for {}", isa.triple()));
     };
-    let flags = isa.isa_flags();
-    let lacking: Vec<String> = crate::arch::for_arch(arch)
-        .missing_flags()
-        .iter()
-        .filter(|m| {
-            flags
-                .iter()
-                .any(|v| v.name == m.flag && v.as_bool() == Some(true))
-        })
-        .map(|m| format!("{} ({})", m.flag, m.what))
-        .collect();
-    if lacking.is_empty() {
-        None
-    } else {
-        Some(format!("{arch} emulated CPU lacks {}", lacking.join(", ")))
-    }
+    let missing = crate::arch::for_arch(arch).missing_flags();
+    let cpu = format!("{arch} emulated CPU");
+    cpu_lacks(isa, &cpu, missing.iter().map(|m| (m.flag, m.what)))
 }
 
 /// Why machine code for `arch` would compute wrong results in this crate's

@@ -16,8 +16,7 @@
 //! The probes are tables, one test a row (see [`probes!`]), checked by
 //! [`check`].
 
-mod common;
-use common::isa;
+use cranelift_exn_testkit::codegen::{self as common, isa};
 
 use Shows::{DifferentCode, Disasm, Insn, SameCode};
 use cranelift_exn::codegen::data_value::DataValue;

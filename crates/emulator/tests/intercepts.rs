@@ -10,8 +10,7 @@
 //! ordering; checked with capstone). Expected results are computed here with
 //! Rust's own arithmetic, independently of the emulator's code.
 
-mod common;
-use common::isa;
+use cranelift_exn_testkit::codegen::{self as common, isa};
 
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::isa::TargetIsa;

@@ -12,12 +12,14 @@ use cranelift_exn::codegen::ir::{AbiParam, TrapCode, types};
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::cranelift_module::{DataDescription, Linkage, Module as _};
 use cranelift_exn::isa::{Arch, Endianness};
-use cranelift_exn::{CallError, HostThrow, JitModule};
+use cranelift_exn::{CallError, JitModule};
 use cranelift_exn_emulator::EmulatedMachine;
 use cranelift_exn_testkit::backtrace::{
-    CHAIN, RECURSE, assert_capped_recursion, assert_chain_trap,
+    RECURSE, assert_capped_recursion, assert_chain_trap, chain,
 };
+use cranelift_exn_testkit::codegen::call_then;
 use cranelift_exn_testkit::data::DataObjects;
+use cranelift_exn_testkit::traps::{CALL_POINTER, assert_bad_code_address};
 
 fn module(arch: Arch) -> JitModule<EmulatedMachine> {
     let isa = default_isa(arch).unwrap();
@@ -34,17 +36,7 @@ const GETTERS: &str = "fn get_calls() { return calls; }";
 fn the_toy_frontend_runs_with_exceptions_on_every_emulated_isa() {
     for arch in Arch::ALL {
         let mut m = module(arch);
-        let mut sig = m.make_signature();
-        sig.params.push(AbiParam::new(types::I64));
-        sig.returns.push(AbiParam::new(types::I64));
-        m.define_host_function(toy::RAISE, sig, |_, args| match args {
-            [DataValue::I64(v)] => Err(HostThrow::Exception {
-                tag: toy::TOY_TAG,
-                payloads: [*v as u64, 0],
-            }),
-            _ => Ok(vec![DataValue::I64(0)]),
-        })
-        .unwrap();
+        toy::define_raise(&mut m).unwrap();
         let p = toy::compile(&mut m, toy::DEMO, &toy::Program::default()).unwrap();
         m.finalize_definitions().unwrap();
         let call = |m: &JitModule<EmulatedMachine>, p: &toy::Program, name: &str, args: &[i64]| {
@@ -255,17 +247,13 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
         sig.call_conv = cranelift_exn::codegen::isa::CallConv::Fast;
         m.define_native_symbol("native_triple", address, Some(sig))
             .unwrap();
-        m.define_clif(
-            "function %use_native(i64) -> i64 {
-                fn0 = %native_triple(i64) -> i64 fast
-            block0(v0: i64):
-                v1 = call fn0(v0)
-                v2 = iconst.i64 1
-                v3 = iadd v1, v2
-                return v3
-            }",
-        )
-        .unwrap();
+        let use_native = call_then(
+            "%use_native(i64) -> i64",
+            "%native_triple(i64) -> i64 fast",
+            "iadd",
+            1,
+        );
+        m.define_clif(&use_native).unwrap();
         m.finalize().unwrap();
         assert_eq!(one(&m, "use_native", &[14]), Ok(i64s(&[43])), "{arch}");
         assert_eq!(
@@ -280,7 +268,7 @@ fn data_objects_and_native_symbols_on_every_emulated_isa() {
 fn traps_carry_a_backtrace_on_every_emulated_isa() {
     for arch in Arch::ALL {
         let mut m = module(arch);
-        m.define_clif(CHAIN).unwrap();
+        m.define_clif(&chain()).unwrap();
         m.finalize().unwrap();
         assert_eq!(m.call("outer", &i64s(&[5])), Ok(i64s(&[8])), "{arch}");
         let err = m.call("outer", &i64s(&[0])).unwrap_err();
@@ -314,21 +302,14 @@ fn traps_carry_a_backtrace_on_every_emulated_isa() {
 fn a_call_to_an_address_without_code_is_a_trap_on_every_emulated_isa() {
     for arch in Arch::ALL {
         let mut m = module(arch);
-        m.define_clif(
-            "function %call_ptr(i64) -> i64 {
-                 sig0 = () -> i64
-             block0(v0: i64):
-                 v1 = call_indirect sig0, v0()
-                 v2 = iconst.i64 1
-                 v3 = iadd v1, v2
-                 return v3
-             }
-             function %forty_one() -> i64 {
+        m.define_clif(&format!(
+            "{CALL_POINTER}
+             function %forty_one() -> i64 {{
              block0:
                  v0 = iconst.i64 41
                  return v0
-             }",
-        )
+             }}"
+        ))
         .unwrap();
         let table = m
             .declare_data("table", Linkage::Export, true, false)
@@ -345,25 +326,8 @@ fn a_call_to_an_address_without_code_is_a_trap_on_every_emulated_isa() {
             "{arch}"
         );
         for target in [0, data_address, data_address + 16] {
-            let err = m.call("call_ptr", &i64s(&[target as i64])).unwrap_err();
-            let CallError::Trap {
-                code,
-                pc,
-                function,
-                address,
-                backtrace,
-            } = &err
-            else {
-                panic!("{arch}: calling {target:#x}: {err:?}");
-            };
-            assert_eq!(*code, cranelift_exn::module::BAD_CODE_ADDRESS, "{arch}");
-            assert_eq!(
-                (*pc, function.as_str(), *address),
-                (target, "", None),
-                "{arch}"
-            );
-            let names: Vec<&str> = backtrace.iter().map(|f| f.function.as_str()).collect();
-            assert_eq!(names, ["%call_ptr"], "{arch}: calling {target:#x}");
+            let outcome = m.call("call_ptr", &i64s(&[target as i64]));
+            assert_bad_code_address(outcome, target, &arch);
             assert_eq!(
                 m.call("call_ptr", &i64s(&[forty_one as i64])),
                 Ok(i64s(&[42])),

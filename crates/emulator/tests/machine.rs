@@ -12,6 +12,7 @@ use cranelift_exn::isa::{Arch, Reg};
 use cranelift_exn::machine::{HostFunction, HostServices, Machine};
 use cranelift_exn::memory::Memory;
 use cranelift_exn_emulator::{DEFAULT_INSTRUCTION_LIMIT, EmulatedMachine};
+use cranelift_exn_testkit::interrupts::COUNT_UP;
 
 /// Offset of the first argument / the result in the call buffer.
 const ARGS: usize = 32;
@@ -221,24 +222,13 @@ fn ten_arguments_use_the_stack() {
     }
 }
 
-const SPIN: &str = "
-function %spin(i64) -> i64 system_v {
-block0(v0: i64):
-    jump block1(v0)
-block1(v1: i64):
-    v9 = iconst.i64 1
-    v2 = iadd v1, v9
-    jump block1(v2)
-}
-";
-
 #[test]
 fn infinite_loop_hits_the_instruction_limit() {
     for arch in Arch::ALL {
         let mut m = machine(arch);
         assert_eq!(m.instruction_limit(), Some(DEFAULT_INSTRUCTION_LIMIT));
         m.set_instruction_limit(Some(100_000));
-        let message = machine_message(call(&mut m, SPIN, &["i64"], "i64", &[0], &mut NoHost));
+        let message = machine_message(call(&mut m, COUNT_UP, &["i64"], "i64", &[0], &mut NoHost));
         assert!(message.contains("instruction limit"), "{arch}: {message}");
         // The machine is still usable afterwards.
         let result = call(&mut m, ADD_ONE, &["i64"], "i64", &[1], &mut NoHost).unwrap();
@@ -252,7 +242,7 @@ fn infinite_loop_hits_the_timeout() {
         let mut m = machine(arch);
         m.set_instruction_limit(None);
         m.set_timeout(Some(Duration::from_millis(50)));
-        let message = machine_message(call(&mut m, SPIN, &["i64"], "i64", &[0], &mut NoHost));
+        let message = machine_message(call(&mut m, COUNT_UP, &["i64"], "i64", &[0], &mut NoHost));
         assert!(message.contains("timeout"), "{arch}: {message}");
     }
 }

@@ -15,36 +15,26 @@
 //! emulator does not carry out, Cranelift's trap instruction and Zcb
 //! accesses of unmapped or read-only memory are reported at their own pc.
 
-mod common;
-
 use Shows::Insn;
 use cranelift_exn::codegen::data_value::DataValue;
-use cranelift_exn::codegen::ir::{self, TrapCode};
+use cranelift_exn::codegen::ir::TrapCode;
 use cranelift_exn::codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_exn::isa::{Arch, Reg};
 use cranelift_exn::machine::{HostServices, Machine};
 use cranelift_exn::memory::Memory;
 use cranelift_exn::{CallError, Error, Module};
 use cranelift_exn_emulator::{EmulatedMachine, unsupported_reason};
+use cranelift_exn_testkit::codegen as common;
+use cranelift_exn_testkit::zcb::{C_LBU, C_SH, ZCB_CASES, find_compressed};
 
 /// The riscv64 ISA with `flags` enabled.
 fn isa(flags: &[&str]) -> OwnedTargetIsa {
     common::isa(Arch::Riscv64, flags)
 }
 
-/// `function %f(i64, i64) -> i64`: `body` after `block0(v0, v1)`, its
-/// instructions separated by new lines or by `; `.
-fn function(body: &str) -> ir::Function {
-    common::function(
-        "function %f(i64, i64) -> i64 system_v",
-        "block0(v0: i64, v1: i64)",
-        body,
-    )
-}
-
 /// Machine code and VCode listing of `body` compiled for `isa`.
 fn compile(isa: &dyn TargetIsa, body: &str) -> (Vec<u8>, String) {
-    common::compile(isa, function(body))
+    common::compile(isa, common::binary_function(body))
 }
 
 /// How a case proves its instruction is in the code.
@@ -55,24 +45,6 @@ enum Shows {
     /// A 16-bit instruction (decoding the code linearly) whose bits under
     /// `.0` equal `.1`.
     Compressed(u16, u16),
-}
-
-/// Whether the linear decoding of `code` has a 16-bit instruction `h` with
-/// `h & mask == want`.
-fn has_compressed(code: &[u8], mask: u16, want: u16) -> bool {
-    let mut at = 0;
-    while at + 2 <= code.len() {
-        let h = u16::from_le_bytes([code[at], code[at + 1]]);
-        if h & 3 == 3 {
-            at += 4;
-        } else {
-            if h & mask == want {
-                return true;
-            }
-            at += 2;
-        }
-    }
-    false
 }
 
 /// Edge values: zero, small numbers and bit indices, byte/halfword/word
@@ -127,7 +99,7 @@ fn check(case: &Case, extra: &[u64]) {
                 .next()
                 .is_some_and(|word| word == mnemonic)
         }),
-        Shows::Compressed(mask, want) => has_compressed(&code, mask, want),
+        Shows::Compressed(mask, want) => find_compressed(&code, (mask, want)).is_some(),
     };
     assert!(
         found,
@@ -135,23 +107,9 @@ fn check(case: &Case, extra: &[u64]) {
         case.flags, case.shows, case.body
     );
     let machine = Box::new(EmulatedMachine::new(Arch::Riscv64).unwrap());
-    let module = Module::new(machine, &*isa, vec![function(case.body)]).unwrap();
-    let firsts = VALUES.iter().chain(extra);
-    for &a in firsts {
-        for &b in VALUES {
-            let args = [DataValue::I64(a as i64), DataValue::I64(b as i64)];
-            let got = module
-                .call("%f", &args)
-                .unwrap_or_else(|e| panic!("{:?} ({a:#x}, {b:#x}): {e}", case.shows));
-            let want = (case.expected)(a, b);
-            assert_eq!(
-                got,
-                [DataValue::I64(want as i64)],
-                "{:?} ({a:#x}, {b:#x}): want {want:#x}",
-                case.shows
-            );
-        }
-    }
+    let module = Module::new(machine, &*isa, vec![common::binary_function(case.body)]).unwrap();
+    let firsts: Vec<u64> = VALUES.iter().chain(extra).copied().collect();
+    common::assert_binary_results(&module, &firsts, VALUES, case.expected, &case.shows);
 }
 
 /// [`check`] every case with no extra first operands.
@@ -345,75 +303,22 @@ fn zicond() {
     });
 }
 
-/// `c.*` encodings: mask and value of a 16-bit instruction, any registers.
-const C_LBU: (u16, u16) = (0xfc03, 0x8000);
-const C_LHU: (u16, u16) = (0xfc43, 0x8400);
-const C_LH: (u16, u16) = (0xfc43, 0x8440);
-const C_SB: (u16, u16) = (0xfc03, 0x8800);
-const C_SH: (u16, u16) = (0xfc43, 0x8c00);
-const C_ZEXT_B: (u16, u16) = (0xfc7f, 0x9c61);
-const C_SEXT_B: (u16, u16) = (0xfc7f, 0x9c65);
-const C_ZEXT_H: (u16, u16) = (0xfc7f, 0x9c69);
-const C_SEXT_H: (u16, u16) = (0xfc7f, 0x9c6d);
-const C_ZEXT_W: (u16, u16) = (0xfc7f, 0x9c71);
-const C_NOT: (u16, u16) = (0xfc7f, 0x9c75);
-const C_MUL: (u16, u16) = (0xfc63, 0x9c41);
-
-fn compressed((mask, want): (u16, u16)) -> Shows {
-    Shows::Compressed(mask, want)
-}
-
+/// Each of the testkit's [`ZCB_CASES`], its encoding found in the code.
 #[test]
-fn zcb_arithmetic() {
-    run_all(cases! {&["has_c", "has_zcb"];
-        compressed(C_MUL), "v2 = imul v0, v1; return v2"
-            => |a, b| a.wrapping_mul(b);
-        compressed(C_NOT), "v2 = bnot v0; return v2"
-            => |a, _| !a;
-        compressed(C_ZEXT_B), "v2 = iconst.i64 0xff; v3 = band v0, v2; return v3"
-            => |a, _| a & 0xff;
-    });
-    run_all(cases! {&["has_c", "has_zcb", "has_zbb"];
-        compressed(C_SEXT_B), "v2 = ireduce.i8 v0; v3 = sextend.i64 v2; return v3"
-            => |a, _| a as i8 as i64 as u64;
-        compressed(C_ZEXT_H), "v2 = ireduce.i16 v0; v3 = uextend.i64 v2; return v3"
-            => |a, _| a & 0xffff;
-        compressed(C_SEXT_H), "v2 = ireduce.i16 v0; v3 = sextend.i64 v2; return v3"
-            => |a, _| a as i16 as i64 as u64;
-    });
-    run_all(cases! {&["has_c", "has_zcb", "has_zba"];
-        compressed(C_ZEXT_W), "v2 = ireduce.i32 v0; v3 = uextend.i64 v2; return v3"
-            => |a, _| a & 0xffff_ffff;
-    });
-}
-
-/// Stores `v0` and `v1` in a stack slot, then passes its address through
-/// `v1 - v1 + addr` so that the access uses a register base (compressible)
-/// rather than `sp`.
-macro_rules! slot_body {
-    ($tail:literal) => {
-        concat!(
-            "ss0 = explicit_slot 16, align = 8; v2 = stack_addr.i64 ss0; store v0, v2; ",
-            "store v1, v2+8; v3 = isub v1, v1; v4 = iadd v2, v3; ",
-            $tail
-        )
-    };
-}
-
-#[test]
-fn zcb_loads_and_stores() {
-    run_all(cases! {&["has_c", "has_zcb"];
-        compressed(C_LBU), slot_body!("v5 = uload8.i64 v4+3; return v5")
-            => |a, _| (a >> 24) & 0xff;
-        compressed(C_LHU), slot_body!("v5 = uload16.i64 v4+2; return v5")
-            => |a, _| (a >> 16) & 0xffff;
-        compressed(C_LH), slot_body!("v5 = sload16.i64 v4+2; return v5")
-            => |a, _| (a >> 16) as i16 as i64 as u64;
-        compressed(C_SB), slot_body!("istore8 v1, v4+2; v5 = load.i64 v4; return v5")
-            => |a, b| (a & !0xff_0000) | ((b & 0xff) << 16);
-        compressed(C_SH), slot_body!("istore16 v1, v4+2; v5 = load.i64 v4; return v5")
-            => |a, b| (a & !0xffff_0000) | ((b & 0xffff) << 16);
-    });
+fn zcb_instructions() {
+    for case in ZCB_CASES {
+        let (mask, want) = case.encoding;
+        let shows = Shows::Compressed(mask, want);
+        check(
+            &Case {
+                flags: case.flags,
+                body: case.body,
+                shows,
+                expected: case.expected,
+            },
+            &[],
+        );
+    }
 }
 
 /// Host services for code that must not call the host.
@@ -576,7 +481,7 @@ fn instructions_not_carried_out_still_fault_at_their_pc() {
 fn trap(flags: &[&str], body: &str, args: [u64; 2]) -> (TrapCode, u64) {
     let isa = isa(flags);
     let machine = Box::new(EmulatedMachine::new(Arch::Riscv64).unwrap());
-    let module = Module::new(machine, &*isa, vec![function(body)]).unwrap();
+    let module = Module::new(machine, &*isa, vec![common::binary_function(body)]).unwrap();
     match module.call("%f", &args.map(|x| DataValue::I64(x as i64))) {
         Err(CallError::Trap { code, pc, .. }) => (code, pc),
         other => panic!("{flags:?} {args:?}: not a trap: {other:?}"),
@@ -598,7 +503,7 @@ fn cranelift_traps_stay_traps() {
     let module = Module::new(
         Box::new(EmulatedMachine::new(Arch::Riscv64).unwrap()),
         &*isa,
-        vec![function(body)],
+        vec![common::binary_function(body)],
     )
     .unwrap();
     assert_eq!(
@@ -625,7 +530,7 @@ fn zcb_accesses_of_unmapped_or_read_only_memory_fault() {
     let load = "    v2 = uload8.i64 v0+1
     return v2";
     let (code, _) = compile(&*isa(flags), load);
-    assert!(has_compressed(&code, C_LBU.0, C_LBU.1), "{code:02x?}");
+    assert!(find_compressed(&code, C_LBU).is_some(), "{code:02x?}");
     // Address 1 is unmapped: the load's trap, at the load.
     let (trap_code, _) = trap(flags, load, [0, 0]);
     assert_eq!(trap_code, TrapCode::HEAP_OUT_OF_BOUNDS);
@@ -633,7 +538,7 @@ fn zcb_accesses_of_unmapped_or_read_only_memory_fault() {
     let store = "    istore16 v1, v0+2
     return v1";
     let (code, _) = compile(&*isa(flags), store);
-    assert!(has_compressed(&code, C_SH.0, C_SH.1), "{code:02x?}");
+    assert!(find_compressed(&code, C_SH).is_some(), "{code:02x?}");
     assert_eq!(
         trap(flags, store, [0x10, 7]).0,
         TrapCode::HEAP_OUT_OF_BOUNDS
@@ -652,7 +557,7 @@ fn zcb_accesses_of_unmapped_or_read_only_memory_fault() {
     let module = Module::new(
         Box::new(EmulatedMachine::new(Arch::Riscv64).unwrap()),
         &*isa(flags),
-        vec![function(load)],
+        vec![common::binary_function(load)],
     )
     .unwrap();
     assert_eq!(

@@ -10,14 +10,13 @@
 //! infinities, subnormals, rounding ties) and compares every lane, bit for
 //! bit, with a model of the z/Architecture semantics written here in Rust.
 
-mod common;
-
 use cranelift_exn::Module;
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
 use cranelift_exn_emulator::EmulatedMachine;
 use cranelift_exn_emulator::capabilities::unsupported_code;
+use cranelift_exn_testkit::codegen as common;
 
 // ---- compiling and running ----
 

@@ -18,7 +18,7 @@ fn check(func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::{run_text, run_text_error};
+    use crate::test_support::{assert_fails_with, run_text};
 
     const TEXT: &str = "test cat
 
@@ -35,18 +35,12 @@ block10(v7: i32):
 ";
 
     #[test]
-    fn printed_function_matches() {
-        run_text(TEXT).unwrap();
-    }
-
-    #[test]
-    fn wrong_check_fails() {
-        let wrong = TEXT.replace(
-            "; nextln:     v8 = iconst.i32 1",
-            "; nextln:     v8 = iconst.i32 2",
+    fn printed_function_matches_and_a_wrong_check_fails() {
+        assert_fails_with(
+            TEXT,
+            &[("v8 = iconst.i32 1", "v8 = iconst.i32 2")],
+            &["filecheck failed"],
         );
-        let err = run_text_error(&wrong);
-        assert!(err.contains("filecheck failed"), "{err}");
     }
 
     #[test]

@@ -10,11 +10,11 @@ use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::print_errors::pretty_error;
-use cranelift_codegen::settings::Flags;
+use cranelift_codegen::settings::FlagsOrIsa;
 use cranelift_reader::TestCommand;
 
 use crate::subtest::{
-    Context, SourceFile, SubTest, check_precise_output, run_filecheck, set_flags,
+    Context, KindFacts, SourceFile, SubTest, check_precise_output, run_filecheck, set_flags,
 };
 
 /// `test compile [precise-output] [expect-fail]`.
@@ -33,36 +33,21 @@ pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
         ("precise-output", &mut test.precise_output),
         ("expect-fail", &mut test.expect_fail),
     ];
-    if !set_flags(command, flags) {
-        bail!("unknown option on `{command}`");
-    }
+    set_flags(command, flags)?;
     Ok(Box::new(test))
 }
 
 impl SubTest for TestCompile {
-    fn name(&self) -> &'static str {
-        "compile"
+    fn facts(&self) -> KindFacts {
+        KindFacts::new("compile").mutating().per_target()
     }
 
-    fn is_mutating(&self) -> bool {
-        true
-    }
-
-    fn needs_isa(&self) -> bool {
-        true
-    }
-
-    fn run_target(
-        &self,
-        file: &SourceFile,
-        flags: &Flags,
-        isa: Option<&dyn TargetIsa>,
-    ) -> anyhow::Result<()> {
-        let isa = isa.context("`test compile` needs a target")?;
+    fn run_target(&self, file: &SourceFile, target: FlagsOrIsa) -> anyhow::Result<()> {
+        let isa = target.isa.context("`test compile` needs a target")?;
         // One disassembler for all functions of this target: building one
         // costs more than disassembling a small function.
         let capstone = self.disassembler(isa)?;
-        file.for_each_function(self.name(), flags, Some(isa), |func, context| {
+        file.for_each_function(self.name(), target, |func, context| {
             self.compile_one(func.clone(), context, capstone.as_ref())
         })
     }

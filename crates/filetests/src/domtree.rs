@@ -123,7 +123,7 @@ fn domtree_text(func: &Function, domtree: &DominatorTree) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::{run_text, run_text_error};
+    use crate::test_support::assert_fails_with;
 
     const TEXT: &str = "test domtree
 
@@ -148,47 +148,44 @@ block3:
 ; nextln: }
 ";
 
-    #[test]
-    fn correct_annotations_pass() {
-        run_text(TEXT).unwrap();
-    }
+    /// `block0`'s annotation in [`TEXT`].
+    const DOMINATES_ALL: &str = "; dominates: block1 block2 block3";
 
     #[test]
     fn wrong_dominator_fails() {
         // block3 is reached from block1 and block2, so block1 does not
         // dominate it.
-        let wrong = TEXT
-            .replace(
-                "; dominates: block1 block2 block3",
-                "; dominates: block1 block2",
-            )
-            .replace(
-                "    jump block3\nblock2:",
-                "    jump block3 ; dominates: block3\nblock2:",
-            );
-        let err = run_text_error(&wrong);
-        assert!(err.contains("mismatching idoms for block3"), "{err}");
-        assert!(err.contains("<memory>.clif:7"), "{err}");
+        assert_fails_with(
+            TEXT,
+            &[
+                (DOMINATES_ALL, "; dominates: block1 block2"),
+                (
+                    "    jump block3\nblock2:",
+                    "    jump block3 ; dominates: block3\nblock2:",
+                ),
+            ],
+            &["mismatching idoms for block3", "<memory>.clif:7"],
+        );
     }
 
     #[test]
     fn missing_annotation_fails() {
-        let wrong = TEXT.replace(" block3 ; dominates", " ; dominates");
-        let wrong = wrong.replace(
-            "; dominates: block1 block2 block3",
-            "; dominates: block1 block2",
+        assert_fails_with(
+            TEXT,
+            &[(DOMINATES_ALL, "; dominates: block1 block2")],
+            &["want: unreachable"],
         );
-        let err = run_text_error(&wrong);
-        assert!(err.contains("want: unreachable"), "{err}");
     }
 
     #[test]
     fn wrong_filecheck_line_fails() {
-        let wrong = TEXT.replace(
-            "; nextln: block0: block2 block1 block3",
-            "; nextln: block0: block1 block2 block3",
+        assert_fails_with(
+            TEXT,
+            &[(
+                "block0: block2 block1 block3",
+                "block0: block1 block2 block3",
+            )],
+            &["filecheck failed"],
         );
-        let err = run_text_error(&wrong);
-        assert!(err.contains("filecheck failed"), "{err}");
     }
 }

@@ -14,14 +14,11 @@ use anyhow::{Context as _, anyhow, bail};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::inline::{Inline, InlineCommand};
 use cranelift_codegen::ir::{self, ExternalName, Function, UserFuncName};
-use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::print_errors::{pretty_error, pretty_verifier_error};
-use cranelift_codegen::settings::Flags;
+use cranelift_codegen::settings::FlagsOrIsa;
 use cranelift_reader::TestCommand;
 
-use crate::subtest::{
-    Context, SourceFile, SubTest, check_precise_output, run_filecheck, set_flags,
-};
+use crate::subtest::{Context, KindFacts, SourceFile, SubTest, check_output, set_flags};
 
 /// The functions available for inlining, by name.
 type Callees = HashMap<UserFuncName, Function>;
@@ -37,43 +34,24 @@ struct TestInline {
 
 /// Build the `inline` kind from its `test` line.
 pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
-    anyhow::ensure!(
-        command.command == "inline",
-        "not an inline command: {command}"
-    );
     let mut test = TestInline::default();
     let flags = &mut [
         ("precise-output", &mut test.precise_output),
         ("optimize", &mut test.optimize),
     ];
-    if !set_flags(command, flags) {
-        bail!("unknown option on {command}");
-    }
+    set_flags(command, flags)?;
     Ok(Box::new(test))
 }
 
 impl SubTest for TestInline {
-    fn name(&self) -> &'static str {
-        "inline"
+    fn facts(&self) -> KindFacts {
+        KindFacts::new("inline").mutating().per_target()
     }
 
-    fn is_mutating(&self) -> bool {
-        true
-    }
-
-    fn needs_isa(&self) -> bool {
-        true
-    }
-
-    fn run_target(
-        &self,
-        file: &SourceFile,
-        flags: &Flags,
-        isa: Option<&dyn TargetIsa>,
-    ) -> anyhow::Result<()> {
+    fn run_target(&self, file: &SourceFile, target: FlagsOrIsa) -> anyhow::Result<()> {
         // Earlier functions of this file, for this target only.
         let mut callees = Callees::new();
-        file.for_each_function(self.name(), flags, isa, |func, context| {
+        file.for_each_function(self.name(), target, |func, context| {
             self.inline_and_check(func.clone(), context, &mut callees)
         })
     }
@@ -131,12 +109,7 @@ impl TestInline {
         } else {
             format!("(no functions inlined into {})", ctx.func.name)
         };
-        if self.precise_output {
-            let lines: Vec<&str> = actual.lines().collect();
-            check_precise_output(&lines, context)
-        } else {
-            run_filecheck(&actual, context)
-        }
+        check_output(&actual, self.precise_output, context)
     }
 }
 
@@ -210,7 +183,7 @@ impl Inline for Inliner<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::{run_text, run_text_error};
+    use crate::test_support::{assert_fails_with, run_text, run_text_error};
 
     const TEXT: &str = "test inline precise-output
 target x86_64
@@ -250,33 +223,29 @@ block0(v0: i32):
 ";
 
     #[test]
-    fn exact_output_passes() {
-        run_text(TEXT).unwrap();
-    }
-
-    #[test]
-    fn wrong_precise_output_line_fails_with_a_diff() {
-        let wrong = TEXT.replace(
-            ";     v4 = iadd.i32 v0, v3  ; v3 = 1",
-            ";     v4 = isub.i32 v0, v3  ; v3 = 1",
+    fn exact_output_passes_and_a_wrong_line_fails_with_a_diff() {
+        assert_fails_with(
+            TEXT,
+            &[(";     v4 = iadd.i32", ";     v4 = isub.i32")],
+            &[
+                "-    v4 = isub.i32 v0, v3  ; v3 = 1",
+                "+    v4 = iadd.i32 v0, v3  ; v3 = 1",
+            ],
         );
-        let err = run_text_error(&wrong);
-        assert!(err.contains("-    v4 = isub.i32 v0, v3  ; v3 = 1"), "{err}");
-        assert!(err.contains("+    v4 = iadd.i32 v0, v3  ; v3 = 1"), "{err}");
     }
 
-    #[test]
-    fn filecheck_mode() {
-        let text = "test inline
-target x86_64
-
+    /// `%callee(x)`: `x + 7`.
+    const CALLEE: &str = "
 function %callee(i32) -> i32 {
 block0(v0: i32):
     v1 = iconst.i32 7
     v2 = iadd v0, v1
     return v2
 }
+";
 
+    /// `%caller(x)`: `%callee(x)`, which should be inlined.
+    const CALLER: &str = "
 function %caller(i32) -> i32 {
     fn0 = %callee(i32) -> i32
 block0(v0: i32):
@@ -286,28 +255,14 @@ block0(v0: i32):
 ; check: iconst.i32 7
 ; not: call
 ";
+
+    #[test]
+    fn filecheck_mode() {
         // The filecheck lines attach to %caller; %callee has none.
-        run_text(text).unwrap();
+        run_text(&format!("test inline\ntarget x86_64\n{CALLEE}{CALLER}")).unwrap();
         // A callee defined after its caller is not inlined.
-        let swapped = "test inline
-target x86_64
-
-function %caller(i32) -> i32 {
-    fn0 = %callee(i32) -> i32
-block0(v0: i32):
-    v1 = call fn0(v0)
-    return v1
-}
-; check: iconst.i32 7
-
-function %callee(i32) -> i32 {
-block0(v0: i32):
-    v1 = iconst.i32 7
-    v2 = iadd v0, v1
-    return v2
-}
-";
-        let err = run_text_error(swapped);
+        let swapped = format!("test inline\ntarget x86_64\n{CALLER}{CALLEE}");
+        let err = run_text_error(&swapped);
         assert!(err.contains("filecheck failed"), "{err}");
     }
 
@@ -320,42 +275,34 @@ block0(v0: i32):
 
     #[test]
     fn signature_mismatch_is_an_error() {
-        let text = "test inline
-target x86_64
-
-function %callee(i32) -> i32 {
-block0(v0: i32):
-    return v0
-}
-
-function %caller(i64) -> i64 {
-    fn0 = %callee(i64) -> i64
-block0(v0: i64):
-    v1 = call fn0(v0)
-    return v1
-}
-";
-        let err = run_text_error(text);
-        assert!(
-            err.contains("<memory>.clif:9: call inst0 to %callee"),
-            "{err}"
+        // %caller, now on i64, declares %callee with i64 where it takes and
+        // returns i32.
+        let text = format!("test inline\ntarget x86_64\n{CALLEE}{CALLER}");
+        assert_fails_with(
+            &text,
+            &[
+                ("%caller(i32) -> i32", "%caller(i64) -> i64"),
+                ("fn0 = %callee(i32) -> i32", "fn0 = %callee(i64) -> i64"),
+                (
+                    "block0(v0: i32):\n    v1 = call",
+                    "block0(v0: i64):\n    v1 = call",
+                ),
+            ],
+            &[
+                "<memory>.clif:11: call inst0 to %callee",
+                "differs from the definition",
+            ],
         );
-        assert!(err.contains("differs from the definition"), "{err}");
     }
 
     #[test]
     fn recursion_is_bounded() {
-        let text = "test inline
-target x86_64
-
-function %f(i32) -> i32 {
-    fn0 = %f(i32) -> i32
-block0(v0: i32):
-    v1 = call fn0(v0)
-    return v1
-}
-";
-        let err = run_text_error(text);
-        assert!(err.contains("recursive inlining"), "{err}");
+        // %caller calling itself.
+        let text = format!("test inline\ntarget x86_64\n{CALLEE}{CALLER}");
+        assert_fails_with(
+            &text,
+            &[("fn0 = %callee", "fn0 = %caller")],
+            &["recursive inlining"],
+        );
     }
 }

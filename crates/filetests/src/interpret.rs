@@ -14,15 +14,15 @@ use anyhow::{Context as _, anyhow, bail};
 use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
 use cranelift_codegen::ir::{Function, LibCall};
-use cranelift_codegen::isa::TargetIsa;
-use cranelift_codegen::settings::Flags;
+use cranelift_codegen::settings::FlagsOrIsa;
 use cranelift_interpreter::environment::FunctionStore;
 use cranelift_interpreter::interpreter::{Interpreter, InterpreterState, LibCallValues};
 use cranelift_interpreter::step::{ControlFlow, CraneliftTrap};
 use cranelift_reader::{Details, RunCommand, TestCommand, TestFile, parse_run_command};
 
 use crate::subtest::{
-    Context, Printed, SourceFile, SubTest, expect_no_options, show_invocation, show_values,
+    Context, KindFacts, Printed, SourceFile, SubTest, expect_no_options, show_invocation,
+    show_values,
 };
 
 /// The `interpret` kind; it takes no options.
@@ -40,16 +40,11 @@ pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
 }
 
 impl SubTest for TestInterpret {
-    fn name(&self) -> &'static str {
-        "interpret"
+    fn facts(&self) -> KindFacts {
+        KindFacts::new("interpret")
     }
 
-    fn run_target(
-        &self,
-        file: &SourceFile,
-        _flags: &Flags,
-        _isa: Option<&dyn TargetIsa>,
-    ) -> anyhow::Result<()> {
+    fn run_target(&self, file: &SourceFile, _target: FlagsOrIsa) -> anyhow::Result<()> {
         let store = function_store(file.testfile);
         for (func, details) in &file.testfile.functions {
             let place = Place {
@@ -250,7 +245,7 @@ fn comment_line(source: &str, from_line: usize, text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{run_text, run_text_error};
+    use crate::test_support::{assert_fails_with, run_text_error};
 
     const ADD: &str = "test interpret
 
@@ -262,17 +257,13 @@ block0(v0: i32, v1: i32):
 ";
 
     #[test]
-    fn correct_expectation_passes() {
-        let text = format!("{ADD}; run: %add(1, 2) == 3\n; run: %add(-1, 1) == 0\n");
-        run_text(&text).unwrap();
-    }
-
-    #[test]
-    fn wrong_expectation_fails_and_names_the_line() {
-        let text = format!("{ADD}; run: %add(1, 2) == 3\n; run: %add(2, 2) == 5\n");
-        let err = run_text_error(&text);
-        assert!(err.contains("%add(2, 2) == 5"), "{err}");
-        assert!(err.contains("actual: 4"), "{err}");
+    fn correct_expectation_passes_and_a_wrong_one_fails_naming_the_line() {
+        let text = format!("{ADD}; run: %add(1, 2) == 3\n; run: %add(2, 2) == 4\n");
+        assert_fails_with(
+            &text,
+            &[("%add(2, 2) == 4", "%add(2, 2) == 5")],
+            &["%add(2, 2) == 5", "actual: 4"],
+        );
     }
 
     #[test]
@@ -295,9 +286,11 @@ block0(v0: i64):
 ; run: %quad(5) == 20
 ; run: %quad(5) != 21
 ";
-        run_text(text).unwrap();
-        let wrong = text.replace("%quad(5) == 20", "%quad(5) == 10");
-        assert!(run_text(&wrong).is_err());
+        assert_fails_with(
+            text,
+            &[("%quad(5) == 20", "%quad(5) == 10")],
+            &["actual: 20"],
+        );
     }
 
     #[test]
@@ -330,9 +323,11 @@ block0(v0: f64, v1: f64, v2: f64):
 }
 ; run: %fma(0x2.0, 0x3.0, 0x1.0) == 0x7.0
 ";
-        run_text(text).unwrap();
-        let wrong = text.replace("%ceil(0x0.5) == 0x1.0", "%ceil(0x0.5) == 0x0.0");
-        assert!(run_text(&wrong).is_err());
+        assert_fails_with(
+            text,
+            &[("%ceil(0x0.5) == 0x1.0", "%ceil(0x0.5) == 0x0.0")],
+            &["%ceil(0x0.5) == 0x0.0"],
+        );
     }
 
     #[test]

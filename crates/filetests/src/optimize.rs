@@ -4,13 +4,13 @@
 
 use std::borrow::Cow;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::print_errors::pretty_error;
 use cranelift_reader::TestCommand;
 
-use crate::subtest::{Context, SubTest, check_precise_output, run_filecheck, set_flags};
+use crate::subtest::{Context, KindFacts, SubTest, check_output, set_flags};
 
 /// `test optimize [precise-output]`.
 struct TestOptimize {
@@ -22,23 +22,13 @@ pub fn subtest(command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
     let mut test = TestOptimize {
         precise_output: false,
     };
-    if !set_flags(command, &mut [("precise-output", &mut test.precise_output)]) {
-        bail!("unknown option on `{command}`");
-    }
+    set_flags(command, &mut [("precise-output", &mut test.precise_output)])?;
     Ok(Box::new(test))
 }
 
 impl SubTest for TestOptimize {
-    fn name(&self) -> &'static str {
-        "optimize"
-    }
-
-    fn is_mutating(&self) -> bool {
-        true
-    }
-
-    fn needs_isa(&self) -> bool {
-        true
+    fn facts(&self) -> KindFacts {
+        KindFacts::new("optimize").mutating().per_target()
     }
 
     fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {
@@ -47,11 +37,6 @@ impl SubTest for TestOptimize {
         ctx.optimize(isa, &mut ControlPlane::default())
             .map_err(|e| anyhow::anyhow!("{}", pretty_error(&ctx.func, e)))?;
         let text = ctx.func.display().to_string();
-        if self.precise_output {
-            let actual: Vec<&str> = text.lines().collect();
-            check_precise_output(&actual, context)
-        } else {
-            run_filecheck(&text, context)
-        }
+        check_output(&text, self.precise_output, context)
     }
 }

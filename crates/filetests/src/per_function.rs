@@ -7,17 +7,13 @@ use std::borrow::Cow;
 use cranelift_codegen::ir::Function;
 use cranelift_reader::TestCommand;
 
-use crate::subtest::{Context, SubTest, expect_no_options};
+use crate::subtest::{Context, KindFacts, SubTest, expect_no_options};
 
 /// A test kind that takes no options and checks each function on its own.
 #[derive(Clone, Copy)]
 pub struct PerFunctionKind {
-    /// The kind's name as written after `test`.
-    pub name: &'static str,
-    /// Whether the functions must pass the verifier before the check.
-    pub needs_verifier: bool,
-    /// Whether the check changes the function.
-    pub is_mutating: bool,
+    /// The kind's name and how it treats functions (never per target).
+    pub facts: KindFacts,
     /// The check of one function.
     pub check: fn(Cow<Function>, &Context) -> anyhow::Result<()>,
 }
@@ -31,9 +27,7 @@ impl PerFunctionKind {
         check: fn(Cow<Function>, &Context) -> anyhow::Result<()>,
     ) -> Self {
         PerFunctionKind {
-            name,
-            needs_verifier: true,
-            is_mutating: false,
+            facts: KindFacts::new(name),
             check,
         }
     }
@@ -41,7 +35,7 @@ impl PerFunctionKind {
     /// The same kind, run on functions that need not pass the verifier.
     pub const fn unverified(self) -> Self {
         PerFunctionKind {
-            needs_verifier: false,
+            facts: self.facts.unverified(),
             ..self
         }
     }
@@ -49,29 +43,21 @@ impl PerFunctionKind {
     /// The same kind, declared to change the functions it checks.
     pub const fn mutating(self) -> Self {
         PerFunctionKind {
-            is_mutating: true,
+            facts: self.facts.mutating(),
             ..self
         }
     }
 
     /// The kind for `command`, its `test` line, which must have no options.
     pub fn subtest(&self, command: &TestCommand) -> anyhow::Result<Box<dyn SubTest>> {
-        expect_no_options(command, self.name)?;
+        expect_no_options(command, self.facts.name)?;
         Ok(Box::new(*self))
     }
 }
 
 impl SubTest for PerFunctionKind {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn needs_verifier(&self) -> bool {
-        self.needs_verifier
-    }
-
-    fn is_mutating(&self) -> bool {
-        self.is_mutating
+    fn facts(&self) -> KindFacts {
+        self.facts
     }
 
     fn run(&self, func: Cow<Function>, context: &Context) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context as _, bail};
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
-use cranelift_codegen::settings::Flags;
+use cranelift_codegen::settings::FlagsOrIsa;
 use cranelift_exn::Error;
 use cranelift_exn::compile::build_isa;
 use cranelift_exn::isa::Arch;
@@ -21,7 +21,8 @@ use cranelift_exn::module::Module;
 use cranelift_reader::{Comparison, RunCommand, TestCommand, TestFile, parse_run_command};
 
 use crate::subtest::{
-    Context, Printed, RunFailure, RunReport, SourceFile, SubTest, show_invocation, show_values,
+    Context, KindFacts, Printed, RunFailure, RunReport, SourceFile, SubTest, set_flags,
+    show_invocation, show_values,
 };
 
 /// Where a file's run has got to: what a supervisor needs to name the test,
@@ -63,9 +64,7 @@ pub fn subtest(
     provider: Arc<dyn MachineProvider>,
     line_hook: Option<ProgressHook>,
 ) -> anyhow::Result<Box<dyn SubTest>> {
-    if let Some(option) = command.options.first() {
-        bail!("unknown option `{option}`");
-    }
+    set_flags(command, &mut [])?;
     Ok(Box::new(TestRun {
         provider,
         line_hook,
@@ -83,28 +82,15 @@ struct RunLine {
 }
 
 impl SubTest for TestRun {
-    fn name(&self) -> &'static str {
-        "run"
-    }
-
-    fn needs_isa(&self) -> bool {
-        true
-    }
-
     /// The functions are verified when they are compiled, with the flags
     /// this runner forces (`preserve_frame_pointers`, which exception run
     /// tests need for `get_frame_pointer`), not with the file's own flags.
-    fn needs_verifier(&self) -> bool {
-        false
+    fn facts(&self) -> KindFacts {
+        KindFacts::new("run").unverified().per_target()
     }
 
-    fn run_target(
-        &self,
-        file: &SourceFile,
-        _flags: &Flags,
-        isa: Option<&dyn TargetIsa>,
-    ) -> anyhow::Result<()> {
-        let isa = isa.context("`test run` needs a target")?;
+    fn run_target(&self, file: &SourceFile, target: FlagsOrIsa) -> anyhow::Result<()> {
+        let isa = target.isa.context("`test run` needs a target")?;
         let report = self.run_on(file.testfile, file.path, file.text, isa)?;
         let failed = report.failures.len();
         *self

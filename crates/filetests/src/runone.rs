@@ -419,7 +419,7 @@ fn run_tuple(
     // A panic in Cranelift (on input its verifier accepts, or a backend
     // limit) fails this test and target only; the file's others still run.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        test.run_target(file, flags, isa)
+        test.run_target(file, FlagsOrIsa { flags, isa })
     }));
     match outcome {
         Ok(Ok(())) => Status::Passed,

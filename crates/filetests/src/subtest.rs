@@ -59,21 +59,20 @@ pub struct SourceFile<'a> {
 
 impl SourceFile<'_> {
     /// Call `check` on each function of the file in turn, with its
-    /// [`Context`] for `flags` and `isa`; stop at the first error, naming
+    /// [`Context`] for `target`'s flags and ISA; stop at the first error, naming
     /// the test kind `kind` and the function in it.
     pub fn for_each_function(
         &self,
         kind: &str,
-        flags: &Flags,
-        isa: Option<&dyn TargetIsa>,
+        target: FlagsOrIsa,
         mut check: impl FnMut(&Function, &Context) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         for (func, details) in &self.testfile.functions {
             let context = Context {
                 preamble_comments: &self.testfile.preamble_comments,
                 details,
-                flags,
-                isa,
+                flags: target.flags,
+                isa: target.isa,
                 file_path: self.path,
                 source: self.text,
                 file_update: self.update,
@@ -84,37 +83,89 @@ impl SourceFile<'_> {
     }
 }
 
+/// What the runner must know of a test kind before it runs it: its name
+/// and how it treats functions and targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindFacts {
+    /// The kind's name as written after `test`.
+    pub name: &'static str,
+    /// Whether the functions must pass the verifier before the test runs.
+    pub needs_verifier: bool,
+    /// Whether the test changes the functions (a hint to avoid clones).
+    pub is_mutating: bool,
+    /// Whether the test runs once per `target` line (true) or once per file.
+    pub needs_isa: bool,
+}
+
+impl KindFacts {
+    /// The kind `name`: its functions are verified first, not changed, and
+    /// it runs once per file, unless said otherwise with
+    /// [`Self::unverified`], [`Self::mutating`] or [`Self::per_target`].
+    pub const fn new(name: &'static str) -> Self {
+        KindFacts {
+            name,
+            needs_verifier: true,
+            is_mutating: false,
+            needs_isa: false,
+        }
+    }
+
+    /// The same kind, run on functions that need not pass the verifier.
+    pub const fn unverified(self) -> Self {
+        KindFacts {
+            needs_verifier: false,
+            ..self
+        }
+    }
+
+    /// The same kind, declared to change the functions it checks.
+    pub const fn mutating(self) -> Self {
+        KindFacts {
+            is_mutating: true,
+            ..self
+        }
+    }
+
+    /// The same kind, run once per `target` line.
+    pub const fn per_target(self) -> Self {
+        KindFacts {
+            needs_isa: true,
+            ..self
+        }
+    }
+}
+
 /// One test kind (`compile`, `interpret`, `verifier`, ...), built from a
 /// file's `test` line.
 pub trait SubTest: Send + Sync {
+    /// The kind's name and how it treats functions and targets.
+    fn facts(&self) -> KindFacts;
+
     /// The kind's name as written after `test`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.facts().name
+    }
 
     /// Whether the function must pass the verifier before the test runs.
     fn needs_verifier(&self) -> bool {
-        true
+        self.facts().needs_verifier
     }
 
     /// Whether the test changes the function (a hint to avoid clones).
     fn is_mutating(&self) -> bool {
-        false
+        self.facts().is_mutating
     }
 
     /// Whether the test runs once per `target` line (true) or once per file.
     fn needs_isa(&self) -> bool {
-        false
+        self.facts().needs_isa
     }
 
     /// Run the test for one target (or once, when `needs_isa` is false):
     /// by default on each function in turn. Kinds that need the whole file
     /// at once (`run`, `interpret`: functions call each other) override it.
-    fn run_target(
-        &self,
-        file: &SourceFile,
-        flags: &Flags,
-        isa: Option<&dyn TargetIsa>,
-    ) -> anyhow::Result<()> {
-        file.for_each_function(self.name(), flags, isa, |func, context| {
+    fn run_target(&self, file: &SourceFile, target: FlagsOrIsa) -> anyhow::Result<()> {
+        file.for_each_function(self.name(), target, |func, context| {
             self.run(Cow::Borrowed(func), context)
         })
     }
@@ -154,19 +205,20 @@ pub fn expect_no_options(command: &TestCommand, kind: &str) -> anyhow::Result<()
 }
 
 /// Set the boolean of each flag among `command`'s options (`precise-output`
-/// ...) from `flags`, a list of (flag, its boolean); `false` when an option
-/// is not one of them.
-pub fn set_flags(command: &TestCommand, flags: &mut [(&str, &mut bool)]) -> bool {
+/// ...) from `flags`, a list of (flag, its boolean); an error naming the
+/// first option that is not one of them.
+pub fn set_flags(command: &TestCommand, flags: &mut [(&str, &mut bool)]) -> anyhow::Result<()> {
     for option in &command.options {
-        let TestOption::Flag(name) = option else {
-            return false;
+        let known = match option {
+            TestOption::Flag(name) => flags.iter_mut().find(|(known, _)| known == name),
+            TestOption::Value(..) => None,
         };
-        let Some((_, flag)) = flags.iter_mut().find(|(known, _)| known == name) else {
-            return false;
+        let Some((_, flag)) = known else {
+            bail!("unknown option `{option}`");
         };
         **flag = true;
     }
-    true
+    Ok(())
 }
 
 /// The output of one `; print:` line.
@@ -248,6 +300,18 @@ pub fn run_filecheck(text: &str, context: &Context) -> anyhow::Result<()> {
         checker,
         explain
     )
+}
+
+/// Check the CLIF `text` a kind produced for the function: line by line
+/// against its `precise-output` expectation when `precise_output`, else
+/// with its filecheck directives.
+pub fn check_output(text: &str, precise_output: bool, context: &Context) -> anyhow::Result<()> {
+    if precise_output {
+        let lines: Vec<&str> = text.lines().collect();
+        check_precise_output(&lines, context)
+    } else {
+        run_filecheck(text, context)
+    }
 }
 
 /// The filecheck directives of the preamble and of the function.

@@ -42,11 +42,11 @@ pub(crate) fn run_text(text: &str) -> anyhow::Result<()> {
         match (&testfile.isa_spec, test.needs_isa()) {
             (IsaSpec::Some(isas), true) => {
                 for isa in isas {
-                    test.run_target(&file, isa.flags(), Some(&**isa))?;
+                    test.run_target(&file, FlagsOrIsa::from(&**isa))?;
                 }
             }
             (IsaSpec::None(_), true) => bail!("test {} requires an ISA", test.name()),
-            (_, false) => test.run_target(&file, flags, unique)?,
+            (_, false) => test.run_target(&file, FlagsOrIsa { flags, isa: unique })?,
         }
     }
     Ok(())
@@ -58,5 +58,27 @@ pub(crate) fn run_text_error(text: &str) -> String {
     match run_text(text) {
         Ok(()) => panic!("the file passed, but was expected to fail:\n{text}"),
         Err(e) => format!("{e:#}"),
+    }
+}
+
+/// Check that `text` passes as written, and that with each `(from, to)` of
+/// `edits` applied in turn it fails with an error that contains every
+/// string of `wanted`. Each `from` must occur in the text, so that an edit
+/// cannot silently miss.
+pub(crate) fn assert_fails_with(text: &str, edits: &[(&str, &str)], wanted: &[&str]) {
+    if let Err(e) = run_text(text) {
+        panic!("the file fails before the edits: {e:#}\n{text}");
+    }
+    let mut edited = text.to_string();
+    for (from, to) in edits {
+        assert!(
+            edited.contains(from),
+            "{from:?} is not in the file:\n{edited}"
+        );
+        edited = edited.replace(from, to);
+    }
+    let err = run_text_error(&edited);
+    for want in wanted {
+        assert!(err.contains(want), "{want:?} is not in the error:\n{err}");
     }
 }

@@ -196,7 +196,7 @@ fn hosted_module(arch: Arch, native: bool) -> Module {
     hosted_module_for(default_isa(arch).unwrap(), native)
 }
 
-/// The testkit's [`HOSTED`](cranelift_exn_testkit::hosted::HOSTED) module
+/// The testkit's [`hosted`](cranelift_exn_testkit::hosted::hosted) module
 /// compiled for `isa`.
 fn hosted_module_for(isa: OwnedTargetIsa, native: bool) -> Module {
     let arch = Arch::from_triple(isa.triple()).unwrap();

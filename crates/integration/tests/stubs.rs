@@ -17,12 +17,12 @@
 use std::collections::HashMap;
 
 use cranelift_exn::Error;
-use cranelift_exn::compile::{CompiledFunction, Handler, compile_function, default_isa};
+use cranelift_exn::compile::{CallSite, CompiledFunction, Handler, compile_function, default_isa};
 use cranelift_exn::isa::{Arch, context};
 use cranelift_exn::link::{image_size, link};
 use cranelift_exn::machine::{HostServices, Machine};
 use cranelift_exn::memory::Memory;
-use cranelift_exn::module::{THROW_SYMBOL, install_stubs};
+use cranelift_exn::module::{StubAddresses, THROW_SYMBOL, install_stubs};
 use cranelift_exn_emulator::EmulatedMachine;
 
 const ARGS: [u64; 6] = [
@@ -71,6 +71,22 @@ struct Checker {
     seen: Option<Vec<u64>>,
 }
 
+/// An emulated machine for `arch` with the throw and resume stubs
+/// installed.
+fn machine_with_stubs(arch: Arch) -> (EmulatedMachine, StubAddresses) {
+    let mut m = EmulatedMachine::new(arch).unwrap();
+    let stubs = install_stubs(&mut m).unwrap();
+    (m, stubs)
+}
+
+impl Checker {
+    /// The function's call site with handlers (the throwing call).
+    fn handled_site(&self) -> &CallSite {
+        let sites = &self.function.call_sites;
+        sites.iter().find(|s| !s.handlers.is_empty()).unwrap()
+    }
+}
+
 impl HostServices for Checker {
     fn throw(&mut self, memory: &mut dyn Memory, ctx: u64, _buffer: u64) -> Result<(), Error> {
         let n = context::SAVED + self.arch.spec().callee_saved().len();
@@ -78,12 +94,7 @@ impl HostServices for Checker {
             .map(|i| memory.read_u64(ctx + 8 * i as u64))
             .collect::<Result<_, _>>()?;
         assert_eq!(ctx % 8, 0, "{}: context alignment", self.arch);
-        let site = self
-            .function
-            .call_sites
-            .iter()
-            .find(|s| !s.handlers.is_empty())
-            .unwrap();
+        let site = self.handled_site();
         let Handler::Default { offset } = site.handlers[0] else {
             panic!("expected a default handler")
         };
@@ -106,8 +117,7 @@ impl HostServices for Checker {
 fn throw_stub_captures_the_callers_state_and_resumes_at_its_handler() {
     for arch in Arch::ALL {
         let spec = arch.spec();
-        let mut m = EmulatedMachine::new(arch).unwrap();
-        let stubs = install_stubs(&mut m).unwrap();
+        let (mut m, stubs) = machine_with_stubs(arch);
         let isa = default_isa(arch).unwrap();
         let func = cranelift_exn::reader::parse_functions(CALLER)
             .unwrap()
@@ -131,13 +141,8 @@ fn throw_stub_captures_the_callers_state_and_resumes_at_its_handler() {
         let mut buffer = [0u8; 16];
         m.call_entry(base, 0, &mut buffer, &mut checker).unwrap();
 
-        let words = checker.seen.expect("the host was called");
-        let site = checker
-            .function
-            .call_sites
-            .iter()
-            .find(|s| !s.handlers.is_empty())
-            .unwrap();
+        let words = checker.seen.clone().expect("the host was called");
+        let site = checker.handled_site();
         assert_eq!(
             words[context::PC],
             base + u64::from(site.return_offset),
@@ -215,8 +220,7 @@ impl HostServices for NoHost {
 fn resume_stub_installs_every_register_before_jumping() {
     for arch in Arch::ALL {
         let spec = arch.spec();
-        let mut m = EmulatedMachine::new(arch).unwrap();
-        let stubs = install_stubs(&mut m).unwrap();
+        let (m, stubs) = machine_with_stubs(arch);
         let layout = m.layout();
         // The context is the call buffer, so its address arrives as the
         // callee argument, in the first argument register.

@@ -13,6 +13,7 @@
 
 use cranelift_exn::codegen::isa::TargetIsa;
 use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::cpu_lacks;
 
 /// A boolean ISA flag the QEMU CPU lacks, and what it stands for.
 struct Lacking {
@@ -95,19 +96,10 @@ pub fn unsupported_reason(isa: &dyn TargetIsa) -> Option<String> {
     let Some(arch) = Arch::from_triple(isa.triple()) else {
         return Some(format!("no QEMU machine for {}", isa.triple()));
     };
-    let flags = isa.isa_flags();
-    let lacking: Vec<String> = lacking_flags(arch)
-        .iter()
-        .filter(|l| {
-            flags
-                .iter()
-                .any(|v| v.name == l.flag && v.as_bool() == Some(true))
-        })
-        .map(|l| format!("{} ({})", l.flag, l.what))
-        .collect();
-    if lacking.is_empty() {
-        None
-    } else {
-        Some(format!("{arch} QEMU 7.2 CPU lacks {}", lacking.join(", ")))
-    }
+    let cpu = format!("{arch} QEMU 7.2 CPU");
+    cpu_lacks(
+        isa,
+        &cpu,
+        lacking_flags(arch).iter().map(|l| (l.flag, l.what)),
+    )
 }

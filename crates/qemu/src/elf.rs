@@ -33,29 +33,19 @@ impl Writer {
     fn u8(&mut self, v: u8) {
         self.bytes.push(v);
     }
+    /// Append a field given in both byte orders, in the file's.
+    fn field<const N: usize>(&mut self, big: [u8; N], little: [u8; N]) {
+        self.bytes
+            .extend_from_slice(if self.big { &big } else { &little });
+    }
     fn u16(&mut self, v: u16) {
-        let b = if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.bytes.extend_from_slice(&b);
+        self.field(v.to_be_bytes(), v.to_le_bytes());
     }
     fn u32(&mut self, v: u32) {
-        let b = if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.bytes.extend_from_slice(&b);
+        self.field(v.to_be_bytes(), v.to_le_bytes());
     }
     fn u64(&mut self, v: u64) {
-        let b = if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.bytes.extend_from_slice(&b);
+        self.field(v.to_be_bytes(), v.to_le_bytes());
     }
 }
 

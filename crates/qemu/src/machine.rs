@@ -138,23 +138,22 @@ impl Memory for QemuMemory<'_> {
     }
 
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.gdb
-            .borrow_mut()
-            .read_memory(addr, buf)
-            .map_err(|e| Error::Memory {
-                address: addr,
-                message: format!("reading {} bytes through the GDB stub: {e}", buf.len()),
-            })
+        let result = self.gdb.borrow_mut().read_memory(addr, buf);
+        result.map_err(|e| gdb_memory_error(addr, "reading", buf.len(), e))
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
-        self.gdb
-            .borrow_mut()
-            .write_memory(addr, data)
-            .map_err(|e| Error::Memory {
-                address: addr,
-                message: format!("writing {} bytes through the GDB stub: {e}", data.len()),
-            })
+        let result = self.gdb.borrow_mut().write_memory(addr, data);
+        result.map_err(|e| gdb_memory_error(addr, "writing", data.len(), e))
+    }
+}
+
+/// A GDB-stub memory access (`doing` such as `reading`) of `len` bytes at
+/// `addr` that failed with `error`.
+fn gdb_memory_error(addr: u64, doing: &str, len: usize, error: impl fmt::Display) -> Error {
+    Error::Memory {
+        address: addr,
+        message: format!("{doing} {len} bytes through the GDB stub: {error}"),
     }
 }
 
@@ -450,6 +449,23 @@ impl QemuMachine {
     /// Set the program counter.
     pub fn set_pc(&self, pc: u64) -> Result<(), Error> {
         self.write_gdb_register(self.arch.pc, pc)
+    }
+
+    /// Set the protection of the `len` bytes (whole pages) at `base` to
+    /// `prot` (`PROT_*` bits) in the process.
+    fn mprotect(&self, base: u64, len: u64, prot: u64) -> Result<(), Error> {
+        let result = self.syscall(self.arch.sys_mprotect, &[base, len, prot])?;
+        if result != 0 {
+            return Err(Error::Memory {
+                address: base,
+                message: format!(
+                    "{}: mprotect of {len:#x} bytes failed with errno {}",
+                    self.arch.arch,
+                    (result as i64).wrapping_neg()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Run system call `number` with `args` in the process (through the
@@ -767,16 +783,7 @@ impl Machine for QemuMachine {
         self.memory().write(base, bytes)?;
         let len = align_up(size.max(1), PAGE).unwrap_or(PAGE);
         // PROT_READ | PROT_EXEC
-        let result = self.syscall(self.arch.sys_mprotect, &[base, len, 5])?;
-        if result != 0 {
-            return Err(Error::Memory {
-                address: base,
-                message: format!(
-                    "{arch}: mprotect of {len:#x} bytes failed with errno {}",
-                    (result as i64).wrapping_neg()
-                ),
-            });
-        }
+        self.mprotect(base, len, 5)?;
         self.code.mark_installed(base);
         Ok(())
     }
@@ -798,16 +805,7 @@ impl Machine for QemuMachine {
         if !writable {
             let len = self.data.pages(bytes.len());
             // PROT_READ
-            let result = self.syscall(self.arch.sys_mprotect, &[base, len, 1])?;
-            if result != 0 {
-                return Err(Error::Memory {
-                    address: base,
-                    message: format!(
-                        "{arch}: mprotect of {len:#x} bytes failed with errno {}",
-                        (result as i64).wrapping_neg()
-                    ),
-                });
-            }
+            self.mprotect(base, len, 1)?;
         }
         Ok(())
     }

@@ -14,9 +14,10 @@ use cranelift_exn::memory::Memory;
 use cranelift_exn::{CallError, Module};
 use cranelift_exn_qemu::QemuMachine;
 use cranelift_exn_testkit::hosted::{
-    JIT_THROWS, assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
-    assert_nested_entries, hosted_builder,
+    assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
+    assert_nested_entries, hosted_builder, jit_throws,
 };
+use cranelift_exn_testkit::interrupts::COUNT_UP;
 use cranelift_exn_testkit::outcome::{one, trap_code};
 use cranelift_exn_testkit::traps::TRAPPING;
 
@@ -65,15 +66,16 @@ block2:
 }
 ";
 
+/// A module of the functions of `clif` compiled for `arch`, on `machine`.
+fn module_of(machine: Box<QemuMachine>, arch: Arch, clif: &str) -> Module {
+    let functions = cranelift_exn::reader::parse_functions(clif).unwrap();
+    Module::new(machine, default_isa(arch).unwrap().as_ref(), functions).unwrap()
+}
+
 #[test]
 fn plain_values_on_every_arch() {
     for arch in Arch::ALL {
-        let module = Module::new(
-            machine(arch),
-            default_isa(arch).unwrap().as_ref(),
-            cranelift_exn::reader::parse_functions(VALUES).unwrap(),
-        )
-        .unwrap();
+        let module = module_of(machine(arch), arch, VALUES);
         assert_eq!(
             one(module.call("add", &[DataValue::I64(40), DataValue::I64(2)])),
             42,
@@ -118,12 +120,7 @@ block0(v0: i32):
 #[test]
 fn traps_are_delivered_to_the_entry() {
     for arch in Arch::ALL {
-        let module = Module::new(
-            machine(arch),
-            default_isa(arch).unwrap().as_ref(),
-            cranelift_exn::reader::parse_functions(&format!("{USER_TRAP}{TRAPPING}")).unwrap(),
-        )
-        .unwrap();
+        let module = module_of(machine(arch), arch, &format!("{USER_TRAP}{TRAPPING}"));
         let call = |name: &str, args: &[DataValue]| module.call(name, args);
         for round in 0..3 {
             assert_eq!(
@@ -183,7 +180,7 @@ fn traps_are_delivered_to_the_entry() {
 /// The testkit's hosted module with its JIT throws, on QEMU.
 fn hosted_module(arch: Arch) -> Module {
     let mut builder = hosted_builder(default_isa(arch).unwrap());
-    builder.define_clif(JIT_THROWS).unwrap();
+    builder.define_clif(&jit_throws()).unwrap();
     builder.finalize(machine(arch)).unwrap()
 }
 
@@ -257,12 +254,7 @@ fn data_objects_read_only_and_writable() {
         );
         // Outside allocated data: refused.
         assert!(m.install_data(rw + 0x10_0000, &[1], true).is_err());
-        let module = Module::new(
-            m,
-            default_isa(arch).unwrap().as_ref(),
-            cranelift_exn::reader::parse_functions(DATA).unwrap(),
-        )
-        .unwrap();
+        let module = module_of(m, arch, DATA);
         let call = |name: &str, args: &[i64]| {
             let args: Vec<DataValue> = args.iter().map(|&a| DataValue::I64(a)).collect();
             module.call(name, &args)
@@ -366,34 +358,22 @@ fn round_trip_times() {
 /// fails and the machine stays usable.
 #[test]
 fn timeout_interrupts_a_runaway_loop() {
-    let clif = "
-function %spin(i64) -> i64 {
-block0(v0: i64):
-    jump block1(v0)
-block1(v1: i64):
-    v2 = iconst.i64 1
-    v3 = iadd v1, v2
-    jump block1(v3)
-}
-
-function %add(i64, i64) -> i64 {
+    let clif = &format!(
+        "{COUNT_UP}
+function %add(i64, i64) -> i64 {{
 block0(v0: i64, v1: i64):
     v2 = iadd v0, v1
     return v2
-}
-";
+}}
+"
+    );
     for arch in Arch::ALL {
         let mut m = machine(arch);
         m.set_timeout(Some(std::time::Duration::from_millis(200)));
         assert_eq!(m.timeout(), Some(std::time::Duration::from_millis(200)));
-        let module = Module::new(
-            m,
-            default_isa(arch).unwrap().as_ref(),
-            cranelift_exn::reader::parse_functions(clif).unwrap(),
-        )
-        .unwrap();
+        let module = module_of(m, arch, clif);
         let start = Instant::now();
-        match module.call("spin", &[DataValue::I64(0)]) {
+        match module.call("count_up", &[DataValue::I64(0)]) {
             Err(CallError::Failed(e)) => {
                 assert!(e.to_string().contains("timed out"), "{arch}: {e}")
             }

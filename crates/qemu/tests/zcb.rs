@@ -10,18 +10,16 @@
 //! at their own pc, and a reserved encoding next to Zcb's stays an illegal
 //! instruction.
 
-use cranelift_exn::codegen::Context;
-use cranelift_exn::codegen::control::ControlPlane;
 use cranelift_exn::codegen::data_value::DataValue;
-use cranelift_exn::codegen::ir::{self, TrapCode};
+use cranelift_exn::codegen::ir::TrapCode;
 use cranelift_exn::codegen::isa::{OwnedTargetIsa, TargetIsa};
-use cranelift_exn::codegen::settings::{self, Configurable};
-use cranelift_exn::compile::build_isa;
 use cranelift_exn::isa::{Arch, Reg};
 use cranelift_exn::machine::{HostFunction, HostServices, Machine};
 use cranelift_exn::memory::Memory;
 use cranelift_exn::{CallError, Error, Module};
 use cranelift_exn_qemu::{QemuMachine, unsupported_reason};
+use cranelift_exn_testkit::codegen;
+use cranelift_exn_testkit::zcb::{C_LBU, C_SH, ZCB_CASES, ZcbCase, find_compressed};
 
 fn machine() -> QemuMachine {
     assert!(
@@ -31,80 +29,15 @@ fn machine() -> QemuMachine {
     QemuMachine::new(Arch::Riscv64).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The riscv64 ISA with `flags` enabled (and the flags every cranelift-exn
-/// compilation forces).
+/// The riscv64 ISA with `flags` enabled.
 fn isa(flags: &[&str]) -> OwnedTargetIsa {
-    let mut builder = cranelift_exn::codegen::isa::lookup(Arch::Riscv64.triple()).unwrap();
-    for flag in flags {
-        builder
-            .enable(flag)
-            .unwrap_or_else(|e| panic!("{flag}: {e}"));
-    }
-    let raw = builder
-        .finish(settings::Flags::new(settings::builder()))
-        .unwrap();
-    build_isa(
-        Arch::Riscv64,
-        &settings::Flags::new(settings::builder()),
-        &raw.isa_flags(),
-    )
-    .unwrap()
-}
-
-/// `function %f(i64, i64) -> i64` with `body` (instructions separated by
-/// `; `) after `block0(v0, v1)`; `ssN = ...` declarations go before it.
-fn function(body: &str) -> ir::Function {
-    let (slots, insts): (Vec<&str>, Vec<&str>) =
-        body.split("; ").partition(|part| part.starts_with("ss"));
-    let text = format!(
-        "function %f(i64, i64) -> i64 system_v {{\n{}\nblock0(v0: i64, v1: i64):\n{}\n}}\n",
-        slots.join("\n"),
-        insts.join("\n")
-    );
-    cranelift_exn::reader::parse_functions(&text)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-        .remove(0)
+    codegen::isa(Arch::Riscv64, flags)
 }
 
 /// The machine code of `body` compiled for `isa`.
 fn compile(isa: &dyn TargetIsa, body: &str) -> Vec<u8> {
-    let mut ctx = Context::for_function(function(body));
-    ctx.compile(isa, &mut ControlPlane::default())
-        .unwrap_or_else(|e| panic!("{:?}", e.inner))
-        .code_buffer()
-        .to_vec()
+    codegen::compile(isa, codegen::binary_function(body)).0
 }
-
-/// The offset of the first 16-bit instruction `h` with `h & mask == want`
-/// in the linear decoding of `code`.
-fn find_compressed(code: &[u8], (mask, want): (u16, u16)) -> Option<u64> {
-    let mut at = 0;
-    while at + 2 <= code.len() {
-        let h = u16::from_le_bytes([code[at], code[at + 1]]);
-        if h & 3 == 3 {
-            at += 4;
-        } else if h & mask == want {
-            return Some(at as u64);
-        } else {
-            at += 2;
-        }
-    }
-    None
-}
-
-/// `c.*` encodings: mask and value of a 16-bit instruction, any registers.
-const C_LBU: (u16, u16) = (0xfc03, 0x8000);
-const C_LHU: (u16, u16) = (0xfc43, 0x8400);
-const C_LH: (u16, u16) = (0xfc43, 0x8440);
-const C_SB: (u16, u16) = (0xfc03, 0x8800);
-const C_SH: (u16, u16) = (0xfc43, 0x8c00);
-const C_ZEXT_B: (u16, u16) = (0xfc7f, 0x9c61);
-const C_SEXT_B: (u16, u16) = (0xfc7f, 0x9c65);
-const C_ZEXT_H: (u16, u16) = (0xfc7f, 0x9c69);
-const C_SEXT_H: (u16, u16) = (0xfc7f, 0x9c6d);
-const C_ZEXT_W: (u16, u16) = (0xfc7f, 0x9c71);
-const C_NOT: (u16, u16) = (0xfc7f, 0x9c75);
-const C_MUL: (u16, u16) = (0xfc63, 0x9c41);
 
 /// Edge values: zero, bytes, halfwords and words at their sign boundaries,
 /// MIN, MAX, all ones and mixed patterns.
@@ -125,18 +58,9 @@ const VALUES: &[u64] = &[
     u64::MAX,
 ];
 
-/// One instruction's case: the flags, the function body, the encoding
-/// that must be in the code and the expected result of `|a, b|`.
-struct Case {
-    flags: &'static [&'static str],
-    body: &'static str,
-    encoding: (u16, u16),
-    expected: fn(u64, u64) -> u64,
-}
-
 /// Compile each case, check its code holds the encoding, and compare its
 /// results on every pair of [`VALUES`] with `expected`.
-fn run_all(cases: &[Case]) {
+fn run_all(cases: &[ZcbCase]) {
     for case in cases {
         let isa = isa(case.flags);
         assert_eq!(unsupported_reason(&*isa), None, "{:?}", case.flags);
@@ -148,76 +72,19 @@ fn run_all(cases: &[Case]) {
             case.encoding,
             case.body
         );
-        let module = Module::new(Box::new(machine()), &*isa, vec![function(case.body)]).unwrap();
-        for &a in VALUES {
-            for &b in VALUES {
-                let args = [DataValue::I64(a as i64), DataValue::I64(b as i64)];
-                let got = module
-                    .call("%f", &args)
-                    .unwrap_or_else(|e| panic!("{} ({a:#x}, {b:#x}): {e}", case.body));
-                let want = (case.expected)(a, b);
-                assert_eq!(
-                    got,
-                    [DataValue::I64(want as i64)],
-                    "{} ({a:#x}, {b:#x}): want {want:#x}",
-                    case.body
-                );
-            }
-        }
+        let module = Module::new(
+            Box::new(machine()),
+            &*isa,
+            vec![codegen::binary_function(case.body)],
+        )
+        .unwrap();
+        codegen::assert_binary_results(&module, VALUES, VALUES, case.expected, &case.body);
     }
 }
 
-macro_rules! cases {
-    ($flags:expr; $($encoding:expr, $body:expr => $expected:expr;)*) => {
-        &[$(Case { flags: $flags, body: $body, encoding: $encoding, expected: $expected }),*]
-    };
-}
-
 #[test]
-fn zcb_arithmetic() {
-    run_all(cases! {&["has_c", "has_zcb"];
-        C_MUL, "v2 = imul v0, v1; return v2" => |a, b| a.wrapping_mul(b);
-        C_NOT, "v2 = bnot v0; return v2" => |a, _| !a;
-        C_ZEXT_B, "v2 = iconst.i64 0xff; v3 = band v0, v2; return v3" => |a, _| a & 0xff;
-    });
-    run_all(cases! {&["has_c", "has_zcb", "has_zbb"];
-        C_SEXT_B, "v2 = ireduce.i8 v0; v3 = sextend.i64 v2; return v3"
-            => |a, _| a as i8 as i64 as u64;
-        C_ZEXT_H, "v2 = ireduce.i16 v0; v3 = uextend.i64 v2; return v3" => |a, _| a & 0xffff;
-        C_SEXT_H, "v2 = ireduce.i16 v0; v3 = sextend.i64 v2; return v3"
-            => |a, _| a as i16 as i64 as u64;
-    });
-    run_all(cases! {&["has_c", "has_zcb", "has_zba"];
-        C_ZEXT_W, "v2 = ireduce.i32 v0; v3 = uextend.i64 v2; return v3"
-            => |a, _| a & 0xffff_ffff;
-    });
-}
-
-/// Stores `v0` and `v1` in a stack slot, then passes its address through
-/// `v1 - v1 + addr` so that the access uses a register base (compressible)
-/// rather than `sp`.
-macro_rules! slot_body {
-    ($tail:literal) => {
-        concat!(
-            "ss0 = explicit_slot 16, align = 8; v2 = stack_addr.i64 ss0; store v0, v2; ",
-            "store v1, v2+8; v3 = isub v1, v1; v4 = iadd v2, v3; ",
-            $tail
-        )
-    };
-}
-
-#[test]
-fn zcb_loads_and_stores() {
-    run_all(cases! {&["has_c", "has_zcb"];
-        C_LBU, slot_body!("v5 = uload8.i64 v4+3; return v5") => |a, _| (a >> 24) & 0xff;
-        C_LHU, slot_body!("v5 = uload16.i64 v4+2; return v5") => |a, _| (a >> 16) & 0xffff;
-        C_LH, slot_body!("v5 = sload16.i64 v4+2; return v5")
-            => |a, _| (a >> 16) as i16 as i64 as u64;
-        C_SB, slot_body!("istore8 v1, v4+2; v5 = load.i64 v4; return v5")
-            => |a, b| (a & !0xff_0000) | ((b & 0xff) << 16);
-        C_SH, slot_body!("istore16 v1, v4+2; v5 = load.i64 v4; return v5")
-            => |a, b| (a & !0xffff_0000) | ((b & 0xffff) << 16);
-    });
+fn zcb_instructions() {
+    run_all(ZCB_CASES);
 }
 
 /// Compile `body` with Zcb, check it holds `encoding`, and call it with
@@ -228,7 +95,12 @@ fn assert_traps_at(body: &str, encoding: (u16, u16), args: [u64; 2]) {
     let code = compile(&*isa, body);
     let offset = find_compressed(&code, encoding)
         .unwrap_or_else(|| panic!("{encoding:04x?} not in {code:02x?}"));
-    let module = Module::new(Box::new(machine()), &*isa, vec![function(body)]).unwrap();
+    let module = Module::new(
+        Box::new(machine()),
+        &*isa,
+        vec![codegen::binary_function(body)],
+    )
+    .unwrap();
     match module.call("%f", &args.map(|x| DataValue::I64(x as i64))) {
         Err(CallError::Trap {
             code, backtrace, ..
@@ -260,7 +132,12 @@ fn zcb_accesses_of_unmapped_or_read_only_memory_fault_at_their_pc() {
         .unwrap();
     assert_traps_at(store, C_SH, [slot, 7]);
     let isa = isa(&["has_c", "has_zcb"]);
-    let module = Module::new(Box::new(machine()), &*isa, vec![function(load)]).unwrap();
+    let module = Module::new(
+        Box::new(machine()),
+        &*isa,
+        vec![codegen::binary_function(load)],
+    )
+    .unwrap();
     assert!(
         module
             .call("%f", &[DataValue::I64(slot as i64 - 1), DataValue::I64(0)])

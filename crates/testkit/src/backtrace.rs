@@ -8,9 +8,18 @@ use cranelift_exn::machine::Machine;
 use cranelift_exn::module::MAX_BACKTRACE;
 use cranelift_exn::{CallError, JitModule};
 
+use crate::codegen::call_then;
+
 /// `%outer(x)` calls `%middle`, which calls `%inner`: `x + 3`, or user
 /// trap 9 in `%inner` when `x` is 0.
-pub const CHAIN: &str = "
+pub fn chain() -> String {
+    let middle = call_then("%middle(i64) -> i64", "%inner(i64) -> i64", "iadd", 1);
+    let outer = call_then("%outer(i64) -> i64", "%middle(i64) -> i64", "iadd", 2);
+    format!("{INNER}\n{middle}\n{outer}")
+}
+
+/// `%inner(x)`: `x`, or user trap 9 when `x` is 0.
+const INNER: &str = "
 function %inner(i64) -> i64 {
 block0(v0: i64):
     v1 = iconst.i64 0
@@ -18,40 +27,12 @@ block0(v0: i64):
     trapnz v2, user9
     return v0
 }
-
-function %middle(i64) -> i64 {
-    fn0 = %inner(i64) -> i64
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 1
-    v3 = iadd v1, v2
-    return v3
-}
-
-function %outer(i64) -> i64 {
-    fn0 = %middle(i64) -> i64
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 2
-    v3 = iadd v1, v2
-    return v3
-}
 ";
 
 /// `%recurse(x)` calls itself until the stack overflows.
-pub const RECURSE: &str = "
-function %recurse(i64) -> i64 {
-    fn0 = %recurse(i64) -> i64
-block0(v0: i64):
-    v1 = iconst.i64 1
-    v2 = iadd v0, v1
-    v3 = call fn0(v2)
-    v4 = iadd v3, v1
-    return v4
-}
-";
+pub const RECURSE: &str = recurse_clif!();
 
-/// `err`, from `%outer(0)` of [`CHAIN`] in `module`, is user trap 9 in
+/// `err`, from `%outer(0)` of [`chain`] in `module`, is user trap 9 in
 /// `%inner` with the backtrace `%inner`, `%middle`, `%outer`: the first
 /// frame at the trapping instruction, the others at return addresses of
 /// call sites.

@@ -1,5 +1,5 @@
 //! A module whose JIT code and host functions call, throw to and re-enter
-//! each other ([`HOSTED`] with the host functions of [`hosted_builder`]),
+//! each other ([`hosted`] with the host functions of [`hosted_builder`]),
 //! and the checks the suites of every machine run on it.
 
 use std::fmt::Display;
@@ -10,6 +10,7 @@ use cranelift_exn::codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_exn::host::HostThrow;
 use cranelift_exn::{CallError, Module, ModuleBuilder};
 
+use crate::codegen::call_then;
 use crate::outcome::one;
 
 /// The JIT half of the module: `%add_host` calls `%host_add`;
@@ -17,7 +18,22 @@ use crate::outcome::one;
 /// `%outer` re-enters the module through `%host_reenter`; `%to_entry`
 /// throws to the entry past a handler; `%ceil` rounds (a libcall on some
 /// targets).
-pub const HOSTED: &str = "
+pub fn hosted() -> String {
+    let catch_host = catch_two_frames_up(["catch_host", "middle", "host_throw"], 5, "iadd", 1000);
+    // Calls back into the host, which re-enters the module.
+    let outer = call_then(
+        "%outer(i64) -> i64",
+        "%host_reenter(i64) -> i64 system_v",
+        "imul",
+        10,
+    );
+    format!(
+        "{HOSTED_FIRST}\n;; Catches tag 5 from the host; anything else passes through.\n{catch_host}{outer}{HOSTED_REST}"
+    )
+}
+
+/// [`hosted`] before `%catch_host`.
+const HOSTED_FIRST: &str = "
 function %add_host(i64, i64) -> i64 {
     fn0 = %host_add(i64, i64) -> i64 system_v
 block0(v0: i64, v1: i64):
@@ -27,37 +43,10 @@ block0(v0: i64, v1: i64):
     return v3
 }
 
-;; Catches tag 5 from the host; anything else passes through.
-function %catch_host(i64) -> i64 {
-    sig0 = (i64) -> i64 tail
-    fn0 = %middle(i64) -> i64 tail
-block0(v0: i64):
-    try_call fn0(v0), sig0, block1(ret0), [ tag5: block2(exn0, exn1) ]
-block1(v1: i64):
-    return v1
-block2(v2: i64, v3: i64):
-    v4 = iadd v2, v3
-    return v4
-}
+";
 
-function %middle(i64) -> i64 tail {
-    fn0 = %host_throw(i64) -> i64 tail
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v903 = iconst.i64 1000
-    v2 = iadd v1, v903
-    return v2
-}
-
-;; Calls back into the host, which re-enters the module.
-function %outer(i64) -> i64 {
-    fn0 = %host_reenter(i64) -> i64 system_v
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v904 = iconst.i64 10
-    v2 = imul v1, v904
-    return v2
-}
+/// [`hosted`] after `%middle`.
+const HOSTED_REST: &str = "
 
 function %inner(i64) -> i64 {
     fn0 = %host_throw(i64) -> i64 tail
@@ -104,29 +93,14 @@ block0(v0: f32, v1: f64):
 /// Throws from JIT code: `%catch_jit(x)` catches tag 3 that `%thrower`
 /// throws two frames down when `x` is not 0 (payloads 100 and `x`), and
 /// returns `100 - x` then; 8 when nothing is thrown.
-pub const JIT_THROWS: &str = "
-;; Throws from JIT code, caught two frames up.
-function %catch_jit(i64) -> i64 {
-    sig0 = (i64) -> i64 tail
-    fn0 = %relay(i64) -> i64 tail
-block0(v0: i64):
-    try_call fn0(v0), sig0, block1(ret0), [ tag3: block2(exn0, exn1) ]
-block1(v1: i64):
-    return v1
-block2(v2: i64, v3: i64):
-    v4 = isub v2, v3
-    return v4
+pub fn jit_throws() -> String {
+    let catch_jit = catch_two_frames_up(["catch_jit", "relay", "thrower"], 3, "isub", 7);
+    format!(";; Throws from JIT code, caught two frames up.\n{catch_jit}{THROWER}")
 }
 
-function %relay(i64) -> i64 tail {
-    fn0 = %thrower(i64) -> i64 tail
-block0(v0: i64):
-    v1 = call fn0(v0)
-    v2 = iconst.i64 7
-    v3 = iadd v1, v2
-    return v3
-}
-
+/// `%thrower(x)`: throws tag 3 with payloads 100 and `x` when `x` is not
+/// 0; else returns 1.
+const THROWER: &str = "
 function %thrower(i64) -> i64 tail {
     fn0 = %__cranelift_throw(i64, i64, i64, i32, i64, i64) system_v
 block0(v0: i64):
@@ -145,6 +119,38 @@ block2:
 }
 ";
 
+/// `%catcher(x)` try-calls the tail function `%relay(x)`, which calls the
+/// tail function `%callee(x)` and adds `relay_adds` to its result; a throw
+/// of `tag` caught there returns `exn0 op exn1` (`op`: `iadd`, `isub`).
+fn catch_two_frames_up(
+    [catcher, relay, callee]: [&str; 3],
+    tag: u32,
+    op: &str,
+    relay_adds: i64,
+) -> String {
+    let relay_function = call_then(
+        &format!("%{relay}(i64) -> i64 tail"),
+        &format!("%{callee}(i64) -> i64 tail"),
+        "iadd",
+        relay_adds,
+    );
+    format!(
+        "function %{catcher}(i64) -> i64 {{
+    sig0 = (i64) -> i64 tail
+    fn0 = %{relay}(i64) -> i64 tail
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ tag{tag}: block2(exn0, exn1) ]
+block1(v1: i64):
+    return v1
+block2(v2: i64, v3: i64):
+    v4 = {op} v2, v3
+    return v4
+}}
+
+{relay_function}"
+    )
+}
+
 /// A signature of `params` `i64` parameters returning one `i64`.
 pub fn i64_sig(params: usize, call_conv: CallConv) -> Signature {
     let mut sig = Signature::new(call_conv);
@@ -153,11 +159,19 @@ pub fn i64_sig(params: usize, call_conv: CallConv) -> Signature {
     sig
 }
 
-/// [`HOSTED`] and its host functions, compiled for `isa`, for the caller to
-/// finalize on its machine (after adding more, such as [`JIT_THROWS`]).
+/// The one `i64` argument a host function was called with.
+fn the_i64(args: &[DataValue]) -> i64 {
+    let [DataValue::I64(x)] = args else {
+        panic!("bad arguments {args:?}")
+    };
+    *x
+}
+
+/// [`hosted`] and its host functions, compiled for `isa`, for the caller to
+/// finalize on its machine (after adding more, such as [`jit_throws`]).
 pub fn hosted_builder(isa: OwnedTargetIsa) -> ModuleBuilder {
     let mut builder = ModuleBuilder::new(isa);
-    builder.define_clif(HOSTED).unwrap();
+    builder.define_clif(&hosted()).unwrap();
     builder
         .define_host_function(
             "host_add",
@@ -171,11 +185,10 @@ pub fn hosted_builder(isa: OwnedTargetIsa) -> ModuleBuilder {
     // x: 0 returns 7; 1 throws tag 5 (caught by %catch_host); 2 throws
     // tag 6 (uncaught); 3 throws to the entry; 4 panics.
     builder
-        .define_host_function("host_throw", i64_sig(1, CallConv::Tail), |_, args| {
-            let [DataValue::I64(x)] = args else {
-                panic!("bad arguments {args:?}")
-            };
-            match x {
+        .define_host_function(
+            "host_throw",
+            i64_sig(1, CallConv::Tail),
+            |_, args| match the_i64(args) {
                 0 => Ok(vec![DataValue::I64(7)]),
                 1 => Err(HostThrow::Exception {
                     tag: 5,
@@ -190,23 +203,20 @@ pub fn hosted_builder(isa: OwnedTargetIsa) -> ModuleBuilder {
                     payloads: [1, 2],
                 }),
                 _ => panic!("host function asked to panic"),
-            }
-        })
+            },
+        )
         .unwrap();
     // Re-enters the module: x < 10 calls %inner(x), else %inner_trap; the
     // inner outcome becomes a number.
     builder
         .define_host_function("host_reenter", i64_sig(1, CallConv::SystemV), |m, args| {
-            let [DataValue::I64(x)] = args else {
-                panic!("bad arguments {args:?}")
+            let x = the_i64(args);
+            let callee = match x {
+                ..10 => "inner",
+                10..20 => "inner_trap",
+                _ => "to_entry",
             };
-            let inner = if *x < 10 {
-                m.call("inner", &[DataValue::I64(*x)])
-            } else if *x < 20 {
-                m.call("inner_trap", &[DataValue::I64(*x)])
-            } else {
-                m.call("to_entry", &[DataValue::I64(*x)])
-            };
+            let inner = m.call(callee, &[DataValue::I64(x)]);
             let value = match inner {
                 Ok(v) => match v[..] {
                     [DataValue::I64(v)] => v,

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use cranelift_codegen::settings::{self, Configurable};
 
 use super::*;
-use crate::compile::{CompiledFunction, RelocTarget, build_isa, compile_function};
+use crate::compile::{CompiledFunction, RelocTarget, build_isa};
 use crate::disassemble::disassemble;
 use crate::isa::RegClass;
+use crate::isa::tests::{TLS_CLIF, compile_clif, symbol_sum_clif};
 
 // Instruction words with zero immediates, as Cranelift emits them.
 const BL: u32 = 0x9400_0000; // bl #0
@@ -17,30 +18,6 @@ const ADRP_X0: u32 = 0x9000_0000; // adrp x0, #0
 const ADD_X0: u32 = 0x9100_0000; // add x0, x0, #0
 const LDR_X1: u32 = 0xf940_0021; // ldr x1, [x1]
 const NOP: u32 = 0xd503_201f;
-
-fn no_value(_: u64) -> Option<u64> {
-    None
-}
-
-/// Apply one relocation to a buffer holding `words` at address `base`.
-fn patch(
-    kind: Reloc,
-    code: &mut [u8],
-    offset: usize,
-    base: u64,
-    target: u64,
-    addend: i64,
-) -> Result<(), RelocError> {
-    SPEC.apply_relocation(RelocSite {
-        kind,
-        code,
-        offset,
-        place: base + offset as u64,
-        target,
-        addend,
-        value_at: &no_value,
-    })
-}
 
 fn words(insns: &[u32]) -> Vec<u8> {
     insns.iter().flat_map(|w| w.to_le_bytes()).collect()
@@ -125,7 +102,8 @@ fn arm64_call_patches_imm26() {
     ] {
         let mut code = words(&[NOP, insn]);
         let target = (base + 4).wrapping_add_signed(disp - 8);
-        patch(Reloc::Arm64Call, &mut code, 4, base, target, 8).unwrap();
+        SPEC.apply_at(Reloc::Arm64Call, &mut code, 4, base, target, 8)
+            .unwrap();
         let patched = word(&code, 4);
         assert_eq!(patched & 0xfc00_0000, insn, "opcode kept");
         assert_eq!(
@@ -140,7 +118,7 @@ fn arm64_call_patches_imm26() {
 fn arm64_call_errors() {
     let mut code = words(&[BL]);
     let base = 0x1000_0000u64;
-    let err = |code: &mut [u8], target| patch(Reloc::Arm64Call, code, 0, base, target, 0);
+    let err = |code: &mut [u8], target| SPEC.apply_at(Reloc::Arm64Call, code, 0, base, target, 0);
     assert_eq!(
         err(&mut code, base + (1 << 27)),
         Err(RelocError::OutOfRange { value: 1 << 27 })
@@ -185,7 +163,7 @@ fn adrp_add_pair() {
     ] {
         let mut code = words(&[ADRP_X0, ADD_X0]);
         let addend = 0x30;
-        patch(
+        SPEC.apply_at(
             Reloc::Aarch64AdrPrelPgHi21,
             &mut code,
             0,
@@ -194,7 +172,7 @@ fn adrp_add_pair() {
             addend,
         )
         .unwrap();
-        patch(
+        SPEC.apply_at(
             Reloc::Aarch64AddAbsLo12Nc,
             &mut code,
             4,
@@ -220,29 +198,29 @@ fn adrp_errors() {
     let mut code = words(&[ADRP_X0]);
     for kind in [Reloc::Aarch64AdrPrelPgHi21, Reloc::Aarch64AdrGotPage21] {
         assert_eq!(
-            patch(kind, &mut code, 0, base + 0x10, base + (1 << 32), 0),
+            SPEC.apply_at(kind, &mut code, 0, base + 0x10, base + (1 << 32), 0),
             Err(RelocError::OutOfRange { value: 1 << 32 })
         );
         assert_eq!(
-            patch(kind, &mut code, 0, base, base - (1 << 32) - 0x1000, 0),
+            SPEC.apply_at(kind, &mut code, 0, base, base - (1 << 32) - 0x1000, 0),
             Err(RelocError::OutOfRange {
                 value: -(1 << 32) - 0x1000
             })
         );
         let mut add = words(&[ADD_X0]);
         assert_eq!(
-            patch(kind, &mut add, 0, base, base, 0),
+            SPEC.apply_at(kind, &mut add, 0, base, base, 0),
             Err(RelocError::UnexpectedInstruction)
         );
     }
     let mut adrp = words(&[ADRP_X0]);
     assert_eq!(
-        patch(Reloc::Aarch64AddAbsLo12Nc, &mut adrp, 0, base, base, 0),
+        SPEC.apply_at(Reloc::Aarch64AddAbsLo12Nc, &mut adrp, 0, base, base, 0),
         Err(RelocError::UnexpectedInstruction)
     );
     let mut ldr = words(&[LDR_X1]);
     assert_eq!(
-        patch(Reloc::Aarch64AddAbsLo12Nc, &mut ldr, 0, base, base, 0),
+        SPEC.apply_at(Reloc::Aarch64AddAbsLo12Nc, &mut ldr, 0, base, base, 0),
         Err(RelocError::UnexpectedInstruction)
     );
 }
@@ -262,20 +240,22 @@ fn got_pair() {
         0x7f00_0000_0000 + 0xab8,
     ] {
         let mut code = words(&[0x9000_0001, LDR_X1]); // adrp x1; ldr x1, [x1]
-        patch(Reloc::Aarch64AdrGotPage21, &mut code, 0, base, slot, 0).unwrap();
-        patch(Reloc::Aarch64Ld64GotLo12Nc, &mut code, 4, base, slot, 0).unwrap();
+        SPEC.apply_at(Reloc::Aarch64AdrGotPage21, &mut code, 0, base, slot, 0)
+            .unwrap();
+        SPEC.apply_at(Reloc::Aarch64Ld64GotLo12Nc, &mut code, 4, base, slot, 0)
+            .unwrap();
         let (adrp, ldr) = (word(&code, 0), word(&code, 4));
         assert_eq!(ldr & 0xffc0_03ff, LDR_X1, "opcode and regs kept");
         assert_eq!(adrp_target(adrp, base) + ldr_offset(ldr), slot);
     }
     let mut code = words(&[LDR_X1]);
     assert_eq!(
-        patch(Reloc::Aarch64Ld64GotLo12Nc, &mut code, 0, base, 0x1004, 0),
+        SPEC.apply_at(Reloc::Aarch64Ld64GotLo12Nc, &mut code, 0, base, 0x1004, 0),
         Err(RelocError::Misaligned { value: 0x1004 })
     );
     let mut add = words(&[ADD_X0]);
     assert_eq!(
-        patch(Reloc::Aarch64Ld64GotLo12Nc, &mut add, 0, base, 0x1000, 0),
+        SPEC.apply_at(Reloc::Aarch64Ld64GotLo12Nc, &mut add, 0, base, 0x1000, 0),
         Err(RelocError::UnexpectedInstruction)
     );
 }
@@ -283,7 +263,7 @@ fn got_pair() {
 #[test]
 fn absolute_words() {
     let mut code = vec![0u8; 16];
-    patch(
+    SPEC.apply_at(
         Reloc::Abs8,
         &mut code,
         4,
@@ -295,19 +275,24 @@ fn absolute_words() {
     assert_eq!(&code[4..12], &0x1122_3344_5566_7788u64.to_le_bytes());
     assert_eq!(code[..4], [0; 4]);
     assert_eq!(code[12..], [0; 4]);
-    assert!(patch(Reloc::Abs8, &mut code, 12, 0x1000, 1, 0).is_err());
+    assert!(
+        SPEC.apply_at(Reloc::Abs8, &mut code, 12, 0x1000, 1, 0)
+            .is_err()
+    );
 
     let mut code = vec![0u8; 8];
-    patch(Reloc::Abs4, &mut code, 4, 0, 0xffff_fff0, 0xf).unwrap();
+    SPEC.apply_at(Reloc::Abs4, &mut code, 4, 0, 0xffff_fff0, 0xf)
+        .unwrap();
     assert_eq!(&code[4..], &0xffff_ffffu32.to_le_bytes());
-    patch(Reloc::Abs4, &mut code, 0, 0, 0, -(1 << 31)).unwrap();
+    SPEC.apply_at(Reloc::Abs4, &mut code, 0, 0, 0, -(1 << 31))
+        .unwrap();
     assert_eq!(&code[..4], &0x8000_0000u32.to_le_bytes());
     assert_eq!(
-        patch(Reloc::Abs4, &mut code, 0, 0, 1 << 32, 0),
+        SPEC.apply_at(Reloc::Abs4, &mut code, 0, 0, 1 << 32, 0),
         Err(RelocError::OutOfRange { value: 1 << 32 })
     );
     assert_eq!(
-        patch(Reloc::Abs4, &mut code, 0, 0, 0, -(1 << 31) - 1),
+        SPEC.apply_at(Reloc::Abs4, &mut code, 0, 0, 0, -(1 << 31) - 1),
         Err(RelocError::OutOfRange {
             value: -(1 << 31) - 1
         })
@@ -329,7 +314,7 @@ fn tls_and_foreign_kinds_are_unsupported() {
         Reloc::Arm32Call,
     ] {
         assert_eq!(
-            patch(kind, &mut code, 0, 0x1000, 0x2000, 0),
+            SPEC.apply_at(kind, &mut code, 0, 0x1000, 0x2000, 0),
             Err(RelocError::Unsupported),
             "{kind:?}"
         );
@@ -340,9 +325,11 @@ fn tls_and_foreign_kinds_are_unsupported() {
 #[test]
 fn patched_code_disassembles_to_its_targets() {
     let mut code = words(&[BL, B, ADRP_X0, ADD_X0, 0x9000_0001, LDR_X1, 0, 0]);
-    patch(Reloc::Arm64Call, &mut code, 0, 0, 0x7ff_fffc, 0).unwrap();
-    patch(Reloc::Arm64Call, &mut code, 4, 0, 0x100, 0x24).unwrap();
-    patch(
+    SPEC.apply_at(Reloc::Arm64Call, &mut code, 0, 0, 0x7ff_fffc, 0)
+        .unwrap();
+    SPEC.apply_at(Reloc::Arm64Call, &mut code, 4, 0, 0x100, 0x24)
+        .unwrap();
+    SPEC.apply_at(
         Reloc::Aarch64AdrPrelPgHi21,
         &mut code,
         8,
@@ -351,7 +338,7 @@ fn patched_code_disassembles_to_its_targets() {
         0xa98,
     )
     .unwrap();
-    patch(
+    SPEC.apply_at(
         Reloc::Aarch64AddAbsLo12Nc,
         &mut code,
         12,
@@ -360,8 +347,9 @@ fn patched_code_disassembles_to_its_targets() {
         0xa98,
     )
     .unwrap();
-    patch(Reloc::Aarch64AdrGotPage21, &mut code, 16, 0, 0x1234_5670, 0).unwrap();
-    patch(
+    SPEC.apply_at(Reloc::Aarch64AdrGotPage21, &mut code, 16, 0, 0x1234_5670, 0)
+        .unwrap();
+    SPEC.apply_at(
         Reloc::Aarch64Ld64GotLo12Nc,
         &mut code,
         20,
@@ -396,40 +384,30 @@ fn aarch64_isa(is_pic: bool, tls: bool) -> cranelift_codegen::isa::OwnedTargetIs
 }
 
 fn compile_all(clif: &str, is_pic: bool, tls: bool) -> Vec<CompiledFunction> {
-    let isa = aarch64_isa(is_pic, tls);
-    cranelift_reader::parse_functions(clif)
-        .unwrap()
-        .into_iter()
-        .map(|f| compile_function(&*isa, f).unwrap())
-        .collect()
+    compile_clif(&*aarch64_isa(is_pic, tls), clif)
 }
 
-const RELOC_CLIF: &str = "
-function %relocs(i64) -> i64 system_v {
-gv0 = symbol colocated %data_near+16
-gv1 = symbol %data_far+8
-fn0 = colocated %near(i64) -> i64 system_v
-fn1 = %far(i64) -> i64 system_v
-block0(v0: i64):
-v1 = call fn0(v0)
-v2 = call fn1(v1)
-v3 = func_addr.i64 fn0
-v4 = func_addr.i64 fn1
-v5 = symbol_value.i64 gv0
-v6 = symbol_value.i64 gv1
-v7 = iadd v2, v3
-v8 = iadd v7, v4
-v9 = iadd v8, v5
-v10 = iadd v9, v6
-return v10
-}
+/// Calls, function addresses and data addresses, near and far, and a
+/// tail call.
+fn reloc_clif() -> String {
+    let (clif, sum) = symbol_sum_clif(
+        "%relocs",
+        ("%near", "%far"),
+        &["colocated %data_near+16", "%data_far+8"],
+        &[],
+    );
+    format!(
+        "{clif}return v{sum}
+}}
 
-function %tail_caller(i64) -> i64 tail {
+function %tail_caller(i64) -> i64 tail {{
 fn0 = colocated %near_tail(i64) -> i64 tail
 block0(v0: i64):
 return_call fn0(v0)
+}}
+"
+    )
 }
-";
 
 /// Link `funcs` one after another from `base`, resolving symbols from
 /// `symbols` and GOT references to `got` slots; then check every
@@ -452,7 +430,7 @@ fn link_and_check(
             } else {
                 symbols[name.as_str()]
             };
-            patch(
+            SPEC.apply_at(
                 reloc.kind,
                 &mut func.code,
                 reloc.offset as usize,
@@ -486,23 +464,19 @@ fn link_and_check(
                     u64::from_le_bytes(func.code[off..off + 8].try_into().unwrap()),
                     value
                 ),
-                Reloc::Aarch64AdrPrelPgHi21 => {
+                Reloc::Aarch64AdrPrelPgHi21 | Reloc::Aarch64AdrGotPage21 => {
+                    // The low half: an `add` of the address, or an `ldr`
+                    // from the GOT slot.
+                    let (lo_kind, lo_bits): (_, fn(u32) -> u64) =
+                        if reloc.kind == Reloc::Aarch64AdrPrelPgHi21 {
+                            (Reloc::Aarch64AddAbsLo12Nc, add_imm)
+                        } else {
+                            (Reloc::Aarch64Ld64GotLo12Nc, ldr_offset)
+                        };
                     let lo = lo.unwrap();
-                    assert_eq!(lo.kind, Reloc::Aarch64AddAbsLo12Nc);
-                    let add = word(&func.code, lo.offset as usize);
-                    assert_eq!(
-                        adrp_target(word(&func.code, off), place) + add_imm(add),
-                        value
-                    );
-                }
-                Reloc::Aarch64AdrGotPage21 => {
-                    let lo = lo.unwrap();
-                    assert_eq!(lo.kind, Reloc::Aarch64Ld64GotLo12Nc);
-                    let ldr = word(&func.code, lo.offset as usize);
-                    assert_eq!(
-                        adrp_target(word(&func.code, off), place) + ldr_offset(ldr),
-                        value
-                    );
+                    assert_eq!(lo.kind, lo_kind);
+                    let low = lo_bits(word(&func.code, lo.offset as usize));
+                    assert_eq!(adrp_target(word(&func.code, off), place) + low, value);
                 }
                 Reloc::Aarch64AddAbsLo12Nc | Reloc::Aarch64Ld64GotLo12Nc => {}
                 other => panic!("unexpected kind {other:?}"),
@@ -523,22 +497,27 @@ fn symbols(base: u64) -> HashMap<&'static str, u64> {
     ])
 }
 
+/// Each of `expected` is among the `kinds` linked.
+fn assert_kinds_seen(kinds: &[Reloc], expected: &[Reloc]) {
+    for kind in expected {
+        assert!(kinds.contains(kind), "{kind:?} not seen in {kinds:?}");
+    }
+}
+
 #[test]
 fn cranelift_relocations_non_pic() {
-    let mut funcs = compile_all(RELOC_CLIF, false, false);
+    let mut funcs = compile_all(&reloc_clif(), false, false);
     let base = 0x0000_5555_1234_0000u64;
     let kinds = link_and_check(&mut funcs, base, &symbols(base), &HashMap::new());
-    for expected in [
-        Reloc::Arm64Call,
-        Reloc::Aarch64AdrPrelPgHi21,
-        Reloc::Aarch64AddAbsLo12Nc,
-        Reloc::Abs8,
-    ] {
-        assert!(
-            kinds.contains(&expected),
-            "{expected:?} not seen in {kinds:?}"
-        );
-    }
+    assert_kinds_seen(
+        &kinds,
+        &[
+            Reloc::Arm64Call,
+            Reloc::Aarch64AdrPrelPgHi21,
+            Reloc::Aarch64AddAbsLo12Nc,
+            Reloc::Abs8,
+        ],
+    );
     // `return_call` uses `b`, plain calls `bl`.
     let tail = &funcs[1];
     let b = tail
@@ -551,7 +530,7 @@ fn cranelift_relocations_non_pic() {
 
 #[test]
 fn cranelift_relocations_pic() {
-    let mut funcs = compile_all(RELOC_CLIF, true, false);
+    let mut funcs = compile_all(&reloc_clif(), true, false);
     let base = 0x0000_7f00_0000_8000u64;
     let got = HashMap::from([
         ("%near", base + 0x10_0000),
@@ -560,37 +539,24 @@ fn cranelift_relocations_pic() {
         ("%data_far", base + 0xffff_0ff8),
     ]);
     let kinds = link_and_check(&mut funcs, base, &symbols(base), &got);
-    for expected in [
+    let pic = [
         Reloc::Arm64Call,
         Reloc::Aarch64AdrGotPage21,
         Reloc::Aarch64Ld64GotLo12Nc,
-    ] {
-        assert!(
-            kinds.contains(&expected),
-            "{expected:?} not seen in {kinds:?}"
-        );
-    }
+    ];
+    assert_kinds_seen(&kinds, &pic);
     assert!(!kinds.contains(&Reloc::Abs8));
 }
 
 /// TLS symbols compile to TLSDESC relocations, which are refused.
 #[test]
 fn cranelift_tls_relocations_are_unsupported() {
-    let funcs = compile_all(
-        "function %tls() -> i64 system_v {
-            gv0 = symbol colocated tls %t
-        block0:
-            v0 = tls_value.i64 gv0
-            return v0
-        }",
-        false,
-        true,
-    );
+    let funcs = compile_all(TLS_CLIF, false, true);
     let mut code = funcs[0].code.clone();
     assert!(!funcs[0].relocs.is_empty());
     for reloc in &funcs[0].relocs {
         assert_eq!(
-            patch(
+            SPEC.apply_at(
                 reloc.kind,
                 &mut code,
                 reloc.offset as usize,
@@ -618,45 +584,32 @@ fn prologue_saves(code: &[u8]) -> Vec<SavedRegister> {
     let mut sp = 0i64;
     let mut saves = Vec::new();
     for &insn in &insns[start + 1..] {
-        let rt = (insn & 31) as u8;
-        let rt2 = ((insn >> 10) & 31) as u8;
         if (insn >> 5) & 31 != 31 {
             break; // not sp-based: past the pushes
         }
-        match insn & 0xffc0_0000 {
-            0xa980_0000 | 0x6d80_0000 => {
-                sp += sign_extend((insn >> 15) & 0x7f, 7) * 8;
-                let reg = if insn & 0xffc0_0000 == 0xa980_0000 {
-                    Reg::int
-                } else {
-                    Reg::float
-                };
-                saves.push(SavedRegister {
-                    reg: reg(rt),
-                    fp_offset: sp,
-                });
-                saves.push(SavedRegister {
-                    reg: reg(rt2),
-                    fp_offset: sp + 8,
-                });
-                continue;
-            }
-            _ => {}
-        }
-        match insn & 0xffe0_0c00 {
-            0xf800_0c00 | 0xfc00_0c00 => {
-                sp += sign_extend((insn >> 12) & 0x1ff, 9);
-                let reg = if insn & 0xffe0_0c00 == 0xf800_0c00 {
-                    Reg::int
-                } else {
-                    Reg::float
-                };
-                saves.push(SavedRegister {
-                    reg: reg(rt),
-                    fp_offset: sp,
-                });
-            }
+        let (rt, rt2) = ((insn & 31) as u8, ((insn >> 10) & 31) as u8);
+        // A pre-indexed `stp` of a pair or `str` of one register (x or d):
+        // how far sp moves, whether the registers are integers, which.
+        let (delta, int, regs) = match (insn & 0xffc0_0000, insn & 0xffe0_0c00) {
+            (pair @ (0xa980_0000 | 0x6d80_0000), _) => (
+                sign_extend((insn >> 15) & 0x7f, 7) * 8,
+                pair == 0xa980_0000,
+                vec![rt, rt2],
+            ),
+            (_, one @ (0xf800_0c00 | 0xfc00_0c00)) => (
+                sign_extend((insn >> 12) & 0x1ff, 9),
+                one == 0xf800_0c00,
+                vec![rt],
+            ),
             _ => break,
+        };
+        sp += delta;
+        let reg = if int { Reg::int } else { Reg::float };
+        for (i, &r) in regs.iter().enumerate() {
+            saves.push(SavedRegister {
+                reg: reg(r),
+                fp_offset: sp + 8 * i as i64,
+            });
         }
     }
     saves

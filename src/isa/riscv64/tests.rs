@@ -7,10 +7,11 @@ use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 
 use super::*;
-use crate::compile::{CompiledFunction, RelocTarget, build_isa, compile_function};
+use crate::compile::{CompiledFunction, RelocTarget, build_isa};
 use crate::disassemble::disassemble;
 use crate::isa::RegClass;
 use crate::isa::context;
+use crate::isa::tests::{TLS_CLIF, compile_clif, no_values, symbol_sum_clif};
 
 // ---- instruction encoders and decoders (independent of the code above) ----
 
@@ -46,10 +47,6 @@ fn word(code: &[u8], offset: usize) -> u32 {
 }
 fn words(insns: &[u32]) -> Vec<u8> {
     insns.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
-fn no_values(_: u64) -> Option<u64> {
-    None
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -565,49 +562,39 @@ fn isa_with(is_pic: bool, has_c: bool, extra: &[(&str, &str)]) -> OwnedTargetIsa
 }
 
 fn compile(isa: &dyn TargetIsa, clif: &str) -> Vec<CompiledFunction> {
-    cranelift_reader::parse_functions(clif)
-        .unwrap()
-        .into_iter()
-        .map(|f| compile_function(isa, f).unwrap())
-        .collect()
+    compile_clif(isa, clif)
 }
 
-const RELOC_CLIF: &str = "
-function %relocs(i64) -> i64 system_v {
-sig0 = (i64) -> i64 tail
-fn0 = colocated %near_fn(i64) -> i64 system_v
-fn1 = %far_fn(i64) -> i64 system_v
-fn2 = colocated %near_tail(i64) -> i64 tail
-fn3 = %far_tail(i64) -> i64 tail
-gv0 = symbol colocated %near_data
-gv1 = symbol %far_data
-gv2 = symbol colocated %near_data+4660
-gv3 = symbol %far_data-8
-block0(v0: i64):
-v1 = call fn0(v0)
-v2 = call fn1(v1)
-v3 = func_addr.i64 fn0
-v4 = func_addr.i64 fn1
-v5 = symbol_value.i64 gv0
-v6 = symbol_value.i64 gv1
-v7 = symbol_value.i64 gv2
-v8 = symbol_value.i64 gv3
-v9 = iadd v2, v3
-v10 = iadd v9, v4
-v11 = iadd v10, v5
-v12 = iadd v11, v6
-v13 = iadd v12, v7
-v14 = iadd v13, v8
-try_call fn2(v14), sig0, block1(ret0), [ default: block3(exn0) ]
-block1(v15: i64):
-try_call fn3(v15), sig0, block2(ret0), [ default: block3(exn0) ]
-block2(v16: i64):
-return v16
-block3(v17: i64):
-return v17
-}
+/// Calls (plain, try and tail), function addresses and data addresses,
+/// near and far, with data addends.
+fn reloc_clif() -> String {
+    let (clif, sum) = symbol_sum_clif(
+        "%relocs",
+        ("%near_fn", "%far_fn"),
+        &[
+            "colocated %near_data",
+            "%far_data",
+            "colocated %near_data+4660",
+            "%far_data-8",
+        ],
+        &[
+            "sig0 = (i64) -> i64 tail",
+            "fn2 = colocated %near_tail(i64) -> i64 tail",
+            "fn3 = %far_tail(i64) -> i64 tail",
+        ],
+    );
+    let (a, b, c) = (sum + 1, sum + 2, sum + 3);
+    format!(
+        "{clif}try_call fn2(v{sum}), sig0, block1(ret0), [ default: block3(exn0) ]
+block1(v{a}: i64):
+try_call fn3(v{a}), sig0, block2(ret0), [ default: block3(exn0) ]
+block2(v{b}: i64):
+return v{b}
+block3(v{c}: i64):
+return v{c}
+}}
 
-function %tails(i64) -> i64 tail {
+function %tails(i64) -> i64 tail {{
 fn0 = colocated %near_tail(i64) -> i64 tail
 fn1 = %far_tail(i64) -> i64 tail
 block0(v0: i64):
@@ -616,8 +603,10 @@ block1:
 return_call fn0(v0)
 block2:
 return_call fn1(v0)
+}}
+"
+    )
 }
-";
 
 /// A toy linker: each function at `base`, symbols and GOT slots at fixed
 /// addresses chosen so hi20/lo12 splits need rounding and negative lo12.
@@ -697,14 +686,14 @@ impl Layout {
     }
 }
 
-/// Links `RELOC_CLIF` and checks, by decoding the patched instructions,
+/// Links [`reloc_clif`] and checks, by decoding the patched instructions,
 /// that every relocation computes its intended address. Returns the kinds
 /// seen.
 fn link_and_check(is_pic: bool, has_c: bool) -> BTreeSet<String> {
     let isa = isa(is_pic, has_c);
     let mut kinds = BTreeSet::new();
     let mut compressed = false;
-    for (n, func) in compile(&*isa, RELOC_CLIF).iter().enumerate() {
+    for (n, func) in compile(&*isa, &reloc_clif()).iter().enumerate() {
         let base = BASE + 0x1_0000 * n as u64;
         let layout = Layout::new(base);
         let code = layout.link(func, base).unwrap_or_else(|e| {
@@ -802,7 +791,7 @@ fn links_cranelift_relocations_pic() {
 #[test]
 fn cranelift_call_out_of_range_is_an_error() {
     let isa = isa(false, false);
-    let funcs = compile(&*isa, RELOC_CLIF);
+    let funcs = compile(&*isa, &reloc_clif());
     let base = BASE;
     let mut layout = Layout::new(base);
     layout.symbols.insert("%near_fn".into(), base + (1 << 32));
@@ -813,15 +802,7 @@ fn cranelift_call_out_of_range_is_an_error() {
 #[test]
 fn cranelift_tls_is_unsupported() {
     let isa = isa_with(true, false, &[("tls_model", "elf_gd")]);
-    let funcs = compile(
-        &*isa,
-        "function %tls() -> i64 system_v {
-            gv0 = symbol colocated tls %t
-        block0:
-            v0 = tls_value.i64 gv0
-            return v0
-        }",
-    );
+    let funcs = compile(&*isa, TLS_CLIF);
     let kinds: Vec<_> = funcs[0].relocs.iter().map(|r| r.kind).collect();
     assert!(kinds.contains(&Reloc::RiscvTlsGdHi20), "{kinds:?}");
     let r = funcs[0]

@@ -4,33 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::compile::{CompiledFunction, RelocTarget, compile_function, default_isa};
+use crate::compile::{CompiledFunction, RelocTarget, default_isa};
 use crate::disassemble::disassemble;
 use crate::isa::RegClass;
-
-fn no_values(_: u64) -> Option<u64> {
-    None
-}
-
-/// Apply one relocation to `code` loaded at `base`.
-fn apply(
-    kind: Reloc,
-    code: &mut [u8],
-    offset: usize,
-    base: u64,
-    target: u64,
-    addend: i64,
-) -> Result<(), RelocError> {
-    SPEC.apply_relocation(RelocSite {
-        kind,
-        code,
-        offset,
-        place: base + offset as u64,
-        target,
-        addend,
-        value_at: &no_values,
-    })
-}
+use crate::isa::tests::{compile_clif, symbol_sum_clif};
 
 /// The address a RIL pc-relative instruction at `insn` refers to.
 fn ril_target(code: &[u8], insn: usize, base: u64) -> u64 {
@@ -39,12 +16,7 @@ fn ril_target(code: &[u8], insn: usize, base: u64) -> u64 {
 }
 
 fn compile(clif: &str) -> Vec<CompiledFunction> {
-    let isa = default_isa(Arch::S390x).unwrap();
-    cranelift_reader::parse_functions(clif)
-        .unwrap()
-        .into_iter()
-        .map(|f| compile_function(&*isa, f).unwrap())
-        .collect()
+    compile_clif(&*default_isa(Arch::S390x).unwrap(), clif)
 }
 
 /// Parse a capstone displacement/immediate such as `0x30`, `-0xb8`, `8`.
@@ -112,8 +84,10 @@ fn plt_rel32_dbl_patches_brasl_and_jg() {
     // brasl %r14, . ; jg .
     let mut code = vec![0xc0, 0xe5, 0, 0, 0, 0, 0xc0, 0xf4, 0, 0, 0, 0];
     // Cranelift: offset = instruction + 2, addend = 2.
-    apply(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, 0x1234_5678, 2).unwrap();
-    apply(Reloc::S390xPLTRel32Dbl, &mut code, 8, base, 0x0fff_0000, 2).unwrap();
+    SPEC.apply_at(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, 0x1234_5678, 2)
+        .unwrap();
+    SPEC.apply_at(Reloc::S390xPLTRel32Dbl, &mut code, 8, base, 0x0fff_0000, 2)
+        .unwrap();
     assert_eq!(ril_target(&code, 0, base), 0x1234_5678);
     assert_eq!(ril_target(&code, 6, base), 0x0fff_0000);
     // Disassembled at address 0, the targets read relative to `base`.
@@ -134,13 +108,21 @@ fn pc_rel32_dbl_patches_larl_and_relative_long_loads() {
     let mut code = vec![
         0xc0, 0x30, 0, 0, 0, 0, 0xc4, 0x48, 0, 0, 0, 0, 0xc4, 0x5b, 0, 0, 0, 0,
     ];
-    // A symbol_value with offset 6 has addend 6 + 2.
-    apply(Reloc::S390xPCRel32Dbl, &mut code, 2, base, 0x8_0000, 8).unwrap();
-    apply(Reloc::S390xPCRel32Dbl, &mut code, 8, base, 0x8_0000, 2).unwrap();
-    apply(Reloc::S390xPCRel32Dbl, &mut code, 14, base, 0x1000, 2).unwrap();
-    assert_eq!(ril_target(&code, 0, base), 0x8_0006);
-    assert_eq!(ril_target(&code, 6, base), 0x8_0000);
-    assert_eq!(ril_target(&code, 12, base), 0x1000);
+    // (instruction, target, addend, where it must point); a symbol_value
+    // with offset 6 has addend 6 + 2.
+    let fields = [
+        (0, 0x8_0000, 8, 0x8_0006),
+        (6, 0x8_0000, 2, 0x8_0000),
+        (12, 0x1000, 2, 0x1000),
+    ];
+    for (insn, target, addend, _) in fields {
+        let kind = Reloc::S390xPCRel32Dbl;
+        SPEC.apply_at(kind, &mut code, insn + 2, base, target, addend)
+            .unwrap();
+    }
+    for (insn, _, _, points_to) in fields {
+        assert_eq!(ril_target(&code, insn, base), points_to);
+    }
     assert_eq!(
         disassemble(Arch::S390x, &code).unwrap(),
         "larl %r3, 0x7e006\nlgrl %r4, 0x7e000\nstgrl %r5, -0x1000"
@@ -162,7 +144,7 @@ fn pc_relative_range_and_alignment_errors() {
         (max_back - 2, false),
     ] {
         let mut code = brasl.to_vec();
-        let r = apply(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, target, 2);
+        let r = SPEC.apply_at(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, target, 2);
         if ok {
             r.unwrap();
             assert_eq!(ril_target(&code, 0, base), target);
@@ -175,12 +157,12 @@ fn pc_relative_range_and_alignment_errors() {
     // Odd distances cannot be encoded in halfwords.
     let mut code = larl.to_vec();
     assert_eq!(
-        apply(Reloc::S390xPCRel32Dbl, &mut code, 2, base, base + 0x101, 2),
+        SPEC.apply_at(Reloc::S390xPCRel32Dbl, &mut code, 2, base, base + 0x101, 2),
         Err(RelocError::Misaligned { value: 0x101 })
     );
     let mut code = brasl.to_vec();
     assert_eq!(
-        apply(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, base - 3, 2),
+        SPEC.apply_at(Reloc::S390xPLTRel32Dbl, &mut code, 2, base, base - 3, 2),
         Err(RelocError::Misaligned { value: -3 })
     );
 }
@@ -203,7 +185,7 @@ fn pc_relative_kinds_check_the_instruction() {
     for (kind, bytes, offset) in cases {
         let mut code = bytes.to_vec();
         assert_eq!(
-            apply(kind, &mut code, offset, 0x1000, 0x2000, 2),
+            SPEC.apply_at(kind, &mut code, offset, 0x1000, 0x2000, 2),
             Err(RelocError::UnexpectedInstruction),
             "{kind:?} at {offset} on {bytes:x?}"
         );
@@ -211,13 +193,15 @@ fn pc_relative_kinds_check_the_instruction() {
     }
     // brasl is a valid PCRel32Dbl site too (it is pc-relative).
     let mut code = brasl.to_vec();
-    apply(Reloc::S390xPCRel32Dbl, &mut code, 2, 0x1000, 0x2000, 2).unwrap();
+    SPEC.apply_at(Reloc::S390xPCRel32Dbl, &mut code, 2, 0x1000, 0x2000, 2)
+        .unwrap();
 }
 
 #[test]
 fn absolute_relocations_are_big_endian() {
     let mut code = vec![0xaa; 16];
-    apply(Reloc::Abs8, &mut code, 4, 0, 0x0102_0304_0506_0700, 8).unwrap();
+    SPEC.apply_at(Reloc::Abs8, &mut code, 4, 0, 0x0102_0304_0506_0700, 8)
+        .unwrap();
     assert_eq!(
         code,
         [
@@ -225,16 +209,17 @@ fn absolute_relocations_are_big_endian() {
         ]
     );
     let mut code = vec![0xaa; 6];
-    apply(Reloc::Abs4, &mut code, 1, 0, 0x8765_4320, 1).unwrap();
+    SPEC.apply_at(Reloc::Abs4, &mut code, 1, 0, 0x8765_4320, 1)
+        .unwrap();
     assert_eq!(code, [0xaa, 0x87, 0x65, 0x43, 0x21, 0xaa]);
     assert_eq!(
-        apply(Reloc::Abs4, &mut code, 1, 0, 0x1_0000_0000, 0),
+        SPEC.apply_at(Reloc::Abs4, &mut code, 1, 0, 0x1_0000_0000, 0),
         Err(RelocError::OutOfRange {
             value: 0x1_0000_0000
         })
     );
     assert_eq!(
-        apply(Reloc::Abs8, &mut code, 1, 0, 0, 0),
+        SPEC.apply_at(Reloc::Abs8, &mut code, 1, 0, 0, 0),
         Err(RelocError::OutOfRange { value: 0 }),
         "field past the end of the code"
     );
@@ -251,7 +236,7 @@ fn tls_and_foreign_kinds_are_unsupported() {
     ] {
         let mut code = vec![0xc0, 0xe5, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(
-            apply(kind, &mut code, 2, 0, 0, 0),
+            SPEC.apply_at(kind, &mut code, 2, 0, 0, 0),
             Err(RelocError::Unsupported),
             "{kind:?}"
         );
@@ -260,29 +245,22 @@ fn tls_and_foreign_kinds_are_unsupported() {
 
 /// Every kind Cranelift emits for s390x calls (plain, tail and try),
 /// func_addr, symbol_value and symbol loads/stores, near and far.
-const RELOCS_CLIF: &str = r#"
-function %refs(i64) -> i64 system_v {
-gv0 = symbol colocated %near_data
-gv1 = symbol %far_data
-gv2 = symbol colocated %near_data+6
-fn0 = colocated %near(i64) -> i64 system_v
-fn1 = %far(i64) -> i64 system_v
-block0(v0: i64):
-v1 = call fn0(v0)
-v2 = call fn1(v1)
-v3 = func_addr.i64 fn0
-v4 = func_addr.i64 fn1
-v5 = symbol_value.i64 gv0
-v6 = symbol_value.i64 gv1
-v7 = symbol_value.i64 gv2
-v8 = iadd v2, v3
-v9 = iadd v8, v4
-v10 = iadd v9, v5
-v11 = iadd v10, v6
-v12 = iadd v11, v7
-return v12
+fn relocs_clif() -> String {
+    let (clif, sum) = symbol_sum_clif(
+        "%refs",
+        ("%near", "%far"),
+        &[
+            "colocated %near_data",
+            "%far_data",
+            "colocated %near_data+6",
+        ],
+        &[],
+    );
+    format!("{clif}return v{sum}\n}}\n{OTHER_RELOCS_CLIF}")
 }
 
+/// The rest of [`relocs_clif`]: loads and stores, tail and try calls.
+const OTHER_RELOCS_CLIF: &str = r#"
 function %loads(i64) -> i64 system_v {
 gv0 = symbol colocated %near_data
 block0(v0: i64):
@@ -332,7 +310,7 @@ fn every_relocation_cranelift_emits_is_applied() {
     .into();
     let base = 0x1_0000;
     let mut kinds = BTreeSet::new();
-    for func in compile(RELOCS_CLIF) {
+    for func in compile(&relocs_clif()) {
         let mut code = func.code.clone();
         for r in &func.relocs {
             let RelocTarget::Symbol(name) = &r.target else {
@@ -340,7 +318,7 @@ fn every_relocation_cranelift_emits_is_applied() {
             };
             let target = symbols[name.as_str()];
             let offset = r.offset as usize;
-            apply(r.kind, &mut code, offset, base, target, r.addend)
+            SPEC.apply_at(r.kind, &mut code, offset, base, target, r.addend)
                 .unwrap_or_else(|e| panic!("{}: {r:?}: {e}", func.name));
             kinds.insert(format!("{:?}", r.kind));
             let expected = target.wrapping_add_signed(r.addend);
@@ -594,7 +572,7 @@ block0(v0: i64, v1: i64):
 
 #[test]
 fn system_v_try_call_frame_offset() {
-    let func = compile(RELOCS_CLIF)
+    let func = compile(&relocs_clif())
         .into_iter()
         .find(|f| f.name == "%try")
         .unwrap();

@@ -1,11 +1,13 @@
-//! Helpers shared by the emulator tests that compile small CLIF functions
-//! with ISA flags and check the code Cranelift emits.
+//! Compiling small CLIF functions with ISA flags and reading the code
+//! Cranelift emits: the helpers of the emulator and QEMU suites that check
+//! instructions an emulated CPU lacks.
 
-// Each test crate that includes this module uses part of it.
-#![allow(dead_code)]
+use std::fmt::Debug;
 
+use cranelift_exn::Module;
 use cranelift_exn::codegen::Context;
 use cranelift_exn::codegen::control::ControlPlane;
+use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir;
 use cranelift_exn::codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_exn::codegen::settings::{self, Configurable};
@@ -47,6 +49,16 @@ pub fn function(signature: &str, block: &str, body: &str) -> ir::Function {
     functions.remove(0)
 }
 
+/// `function %f(i64, i64) -> i64 system_v` with `body` (as [`function`]
+/// takes it) after `block0(v0: i64, v1: i64)`.
+pub fn binary_function(body: &str) -> ir::Function {
+    function(
+        "function %f(i64, i64) -> i64 system_v",
+        "block0(v0: i64, v1: i64)",
+        body,
+    )
+}
+
 /// Machine code and VCode listing of `func` compiled for `isa`.
 pub fn compile(isa: &dyn TargetIsa, func: ir::Function) -> (Vec<u8>, String) {
     let mut ctx = Context::for_function(func);
@@ -84,4 +96,61 @@ pub fn parse(clif: &str) -> ir::Function {
     let mut functions =
         cranelift_exn::reader::parse_functions(clif).unwrap_or_else(|e| panic!("{e}\n{clif}"));
     functions.remove(0)
+}
+
+/// Check that `%f(a, b)` of `module`, a function of two `i64` arguments
+/// returning one, gives `expected(a, b)` for every `a` of `firsts` and `b`
+/// of `seconds`; `label` names the function in messages.
+pub fn assert_binary_results(
+    module: &Module,
+    firsts: &[u64],
+    seconds: &[u64],
+    expected: fn(u64, u64) -> u64,
+    label: &dyn Debug,
+) {
+    for &a in firsts {
+        for &b in seconds {
+            let args = [DataValue::I64(a as i64), DataValue::I64(b as i64)];
+            let got = module
+                .call("%f", &args)
+                .unwrap_or_else(|e| panic!("{label:?} ({a:#x}, {b:#x}): {e}"));
+            let want = expected(a, b);
+            assert_eq!(
+                got,
+                [DataValue::I64(want as i64)],
+                "{label:?} ({a:#x}, {b:#x}): want {want:#x}"
+            );
+        }
+    }
+}
+
+/// The CLIF of `%name`, which calls `%callee` with its one argument and
+/// returns what it returns; both have `signature` (such as
+/// `(i64) -> i64 tail`).
+pub fn forwarding(name: &str, callee: &str, signature: &str) -> String {
+    format!(
+        "function %{name}{signature} {{
+    fn0 = %{callee}{signature}
+block0(v0: i64):
+    v1 = call fn0(v0)
+    return v1
+}}"
+    )
+}
+
+/// The CLIF of `signature` (such as `%outer(i64) -> i64`), which calls
+/// `callee` (such as `%middle(i64) -> i64 tail`) with its argument and
+/// returns `op result, k` (`op`: `iadd`, `imul`, ...).
+pub fn call_then(signature: &str, callee: &str, op: &str, k: i64) -> String {
+    format!(
+        "function {signature} {{
+    fn0 = {callee}
+block0(v0: i64):
+    v1 = call fn0(v0)
+    v2 = iconst.i64 {k}
+    v3 = {op} v1, v2
+    return v3
+}}
+"
+    )
 }
