@@ -11,16 +11,28 @@ use crate::isa::Endianness;
 use crate::machine::Machine;
 use crate::module::{CallError, JitModule, RawEntry, symbol_name};
 use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET};
-use crate::values::{read_bits, write_bits};
+use crate::values::{read_bits, read_scalar, scalar_bits, write_bits};
 
 /// A Rust type that crosses a JIT call as one CLIF value.
 pub trait Value: Sized {
     /// Its CLIF type.
     const TYPE: Type;
     /// As a [`DataValue`].
-    fn into_data(self) -> DataValue;
+    fn into_data(self) -> DataValue {
+        let bits = self.to_bits().to_le_bytes();
+        read_scalar(
+            &bits[..Self::TYPE.bytes() as usize],
+            Self::TYPE,
+            Endianness::Little,
+        )
+    }
     /// From a [`DataValue`] of type [`Value::TYPE`].
-    fn from_data(value: &DataValue) -> Option<Self>;
+    fn from_data(value: &DataValue) -> Option<Self> {
+        if value.ty() != Self::TYPE {
+            return None;
+        }
+        scalar_bits(value).map(Self::from_bits)
+    }
 
     /// Its bits, zero-extended to 128.
     fn to_bits(self) -> u128;
@@ -50,84 +62,37 @@ pub trait Value: Sized {
     }
 }
 
-macro_rules! int_value {
-    ($($rust:ty => $clif:ident, $variant:ident, $as:ty, $unsigned:ty;)*) => {$(
+/// `impl Value` for Rust scalars: `rust => CLIF type, into bits, from
+/// bits;`.
+macro_rules! scalar_value {
+    ($($rust:ty => $clif:ident, $to:expr, $from:expr;)*) => {$(
         impl Value for $rust {
             const TYPE: Type = types::$clif;
             #[inline]
             fn to_bits(self) -> u128 {
-                u128::from(self as $unsigned)
+                $to(self)
             }
             #[inline]
             fn from_bits(bits: u128) -> Self {
-                bits as $unsigned as $rust
-            }
-            fn into_data(self) -> DataValue {
-                DataValue::$variant(self as $as)
-            }
-            fn from_data(value: &DataValue) -> Option<Self> {
-                match *value {
-                    DataValue::$variant(v) => Some(v as $rust),
-                    _ => None,
-                }
+                $from(bits)
             }
         }
     )*};
 }
 
-int_value! {
-    i8 => I8, I8, i8, u8;
-    u8 => I8, I8, i8, u8;
-    i16 => I16, I16, i16, u16;
-    u16 => I16, I16, i16, u16;
-    i32 => I32, I32, i32, u32;
-    u32 => I32, I32, i32, u32;
-    i64 => I64, I64, i64, u64;
-    u64 => I64, I64, i64, u64;
-    i128 => I128, I128, i128, u128;
-    u128 => I128, I128, i128, u128;
-}
-
-impl Value for f32 {
-    const TYPE: Type = types::F32;
-    #[inline]
-    fn to_bits(self) -> u128 {
-        u128::from(f32::to_bits(self))
-    }
-    #[inline]
-    fn from_bits(bits: u128) -> Self {
-        f32::from_bits(bits as u32)
-    }
-    fn into_data(self) -> DataValue {
-        DataValue::F32(self.into())
-    }
-    fn from_data(value: &DataValue) -> Option<Self> {
-        match value {
-            DataValue::F32(v) => Some(v.as_f32()),
-            _ => None,
-        }
-    }
-}
-
-impl Value for f64 {
-    const TYPE: Type = types::F64;
-    #[inline]
-    fn to_bits(self) -> u128 {
-        u128::from(f64::to_bits(self))
-    }
-    #[inline]
-    fn from_bits(bits: u128) -> Self {
-        f64::from_bits(bits as u64)
-    }
-    fn into_data(self) -> DataValue {
-        DataValue::F64(self.into())
-    }
-    fn from_data(value: &DataValue) -> Option<Self> {
-        match value {
-            DataValue::F64(v) => Some(v.as_f64()),
-            _ => None,
-        }
-    }
+scalar_value! {
+    i8 => I8, |v: i8| u128::from(v as u8), |b: u128| b as u8 as i8;
+    u8 => I8, u128::from, |b: u128| b as u8;
+    i16 => I16, |v: i16| u128::from(v as u16), |b: u128| b as u16 as i16;
+    u16 => I16, u128::from, |b: u128| b as u16;
+    i32 => I32, |v: i32| u128::from(v as u32), |b: u128| b as u32 as i32;
+    u32 => I32, u128::from, |b: u128| b as u32;
+    i64 => I64, |v: i64| u128::from(v as u64), |b: u128| b as u64 as i64;
+    u64 => I64, u128::from, |b: u128| b as u64;
+    i128 => I128, |v: i128| v as u128, |b: u128| b as i128;
+    u128 => I128, |v: u128| v, |b: u128| b;
+    f32 => F32, |v: f32| u128::from(v.to_bits()), |b: u128| f32::from_bits(b as u32);
+    f64 => F64, |v: f64| u128::from(v.to_bits()), |b: u128| f64::from_bits(b as u64);
 }
 
 /// The parameters of a typed call: `()`, a [`Value`], or a tuple of them.
@@ -312,5 +277,40 @@ impl<M: ?Sized + Machine> JitModule<M> {
             endianness: self.machine().arch().endianness(),
             _types: PhantomData,
         })
+    }
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+
+    #[test]
+    fn values_convert_to_their_data_values_and_back() {
+        assert_eq!((-2i8).into_data(), DataValue::I8(-2));
+        assert_eq!(0xfeu8.into_data(), DataValue::I8(-2));
+        assert_eq!((-300i16).into_data(), DataValue::I16(-300));
+        assert_eq!(u32::MAX.into_data(), DataValue::I32(-1));
+        assert_eq!((-5i64).into_data(), DataValue::I64(-5));
+        assert_eq!((-1i128).into_data(), DataValue::I128(-1));
+        assert_eq!(1.5f32.into_data(), DataValue::F32(1.5f32.into()));
+        assert_eq!((-0.25f64).into_data(), DataValue::F64((-0.25f64).into()));
+        assert_eq!(i8::from_data(&DataValue::I8(-2)), Some(-2));
+        assert_eq!(u8::from_data(&DataValue::I8(-2)), Some(0xfe));
+        assert_eq!(u64::from_data(&DataValue::I64(-1)), Some(u64::MAX));
+        assert_eq!(f64::from_data(&DataValue::F64(2.0f64.into())), Some(2.0));
+        // Another type is not converted.
+        assert_eq!(i32::from_data(&DataValue::I64(1)), None);
+        assert_eq!(f32::from_data(&DataValue::I32(1)), None);
+    }
+
+    #[test]
+    fn slots_hold_the_target_byte_order() {
+        let mut slot = [0u8; 16];
+        (-2i16).write_slot(&mut slot, Endianness::Big);
+        assert_eq!(slot[..2], [0xff, 0xfe]);
+        assert_eq!(i16::read_slot(&slot, Endianness::Big), Some(-2));
+        1.0f64.write_slot(&mut slot, Endianness::Little);
+        assert_eq!(slot[..8], 1.0f64.to_le_bytes());
+        assert_eq!(f64::read_slot(&slot, Endianness::Little), Some(1.0));
     }
 }

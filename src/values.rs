@@ -87,7 +87,7 @@ pub(crate) fn write_scalar(value: &DataValue, slot: &mut [u8], endianness: Endia
 }
 
 /// The bits of a scalar `value`, zero-extended (`None` for a vector).
-fn scalar_bits(value: &DataValue) -> Option<u128> {
+pub(crate) fn scalar_bits(value: &DataValue) -> Option<u128> {
     Some(match *value {
         DataValue::I8(v) => u128::from(v as u8),
         DataValue::I16(v) => u128::from(v as u16),
