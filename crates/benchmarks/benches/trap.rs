@@ -1,15 +1,38 @@
 //! Trap delivery: a JIT trap reported through our signal-context rewrite,
-//! against sigsetjmp/siglongjmp out of a signal handler in C.
+//! against sigsetjmp/siglongjmp out of a signal handler in C; and the C
+//! trap taken apart by fault kind, to tell the CPU exception (and any
+//! hypervisor exit) from the kernel's signal delivery.
 
 #[macro_use]
 mod common;
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use cranelift_exn::CallError;
-use cranelift_exn_benchmarks::c::{CTrapHandlers, TrapKind};
+use cranelift_exn_benchmarks::c::{self, CReturningTrapHandlers, CTrapHandlers, TrapKind};
 use cranelift_exn_benchmarks::jit::JitBench;
 use criterion::Criterion;
+
+/// The kinds taken apart, by the name their rows carry.
+const KINDS: [(&str, TrapKind); 7] = [
+    ("ud2", TrapKind::Ud2),
+    ("divz", TrapKind::DivideByZero),
+    ("int3", TrapKind::Int3),
+    ("hlt", TrapKind::Hlt),
+    ("int_n", TrapKind::IntN),
+    ("page_fault", TrapKind::PageFault),
+    ("tgkill", TrapKind::Tgkill),
+];
+
+/// Time-stamp-counter ticks per second, against the monotonic clock over
+/// 100 ms; `None` without a counter (not x86_64).
+fn tsc_hz() -> Option<f64> {
+    let (t0, i0) = (c::tsc(), Instant::now());
+    std::thread::sleep(Duration::from_millis(100));
+    let (t1, i1) = (c::tsc(), Instant::now());
+    (t1 > t0).then(|| (t1 - t0) as f64 / (i1 - i0).as_secs_f64())
+}
 
 fn trap(c: &mut Criterion) {
     let mut bench = JitBench::new().expect("the benchmark module loads");
@@ -22,17 +45,60 @@ fn trap(c: &mut Criterion) {
     }
     // The C handlers replace ours while installed (and put ours back when
     // dropped), so they are installed around each measurement only.
-    for (name, kind, nodefer) in [
-        ("c_sigsetjmp_ud2", TrapKind::Ud2, false),
-        ("c_sigsetjmp_divz", TrapKind::DivideByZero, false),
-        ("c_nodefer_setjmp_ud2", TrapKind::Ud2, true),
-        ("c_nodefer_setjmp_divz", TrapKind::DivideByZero, true),
-    ] {
+    let mut rows = vec![
+        ("c_sigsetjmp_ud2".to_string(), TrapKind::Ud2, false),
+        (
+            "c_sigsetjmp_divz".to_string(),
+            TrapKind::DivideByZero,
+            false,
+        ),
+    ];
+    // SA_NODEFER + sigsetjmp(env, 0): the fault and the delivery, with no
+    // system call besides (tgkill's own).
+    let kinds = if cfg!(target_arch = "x86_64") {
+        &KINDS[..]
+    } else {
+        &KINDS[..2]
+    };
+    for &(kind_name, kind) in kinds {
+        rows.push((format!("c_nodefer_setjmp_{kind_name}"), kind, true));
+    }
+    for (name, kind, nodefer) in rows {
         group.bench_function(name, |b| {
             let handlers = CTrapHandlers::install(nodefer).expect("C handlers install");
+            assert_eq!(handlers.trap(kind, !nodefer), kind.signal());
             b.iter(|| handlers.trap(black_box(kind), !nodefer));
             drop(handlers);
         });
+    }
+    // Our way out in C: rewrite the context and return (rt_sigreturn).
+    if cfg!(target_arch = "x86_64") {
+        for (name, kind) in [
+            ("c_return_ud2", TrapKind::Ud2),
+            ("c_return_divz", TrapKind::DivideByZero),
+        ] {
+            group.bench_function(name, |b| {
+                let handlers = CReturningTrapHandlers::install().expect("C handlers install");
+                assert_eq!(handlers.trap(kind), Some(kind.signal()));
+                b.iter(|| handlers.trap(black_box(kind)));
+                drop(handlers);
+            });
+        }
+    }
+    // The first phase alone: from just before the faulting instruction to
+    // the handler's first statement, by the time-stamp counter.
+    if let Some(hz) = tsc_hz().filter(|_| cfg!(target_arch = "x86_64")) {
+        for &(kind_name, kind) in &KINDS {
+            group.bench_function(format!("c_enter_{kind_name}"), |b| {
+                let handlers = CTrapHandlers::install(true).expect("C handlers install");
+                b.iter_custom(|iterations| {
+                    let ([enter, _], signal) = handlers.phases(kind, false, iterations);
+                    assert_eq!(signal, kind.signal());
+                    Duration::from_secs_f64(enter as f64 / hz)
+                });
+                drop(handlers);
+            });
+        }
     }
     assert!(matches!(bench.trap(true), Err(CallError::Trap { .. })));
     group.finish();
