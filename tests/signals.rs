@@ -689,3 +689,50 @@ fn an_autodisarm_alternate_stack_is_armed_again_after_a_trap() {
     };
     assert_child_succeeded(&output);
 }
+
+/// The restorer the kernel returns to from `signal`'s handler.
+#[cfg(target_arch = "x86_64")]
+fn restorer(signal: libc::c_int) -> usize {
+    // SAFETY: querying a disposition into a zeroed sigaction.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut action), 0);
+        action.sa_restorer.map_or(0, |f| f as usize)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn our_handler_put_back_through_glibc_names_its_own_restorer_again() {
+    // Saving our disposition and putting it back with glibc's `sigaction`
+    // (as code that installs a handler for a while does) makes it name
+    // glibc's restorer, with which our handler cannot leave directly; the
+    // next trap installs it again as it was, and traps keep working.
+    let Some(output) = in_child(
+        "our_handler_put_back_through_glibc_names_its_own_restorer_again",
+        || {
+            let module = module();
+            let ours = restorer(libc::SIGFPE);
+            // SAFETY: saving and putting back the disposition as it was.
+            unsafe {
+                let mut saved: libc::sigaction = std::mem::zeroed();
+                assert_eq!(
+                    libc::sigaction(libc::SIGFPE, std::ptr::null(), &mut saved),
+                    0
+                );
+                assert_eq!(
+                    libc::sigaction(libc::SIGFPE, &saved, std::ptr::null_mut()),
+                    0
+                );
+            }
+            assert_ne!(restorer(libc::SIGFPE), ours, "glibc names its own");
+            for _ in 0..3 {
+                assert_traps_are_delivered(&module);
+                assert_eq!(restorer(libc::SIGFPE), ours);
+            }
+        },
+    ) else {
+        return;
+    };
+    assert_child_succeeded(&output);
+}

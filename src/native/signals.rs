@@ -155,6 +155,7 @@ fn is_ours(action: &libc::sigaction) -> bool {
 pub(crate) fn install() -> Result<(), Error> {
     check_host()?;
     let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    exit::forget_foreign();
     if !*installed {
         exit::init();
         for (slot, &signal) in PREVIOUS.iter().zip(&SIGNALS) {

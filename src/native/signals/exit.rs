@@ -11,13 +11,16 @@
 //! control words the interrupted code had — leaves the thread exactly as
 //! `rt_sigreturn` would. Otherwise (another handler called or tail-called
 //! ours, the alternate stack is `SS_AUTODISARM`, protection keys are on)
-//! the handler returns as everywhere else.
+//! the handler returns as everywhere else. Our disposition names a restorer
+//! of our own, which is how a frame the kernel built for it is told apart;
+//! code that saves it and puts it back through glibc's `sigaction` names
+//! glibc's instead, and the next trap installs ours again.
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use x86_64::{handler, init, set_our_action};
+pub(super) use x86_64::{forget_foreign, handler, init, set_our_action};
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) use portable::{handler, init, set_our_action};
+pub(super) use portable::{forget_foreign, handler, init, set_our_action};
 
 /// The rewrite-and-return exit only.
 #[cfg(not(target_arch = "x86_64"))]
@@ -31,6 +34,9 @@ mod portable {
 
     /// Nothing to find out.
     pub(in super::super) fn init() {}
+
+    /// Nothing to forget.
+    pub(in super::super) fn forget_foreign() {}
 
     /// Install our disposition for `signal`; the previous one into `old`
     /// unless null. 0, or -1 with `errno` set.
@@ -68,7 +74,7 @@ mod portable {
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64 {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use super::super::{OUR_FLAGS, Resume, context, deliver, forward};
 
@@ -89,6 +95,16 @@ mod x86_64 {
     /// are enabled (the kernel gives the handler the default PKRU, and only
     /// `rt_sigreturn` puts the interrupted code's back).
     static DIRECT: AtomicBool = AtomicBool::new(false);
+
+    /// Signals (bit `n`: signal `n`) whose disposition a trap that could
+    /// not leave directly found to be another handler's: not queried again
+    /// until [`forget_foreign`].
+    static FOREIGN: AtomicU64 = AtomicU64::new(0);
+
+    /// At each installation: query dispositions again.
+    pub(in super::super) fn forget_foreign() {
+        FOREIGN.store(0, Ordering::Relaxed);
+    }
 
     /// Once, before the first installation: whether the CPU has protection
     /// keys enabled (CPUID.7.0:ECX.OSPKE).
@@ -218,10 +234,12 @@ mod x86_64 {
         let uc = uc.cast::<libc::ucontext_t>();
         // SAFETY: `frame` is the stack pointer `entry` was called with: the
         // word there is its return address. The ucontext is the kernel's.
-        let direct = DIRECT.load(Ordering::Relaxed)
-            && frame as usize + 8 == uc as usize
-            && unsafe { frame.read() } == restorer()
-            && unsafe { (*uc).uc_stack.ss_flags } & SS_AUTODISARM == 0;
+        let at_frame = DIRECT.load(Ordering::Relaxed) && frame as usize + 8 == uc as usize;
+        let ours = at_frame && unsafe { frame.read() } == restorer();
+        let direct = ours && unsafe { (*uc).uc_stack.ss_flags } & SS_AUTODISARM == 0;
+        if at_frame && !ours {
+            name_our_restorer_again(signal);
+        }
         if direct {
             // SAFETY: the kernel called our disposition with this frame:
             // the mask in force is the interrupted code's, and `resume`
@@ -230,6 +248,47 @@ mod x86_64 {
         }
         // SAFETY: as above.
         unsafe { context::redirect(uc, resume) }
+    }
+
+    /// After a trap whose frame names another restorer: if the disposition
+    /// is ours all the same — saved and put back through glibc's
+    /// `sigaction`, which names glibc's restorer — install it again with
+    /// ours, so that the next traps leave directly. Otherwise remember that
+    /// the signal has another handler (which called ours), so that the
+    /// query is not repeated. (As in `adopt_changed_disposition`, a
+    /// disposition installed by another thread between the query and the
+    /// installation would be replaced.)
+    fn name_our_restorer_again(signal: libc::c_int) {
+        let bit = 1u64 << (signal as u32 % 64);
+        if FOREIGN.load(Ordering::Relaxed) & bit != 0 {
+            return;
+        }
+        let mut current = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a query into a valid kernel structure.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                std::ptr::null::<KernelSigaction>(),
+                &mut current as *mut KernelSigaction,
+                8usize,
+            )
+        };
+        if rc == 0
+            && current.handler == handler()
+            && current.flags & !SA_RESTORER == OUR_FLAGS as u64
+            && current.mask == 0
+        {
+            // SAFETY: no previous action asked for.
+            unsafe { set_our_action(signal, std::ptr::null_mut()) };
+        } else {
+            FOREIGN.fetch_or(bit, Ordering::Relaxed);
+        }
     }
 
     /// Resume at `to` as `rt_sigreturn` would after `context::redirect`:
