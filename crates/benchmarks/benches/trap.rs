@@ -34,6 +34,17 @@ fn tsc_hz() -> Option<f64> {
     (t1 > t0).then(|| (t1 - t0) as f64 / (i1 - i0).as_secs_f64())
 }
 
+/// Branchy work with indirect calls: 24 numbers derived from `seed`,
+/// sorted through a `dyn Fn` comparator.
+#[inline(never)]
+fn sort(seed: u32) -> u32 {
+    let mut v: [u32; 24] =
+        std::array::from_fn(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 97);
+    let cmp: &dyn Fn(&u32, &u32) -> std::cmp::Ordering = black_box(&|a: &u32, b: &u32| a.cmp(b));
+    v.sort_unstable_by(|a, b| cmp(a, b));
+    v[5]
+}
+
 fn trap(c: &mut Criterion) {
     let mut bench = JitBench::new().expect("the benchmark module loads");
     let mut group = c.benchmark_group("trap");
@@ -81,6 +92,25 @@ fn trap(c: &mut Criterion) {
                 let handlers = CReturningTrapHandlers::install().expect("C handlers install");
                 assert_eq!(handlers.trap(kind), Some(kind.signal()));
                 b.iter(|| handlers.trap(black_box(kind)));
+                drop(handlers);
+            });
+        }
+    }
+    // Branchy code after the fault: what the hypervisor's work on a #UD
+    // leaves of the branch predictors (the same sort after a division by
+    // zero, and alone).
+    group.bench_function("sort_alone", |b| b.iter(|| black_box(sort(black_box(7)))));
+    if cfg!(target_arch = "x86_64") {
+        for (name, kind) in [
+            ("c_nodefer_setjmp_divz_then_sort", TrapKind::DivideByZero),
+            ("c_nodefer_setjmp_ud2_then_sort", TrapKind::Ud2),
+        ] {
+            group.bench_function(name, |b| {
+                let handlers = CTrapHandlers::install(true).expect("C handlers install");
+                b.iter(|| {
+                    black_box(handlers.trap(black_box(kind), false));
+                    black_box(sort(black_box(7)))
+                });
                 drop(handlers);
             });
         }
