@@ -48,50 +48,46 @@ fn sort(seed: u32) -> u32 {
 fn trap(c: &mut Criterion) {
     let mut bench = JitBench::new().expect("the benchmark module loads");
     let mut group = c.benchmark_group("trap");
-    for (name, divide) in [("jit_ud2", false), ("jit_divz", true)] {
+    // Each fault's rows one after another, so that a change of load on the
+    // machine between rows moves their ratios as little as possible. The C
+    // handlers replace ours while installed (and put ours back when
+    // dropped), so they are installed around each measurement only.
+    for (kind_name, kind, divide) in [
+        ("ud2", TrapKind::Ud2, false),
+        ("divz", TrapKind::DivideByZero, true),
+    ] {
         assert!(matches!(bench.trap(divide), Err(CallError::Trap { .. })));
-        group.bench_function(name, |b| {
+        group.bench_function(format!("jit_{kind_name}"), |b| {
             b.iter(|| black_box(bench.trap(black_box(divide))))
         });
-    }
-    // The C handlers replace ours while installed (and put ours back when
-    // dropped), so they are installed around each measurement only.
-    let mut rows = vec![
-        ("c_sigsetjmp_ud2".to_string(), TrapKind::Ud2, false),
-        (
-            "c_sigsetjmp_divz".to_string(),
-            TrapKind::DivideByZero,
-            false,
-        ),
-    ];
-    // SA_NODEFER + sigsetjmp(env, 0): the fault and the delivery, with no
-    // system call besides (tgkill's own).
-    let kinds = if cfg!(target_arch = "x86_64") {
-        &KINDS[..]
-    } else {
-        &KINDS[..2]
-    };
-    for &(kind_name, kind) in kinds {
-        rows.push((format!("c_nodefer_setjmp_{kind_name}"), kind, true));
-    }
-    for (name, kind, nodefer) in rows {
-        group.bench_function(name, |b| {
-            let handlers = CTrapHandlers::install(nodefer).expect("C handlers install");
-            assert_eq!(handlers.trap(kind, !nodefer), kind.signal());
-            b.iter(|| handlers.trap(black_box(kind), !nodefer));
-            drop(handlers);
-        });
-    }
-    // Our way out in C: rewrite the context and return (rt_sigreturn).
-    if cfg!(target_arch = "x86_64") {
-        for (name, kind) in [
-            ("c_return_ud2", TrapKind::Ud2),
-            ("c_return_divz", TrapKind::DivideByZero),
-        ] {
-            group.bench_function(name, |b| {
+        // sigsetjmp(env, 1), then SA_NODEFER + sigsetjmp(env, 0): the fault
+        // and the delivery with no system call besides.
+        for (prefix, nodefer) in [("c_sigsetjmp", false), ("c_nodefer_setjmp", true)] {
+            group.bench_function(format!("{prefix}_{kind_name}"), |b| {
+                let handlers = CTrapHandlers::install(nodefer).expect("C handlers install");
+                assert_eq!(handlers.trap(kind, !nodefer), kind.signal());
+                b.iter(|| handlers.trap(black_box(kind), !nodefer));
+                drop(handlers);
+            });
+        }
+        // Our way out in C: rewrite the context and return (rt_sigreturn).
+        if cfg!(target_arch = "x86_64") {
+            group.bench_function(format!("c_return_{kind_name}"), |b| {
                 let handlers = CReturningTrapHandlers::install().expect("C handlers install");
                 assert_eq!(handlers.trap(kind), Some(kind.signal()));
                 b.iter(|| handlers.trap(black_box(kind)));
+                drop(handlers);
+            });
+        }
+    }
+    // The other kinds' SA_NODEFER round trips (x86_64 only; tgkill raises
+    // its signal by a system call).
+    if cfg!(target_arch = "x86_64") {
+        for &(kind_name, kind) in &KINDS[2..] {
+            group.bench_function(format!("c_nodefer_setjmp_{kind_name}"), |b| {
+                let handlers = CTrapHandlers::install(true).expect("C handlers install");
+                assert_eq!(handlers.trap(kind, false), kind.signal());
+                b.iter(|| handlers.trap(black_box(kind), false));
                 drop(handlers);
             });
         }
