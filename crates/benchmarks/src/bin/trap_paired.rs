@@ -10,6 +10,7 @@
 //! ```
 
 use std::hint::black_box;
+use std::io::Write as _;
 use std::time::Instant;
 
 use cranelift_exn_benchmarks::c::{CReturningTrapHandlers, CTrapHandlers, TrapKind};
@@ -65,12 +66,14 @@ fn main() -> Result<(), String> {
             .map(|(ours, c)| ours / c)
             .collect();
         let [ours, c1, c0, ret] = columns.map(|mut c| median(&mut c));
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{kind:?}: ours {ours:.0} ns, C sigsetjmp(env, 1) {c1:.0} ns, \
              C SA_NODEFER + sigsetjmp(env, 0) {c0:.0} ns, C rewrite + return {ret:.0} ns; \
              ours / sigsetjmp(env, 1): {:.3} (median of {rounds} paired rounds)",
             median(&mut ratios)
-        );
+        )
+        .map_err(|e| format!("writing the results: {e}"))?;
     }
     Ok(())
 }
