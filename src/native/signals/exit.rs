@@ -8,8 +8,11 @@
 //! signal mask in force is already the interrupted code's (`SA_NODEFER`,
 //! empty `sa_mask`), and the entry trampoline's exceptional edge clobbers
 //! every register, so jumping to the handler record — with the x87 and SSE
-//! control words the interrupted code had — leaves the thread exactly as
-//! `rt_sigreturn` would. Otherwise (another handler called or tail-called
+//! control words the interrupted code had — leaves the thread as
+//! `rt_sigreturn` would in all that the entry's caller can observe (vector
+//! registers come back in their initial state rather than as they were,
+//! which the edge allows; user shadow stacks, which this crate's resumes do
+//! not support anyway, are not unwound). Otherwise (another handler called or tail-called
 //! ours, the alternate stack is `SS_AUTODISARM`, protection keys are on)
 //! the handler returns as everywhere else. Our disposition names a restorer
 //! of our own, which is how a frame the kernel built for it is told apart;
