@@ -406,3 +406,277 @@ fn a_null_function_pointer_called_by_a_host_function_still_crashes() {
         describe(&output)
     );
 }
+
+/// The handler each signal had before [`install_chaining`] replaced it.
+static PREVIOUS_HANDLER: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
+static CHAINED: AtomicUsize = AtomicUsize::new(0);
+
+/// A handler installed after ours that counts, then calls ours (as a
+/// crash reporter that chains to the previous handler does).
+extern "C" fn count_and_chain(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    CHAINED.fetch_add(1, Ordering::SeqCst);
+    let previous = PREVIOUS_HANDLER[signal as usize].load(Ordering::SeqCst);
+    // SAFETY: the SA_SIGINFO handler that was installed before this one.
+    let previous: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+        unsafe { std::mem::transmute(previous) };
+    previous(signal, info, context);
+}
+
+/// The same as a tail call: it jumps to the previous handler, which finds
+/// the kernel's signal frame right at its stack pointer.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+extern "C" fn tail_chain(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    std::arch::naked_asm!(
+        "lea rax, [rip + {handlers}]",
+        "mov rax, [rax + 8 * rdi]",
+        "jmp rax",
+        handlers = sym PREVIOUS_HANDLER,
+    )
+}
+
+/// Install `handler` for `signal` the way most handlers are: without
+/// SA_NODEFER and blocking every signal while it runs; remember the
+/// previous handler for it.
+fn install_chaining(signal: libc::c_int, handler: usize) {
+    // SAFETY: a valid SA_SIGINFO action; storage for the previous one.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        libc::sigfillset(&mut action.sa_mask);
+        let mut previous: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(signal, &action, &mut previous), 0);
+        assert_ne!(previous.sa_flags & libc::SA_SIGINFO, 0);
+        PREVIOUS_HANDLER[signal as usize].store(previous.sa_sigaction, Ordering::SeqCst);
+    }
+}
+
+/// This thread's blocked signals among `signals`.
+fn blocked(signals: &[libc::c_int]) -> Vec<libc::c_int> {
+    // SAFETY: querying this thread's mask into a zeroed set.
+    unsafe {
+        let mut current: libc::sigset_t = std::mem::zeroed();
+        assert_eq!(
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut current),
+            0
+        );
+        signals
+            .iter()
+            .copied()
+            .filter(|&s| libc::sigismember(&current, s) == 1)
+            .collect()
+    }
+}
+
+const FAULT_SIGNALS: [libc::c_int; 3] = [libc::SIGILL, libc::SIGSEGV, libc::SIGFPE];
+
+/// With `handler` installed over ours, chaining to it, JIT traps are
+/// delivered again and again, and leave no signal blocked.
+fn traps_work_through(handler: usize) {
+    let module = module();
+    for signal in FAULT_SIGNALS {
+        install_chaining(signal, handler);
+    }
+    for _ in 0..3 {
+        assert_traps_are_delivered(&module);
+        assert_eq!(blocked(&FAULT_SIGNALS), []);
+    }
+}
+
+#[test]
+fn a_handler_installed_after_ours_may_chain_to_it() {
+    let Some(output) = in_child("a_handler_installed_after_ours_may_chain_to_it", || {
+        traps_work_through(count_and_chain as *const () as usize);
+        assert_eq!(CHAINED.load(Ordering::SeqCst), 9);
+    }) else {
+        return;
+    };
+    assert_child_succeeded(&output);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_handler_installed_after_ours_may_tail_call_it() {
+    // Our handler then runs on the kernel's signal frame, but with the
+    // other handler's signal mask (every signal blocked): it must not
+    // leave without the kernel restoring the interrupted code's.
+    let Some(output) = in_child("a_handler_installed_after_ours_may_tail_call_it", || {
+        traps_work_through(tail_chain as *const () as usize);
+    }) else {
+        return;
+    };
+    assert_child_succeeded(&output);
+}
+
+/// The x87 control word and MXCSR of this thread.
+#[cfg(target_arch = "x86_64")]
+fn fp_control() -> (u16, u32) {
+    let (mut cw, mut mxcsr) = (0u16, 0u32);
+    // SAFETY: stores of the control registers into locals.
+    unsafe {
+        std::arch::asm!(
+            "fnstcw word ptr [{cw}]",
+            "stmxcsr dword ptr [{mxcsr}]",
+            cw = in(reg) &mut cw,
+            mxcsr = in(reg) &mut mxcsr,
+        );
+    }
+    (cw, mxcsr)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn set_fp_control(cw: u16, mxcsr: u32) {
+    // SAFETY: valid control-word values (no reserved bits).
+    unsafe {
+        std::arch::asm!(
+            "fldcw word ptr [{cw}]",
+            "ldmxcsr dword ptr [{mxcsr}]",
+            cw = in(reg) &cw,
+            mxcsr = in(reg) &mxcsr,
+        );
+    }
+}
+
+#[test]
+fn a_trap_leaves_the_signal_mask_and_fp_control_words_as_they_were() {
+    // A blocked signal stays blocked, the fault signals are not left
+    // blocked, and (x86_64) the callee-saved rounding and precision
+    // controls the caller set survive: the handler runs with the defaults.
+    let Some(output) = in_child(
+        "a_trap_leaves_the_signal_mask_and_fp_control_words_as_they_were",
+        || {
+            let module = module();
+            // SAFETY: blocking SIGUSR1 on this thread.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            // Round toward zero (MXCSR.RC = 11), single precision (x87
+            // PC = 00); exceptions masked as by default.
+            #[cfg(target_arch = "x86_64")]
+            let (default_cw, default_mxcsr) = fp_control();
+            #[cfg(target_arch = "x86_64")]
+            set_fp_control(0x007f, 0x7f80);
+            for _ in 0..3 {
+                assert_traps_are_delivered(&module);
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                let (cw, mxcsr) = fp_control();
+                set_fp_control(default_cw, default_mxcsr);
+                // The MXCSR flags (bits 0-5) are status, not control.
+                assert_eq!((cw, mxcsr & !0x3f), (0x007f, 0x7f80));
+            }
+            let mut signals = FAULT_SIGNALS.to_vec();
+            signals.push(libc::SIGUSR1);
+            assert_eq!(blocked(&signals), [libc::SIGUSR1]);
+        },
+    ) else {
+        return;
+    };
+    assert_child_succeeded(&output);
+}
+
+#[test]
+fn an_autodisarm_alternate_stack_is_armed_again_after_a_trap() {
+    // The kernel disarms an SS_AUTODISARM alternate stack while a handler
+    // runs on it and re-arms it at rt_sigreturn: a trap delivered on it
+    // must leave it armed.
+    const SS_AUTODISARM: libc::c_int = 1 << 31;
+    let Some(output) = in_child(
+        "an_autodisarm_alternate_stack_is_armed_again_after_a_trap",
+        || {
+            std::thread::spawn(|| {
+                let size = 256 * 1024;
+                // SAFETY: an anonymous mapping made this thread's
+                // alternate stack, the previous one put back at the end.
+                unsafe {
+                    let base = libc::mmap(
+                        std::ptr::null_mut(),
+                        size,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    assert_ne!(base, libc::MAP_FAILED);
+                    let stack = libc::stack_t {
+                        ss_sp: base,
+                        ss_flags: SS_AUTODISARM,
+                        ss_size: size,
+                    };
+                    let mut previous: libc::stack_t = std::mem::zeroed();
+                    assert_eq!(libc::sigaltstack(&stack, &mut previous), 0);
+                    let module = module();
+                    for _ in 0..3 {
+                        assert_traps_are_delivered(&module);
+                        let mut current: libc::stack_t = std::mem::zeroed();
+                        assert_eq!(libc::sigaltstack(std::ptr::null(), &mut current), 0);
+                        assert_eq!(current.ss_flags & libc::SS_DISABLE, 0, "disarmed");
+                        assert_eq!((current.ss_sp, current.ss_size), (base, size));
+                    }
+                    assert_eq!(libc::sigaltstack(&previous, std::ptr::null_mut()), 0);
+                }
+            })
+            .join()
+            .unwrap();
+        },
+    ) else {
+        return;
+    };
+    assert_child_succeeded(&output);
+}
+
+/// The restorer the kernel returns to from `signal`'s handler.
+#[cfg(target_arch = "x86_64")]
+fn restorer(signal: libc::c_int) -> usize {
+    // SAFETY: querying a disposition into a zeroed sigaction.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut action), 0);
+        action.sa_restorer.map_or(0, |f| f as usize)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn our_handler_put_back_through_glibc_names_its_own_restorer_again() {
+    // Saving our disposition and putting it back with glibc's `sigaction`
+    // (as code that installs a handler for a while does) makes it name
+    // glibc's restorer, with which our handler cannot leave directly; the
+    // next trap installs it again as it was, and traps keep working.
+    let Some(output) = in_child(
+        "our_handler_put_back_through_glibc_names_its_own_restorer_again",
+        || {
+            let module = module();
+            let ours = restorer(libc::SIGFPE);
+            // SAFETY: saving and putting back the disposition as it was.
+            unsafe {
+                let mut saved: libc::sigaction = std::mem::zeroed();
+                assert_eq!(
+                    libc::sigaction(libc::SIGFPE, std::ptr::null(), &mut saved),
+                    0
+                );
+                assert_eq!(
+                    libc::sigaction(libc::SIGFPE, &saved, std::ptr::null_mut()),
+                    0
+                );
+            }
+            assert_ne!(restorer(libc::SIGFPE), ours, "glibc names its own");
+            for _ in 0..3 {
+                assert_traps_are_delivered(&module);
+                assert_eq!(restorer(libc::SIGFPE), ours);
+            }
+        },
+    ) else {
+        return;
+    };
+    assert_child_succeeded(&output);
+}

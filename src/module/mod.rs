@@ -897,12 +897,13 @@ impl<M: ?Sized + Machine> JitModule<M> {
             if fault.kind == FaultKind::Interrupted {
                 return CallError::Interrupted;
             }
-            let frames: Vec<u64> = services.frames[..services.depth]
-                .iter()
-                // SAFETY: `record_frames` wrote the first `depth` entries.
-                .map(|f| unsafe { f.assume_init() })
-                .collect();
-            return self.trap(&fault, &frames);
+            let recorded = &services.frames[..services.depth];
+            // SAFETY: `record_frames` wrote the first `depth` entries, and
+            // `MaybeUninit<u64>` has `u64`'s layout (read in place: no
+            // allocation on the trap path).
+            let frames =
+                unsafe { &*(recorded as *const [std::mem::MaybeUninit<u64>] as *const [u64]) };
+            return self.trap(&fault, frames);
         }
         if status != STATUS_EXCEPTION {
             return CallError::Failed(Error::Machine(format!(

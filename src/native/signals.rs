@@ -9,7 +9,9 @@
 //! handler — its address, stack pointer and frame pointer were recorded by
 //! the trampoline — and returns; the kernel then resumes there. The entry
 //! trampoline's `try_call` clobbers every register on that edge, so nothing
-//! else needs restoring.
+//! else needs restoring. On x86_64 the handler jumps there itself when that
+//! is provably what the kernel's return would do, saving the
+//! `rt_sigreturn` system call (see [`exit`]).
 //!
 //! Everything else — a fault outside JIT code, an asynchronous signal
 //! (`kill`, `tkill`, `sigqueue`: `si_code <= 0`) — is handled as it would be
@@ -34,6 +36,8 @@ use super::thread::{
 };
 use crate::error::Error;
 use crate::machine::{Fault, FaultKind};
+
+mod exit;
 
 /// The signals this module handles, in the order of [`PREVIOUS`].
 const SIGNALS: [libc::c_int; 4] = [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE];
@@ -135,36 +139,29 @@ pub(crate) fn check_host() -> Result<(), Error> {
     }
 }
 
-/// The disposition our handler has.
-fn our_action() -> libc::sigaction {
-    // SAFETY: a zeroed sigaction filled with a valid handler, flags and an
-    // empty mask.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_signal as *const () as usize;
-        // SA_ONSTACK: a stack overflow can be delivered on the alternate
-        // stack. SA_NODEFER: a fault inside a forwarded handler reaches us
-        // (and then the default action) instead of being blocked.
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-        libc::sigemptyset(&mut action.sa_mask);
-        action
-    }
-}
+/// The flags of our handler's disposition (its mask is empty).
+/// SA_ONSTACK: a stack overflow can be delivered on the alternate stack.
+/// SA_NODEFER: a fault inside a forwarded handler reaches us (and then the
+/// default action) instead of being blocked; with the empty mask, it also
+/// means the handler runs with the interrupted code's signal mask, which
+/// [`exit`] relies on.
+const OUR_FLAGS: libc::c_int = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
 
 fn is_ours(action: &libc::sigaction) -> bool {
-    action.sa_sigaction == on_signal as *const () as usize
+    action.sa_sigaction == exit::handler()
 }
 
 /// Install the handlers (once per process), remembering the previous ones.
 pub(crate) fn install() -> Result<(), Error> {
     check_host()?;
     let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    exit::forget_foreign();
     if !*installed {
-        let ours = our_action();
+        exit::init();
         for (slot, &signal) in PREVIOUS.iter().zip(&SIGNALS) {
             slot.with(|previous| {
-                // SAFETY: valid pointers to a valid action and to storage.
-                if unsafe { libc::sigaction(signal, &ours, previous) } != 0 {
+                // SAFETY: a valid pointer to storage.
+                if unsafe { exit::set_our_action(signal, previous) } != 0 {
                     return Err(Error::Machine(format!(
                         "installing the handler of signal {signal}: {}",
                         std::io::Error::last_os_error()
@@ -198,7 +195,6 @@ fn reinstall() {
         return;
     }
     DISPLACED.store(false, Ordering::Relaxed);
-    let ours = our_action();
     for (slot, &signal) in PREVIOUS.iter().zip(&SIGNALS) {
         slot.with(|_| {
             // SAFETY: querying, then (only when the disposition is still the
@@ -210,7 +206,7 @@ fn reinstall() {
                 // handler, installed since, is theirs to manage (they chain
                 // to us, or call `handle_signal`).
                 if current.sa_sigaction == libc::SIG_DFL {
-                    libc::sigaction(signal, &ours, std::ptr::null_mut());
+                    exit::set_our_action(signal, std::ptr::null_mut());
                 }
             }
         });
@@ -558,13 +554,36 @@ pub unsafe fn handle_signal(
     info: *const libc::siginfo_t,
     context: *mut libc::c_void,
 ) -> bool {
+    // SAFETY: our caller's contract.
+    match unsafe { deliver(signal, info, context) } {
+        Some(resume) => {
+            // SAFETY: as above.
+            unsafe { context::redirect(context.cast(), resume) };
+            true
+        }
+        None => false,
+    }
+}
+
+/// [`handle_signal`] without the rewrite: where the fault's call resumes,
+/// if it is a synchronous fault of JIT code of the call running on this
+/// thread (whose services have recorded it).
+///
+/// # Safety
+/// As [`handle_signal`]'s; the caller resumes there (rewriting `context`
+/// and returning to the kernel, or as [`exit`] does).
+unsafe fn deliver(
+    signal: libc::c_int,
+    info: *const libc::siginfo_t,
+    context: *mut libc::c_void,
+) -> Option<Resume> {
     if !context::SUPPORTED || info.is_null() || context.is_null() || !SIGNALS.contains(&signal) {
-        return false;
+        return None;
     }
     // SAFETY: the kernel's siginfo (caller's contract).
     let (code, si_addr) = unsafe { ((*info).si_code, (*info).si_addr() as u64) };
     if code <= 0 {
-        return false;
+        return None;
     }
     let uc = context.cast::<libc::ucontext_t>();
     // SAFETY: the kernel's ucontext (caller's contract).
@@ -591,22 +610,7 @@ pub unsafe fn handle_signal(
         return_address: context::return_address,
         context,
     };
-    match deliver_signal_fault(signal_fault) {
-        Some(resume) => {
-            // SAFETY: as above.
-            unsafe { context::redirect(uc, resume) };
-            true
-        }
-        None => false,
-    }
-}
-
-extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    // SAFETY: the kernel's pointers, and we return right after `true`.
-    if unsafe { handle_signal(signal, info, uc) } {
-        return;
-    }
-    forward(signal, info, uc);
+    deliver_signal_fault(signal_fault)
 }
 
 /// Handle a signal that is not ours as the process would without us: call
@@ -666,7 +670,6 @@ fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_voi
 /// re-raises with the default action), that is what the process would now
 /// have without us; record it as the previous action and put ours back.
 fn adopt_changed_disposition(signal: libc::c_int, slot: &PreviousAction) {
-    let ours = our_action();
     slot.with(|previous| {
         // SAFETY: querying and setting dispositions with valid pointers.
         unsafe {
@@ -674,7 +677,7 @@ fn adopt_changed_disposition(signal: libc::c_int, slot: &PreviousAction) {
             libc::sigaction(signal, std::ptr::null(), &mut current);
             if !is_ours(&current) {
                 *previous = current;
-                libc::sigaction(signal, &ours, std::ptr::null_mut());
+                exit::set_our_action(signal, std::ptr::null_mut());
             }
         }
     });

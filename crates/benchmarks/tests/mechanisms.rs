@@ -4,7 +4,7 @@
 
 use cranelift_exn::CallError;
 use cranelift_exn::codegen::ir::TrapCode;
-use cranelift_exn_benchmarks::c::{self, CTrapHandlers, TrapKind};
+use cranelift_exn_benchmarks::c::{self, CReturningTrapHandlers, CTrapHandlers, TrapKind};
 use cranelift_exn_benchmarks::jit::{JitBench, Thrower};
 use cranelift_exn_benchmarks::{DEPTHS, PAYLOAD, rust_panic};
 
@@ -82,22 +82,78 @@ fn jit_traps_reach_the_entry() {
     }
 }
 
-/// The C handlers replace the process's SIGILL/SIGFPE handlers while they
-/// live; JIT traps work again once they are dropped.
+/// The fault kinds the C trap benchmark takes apart, on this host.
+fn c_trap_kinds() -> Vec<TrapKind> {
+    let mut kinds = vec![TrapKind::Ud2, TrapKind::DivideByZero];
+    if cfg!(target_arch = "x86_64") {
+        kinds.extend([
+            TrapKind::Int3,
+            TrapKind::Hlt,
+            TrapKind::IntN,
+            TrapKind::PageFault,
+            TrapKind::Tgkill,
+        ]);
+    }
+    kinds
+}
+
+/// The C handlers replace the process's fault handlers while they live,
+/// every kind comes back with its own signal; JIT traps work again once
+/// they are dropped.
 #[test]
 fn c_traps_come_back_by_siglongjmp() {
     let _signals = signals();
     let mut bench = JitBench::new().unwrap();
+    assert_eq!(TrapKind::Ud2.signal(), 4); // SIGILL
+    assert_eq!(TrapKind::DivideByZero.signal(), 8); // SIGFPE
     for nodefer in [false, true] {
         let handlers = CTrapHandlers::install(nodefer).unwrap();
         assert!(CTrapHandlers::install(nodefer).is_err(), "installed twice");
         for _ in 0..3 {
-            assert_eq!(handlers.trap(TrapKind::Ud2, !nodefer), 4); // SIGILL
-            assert_eq!(handlers.trap(TrapKind::DivideByZero, !nodefer), 8); // SIGFPE
+            for kind in c_trap_kinds() {
+                assert_eq!(handlers.trap(kind, !nodefer), kind.signal(), "{kind:?}");
+            }
         }
         drop(handlers);
         assert!(matches!(bench.trap(true), Err(CallError::Trap { .. })));
+        assert!(matches!(bench.trap(false), Err(CallError::Trap { .. })));
     }
+}
+
+/// The returning C handlers resume after the instruction (x86_64), and
+/// exclude the other C handlers while installed.
+#[test]
+fn c_returning_handlers_resume_after_the_fault() {
+    let _signals = signals();
+    let mut bench = JitBench::new().unwrap();
+    let handlers = CReturningTrapHandlers::install().unwrap();
+    assert!(CTrapHandlers::install(true).is_err(), "installed twice");
+    for _ in 0..3 {
+        for kind in [TrapKind::Ud2, TrapKind::DivideByZero] {
+            let expected = cfg!(target_arch = "x86_64").then_some(kind.signal());
+            assert_eq!(handlers.trap(kind), expected, "{kind:?}");
+        }
+    }
+    assert_eq!(handlers.trap(TrapKind::Int3), None);
+    drop(handlers);
+    assert!(matches!(bench.trap(false), Err(CallError::Trap { .. })));
+}
+
+/// The phase timing takes the traps it counts, and on x86_64 counts time
+/// in both phases.
+#[test]
+fn c_trap_phases_are_timed() {
+    let _signals = signals();
+    let handlers = CTrapHandlers::install(true).unwrap();
+    for kind in c_trap_kinds() {
+        let ([enter, leave], signal) = handlers.phases(kind, false, 10);
+        assert_eq!(signal, kind.signal(), "{kind:?}");
+        if cfg!(target_arch = "x86_64") {
+            assert!(enter > 0 && leave > 0, "{kind:?}: {enter}, {leave}");
+        }
+    }
+    let ([enter, _], _) = handlers.phases(TrapKind::Ud2, false, 0);
+    assert_eq!(enter, 0, "no iterations, no ticks");
 }
 
 #[test]

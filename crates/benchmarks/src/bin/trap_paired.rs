@@ -1,0 +1,79 @@
+//! Trap delivery against C, measured in alternation: rounds of a batch of
+//! JIT traps, then the same batch under each C way (`sigsetjmp(env, 1)`,
+//! SA_NODEFER + `sigsetjmp(env, 0)`, rewrite and return), so that load
+//! from other work on the machine hits every column alike. Prints the
+//! median per trap of each column and the median of the per-round ratios
+//! ours / `sigsetjmp(env, 1)`.
+//!
+//! ```text
+//! cargo run --release -p cranelift-exn-benchmarks --bin trap_paired [ROUNDS]
+//! ```
+
+use std::hint::black_box;
+use std::io::Write as _;
+use std::time::Instant;
+
+use cranelift_exn_benchmarks::c::{CReturningTrapHandlers, CTrapHandlers, TrapKind};
+use cranelift_exn_benchmarks::jit::JitBench;
+
+/// Traps per batch.
+const BATCH: u32 = 500;
+
+/// Nanoseconds per iteration of `f` over one batch.
+fn batch(mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..BATCH {
+        f();
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(BATCH)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() -> Result<(), String> {
+    let rounds = match std::env::args().nth(1) {
+        Some(arg) => arg
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("ROUNDS must be a positive number, not {arg:?}"))?,
+        None => 40,
+    };
+    let mut bench = JitBench::new().map_err(|e| e.to_string())?;
+    for (divide, kind) in [(true, TrapKind::DivideByZero), (false, TrapKind::Ud2)] {
+        let mut columns: [Vec<f64>; 4] = Default::default();
+        for _ in 0..rounds {
+            columns[0].push(batch(|| {
+                let _ = black_box(bench.trap(black_box(divide)));
+            }));
+            for (column, nodefer) in [(1, false), (2, true)] {
+                let handlers = CTrapHandlers::install(nodefer)?;
+                columns[column].push(batch(|| {
+                    black_box(handlers.trap(black_box(kind), !nodefer));
+                }));
+            }
+            let handlers = CReturningTrapHandlers::install()?;
+            columns[3].push(batch(|| {
+                black_box(handlers.trap(black_box(kind)));
+            }));
+        }
+        let mut ratios: Vec<f64> = columns[0]
+            .iter()
+            .zip(&columns[1])
+            .map(|(ours, c)| ours / c)
+            .collect();
+        let [ours, c1, c0, ret] = columns.map(|mut c| median(&mut c));
+        writeln!(
+            std::io::stdout().lock(),
+            "{kind:?}: ours {ours:.0} ns, C sigsetjmp(env, 1) {c1:.0} ns, \
+             C SA_NODEFER + sigsetjmp(env, 0) {c0:.0} ns, C rewrite + return {ret:.0} ns; \
+             ours / sigsetjmp(env, 1): {:.3} (median of {rounds} paired rounds)",
+            median(&mut ratios)
+        )
+        .map_err(|e| format!("writing the results: {e}"))?;
+    }
+    Ok(())
+}
