@@ -15,9 +15,8 @@ mod sabotage;
 pub use sabotage::{Sabotage, set_sabotage};
 
 use crate::abi::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
-use crate::compile::CallSite;
 use crate::error::Error;
-use crate::exception_table::{ExceptionTable, FunctionEntry};
+use crate::exception_table::{ExceptionTable, FunctionEntry, SiteRef};
 use crate::isa::{Arch, context};
 use crate::memory::Memory;
 use cursor::{Frame, FrameCursor};
@@ -248,10 +247,8 @@ fn walk<M: Memory + ?Sized, C: ContextWords>(
     for frames_left in 0..MAX_FRAMES {
         search.enter(cursor.fp);
         let frame = cursor.frame()?;
-        if let Frame::CallSite(hit) = frame
-            && hit.has_handlers()
-        {
-            let (function, site) = table.resolve(hit);
+        if let Frame::CallSite(site) = frame {
+            let function = site.function();
             if let Some(catch) = search.catch(function, site) {
                 let delivery = resume(
                     arch,
@@ -281,15 +278,16 @@ fn resume<C: ContextWords>(
     ctx: &mut C,
     request: &ThrowRequest,
     function: &FunctionEntry,
-    site: &CallSite,
+    site: SiteRef<'_>,
     catch: Catch,
     fp: u64,
     frames_left: usize,
 ) -> Result<Delivery, Error> {
-    let frame_offset = site.frame_offset.ok_or_else(|| {
+    let frame_offset = site.frame_offset().ok_or_else(|| {
         Error::Unwind(format!(
             "call site {}+{:#x} has handlers but no frame offset",
-            function.name, site.return_offset
+            function.name,
+            site.return_offset()
         ))
     })?;
     let target = function.start + u64::from(catch.offset);
@@ -442,17 +440,17 @@ mod tests {
         start: u64,
         sites: Vec<CallSite>,
         saved: Vec<SavedRegister>,
-    ) -> FunctionEntry {
-        FunctionEntry {
+    ) -> (FunctionEntry, Vec<CallSite>) {
+        let entry = FunctionEntry {
             name: name.into(),
             start,
             end: start + 0x100,
-            call_sites: sites,
             traps: Vec::new(),
             restore: crate::exception_table::restore_slots(Arch::Aarch64, &saved),
             saved_registers: saved,
             kind: crate::compile::FunctionKind::Code,
-        }
+        };
+        (entry, sites)
     }
 
     /// aarch64 frames: `%a` (handler for tag 1 at +0x80) calls `%b`, which
@@ -521,7 +519,7 @@ mod tests {
             m.write_u64(CTX + 8 * (context::SAVED + i) as u64, value)
                 .unwrap();
         }
-        (ExceptionTable::new(vec![a, b]), m)
+        (ExceptionTable::new(vec![a, b]).unwrap(), m)
     }
 
     fn saved(m: &FakeMemory, reg: Reg) -> u64 {
@@ -607,7 +605,7 @@ mod tests {
             vec![site(0x10, vec![]), site(0x30, vec![])],
             vec![],
         );
-        let table = ExceptionTable::new(vec![a, b]);
+        let table = ExceptionTable::new(vec![a, b]).unwrap();
         let fp = |i: usize| 0x4000 + 0x100 * i as u64;
         let mut m = FakeMemory::default();
         for i in 0..skipped {
