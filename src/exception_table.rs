@@ -32,6 +32,7 @@ use crate::compile::{
 use crate::error::Error;
 use crate::isa::{Arch, Reg, RegClass, SavedRegister, context};
 use crate::memory::Memory;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Entry trampolines' names start with this prefix (the unwinder knows them
 /// by [`FunctionEntry::kind`], not by name).
@@ -68,6 +69,10 @@ pub struct FunctionEntry {
     /// offset from the frame-pointer value), for the registers the ISA's
     /// throw context holds (see [`crate::isa::context::SAVED`]).
     pub(crate) restore: Vec<(usize, i64)>,
+    /// Whether the table holds call sites with handlers of this function
+    /// (set by [`ExceptionTable::new`]): a frame of a function without
+    /// any needs no probe of the index.
+    pub(crate) has_handler_sites: bool,
 }
 
 impl FunctionEntry {
@@ -90,6 +95,7 @@ impl FunctionEntry {
             saved_registers: f.saved_registers.clone(),
             kind: f.kind,
             restore: restore_slots(f.arch, &f.saved_registers),
+            has_handler_sites: false,
         }
     }
 
@@ -321,7 +327,7 @@ impl TableBytes {
 
 /// All functions of an image, sorted by address, and the compact table of
 /// their call sites with handlers (see the module documentation).
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct ExceptionTable {
     functions: Vec<FunctionEntry>,
     /// `functions[i].start`: the column the lookup by pc searches.
@@ -343,6 +349,27 @@ pub struct ExceptionTable {
     /// Return address → site: site index + 1 (0: an empty slot); twice as
     /// many slots as sites, linear probing.
     index: Box<[u32]>,
+    /// The function a walk last had to search for: where the next walk
+    /// looks first (a hint, always checked against the pc; throws from
+    /// one place skip the search for their first frame).
+    walk_hint: AtomicUsize,
+}
+
+impl Clone for ExceptionTable {
+    fn clone(&self) -> Self {
+        ExceptionTable {
+            functions: self.functions.clone(),
+            starts: self.starts.clone(),
+            site_function: self.site_function.clone(),
+            site_return: self.site_return.clone(),
+            site_frame: self.site_frame.clone(),
+            site_end: self.site_end.clone(),
+            row_tag: self.row_tag.clone(),
+            row_word: self.row_word.clone(),
+            index: self.index.clone(),
+            walk_hint: AtomicUsize::new(self.walk_hint()),
+        }
+    }
 }
 
 /// An error about the call site returning to `function`+`offset`.
@@ -423,7 +450,13 @@ impl ExceptionTable {
         if site_function.len() >= u32::MAX as usize {
             return Err(too_many("call sites"));
         }
-        let (functions, _): (Vec<FunctionEntry>, Vec<S>) = functions.into_iter().unzip();
+        let (mut functions, _): (Vec<FunctionEntry>, Vec<S>) = functions.into_iter().unzip();
+        for f in &mut functions {
+            f.has_handler_sites = false;
+        }
+        for &fi in &site_function {
+            functions[fi as usize].has_handler_sites = true;
+        }
         let mut table = ExceptionTable {
             starts: functions.iter().map(|f| f.start).collect(),
             functions,
@@ -434,6 +467,7 @@ impl ExceptionTable {
             row_tag: row_tag.into(),
             row_word: row_word.into(),
             index: Box::default(),
+            walk_hint: AtomicUsize::new(usize::MAX),
         };
         table.index = table.build_index()?;
         Ok(table)
@@ -478,6 +512,20 @@ impl ExceptionTable {
             .partition_point(|&start| start <= pc)
             .checked_sub(1)?;
         (pc < self.functions[i].end).then_some(i)
+    }
+
+    /// The function index a walk tries first (see `walk_hint`).
+    #[inline]
+    pub(crate) fn walk_hint(&self) -> usize {
+        self.walk_hint.load(Ordering::Relaxed)
+    }
+
+    /// Remember `function` as where the next walk tries first.
+    #[inline]
+    pub(crate) fn set_walk_hint(&self, function: usize) {
+        if self.walk_hint() != function {
+            self.walk_hint.store(function, Ordering::Relaxed);
+        }
     }
 
     /// The function containing `pc`.
@@ -593,6 +641,7 @@ mod tests {
             saved_registers: vec![],
             kind: FunctionKind::Code,
             restore,
+            has_handler_sites: false,
         }
     }
 
@@ -656,6 +705,10 @@ mod tests {
                     assert!(table.site_at(pc - 1).is_none());
                 }
                 assert!(table.site_at(f.start).is_none());
+                assert_eq!(
+                    table.functions()[fi].has_handler_sites,
+                    sites.iter().any(|s| !s.handlers.is_empty())
+                );
             }
             let expected: usize = (0..count).map(|i| (i % 7).div_ceil(3)).sum();
             assert_eq!(stored, expected);

@@ -449,6 +449,7 @@ mod tests {
             restore: crate::exception_table::restore_slots(Arch::Aarch64, &saved),
             saved_registers: saved,
             kind: crate::compile::FunctionKind::Code,
+            has_handler_sites: false,
         };
         (entry, sites)
     }
@@ -560,6 +561,30 @@ mod tests {
             "restored from %b's frame"
         );
         assert_eq!(saved(&m, Reg::int(20)), 1001, "not saved by %b: unchanged");
+    }
+
+    /// The walk hint is only a first guess: a stale one (another
+    /// function, or none) changes nothing, and the frame found by search
+    /// becomes the next walk's guess.
+    #[test]
+    fn a_stale_walk_hint_changes_nothing() {
+        for hint in [0, 1, usize::MAX] {
+            let (table, mut m) = scene(A_FP, 0);
+            table.set_walk_hint(hint);
+            let (_, delivery) = throw(Arch::Aarch64, &table, &mut m, CTX).unwrap();
+            assert_eq!(
+                delivery,
+                Delivery::Caught {
+                    pc: 0x1080,
+                    sp: A_FP - 0x30,
+                    fp: A_FP
+                },
+                "hint {hint}"
+            );
+            assert_eq!((saved(&m, X19), saved(&m, D8)), (7, 8), "hint {hint}");
+            // %b (index 1), the first frame, has no handler sites.
+            assert_eq!(table.walk_hint(), 1, "hint {hint}");
+        }
     }
 
     #[test]

@@ -40,8 +40,8 @@ pub(super) struct FrameCursor<'a, M: ?Sized> {
     pub pc: u64,
     /// The current frame's frame-pointer value.
     pub fp: u64,
-    /// The function of the last frame looked up by address: a recursion's
-    /// frames find theirs without a search.
+    /// The function of the last frame looked up by address (at first, the
+    /// table's hint): a recursion's frames find theirs without a search.
     last: usize,
 }
 
@@ -55,30 +55,39 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
             links: arch.spec().frame_links(),
             pc,
             fp,
-            last: usize::MAX,
+            last: table.walk_hint(),
         }
     }
 
-    /// What the exception table knows of the current frame: one probe of
-    /// the call-site index, and for any other return address its
+    /// What the exception table knows of the current frame: at most one
+    /// probe of the call-site index (none in a function without handler
+    /// sites: a recursion's frames), and for any other return address its
     /// function (the last frame's when `pc` is in it, else a binary search).
     #[inline]
     pub fn frame(&mut self) -> Result<Frame<'a>, Error> {
         let table = self.table;
-        if let Some(site) = table.site_at(self.pc) {
-            return Ok(Frame::CallSite(site));
-        }
         // The call instruction lies before its return address.
         let pc = self.pc.wrapping_sub(1);
-        if let Some(f) = table.functions().get(self.last)
-            && f.start <= pc
-            && pc < f.end
+        let last = table
+            .functions()
+            .get(self.last)
+            .filter(|f| f.start <= pc && pc < f.end);
+        if let Some(f) = last
+            && !f.has_handler_sites
         {
+            return Ok(Frame::Other(f));
+        }
+        if let Some(site) = table.site_at(self.pc) {
+            self.last = site.function_index();
+            return Ok(Frame::CallSite(site));
+        }
+        if let Some(f) = last {
             return Ok(Frame::Other(f));
         }
         match table.function_index(pc) {
             Some(i) => {
                 self.last = i;
+                table.set_walk_hint(i);
                 Ok(Frame::Other(&table.functions()[i]))
             }
             None => Err(not_in_jit_code(self.pc, self.fp)),
