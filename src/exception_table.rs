@@ -18,13 +18,13 @@
 //! | entry | tag column | word column |
 //! |---|---|---|
 //! | `Tag { tag, offset }` | `tag` | `offset` |
-//! | `Default { offset }` | [`DEFAULT_TAG`] | `offset` |
-//! | `Context(Stack { sp_offset })` | `sp_offset` | [`CONTEXT_STACK`] |
-//! | `Context(Register(reg))` | class << 8 \| hw | [`CONTEXT_REGISTER`] |
+//! | `Default { offset }` | `u32::MAX` | `offset` |
+//! | `Context(Stack { sp_offset })` | `sp_offset` | `u32::MAX` |
+//! | `Context(Register(reg))` | class << 8 \| hw | `u32::MAX - 1` |
 //!
-//! so handler offsets must stay below [`CONTEXT_REGISTER`] and tags below
-//! [`DEFAULT_TAG`] (Cranelift's tags are entity numbers, which never reach
-//! `u32::MAX`); a table that would break either is an `Err`.
+//! so handler offsets must stay below `u32::MAX - 1` and tags below
+//! `u32::MAX` (Cranelift's tags are entity numbers, which never reach
+//! it); a table that would break either is an `Err`.
 
 use crate::compile::{
     CallSite, CompiledFunction, ContextLocation, FunctionKind, Handler, TrapSite,
@@ -337,7 +337,7 @@ pub struct ExceptionTable {
     site_function: Box<[u32]>,
     /// the return offset in the function,
     site_return: Box<[u32]>,
-    /// the frame offset ([`NO_FRAME_OFFSET`] for none),
+    /// the frame offset (`NO_FRAME_OFFSET` for none),
     site_frame: Box<[u32]>,
     /// and the end (exclusive) of its handler rows, which start where the
     /// previous site's end.
