@@ -724,6 +724,40 @@ mod tests {
         }
     }
 
+    /// Sites whose return addresses all hash to the index's last slot:
+    /// the probe wraps around, and a miss stops at the first empty slot.
+    #[test]
+    fn colliding_return_addresses_wrap_around_the_index() {
+        let start = 0x10000u64;
+        // Three sites: six slots.
+        let offsets: Vec<u32> = (1..0x10000u32)
+            .filter(|&o| slot(start + u64::from(o), 6) == 5)
+            .take(3)
+            .collect();
+        assert_eq!(offsets.len(), 3);
+        let sites: Vec<CallSite> = offsets
+            .iter()
+            .map(|&o| CallSite {
+                return_offset: o,
+                frame_offset: Some(o),
+                handlers: vec![Handler::Tag { tag: o, offset: o }],
+            })
+            .collect();
+        let table = ExceptionTable::new(vec![(entry("%f", start, 0x10000, vec![]), sites.clone())])
+            .unwrap();
+        assert_eq!(table.index.len(), 6);
+        for site in &sites {
+            let (_, found) = table
+                .call_site_returning_to(start + u64::from(site.return_offset))
+                .unwrap();
+            assert_eq!(found.to_call_site(), *site);
+        }
+        let other = (1..0x10000u32)
+            .find(|&o| slot(start + u64::from(o), 6) == 5 && !offsets.contains(&o))
+            .unwrap();
+        assert!(table.site_at(start + u64::from(other)).is_none());
+    }
+
     #[test]
     fn call_sites_of_each_function_come_back_sorted_and_whole() {
         let functions = synthetic(60);
