@@ -349,11 +349,15 @@ pub struct ExceptionTable {
     /// Return address → site: site index + 1 (0: an empty slot); twice as
     /// many slots as sites, linear probing.
     index: Box<[u32]>,
-    /// The function a walk last had to search for: where the next walk
-    /// looks first (a hint, always checked against the pc; throws from
-    /// one place skip the search for their first frame).
-    walk_hint: AtomicUsize,
+    /// For each of a walk's first [`WALK_HINTS`] frames, the function the
+    /// last walk had to search for there: where the next walk looks first
+    /// (hints, always checked against the pc: throws from one place walk
+    /// the same functions, and skip the searches).
+    walk_hints: [AtomicUsize; WALK_HINTS],
 }
+
+/// How many of a walk's first frames [`ExceptionTable`] keeps a hint for.
+const WALK_HINTS: usize = 4;
 
 impl Clone for ExceptionTable {
     fn clone(&self) -> Self {
@@ -367,7 +371,7 @@ impl Clone for ExceptionTable {
             row_tag: self.row_tag.clone(),
             row_word: self.row_word.clone(),
             index: self.index.clone(),
-            walk_hint: AtomicUsize::new(self.walk_hint()),
+            walk_hints: std::array::from_fn(|depth| AtomicUsize::new(self.walk_hint(depth))),
         }
     }
 }
@@ -467,7 +471,7 @@ impl ExceptionTable {
             row_tag: row_tag.into(),
             row_word: row_word.into(),
             index: Box::default(),
-            walk_hint: AtomicUsize::new(usize::MAX),
+            walk_hints: Default::default(),
         };
         table.index = table.build_index()?;
         Ok(table)
@@ -514,17 +518,24 @@ impl ExceptionTable {
         (pc < self.functions[i].end).then_some(i)
     }
 
-    /// The function index a walk tries first (see `walk_hint`).
+    /// The function a walk tries first for its frame `depth` (0: the
+    /// first), if the table keeps a hint for that frame (see
+    /// `walk_hints`); any index, to be checked against the pc.
     #[inline]
-    pub(crate) fn walk_hint(&self) -> usize {
-        self.walk_hint.load(Ordering::Relaxed)
+    pub(crate) fn walk_hint(&self, depth: usize) -> usize {
+        self.walk_hints
+            .get(depth)
+            .map_or(usize::MAX, |h| h.load(Ordering::Relaxed))
     }
 
-    /// Remember `function` as where the next walk tries first.
+    /// Remember `function` as where the next walk tries first for its
+    /// frame `depth`.
     #[inline]
-    pub(crate) fn set_walk_hint(&self, function: usize) {
-        if self.walk_hint() != function {
-            self.walk_hint.store(function, Ordering::Relaxed);
+    pub(crate) fn set_walk_hint(&self, depth: usize, function: usize) {
+        if let Some(hint) = self.walk_hints.get(depth)
+            && hint.load(Ordering::Relaxed) != function
+        {
+            hint.store(function, Ordering::Relaxed);
         }
     }
 

@@ -563,14 +563,16 @@ mod tests {
         assert_eq!(saved(&m, Reg::int(20)), 1001, "not saved by %b: unchanged");
     }
 
-    /// The walk hint is only a first guess: a stale one (another
-    /// function, or none) changes nothing, and the frame found by search
-    /// becomes the next walk's guess.
+    /// Walk hints are only first guesses: stale ones (another function,
+    /// or none) change nothing, and a frame found by search becomes the
+    /// next walk's guess for its depth.
     #[test]
-    fn a_stale_walk_hint_changes_nothing() {
+    fn stale_walk_hints_change_nothing() {
         for hint in [0, 1, usize::MAX] {
             let (table, mut m) = scene(A_FP, 0);
-            table.set_walk_hint(hint);
+            for depth in 0..4 {
+                table.set_walk_hint(depth, hint);
+            }
             let (_, delivery) = throw(Arch::Aarch64, &table, &mut m, CTX).unwrap();
             assert_eq!(
                 delivery,
@@ -582,8 +584,10 @@ mod tests {
                 "hint {hint}"
             );
             assert_eq!((saved(&m, X19), saved(&m, D8)), (7, 8), "hint {hint}");
-            // %b (index 1), the first frame, has no handler sites.
-            assert_eq!(table.walk_hint(), 1, "hint {hint}");
+            // %b (index 1), the first frame, has no handler sites; %a,
+            // the second, is found by its call site.
+            assert_eq!(table.walk_hint(0), 1, "hint {hint}");
+            assert_eq!(table.walk_hint(1), hint, "hint {hint}");
         }
     }
 

@@ -40,9 +40,11 @@ pub(super) struct FrameCursor<'a, M: ?Sized> {
     pub pc: u64,
     /// The current frame's frame-pointer value.
     pub fp: u64,
-    /// The function of the last frame looked up by address (at first, the
-    /// table's hint): a recursion's frames find theirs without a search.
+    /// The function of the last frame looked up by address: a recursion's
+    /// frames find theirs without a search.
     last: usize,
+    /// Frames looked at so far.
+    depth: usize,
 }
 
 impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
@@ -55,39 +57,49 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
             links: arch.spec().frame_links(),
             pc,
             fp,
-            last: table.walk_hint(),
+            last: usize::MAX,
+            depth: 0,
         }
     }
 
     /// What the exception table knows of the current frame: at most one
     /// probe of the call-site index (none in a function without handler
     /// sites: a recursion's frames), and for any other return address its
-    /// function (the last frame's when `pc` is in it, else a binary search).
+    /// function — the last frame's or the table's hint for this depth when
+    /// `pc` is in it, else found by binary search (and hinted for the next
+    /// walk).
     #[inline]
     pub fn frame(&mut self) -> Result<Frame<'a>, Error> {
         let table = self.table;
+        let depth = self.depth;
+        self.depth += 1;
         // The call instruction lies before its return address.
         let pc = self.pc.wrapping_sub(1);
-        let last = table
-            .functions()
-            .get(self.last)
-            .filter(|f| f.start <= pc && pc < f.end);
-        if let Some(f) = last
-            && !f.has_handler_sites
-        {
-            return Ok(Frame::Other(f));
+        let contains = |i: usize| {
+            table
+                .functions()
+                .get(i)
+                .filter(|f| f.start <= pc && pc < f.end)
+                .map(|f| (i, f))
+        };
+        let known = contains(self.last).or_else(|| contains(table.walk_hint(depth)));
+        if let Some((i, f)) = known {
+            self.last = i;
+            if !f.has_handler_sites {
+                return Ok(Frame::Other(f));
+            }
         }
         if let Some(site) = table.site_at(self.pc) {
             self.last = site.function_index();
             return Ok(Frame::CallSite(site));
         }
-        if let Some(f) = last {
+        if let Some((_, f)) = known {
             return Ok(Frame::Other(f));
         }
         match table.function_index(pc) {
             Some(i) => {
                 self.last = i;
-                table.set_walk_hint(i);
+                table.set_walk_hint(depth, i);
                 Ok(Frame::Other(&table.functions()[i]))
             }
             None => Err(not_in_jit_code(self.pc, self.fp)),
