@@ -218,8 +218,8 @@ pub enum Handler {
     /// The dynamic context for the following tags (`context vN` in the
     /// CLIF exception table): where its value lives while the call is in
     /// progress. Recorded for runtimes that interpret tags per context
-    /// ([`crate::exception_table::context_value`] reads it for a frame); this
-    /// crate's own handler selection matches tags alone.
+    /// ([`crate::exception_table::SiteRef::context_value`] reads it for a
+    /// frame); this crate's own handler selection matches tags alone.
     Context(ContextLocation),
 }
 

@@ -1,18 +1,56 @@
-//! Per-function metadata of a linked image, searchable by program counter:
-//! call sites with their handlers, trap sites, and callee-saved register slots.
+//! Per-function metadata of a linked image, searchable by program counter,
+//! and the compact exception table the unwinder reads in place.
+//!
+//! Two tables live side by side in an [`ExceptionTable`]:
+//!
+//! * the *function table*: one [`FunctionEntry`] per function (bounds,
+//!   name, trap sites, callee-saved register slots), sorted by address, with
+//!   a column of start addresses for the lookup by pc;
+//! * the *call-site table*: only call sites with a handler list (plain
+//!   calls need nothing beyond their function's restore slots), as flat
+//!   `u32` columns sorted by (function, return offset) — function index,
+//!   return offset, frame offset, end of the handler rows — and two `u32`
+//!   columns of handler rows, plus an open-addressing index from return
+//!   address to site sized to those sites alone.
+//!
+//! A handler row is a (tag, word) pair:
+//!
+//! | entry | tag column | word column |
+//! |---|---|---|
+//! | `Tag { tag, offset }` | `tag` | `offset` |
+//! | `Default { offset }` | `u32::MAX` | `offset` |
+//! | `Context(Stack { sp_offset })` | `sp_offset` | `u32::MAX` |
+//! | `Context(Register(reg))` | class << 8 \| hw | `u32::MAX - 1` |
+//!
+//! so handler offsets must stay below `u32::MAX - 1` and tags below
+//! `u32::MAX` (Cranelift's tags are entity numbers, which never reach
+//! it); a table that would break either is an `Err`.
 
 use crate::compile::{
     CallSite, CompiledFunction, ContextLocation, FunctionKind, Handler, TrapSite,
 };
 use crate::error::Error;
-use crate::isa::{Arch, Reg, SavedRegister, context};
+use crate::isa::{Arch, Reg, RegClass, SavedRegister, context};
 use crate::memory::Memory;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Entry trampolines' names start with this prefix (the unwinder knows them
 /// by [`FunctionEntry::kind`], not by name).
 pub const ENTRY_TRAMPOLINE_PREFIX: &str = "%__cranelift_exn_entry_";
 
-/// One linked function's metadata, with absolute addresses.
+/// The tag-column value of a `Default` handler row.
+const DEFAULT_TAG: u32 = u32::MAX;
+/// The word-column value of a stack-context row.
+const CONTEXT_STACK: u32 = u32::MAX;
+/// The word-column value of a register-context row; handler offsets are
+/// below it.
+const CONTEXT_REGISTER: u32 = u32::MAX - 1;
+/// The frame-offset column value of a site without a frame offset.
+const NO_FRAME_OFFSET: u32 = u32::MAX;
+
+/// One linked function's metadata, with absolute addresses (its call sites
+/// with handlers are in the [`ExceptionTable`]'s columns:
+/// [`ExceptionTable::call_sites`]).
 #[derive(Clone, Debug)]
 pub struct FunctionEntry {
     /// Name (`%name` or `u0:1`).
@@ -21,8 +59,6 @@ pub struct FunctionEntry {
     pub start: u64,
     /// Absolute address one past the last byte.
     pub end: u64,
-    /// Call sites sorted by return offset (function-relative).
-    pub call_sites: Vec<CallSite>,
     /// Trap sites sorted by offset (function-relative).
     pub traps: Vec<TrapSite>,
     /// Callee-saved register slots, relative to the frame-pointer value.
@@ -33,6 +69,10 @@ pub struct FunctionEntry {
     /// offset from the frame-pointer value), for the registers the ISA's
     /// throw context holds (see [`crate::isa::context::SAVED`]).
     pub(crate) restore: Vec<(usize, i64)>,
+    /// Whether the table holds call sites with handlers of this function
+    /// (set by [`ExceptionTable::new`]): a frame of a function without
+    /// any needs no probe of the index.
+    pub(crate) has_handler_sites: bool,
 }
 
 impl FunctionEntry {
@@ -42,21 +82,20 @@ impl FunctionEntry {
         self.kind == FunctionKind::EntryTrampoline
     }
 
-    /// Metadata of `f` placed at `start`.
+    /// Metadata of `f` placed at `start` (its call sites go to
+    /// [`ExceptionTable::new`] beside it).
     pub fn new(f: &CompiledFunction, start: u64) -> FunctionEntry {
-        let mut call_sites = f.call_sites.clone();
-        call_sites.sort_by_key(|c| c.return_offset);
         let mut traps = f.traps.clone();
         traps.sort_by_key(|t| t.offset);
         FunctionEntry {
             name: f.name.clone(),
             start,
             end: start + f.code.len() as u64,
-            call_sites,
             traps,
             saved_registers: f.saved_registers.clone(),
             kind: f.kind,
             restore: restore_slots(f.arch, &f.saved_registers),
+            has_handler_sites: false,
         }
     }
 
@@ -94,218 +133,508 @@ pub(crate) fn restore_slots(arch: Arch, saved: &[SavedRegister]) -> Vec<(usize, 
         .collect()
 }
 
-/// The handler a call site selects for an exception with `tag`: the first
-/// `Tag` entry with that tag or the first `Default`, in list order. Returns
-/// the handler's offset in the function.
-pub fn select_handler(site: &CallSite, tag: u32) -> Option<u32> {
-    site.handlers.iter().find_map(|h| match *h {
-        Handler::Tag { tag: t, offset } if t == tag => Some(offset),
-        Handler::Default { offset } => Some(offset),
-        _ => None,
-    })
+/// A call site with handlers as the [`ExceptionTable`] stores it: a view
+/// of one row of its columns.
+#[derive(Clone, Copy)]
+pub struct SiteRef<'t> {
+    table: &'t ExceptionTable,
+    index: usize,
 }
 
-/// The value of an exception context of `site` (one of its
-/// [`Handler::Context`] locations) in a frame being unwound.
-///
-/// `fp` is the frame's frame-pointer value; `saved` gives the value each
-/// callee-saved register had in this frame, as an unwinder knows it after
-/// restoring the save areas of every frame below (for the innermost frame:
-/// the registers the throw stub captured). `name` (the function's) only
-/// labels errors.
-pub fn context_value(
-    name: &str,
-    site: &CallSite,
-    location: ContextLocation,
-    fp: u64,
-    saved: &dyn Fn(Reg) -> Option<u64>,
-    memory: &dyn Memory,
-) -> Result<u64, Error> {
-    let at = || {
-        format!(
-            "exception context of call site {name}+{:#x}",
-            site.return_offset
-        )
-    };
-    match location {
-        ContextLocation::Stack { sp_offset } => {
-            let frame_offset = site
-                .frame_offset
-                .ok_or_else(|| Error::Unwind(format!("{}: no frame offset", at())))?;
-            let sp = fp.checked_sub(u64::from(frame_offset)).ok_or_else(|| {
-                Error::Unwind(format!(
-                    "{}: frame pointer {fp:#x} below the frame offset {frame_offset:#x}",
-                    at()
-                ))
-            })?;
-            memory.read_u64(sp.wrapping_add(u64::from(sp_offset)))
+impl<'t> SiteRef<'t> {
+    /// The site's function.
+    #[inline]
+    pub fn function(self) -> &'t FunctionEntry {
+        &self.table.functions[self.table.site_function[self.index] as usize]
+    }
+
+    /// The index of the site's function in [`ExceptionTable::functions`].
+    #[inline]
+    pub fn function_index(self) -> usize {
+        self.table.site_function[self.index] as usize
+    }
+
+    /// Offset of the return address in the function's code.
+    #[inline]
+    pub fn return_offset(self) -> u32 {
+        self.table.site_return[self.index]
+    }
+
+    /// Distance from the frame-pointer value down to the stack pointer at
+    /// the call.
+    #[inline]
+    pub fn frame_offset(self) -> Option<u32> {
+        let offset = self.table.site_frame[self.index];
+        (offset != NO_FRAME_OFFSET).then_some(offset)
+    }
+
+    /// The site's rows in the handler columns.
+    #[inline]
+    fn rows(self) -> std::ops::Range<usize> {
+        let start = match self.index {
+            0 => 0,
+            i => self.table.site_end[i - 1] as usize,
+        };
+        start..self.table.site_end[self.index] as usize
+    }
+
+    /// The handler list, in order.
+    pub fn handlers(self) -> impl DoubleEndedIterator<Item = Handler> + ExactSizeIterator + 't {
+        let table = self.table;
+        self.rows()
+            .map(move |i| decode(table.row_tag[i], table.row_word[i]))
+    }
+
+    /// The site as a [`CallSite`] (a copy of what it was built from).
+    pub fn to_call_site(self) -> CallSite {
+        CallSite {
+            return_offset: self.return_offset(),
+            frame_offset: self.frame_offset(),
+            handlers: self.handlers().collect(),
         }
-        ContextLocation::Register(reg) => saved(reg)
-            .ok_or_else(|| Error::Unwind(format!("{}: no value for register {reg:?}", at()))),
+    }
+
+    /// The handler the site selects for an exception with `tag`: the first
+    /// `Tag` entry with that tag or the first `Default`, in list order.
+    /// Returns the handler's offset in the function.
+    #[inline]
+    pub fn select_handler(self, tag: u32) -> Option<u32> {
+        let (tags, words) = (&self.table.row_tag, &self.table.row_word);
+        self.rows().find_map(|i| {
+            let word = words[i];
+            // Context rows have no handler; tag and default rows match.
+            (word < CONTEXT_REGISTER && (tags[i] == tag || tags[i] == DEFAULT_TAG)).then_some(word)
+        })
+    }
+
+    /// The value of an exception context of this site (one of its
+    /// [`Handler::Context`] locations) in a frame being unwound.
+    ///
+    /// `fp` is the frame's frame-pointer value; `saved` gives the value
+    /// each callee-saved register had in this frame, as an unwinder knows
+    /// it after restoring the save areas of every frame below (for the
+    /// innermost frame: the registers the throw stub captured).
+    pub fn context_value(
+        self,
+        location: ContextLocation,
+        fp: u64,
+        saved: &dyn Fn(Reg) -> Option<u64>,
+        memory: &dyn Memory,
+    ) -> Result<u64, Error> {
+        let at = || {
+            format!(
+                "exception context of call site {}+{:#x}",
+                self.function().name,
+                self.return_offset()
+            )
+        };
+        match location {
+            ContextLocation::Stack { sp_offset } => {
+                let frame_offset = self
+                    .frame_offset()
+                    .ok_or_else(|| Error::Unwind(format!("{}: no frame offset", at())))?;
+                let sp = fp.checked_sub(u64::from(frame_offset)).ok_or_else(|| {
+                    Error::Unwind(format!(
+                        "{}: frame pointer {fp:#x} below the frame offset {frame_offset:#x}",
+                        at()
+                    ))
+                })?;
+                memory.read_u64(sp.wrapping_add(u64::from(sp_offset)))
+            }
+            ContextLocation::Register(reg) => saved(reg)
+                .ok_or_else(|| Error::Unwind(format!("{}: no value for register {reg:?}", at()))),
+        }
     }
 }
 
-/// All functions of an image, sorted by address, with an index of every
-/// call site by its return address.
-#[derive(Clone, Debug, Default)]
+impl std::fmt::Debug for SiteRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {:?}", self.function().name, self.to_call_site())
+    }
+}
+
+/// The (tag, word) row of a handler-list entry (see the module
+/// documentation), or what makes it unrepresentable.
+fn encode(handler: &Handler) -> Result<(u32, u32), String> {
+    let offset = |offset: u32| {
+        if offset < CONTEXT_REGISTER {
+            Ok(offset)
+        } else {
+            Err(format!("handler offset {offset:#x} out of range"))
+        }
+    };
+    Ok(match *handler {
+        Handler::Tag { tag, offset: o } => {
+            if tag == DEFAULT_TAG {
+                return Err(format!("tag {tag:#x} out of range"));
+            }
+            (tag, offset(o)?)
+        }
+        Handler::Default { offset: o } => (DEFAULT_TAG, offset(o)?),
+        Handler::Context(ContextLocation::Stack { sp_offset }) => (sp_offset, CONTEXT_STACK),
+        Handler::Context(ContextLocation::Register(reg)) => {
+            let class = match reg.class {
+                RegClass::Int => 0,
+                RegClass::Float => 1,
+            };
+            ((class << 8) | u32::from(reg.hw), CONTEXT_REGISTER)
+        }
+    })
+}
+
+/// The handler-list entry of a row [`encode`] made.
+#[inline]
+fn decode(tag: u32, word: u32) -> Handler {
+    match word {
+        CONTEXT_STACK => Handler::Context(ContextLocation::Stack { sp_offset: tag }),
+        CONTEXT_REGISTER => {
+            let hw = tag as u8;
+            Handler::Context(ContextLocation::Register(if tag >> 8 == 0 {
+                Reg::int(hw)
+            } else {
+                Reg::float(hw)
+            }))
+        }
+        offset if tag == DEFAULT_TAG => Handler::Default { offset },
+        offset => Handler::Tag { tag, offset },
+    }
+}
+
+/// Bytes an [`ExceptionTable`]'s call-site table allocates, by part (the
+/// `Box` headers of its columns aside); the function table beside it is
+/// not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableBytes {
+    /// Call sites with handlers stored.
+    pub sites: usize,
+    /// Handler rows stored (tags, defaults and contexts).
+    pub rows: usize,
+    /// The per-site columns: function index, return offset, frame offset,
+    /// end of the handler rows (4 × `u32` per site).
+    pub site_columns: usize,
+    /// The handler columns: tag and word (2 × `u32` per row).
+    pub handler_columns: usize,
+    /// The return-address index: two `u32` slots per site.
+    pub index: usize,
+}
+
+impl TableBytes {
+    /// Everything counted.
+    pub fn total(&self) -> usize {
+        self.site_columns + self.handler_columns + self.index
+    }
+}
+
+/// All functions of an image, sorted by address, and the compact table of
+/// their call sites with handlers (see the module documentation).
+#[derive(Debug, Default)]
 pub struct ExceptionTable {
     functions: Vec<FunctionEntry>,
-    returns: ReturnIndex,
+    /// `functions[i].start`: the column the lookup by pc searches.
+    starts: Box<[u64]>,
+    /// Per call site with handlers, sorted by (function, return offset):
+    /// the function's index,
+    site_function: Box<[u32]>,
+    /// the return offset in the function,
+    site_return: Box<[u32]>,
+    /// the frame offset (`NO_FRAME_OFFSET` for none),
+    site_frame: Box<[u32]>,
+    /// and the end (exclusive) of its handler rows, which start where the
+    /// previous site's end.
+    site_end: Box<[u32]>,
+    /// Handler rows: tag column,
+    row_tag: Box<[u32]>,
+    /// and word column (handler offset or context marker).
+    row_word: Box<[u32]>,
+    /// Return address → site: site index + 1 (0: an empty slot); twice as
+    /// many slots as sites, linear probing.
+    index: Box<[u32]>,
+    /// For each of a walk's first [`WALK_HINTS`] frames, the function the
+    /// last walk had to search for there: where the next walk looks first
+    /// (hints, always checked against the pc: throws from one place walk
+    /// the same functions, and skip the searches).
+    walk_hints: [AtomicUsize; WALK_HINTS],
+}
+
+/// How many of a walk's first frames [`ExceptionTable`] keeps a hint for.
+const WALK_HINTS: usize = 4;
+
+impl Clone for ExceptionTable {
+    fn clone(&self) -> Self {
+        ExceptionTable {
+            functions: self.functions.clone(),
+            starts: self.starts.clone(),
+            site_function: self.site_function.clone(),
+            site_return: self.site_return.clone(),
+            site_frame: self.site_frame.clone(),
+            site_end: self.site_end.clone(),
+            row_tag: self.row_tag.clone(),
+            row_word: self.row_word.clone(),
+            index: self.index.clone(),
+            walk_hints: std::array::from_fn(|depth| AtomicUsize::new(self.walk_hint(depth))),
+        }
+    }
+}
+
+/// An error about the call site returning to `function`+`offset`.
+fn site_error(function: &FunctionEntry, offset: u32, message: String) -> Error {
+    Error::Link {
+        function: function.name.clone(),
+        offset,
+        kind: "exception table".into(),
+        message,
+    }
 }
 
 impl ExceptionTable {
-    /// A table over `functions` (any order; they must not overlap).
-    pub fn new(mut functions: Vec<FunctionEntry>) -> ExceptionTable {
-        functions.sort_by_key(|f| f.start);
-        let returns = ReturnIndex::new(&functions);
-        ExceptionTable { functions, returns }
+    /// A table over `functions` with their call sites (any order; the
+    /// functions must not overlap). Call sites without handlers are not
+    /// stored. An `Err` names a site the compact form cannot hold (a tag
+    /// or handler offset at the top of the `u32` range, a frame offset of
+    /// `u32::MAX`, two sites returning to one address) or overlapping
+    /// functions.
+    pub fn new<S: AsRef<[CallSite]>>(
+        mut functions: Vec<(FunctionEntry, S)>,
+    ) -> Result<ExceptionTable, Error> {
+        functions.sort_by_key(|(f, _)| f.start);
+        for pair in functions.windows(2) {
+            let (a, b) = (&pair[0].0, &pair[1].0);
+            if b.start < a.end {
+                return Err(site_error(
+                    b,
+                    0,
+                    format!(
+                        "overlaps {} ({:#x}..{:#x}) at {:#x}",
+                        a.name, a.start, a.end, b.start
+                    ),
+                ));
+            }
+        }
+        let too_many = |what: &str| Error::Link {
+            function: "<image>".into(),
+            offset: 0,
+            kind: "exception table".into(),
+            message: format!("more than 2^32 - 2 {what}"),
+        };
+        let mut site_function = Vec::new();
+        let mut site_return = Vec::new();
+        let mut site_frame = Vec::new();
+        let mut site_end = Vec::new();
+        let mut row_tag = Vec::new();
+        let mut row_word = Vec::new();
+        for (fi, (f, sites)) in functions.iter().enumerate() {
+            let fi = u32::try_from(fi).map_err(|_| too_many("functions"))?;
+            let mut sites: Vec<&CallSite> = sites
+                .as_ref()
+                .iter()
+                .filter(|s| !s.handlers.is_empty())
+                .collect();
+            sites.sort_by_key(|s| s.return_offset);
+            for site in sites {
+                let at = |message| site_error(f, site.return_offset, message);
+                site_function.push(fi);
+                site_return.push(site.return_offset);
+                site_frame.push(match site.frame_offset {
+                    None => NO_FRAME_OFFSET,
+                    Some(NO_FRAME_OFFSET) => {
+                        return Err(at(format!(
+                            "frame offset {NO_FRAME_OFFSET:#x} out of range"
+                        )));
+                    }
+                    Some(offset) => offset,
+                });
+                for handler in &site.handlers {
+                    let (tag, word) = encode(handler).map_err(at)?;
+                    row_tag.push(tag);
+                    row_word.push(word);
+                }
+                site_end.push(u32::try_from(row_tag.len()).map_err(|_| too_many("handler rows"))?);
+            }
+        }
+        if site_function.len() >= u32::MAX as usize {
+            return Err(too_many("call sites"));
+        }
+        let (mut functions, _): (Vec<FunctionEntry>, Vec<S>) = functions.into_iter().unzip();
+        for f in &mut functions {
+            f.has_handler_sites = false;
+        }
+        for &fi in &site_function {
+            functions[fi as usize].has_handler_sites = true;
+        }
+        let mut table = ExceptionTable {
+            starts: functions.iter().map(|f| f.start).collect(),
+            functions,
+            site_function: site_function.into(),
+            site_return: site_return.into(),
+            site_frame: site_frame.into(),
+            site_end: site_end.into(),
+            row_tag: row_tag.into(),
+            row_word: row_word.into(),
+            index: Box::default(),
+            walk_hints: Default::default(),
+        };
+        table.index = table.build_index()?;
+        Ok(table)
+    }
+
+    /// The return-address index over the sites.
+    fn build_index(&self) -> Result<Box<[u32]>, Error> {
+        let sites = self.site_function.len();
+        let mut index = vec![0u32; 2 * sites].into_boxed_slice();
+        for site in 0..sites {
+            let pc = self.site_pc(site);
+            let mut i = slot(pc, index.len());
+            while index[i] != 0 {
+                let other = index[i] as usize - 1;
+                if self.site_pc(other) == pc {
+                    let f = &self.functions[self.site_function[site] as usize];
+                    return Err(site_error(
+                        f,
+                        self.site_return[site],
+                        "two call sites return to this address".into(),
+                    ));
+                }
+                i = if i + 1 == index.len() { 0 } else { i + 1 };
+            }
+            index[i] = site as u32 + 1;
+        }
+        Ok(index)
+    }
+
+    /// The absolute return address of site `site`.
+    #[inline]
+    fn site_pc(&self, site: usize) -> u64 {
+        self.starts[self.site_function[site] as usize]
+            .wrapping_add(u64::from(self.site_return[site]))
+    }
+
+    /// The index of the function containing `pc`.
+    #[inline]
+    pub fn function_index(&self, pc: u64) -> Option<usize> {
+        let i = self
+            .starts
+            .partition_point(|&start| start <= pc)
+            .checked_sub(1)?;
+        (pc < self.functions[i].end).then_some(i)
+    }
+
+    /// The function a walk tries first for its frame `depth` (0: the
+    /// first), if the table keeps a hint for that frame (see
+    /// `walk_hints`); any index, to be checked against the pc.
+    #[inline]
+    pub(crate) fn walk_hint(&self, depth: usize) -> usize {
+        self.walk_hints
+            .get(depth)
+            .map_or(usize::MAX, |h| h.load(Ordering::Relaxed))
+    }
+
+    /// Remember `function` as where the next walk tries first for its
+    /// frame `depth`.
+    #[inline]
+    pub(crate) fn set_walk_hint(&self, depth: usize, function: usize) {
+        if let Some(hint) = self.walk_hints.get(depth)
+            && hint.load(Ordering::Relaxed) != function
+        {
+            hint.store(function, Ordering::Relaxed);
+        }
     }
 
     /// The function containing `pc`.
     pub fn function(&self, pc: u64) -> Option<&FunctionEntry> {
-        let i = self.functions.partition_point(|f| f.start <= pc);
-        let f = self.functions.get(i.checked_sub(1)?)?;
-        (pc < f.end).then_some(f)
+        self.function_index(pc).map(|i| &self.functions[i])
     }
 
-    /// The call site whose return address is `pc`, with its function.
-    pub fn call_site_returning_to(&self, pc: u64) -> Option<(&FunctionEntry, &CallSite)> {
-        self.return_site(pc).map(|r| self.resolve(r))
+    /// The call site with handlers whose return address is `pc`, with its
+    /// function: one probe of the index. Plain calls are not stored: their
+    /// return addresses find nothing (their function is
+    /// [`ExceptionTable::function`]`(pc - 1)`).
+    pub fn call_site_returning_to(&self, pc: u64) -> Option<(&FunctionEntry, SiteRef<'_>)> {
+        self.site_at(pc).map(|site| (site.function(), site))
     }
 
-    /// What the unwinder needs first of a frame whose return address is
-    /// `pc`: one hash probe.
+    /// The call site with handlers whose return address is `pc`.
     #[inline]
-    pub(crate) fn return_site(&self, pc: u64) -> Option<ReturnSite> {
-        self.returns.get(pc)
+    pub(crate) fn site_at(&self, pc: u64) -> Option<SiteRef<'_>> {
+        let len = self.index.len();
+        if len == 0 {
+            return None;
+        }
+        let mut i = slot(pc, len);
+        loop {
+            let entry = self.index[i];
+            if entry == 0 {
+                return None;
+            }
+            let site = entry as usize - 1;
+            if self.site_pc(site) == pc {
+                return Some(SiteRef {
+                    table: self,
+                    index: site,
+                });
+            }
+            i = if i + 1 == len { 0 } else { i + 1 };
+        }
     }
 
-    /// The function and call site of `site`.
-    #[inline]
-    pub(crate) fn resolve(&self, site: ReturnSite) -> (&FunctionEntry, &CallSite) {
-        let f = &self.functions[site.function as usize];
-        (f, &f.call_sites[(site.site & ReturnSite::INDEX) as usize])
+    /// The call sites with handlers of function `function` (an index into
+    /// [`ExceptionTable::functions`]), by return offset.
+    pub fn call_sites(&self, function: usize) -> impl ExactSizeIterator<Item = SiteRef<'_>> {
+        let key = u32::try_from(function).unwrap_or(u32::MAX);
+        let start = self.site_function.partition_point(|&f| f < key);
+        let end = self.site_function.partition_point(|&f| f <= key);
+        (start..end).map(move |index| SiteRef { table: self, index })
     }
 
     /// Every function, by address.
     pub fn functions(&self) -> &[FunctionEntry] {
         &self.functions
     }
-}
 
-/// A call site found by its return address, with the two facts that decide
-/// whether the unwinder must look further at its frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ReturnSite {
-    function: u32,
-    /// The site's index, with [`ReturnSite::HANDLERS`] and
-    /// [`ReturnSite::RESTORES`] above it.
-    site: u32,
-}
-
-impl ReturnSite {
-    const HANDLERS: u32 = 1 << 31;
-    const RESTORES: u32 = 1 << 30;
-    const INDEX: u32 = Self::RESTORES - 1;
-
-    /// Whether the call site has handlers (a `try_call`).
-    #[inline]
-    pub(crate) fn has_handlers(self) -> bool {
-        self.site & Self::HANDLERS != 0
-    }
-
-    /// Whether the function saves callee-saved registers the unwinder
-    /// restores.
-    #[inline]
-    pub(crate) fn restores(self) -> bool {
-        self.site & Self::RESTORES != 0
-    }
-}
-
-/// Return address → [`ReturnSite`]: open addressing with linear probing, at
-/// most half full; 0 marks an empty slot (no code is loaded at address 0).
-#[derive(Clone, Debug, Default)]
-struct ReturnIndex {
-    slots: Vec<(u64, ReturnSite)>,
-    /// `64 - log2(slots.len())`: the hash keeps the top bits.
-    shift: u32,
-}
-
-/// Bytes of the return-address index an [`ExceptionTable`] keeps for
-/// `call_sites` call sites (its slots; the `Vec` header aside).
-pub fn return_index_bytes(call_sites: usize) -> usize {
-    ReturnIndex::slots_for(call_sites) * std::mem::size_of::<(u64, ReturnSite)>()
-}
-
-impl ReturnIndex {
-    fn slots_for(call_sites: usize) -> usize {
-        (call_sites * 2).next_power_of_two().max(8)
-    }
-
-    fn new(functions: &[FunctionEntry]) -> ReturnIndex {
-        let count: usize = functions.iter().map(|f| f.call_sites.len()).sum();
-        let len = Self::slots_for(count);
-        let empty = ReturnSite {
-            function: 0,
-            site: 0,
+    /// This table with the functions of `other` (and their call sites)
+    /// added, skipping those whose start address is already here.
+    pub fn merged(&self, other: &ExceptionTable) -> Result<ExceptionTable, Error> {
+        let present: std::collections::HashSet<u64> = self.starts.iter().copied().collect();
+        let parts = |table: &ExceptionTable, skip: &dyn Fn(u64) -> bool| {
+            table
+                .functions
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !skip(f.start))
+                .map(|(i, f)| {
+                    let sites: Vec<CallSite> =
+                        table.call_sites(i).map(SiteRef::to_call_site).collect();
+                    (f.clone(), sites)
+                })
+                .collect::<Vec<_>>()
         };
-        let mut index = ReturnIndex {
-            slots: vec![(0, empty); len],
-            shift: 64 - len.trailing_zeros(),
-        };
-        for (fi, f) in functions.iter().enumerate() {
-            for (si, site) in f.call_sites.iter().enumerate() {
-                let pc = f.start + u64::from(site.return_offset);
-                let mut flags = 0;
-                if !site.handlers.is_empty() {
-                    flags |= ReturnSite::HANDLERS;
-                }
-                if !f.restore.is_empty() {
-                    flags |= ReturnSite::RESTORES;
-                }
-                let entry = ReturnSite {
-                    function: u32::try_from(fi).expect("fewer than 2^32 functions"),
-                    site: u32::try_from(si)
-                        .ok()
-                        .filter(|&si| si <= ReturnSite::INDEX)
-                        .expect("fewer than 2^30 call sites in a function")
-                        | flags,
-                };
-                let mask = len - 1;
-                let mut i = index.slot(pc);
-                while index.slots[i].0 != 0 && index.slots[i].0 != pc {
-                    i = (i + 1) & mask;
-                }
-                index.slots[i] = (pc, entry);
-            }
-        }
-        index
+        let mut all = parts(self, &|_| false);
+        all.extend(parts(other, &|start| present.contains(&start)));
+        ExceptionTable::new(all)
     }
 
-    #[inline]
-    fn slot(&self, pc: u64) -> usize {
-        // Fibonacci hashing: return addresses differ in their low bits.
-        (pc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    /// What the call-site table allocates (see [`TableBytes`]).
+    pub fn bytes(&self) -> TableBytes {
+        use std::mem::size_of_val;
+        TableBytes {
+            sites: self.site_function.len(),
+            rows: self.row_tag.len(),
+            site_columns: size_of_val(&*self.site_function)
+                + size_of_val(&*self.site_return)
+                + size_of_val(&*self.site_frame)
+                + size_of_val(&*self.site_end),
+            handler_columns: size_of_val(&*self.row_tag) + size_of_val(&*self.row_word),
+            index: size_of_val(&*self.index),
+        }
     }
+}
 
-    #[inline]
-    fn get(&self, pc: u64) -> Option<ReturnSite> {
-        if pc == 0 || self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot(pc);
-        loop {
-            let (key, site) = self.slots[i];
-            if key == pc {
-                return Some(site);
-            }
-            if key == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
-    }
+/// The first index slot to probe for return address `pc` in `len` slots:
+/// Fibonacci hashing (return addresses differ in their low bits), then the
+/// hash scaled to `len` (any length, not only powers of two).
+#[inline]
+fn slot(pc: u64, len: usize) -> usize {
+    let hash = pc.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((u128::from(hash) * len as u128) >> 64) as usize
 }
 
 #[cfg(test)]
@@ -314,68 +643,397 @@ mod tests {
     use crate::compile::{compile_function, default_isa};
     use crate::isa::Endianness;
 
+    fn entry(name: &str, start: u64, len: u64, restore: Vec<(usize, i64)>) -> FunctionEntry {
+        FunctionEntry {
+            name: name.into(),
+            start,
+            end: start + len,
+            traps: vec![],
+            saved_registers: vec![],
+            kind: FunctionKind::Code,
+            restore,
+            has_handler_sites: false,
+        }
+    }
+
     /// `count` functions of 0x100 bytes from 0x10000, function `i` with
-    /// `i % 7` call sites 4 bytes apart, every third one with a handler.
-    fn synthetic(count: usize) -> ExceptionTable {
-        let functions = (0..count)
+    /// `i % 7` call sites 4 bytes apart (given in descending order), every
+    /// third one with a handler.
+    fn synthetic(count: usize) -> Vec<(FunctionEntry, Vec<CallSite>)> {
+        (0..count)
             .map(|i| {
-                let start = 0x10000 + 0x100 * i as u64;
-                FunctionEntry {
-                    name: format!("%f{i}"),
-                    start,
-                    end: start + 0x100,
-                    call_sites: (0..(i % 7) as u32)
-                        .map(|k| CallSite {
-                            return_offset: 8 + 4 * k,
-                            frame_offset: Some(16),
-                            handlers: if k % 3 == 0 {
-                                vec![Handler::Default { offset: 0x80 }]
-                            } else {
-                                vec![]
-                            },
-                        })
-                        .collect(),
-                    traps: vec![],
-                    saved_registers: vec![],
-                    kind: FunctionKind::Code,
-                    restore: if i % 2 == 0 {
-                        vec![(context::SAVED, -8)]
-                    } else {
-                        vec![]
-                    },
-                }
+                let restore = if i % 2 == 0 {
+                    vec![(context::SAVED, -8)]
+                } else {
+                    vec![]
+                };
+                let f = entry(
+                    &format!("%f{i}"),
+                    0x10000 + 0x100 * i as u64,
+                    0x100,
+                    restore,
+                );
+                let sites = (0..(i % 7) as u32)
+                    .rev()
+                    .map(|k| CallSite {
+                        return_offset: 8 + 4 * k,
+                        frame_offset: Some(16 + k),
+                        handlers: if k % 3 == 0 {
+                            vec![Handler::Default { offset: 0x80 + k }]
+                        } else {
+                            vec![]
+                        },
+                    })
+                    .collect();
+                (f, sites)
             })
-            .collect();
-        ExceptionTable::new(functions)
+            .collect()
     }
 
     #[test]
-    fn every_return_address_finds_its_call_site_and_nothing_else_does() {
+    fn every_handler_site_is_found_by_its_return_address_and_nothing_else() {
         for count in [0, 1, 2, 50, 1000] {
-            let table = synthetic(count);
-            let mut sites = 0;
-            for f in table.functions() {
-                for site in &f.call_sites {
+            let functions = synthetic(count);
+            let table = ExceptionTable::new(functions.clone()).unwrap();
+            let mut stored = 0;
+            for (fi, (f, sites)) in functions.iter().enumerate() {
+                for site in sites {
                     let pc = f.start + u64::from(site.return_offset);
-                    let hit = table.return_site(pc).expect("indexed");
-                    let (found, found_site) = table.resolve(hit);
-                    assert_eq!(
-                        (found.start, found_site.return_offset),
-                        (f.start, site.return_offset)
-                    );
-                    assert_eq!(hit.has_handlers(), !site.handlers.is_empty());
-                    assert_eq!(hit.restores(), !f.restore.is_empty());
-                    assert!(table.call_site_returning_to(pc).is_some());
+                    // A plain call's frame is known by its function alone.
+                    assert_eq!(table.function(pc - 1).unwrap().start, f.start);
+                    let found = table.call_site_returning_to(pc);
+                    if site.handlers.is_empty() {
+                        assert!(found.is_none(), "{} {site:?}", f.name);
+                        continue;
+                    }
+                    stored += 1;
+                    let (function, found) = found.expect("stored");
+                    assert_eq!(function.start, f.start);
+                    assert_eq!(found.function_index(), fi);
+                    assert_eq!(found.to_call_site(), *site);
                     // The bytes around a return address are no call site.
-                    assert!(table.return_site(pc + 1).is_none());
-                    assert!(table.return_site(pc - 1).is_none());
-                    sites += 1;
+                    assert!(table.site_at(pc + 1).is_none());
+                    assert!(table.site_at(pc - 1).is_none());
                 }
-                assert!(table.return_site(f.start).is_none());
+                assert!(table.site_at(f.start).is_none());
+                assert_eq!(
+                    table.functions()[fi].has_handler_sites,
+                    sites.iter().any(|s| !s.handlers.is_empty())
+                );
             }
-            assert_eq!(sites, (0..count).map(|i| i % 7).sum::<usize>());
-            assert!(table.return_site(0).is_none());
-            assert!(table.return_site(u64::MAX).is_none());
+            let expected: usize = (0..count).map(|i| (i % 7).div_ceil(3)).sum();
+            assert_eq!(stored, expected);
+            let bytes = table.bytes();
+            assert_eq!((bytes.sites, bytes.rows), (expected, expected));
+            // Exactly the columns: 4 u32 per site, 2 per row, 2 slots per site.
+            assert_eq!(bytes.site_columns, 16 * expected);
+            assert_eq!(bytes.handler_columns, 8 * expected);
+            assert_eq!(bytes.index, 8 * expected);
+            assert_eq!(bytes.total(), 32 * expected);
+            assert!(table.site_at(0).is_none());
+            assert!(table.site_at(u64::MAX).is_none());
+        }
+    }
+
+    /// Sites whose return addresses all hash to the index's last slot:
+    /// the probe wraps around, and a miss stops at the first empty slot.
+    #[test]
+    fn colliding_return_addresses_wrap_around_the_index() {
+        let start = 0x10000u64;
+        // Three sites: six slots.
+        let offsets: Vec<u32> = (1..0x10000u32)
+            .filter(|&o| slot(start + u64::from(o), 6) == 5)
+            .take(3)
+            .collect();
+        assert_eq!(offsets.len(), 3);
+        let sites: Vec<CallSite> = offsets
+            .iter()
+            .map(|&o| CallSite {
+                return_offset: o,
+                frame_offset: Some(o),
+                handlers: vec![Handler::Tag { tag: o, offset: o }],
+            })
+            .collect();
+        let table = ExceptionTable::new(vec![(entry("%f", start, 0x10000, vec![]), sites.clone())])
+            .unwrap();
+        assert_eq!(table.index.len(), 6);
+        for site in &sites {
+            let (_, found) = table
+                .call_site_returning_to(start + u64::from(site.return_offset))
+                .unwrap();
+            assert_eq!(found.to_call_site(), *site);
+        }
+        let other = (1..0x10000u32)
+            .find(|&o| slot(start + u64::from(o), 6) == 5 && !offsets.contains(&o))
+            .unwrap();
+        assert!(table.site_at(start + u64::from(other)).is_none());
+    }
+
+    #[test]
+    fn call_sites_of_each_function_come_back_sorted_and_whole() {
+        let functions = synthetic(60);
+        let table = ExceptionTable::new(functions.clone()).unwrap();
+        for (fi, (_, sites)) in functions.iter().enumerate() {
+            let mut expected: Vec<CallSite> = sites
+                .iter()
+                .filter(|s| !s.handlers.is_empty())
+                .cloned()
+                .collect();
+            expected.sort_by_key(|s| s.return_offset);
+            let got: Vec<CallSite> = table.call_sites(fi).map(SiteRef::to_call_site).collect();
+            assert_eq!(got, expected, "function {fi}");
+        }
+        assert_eq!(table.call_sites(60).len(), 0);
+        assert_eq!(table.call_sites(usize::MAX).len(), 0);
+    }
+
+    #[test]
+    fn an_empty_table_and_functions_without_call_sites() {
+        for table in [
+            ExceptionTable::default(),
+            ExceptionTable::new(Vec::<(FunctionEntry, Vec<CallSite>)>::new()).unwrap(),
+        ] {
+            assert!(table.function(0x1000).is_none());
+            assert!(table.call_site_returning_to(0x1000).is_none());
+            assert_eq!(table.bytes().total(), 0);
+        }
+        let plain = CallSite {
+            return_offset: 0x10,
+            frame_offset: None,
+            handlers: vec![],
+        };
+        let table = ExceptionTable::new(vec![
+            (entry("%a", 0x1000, 0x40, vec![]), vec![]),
+            (entry("%b", 0x2000, 0x40, vec![]), vec![plain]),
+        ])
+        .unwrap();
+        assert_eq!(table.bytes().total(), 0);
+        assert!(table.call_site_returning_to(0x2010).is_none());
+        assert_eq!(table.function(0x200f).unwrap().name, "%b");
+        assert!(table.function(0x1040).is_none(), "between the functions");
+        assert!(table.function(0xfff).is_none());
+        assert_eq!(table.call_sites(1).len(), 0);
+    }
+
+    /// Every kind of entry, in any order, comes back as given; selection
+    /// takes the first tag match or default, skipping contexts.
+    #[test]
+    fn handler_lists_round_trip_and_select_the_first_match() {
+        let lists: Vec<Vec<Handler>> = vec![
+            vec![Handler::Default { offset: 0 }],
+            vec![Handler::Context(ContextLocation::Stack { sp_offset: 8 })],
+            vec![
+                Handler::Context(ContextLocation::Register(Reg::int(3))),
+                Handler::Tag {
+                    tag: 0,
+                    offset: 0x30,
+                },
+                Handler::Context(ContextLocation::Stack {
+                    sp_offset: u32::MAX,
+                }),
+                Handler::Tag {
+                    tag: u32::MAX - 1,
+                    offset: 0x40,
+                },
+                Handler::Default {
+                    offset: CONTEXT_REGISTER - 1,
+                },
+                Handler::Tag {
+                    tag: 7,
+                    offset: 0x50,
+                },
+            ],
+            vec![
+                Handler::Tag {
+                    tag: 7,
+                    offset: 0x10,
+                },
+                Handler::Tag {
+                    tag: 7,
+                    offset: 0x20,
+                },
+                Handler::Context(ContextLocation::Register(Reg::float(15))),
+            ],
+        ];
+        let sites: Vec<CallSite> = lists
+            .iter()
+            .enumerate()
+            .map(|(k, handlers)| CallSite {
+                return_offset: 4 * k as u32 + 4,
+                frame_offset: (k != 1).then_some(k as u32 * 0x10),
+                handlers: handlers.clone(),
+            })
+            .collect();
+        let table =
+            ExceptionTable::new(vec![(entry("%f", 0x4000, 0x100, vec![]), sites.clone())]).unwrap();
+        for site in &sites {
+            let (_, found) = table
+                .call_site_returning_to(0x4000 + u64::from(site.return_offset))
+                .unwrap();
+            assert_eq!(found.to_call_site(), *site);
+            assert_eq!(found.handlers().len(), site.handlers.len());
+            for tag in [0, 1, 7, u32::MAX - 1, u32::MAX] {
+                // The list's own rule, spelled out.
+                let expected = site.handlers.iter().find_map(|h| match *h {
+                    Handler::Tag { tag: t, offset } if t == tag => Some(offset),
+                    Handler::Default { offset } => Some(offset),
+                    _ => None,
+                });
+                assert_eq!(found.select_handler(tag), expected, "{site:?} tag {tag}");
+            }
+        }
+        let at = |offset: u64| table.call_site_returning_to(0x4000 + offset).unwrap().1;
+        assert_eq!(at(4).select_handler(9), Some(0));
+        assert_eq!(
+            at(8).select_handler(9),
+            None,
+            "a context alone selects nothing"
+        );
+        assert_eq!(at(12).select_handler(7), Some(CONTEXT_REGISTER - 1));
+        assert_eq!(at(16).select_handler(7), Some(0x10));
+    }
+
+    #[test]
+    fn what_the_compact_form_cannot_hold_is_an_error_naming_the_site() {
+        let one = |site: CallSite| {
+            ExceptionTable::new(vec![(entry("%f", 0x4000, 0x100, vec![]), vec![site])])
+                .unwrap_err()
+                .to_string()
+        };
+        let site = |frame_offset, handlers| CallSite {
+            return_offset: 0x24,
+            frame_offset,
+            handlers,
+        };
+        for (err, what) in [
+            (
+                one(site(
+                    Some(0),
+                    vec![Handler::Tag {
+                        tag: u32::MAX,
+                        offset: 0,
+                    }],
+                )),
+                "tag 0xffffffff",
+            ),
+            (
+                one(site(
+                    Some(0),
+                    vec![Handler::Default {
+                        offset: CONTEXT_REGISTER,
+                    }],
+                )),
+                "handler offset 0xfffffffe",
+            ),
+            (
+                one(site(
+                    Some(0),
+                    vec![Handler::Tag {
+                        tag: 1,
+                        offset: u32::MAX,
+                    }],
+                )),
+                "handler offset 0xffffffff",
+            ),
+            (
+                one(site(Some(u32::MAX), vec![Handler::Default { offset: 0 }])),
+                "frame offset 0xffffffff",
+            ),
+        ] {
+            assert!(err.contains("%f+0x24") && err.contains(what), "{err}");
+        }
+        let twice = CallSite {
+            return_offset: 0x24,
+            frame_offset: Some(0),
+            handlers: vec![Handler::Default { offset: 0 }],
+        };
+        let err = ExceptionTable::new(vec![(
+            entry("%f", 0x4000, 0x100, vec![]),
+            vec![twice.clone(), twice.clone()],
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("%f+0x24") && err.contains("two call sites"),
+            "{err}"
+        );
+        let err = ExceptionTable::new(vec![
+            (entry("%a", 0x4000, 0x100, vec![]), vec![]),
+            (entry("%b", 0x40f0, 0x100, vec![]), vec![]),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("%b") && err.contains("overlaps %a"), "{err}");
+    }
+
+    #[test]
+    fn merged_adds_the_other_tables_functions_once() {
+        let all = synthetic(20);
+        let a = ExceptionTable::new(all[..12].to_vec()).unwrap();
+        let b = ExceptionTable::new(all[8..].to_vec()).unwrap();
+        let merged = a.merged(&b).unwrap();
+        let whole = ExceptionTable::new(all.clone()).unwrap();
+        assert_eq!(merged.functions().len(), 20);
+        assert_eq!(merged.bytes(), whole.bytes());
+        for i in 0..20 {
+            let sites = |t: &ExceptionTable| {
+                t.call_sites(i)
+                    .map(SiteRef::to_call_site)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(sites(&merged), sites(&whole), "function {i}");
+        }
+    }
+
+    /// Every call site with handlers of compiled functions, on every ISA,
+    /// comes back from the table as Cranelift recorded it.
+    #[test]
+    fn compiled_call_sites_round_trip_on_every_isa() {
+        let clif = "
+function %f(i64, i64) -> i64 {
+    sig0 = (i64) -> i64 tail
+    fn0 = %g sig0
+block0(v0: i64, v1: i64):
+    v2 = call fn0(v0)
+    try_call fn0(v2), sig0, block1(ret0), [ tag1: block2(exn0), tag3: block2(exn0), default: block3(exn0) ]
+block1(v3: i64):
+    try_call fn0(v3), sig0, block4(ret0), [ context v1, tag2: block2(exn0) ]
+block4(v4: i64):
+    v5 = call fn0(v4)
+    return v5
+block2(v6: i64):
+    return v6
+block3(v7: i64):
+    return v7
+}
+";
+        for arch in Arch::ALL {
+            let isa = default_isa(arch).unwrap();
+            let func = cranelift_reader::parse_functions(clif).unwrap().remove(0);
+            let f = compile_function(&*isa, func).unwrap();
+            assert_eq!(f.call_sites.len(), 4, "{arch}");
+            let start = 0x1_0000_0000;
+            let table =
+                ExceptionTable::new(vec![(FunctionEntry::new(&f, start), f.call_sites.clone())])
+                    .unwrap();
+            let mut expected: Vec<CallSite> = f
+                .call_sites
+                .iter()
+                .filter(|s| !s.handlers.is_empty())
+                .cloned()
+                .collect();
+            expected.sort_by_key(|s| s.return_offset);
+            assert_eq!(expected.len(), 2, "{arch}");
+            let got: Vec<CallSite> = table.call_sites(0).map(SiteRef::to_call_site).collect();
+            assert_eq!(got, expected, "{arch}");
+            for site in &f.call_sites {
+                let found = table.call_site_returning_to(start + u64::from(site.return_offset));
+                assert_eq!(
+                    found.map(|(_, s)| s.to_call_site()).as_ref(),
+                    (!site.handlers.is_empty()).then_some(site),
+                    "{arch}"
+                );
+            }
         }
     }
 
@@ -433,19 +1091,21 @@ block3(v3: i64):
             let isa = default_isa(arch).unwrap();
             let func = cranelift_reader::parse_functions(clif).unwrap().remove(0);
             let f = compile_function(&*isa, func).unwrap();
-            let entry = FunctionEntry::new(&f, 0x1000);
+            let table =
+                ExceptionTable::new(vec![(FunctionEntry::new(&f, 0x1000), &f.call_sites[..])])
+                    .unwrap();
             let fp = 0x8000u64;
             let value = 0x1122_3344_5566_7788u64;
             let mut seen = (false, false);
-            for site in &entry.call_sites {
-                for handler in &site.handlers {
-                    let Handler::Context(location) = *handler else {
+            for site in table.call_sites(0) {
+                for handler in site.handlers() {
+                    let Handler::Context(location) = handler else {
                         continue;
                     };
                     let (memory, saved): (Bytes, Box<dyn Fn(Reg) -> Option<u64>>) = match location {
                         ContextLocation::Stack { sp_offset } => {
                             seen.0 = true;
-                            let sp = fp - u64::from(site.frame_offset.unwrap());
+                            let sp = fp - u64::from(site.frame_offset().unwrap());
                             let mut data = vec![0xa5; 0x400];
                             let at = usize::try_from(sp + u64::from(sp_offset) - 0x7c00).unwrap();
                             data[at..at + 8].copy_from_slice(&arch.endianness().write_u64(value));
@@ -466,7 +1126,7 @@ block3(v3: i64):
                             (memory, Box::new(move |r| (r == reg).then_some(value)))
                         }
                     };
-                    let got = context_value(&f.name, site, location, fp, &*saved, &memory);
+                    let got = site.context_value(location, fp, &*saved, &memory);
                     assert_eq!(got.unwrap(), value, "{arch} {location:?}");
                 }
             }
@@ -474,16 +1134,14 @@ block3(v3: i64):
 
             // A register the frame has no value for is an error naming the
             // call site, not a panic.
-            let site = entry
-                .call_sites
-                .iter()
+            let site = table
+                .call_sites(0)
                 .find(|s| {
-                    s.handlers
-                        .iter()
+                    s.handlers()
                         .any(|h| matches!(h, Handler::Context(ContextLocation::Register(_))))
                 })
                 .unwrap();
-            let Some(Handler::Context(location)) = site.handlers.first().copied() else {
+            let Some(Handler::Context(location)) = site.handlers().next() else {
                 panic!("{arch}: {site:?}");
             };
             let empty = Bytes {
@@ -491,7 +1149,9 @@ block3(v3: i64):
                 data: Vec::new(),
                 endianness: arch.endianness(),
             };
-            let err = context_value("%f", site, location, fp, &|_| None, &empty).unwrap_err();
+            let err = site
+                .context_value(location, fp, &|_| None, &empty)
+                .unwrap_err();
             assert!(err.to_string().contains("%f+0x"), "{err}");
         }
     }

@@ -178,14 +178,14 @@ pub fn link(
     let entries = functions
         .iter()
         .zip(&offsets)
-        .map(|(f, &offset)| FunctionEntry::new(f, base + offset))
+        .map(|(f, &offset)| (FunctionEntry::new(f, base + offset), &f.call_sites[..]))
         .collect();
     Ok(Image {
         arch,
         base,
         code,
         symbols,
-        table: ExceptionTable::new(entries),
+        table: ExceptionTable::new(entries)?,
     })
 }
 

@@ -15,9 +15,8 @@ mod sabotage;
 pub use sabotage::{Sabotage, set_sabotage};
 
 use crate::abi::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
-use crate::compile::CallSite;
 use crate::error::Error;
-use crate::exception_table::{ExceptionTable, FunctionEntry};
+use crate::exception_table::{ExceptionTable, FunctionEntry, SiteRef};
 use crate::isa::{Arch, context};
 use crate::memory::Memory;
 use cursor::{Frame, FrameCursor};
@@ -254,10 +253,8 @@ fn walk<M: Memory + ?Sized, C: ContextWords>(
     for frames_left in 0..MAX_FRAMES {
         search.enter(cursor.fp);
         let frame = cursor.frame()?;
-        if let Frame::CallSite(hit) = frame
-            && hit.has_handlers()
-        {
-            let (function, site) = table.resolve(hit);
+        if let Frame::CallSite(site) = frame {
+            let function = site.function();
             if let Some(catch) = search.catch(function, site) {
                 let delivery = resume(
                     arch,
@@ -287,15 +284,16 @@ fn resume<C: ContextWords>(
     ctx: &mut C,
     request: &ThrowRequest,
     function: &FunctionEntry,
-    site: &CallSite,
+    site: SiteRef<'_>,
     catch: Catch,
     fp: u64,
     frames_left: usize,
 ) -> Result<Delivery, Error> {
-    let frame_offset = site.frame_offset.ok_or_else(|| {
+    let frame_offset = site.frame_offset().ok_or_else(|| {
         Error::Unwind(format!(
             "call site {}+{:#x} has handlers but no frame offset",
-            function.name, site.return_offset
+            function.name,
+            site.return_offset()
         ))
     })?;
     let target = function.start + u64::from(catch.offset);
@@ -475,17 +473,18 @@ mod tests {
         start: u64,
         sites: Vec<CallSite>,
         saved: Vec<SavedRegister>,
-    ) -> FunctionEntry {
-        FunctionEntry {
+    ) -> (FunctionEntry, Vec<CallSite>) {
+        let entry = FunctionEntry {
             name: name.into(),
             start,
             end: start + 0x100,
-            call_sites: sites,
             traps: Vec::new(),
             restore: crate::exception_table::restore_slots(Arch::Aarch64, &saved),
             saved_registers: saved,
             kind: crate::compile::FunctionKind::Code,
-        }
+            has_handler_sites: false,
+        };
+        (entry, sites)
     }
 
     /// aarch64 frames: `%a` (handler for tag 1 at +0x80) calls `%b`, which
@@ -554,7 +553,7 @@ mod tests {
             m.write_u64(CTX + 8 * (context::SAVED + i) as u64, value)
                 .unwrap();
         }
-        (ExceptionTable::new(vec![a, b]), m)
+        (ExceptionTable::new(vec![a, b]).unwrap(), m)
     }
 
     fn saved(m: &FakeMemory, reg: Reg) -> u64 {
@@ -595,6 +594,34 @@ mod tests {
             "restored from %b's frame"
         );
         assert_eq!(saved(&m, Reg::int(20)), 1001, "not saved by %b: unchanged");
+    }
+
+    /// Walk hints are only first guesses: stale ones (another function,
+    /// or none) change nothing, and a frame found by search becomes the
+    /// next walk's guess for its depth.
+    #[test]
+    fn stale_walk_hints_change_nothing() {
+        for hint in [0, 1, usize::MAX] {
+            let (table, mut m) = scene(A_FP, 0);
+            for depth in 0..4 {
+                table.set_walk_hint(depth, hint);
+            }
+            let (_, delivery) = throw(Arch::Aarch64, &table, &mut m, CTX).unwrap();
+            assert_eq!(
+                delivery,
+                Delivery::Caught {
+                    pc: 0x1080,
+                    sp: A_FP - 0x30,
+                    fp: A_FP
+                },
+                "hint {hint}"
+            );
+            assert_eq!((saved(&m, X19), saved(&m, D8)), (7, 8), "hint {hint}");
+            // %b (index 1), the first frame, has no handler sites; %a,
+            // the second, is found by its call site.
+            assert_eq!(table.walk_hint(0), 1, "hint {hint}");
+            assert_eq!(table.walk_hint(1), hint, "hint {hint}");
+        }
     }
 
     #[test]
@@ -640,7 +667,7 @@ mod tests {
             vec![site(0x10, vec![]), site(0x30, vec![])],
             vec![],
         );
-        let table = ExceptionTable::new(vec![a, b]);
+        let table = ExceptionTable::new(vec![a, b]).unwrap();
         let fp = |i: usize| 0x4000 + 0x100 * i as u64;
         let mut m = FakeMemory::default();
         for i in 0..skipped {

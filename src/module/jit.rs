@@ -36,7 +36,7 @@ use super::{HostImport, JitModule, symbol_name};
 use crate::abi::THROW_SYMBOL;
 use crate::compile::{CompiledFunction, FunctionKind, RelocTarget, compile_function};
 use crate::error::Error;
-use crate::exception_table::{ENTRY_TRAMPOLINE_PREFIX, ExceptionTable, FunctionEntry};
+use crate::exception_table::ENTRY_TRAMPOLINE_PREFIX;
 use crate::host::{self, HostResult, HostThrow};
 use crate::link::{image_size, link};
 use crate::machine::Machine;
@@ -281,23 +281,9 @@ impl<M: ?Sized + Machine> JitModule<M> {
             self.symbols.insert(key.clone(), address);
             self.foreign_signatures.insert(key, sig.clone());
         }
-        self.merge_table(other.table.functions());
+        self.table = self.table.merged(&other.table)?;
         self.imported.push(other.clone());
         Ok(())
-    }
-
-    /// Add `functions` to the table the unwinder and the trap lookup
-    /// search (skipping any already there).
-    fn merge_table(&mut self, functions: &[FunctionEntry]) {
-        let present: HashSet<u64> = self.table.functions().iter().map(|f| f.start).collect();
-        let mut all = self.table.functions().to_vec();
-        all.extend(
-            functions
-                .iter()
-                .filter(|f| !present.contains(&f.start))
-                .cloned(),
-        );
-        self.table = ExceptionTable::new(all);
     }
 
     /// The address of loaded function `id`.
@@ -529,6 +515,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
         self.symbols
             .extend(data_symbols.iter().map(|(k, v)| (k.clone(), *v)));
         if let Some(image) = image {
+            let table = self.table.merged(&image.table)?;
             for f in &batch[..user_functions] {
                 self.signatures.insert(f.name.clone(), f.signature.clone());
             }
@@ -537,7 +524,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             }
             self.symbols
                 .extend(image.symbols.iter().map(|(k, v)| (k.clone(), *v)));
-            self.merge_table(image.table.functions());
+            self.table = table;
             self.images.push(image);
         }
         self.unusable.extend(unusable);

@@ -4,18 +4,30 @@
 
 use super::ContextWords;
 use crate::error::Error;
-use crate::exception_table::{ExceptionTable, FunctionEntry, ReturnSite};
+use crate::exception_table::{ExceptionTable, FunctionEntry, SiteRef};
 use crate::isa::{Arch, FrameLinks};
 use crate::memory::Memory;
 
 /// What a walk knows of a frame from its return address.
 #[derive(Clone, Copy)]
 pub(super) enum Frame<'t> {
-    /// The return address of a call site.
-    CallSite(ReturnSite),
-    /// Some other address of this function (no handlers here, but the
-    /// function's saves are restored all the same).
+    /// The return address of a call site with handlers.
+    CallSite(SiteRef<'t>),
+    /// Some other address of this function, such as a plain call's return
+    /// address (no handlers here, but the function's saves are restored all
+    /// the same).
     Other(&'t FunctionEntry),
+}
+
+impl<'t> Frame<'t> {
+    /// The frame's function.
+    #[inline]
+    pub fn function(self) -> &'t FunctionEntry {
+        match self {
+            Frame::CallSite(site) => site.function(),
+            Frame::Other(function) => function,
+        }
+    }
 }
 
 /// A walk's position: the return address `pc` into the frame whose
@@ -28,6 +40,11 @@ pub(super) struct FrameCursor<'a, M: ?Sized> {
     pub pc: u64,
     /// The current frame's frame-pointer value.
     pub fp: u64,
+    /// The function of the last frame looked up by address: a recursion's
+    /// frames find theirs without a search.
+    last: usize,
+    /// Frames looked at so far.
+    depth: usize,
 }
 
 impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
@@ -40,15 +57,52 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
             links: arch.spec().frame_links(),
             pc,
             fp,
+            last: usize::MAX,
+            depth: 0,
         }
     }
 
-    /// What the exception table knows of the current frame.
+    /// What the exception table knows of the current frame: at most one
+    /// probe of the call-site index (none in a function without handler
+    /// sites: a recursion's frames), and for any other return address its
+    /// function — the last frame's or the table's hint for this depth when
+    /// `pc` is in it, else found by binary search (and hinted for the next
+    /// walk).
     #[inline]
-    pub fn frame(&self) -> Result<Frame<'a>, Error> {
-        match self.table.return_site(self.pc) {
-            Some(hit) => Ok(Frame::CallSite(hit)),
-            None => not_a_call_site(self.table, self.pc, self.fp).map(Frame::Other),
+    pub fn frame(&mut self) -> Result<Frame<'a>, Error> {
+        let table = self.table;
+        let depth = self.depth;
+        self.depth += 1;
+        // The call instruction lies before its return address.
+        let pc = self.pc.wrapping_sub(1);
+        let contains = |i: usize| {
+            table
+                .functions()
+                .get(i)
+                .filter(|f| f.start <= pc && pc < f.end)
+                .map(|f| (i, f))
+        };
+        let known = contains(self.last).or_else(|| contains(table.walk_hint(depth)));
+        if let Some((i, f)) = known {
+            self.last = i;
+            if !f.has_handler_sites {
+                return Ok(Frame::Other(f));
+            }
+        }
+        if let Some(site) = table.site_at(self.pc) {
+            self.last = site.function_index();
+            return Ok(Frame::CallSite(site));
+        }
+        if let Some((_, f)) = known {
+            return Ok(Frame::Other(f));
+        }
+        match table.function_index(pc) {
+            Some(i) => {
+                self.last = i;
+                table.set_walk_hint(depth, i);
+                Ok(Frame::Other(&table.functions()[i]))
+            }
+            None => Err(not_in_jit_code(self.pc, self.fp)),
         }
     }
 
@@ -63,12 +117,8 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
         restore: bool,
     ) -> Result<(), Error> {
         let (fp, memory) = (self.fp, self.memory);
-        let saves = match frame {
-            Frame::CallSite(hit) if hit.restores() => Some(self.table.resolve(hit).0),
-            Frame::Other(function) if !function.restore.is_empty() => Some(function),
-            _ => None,
-        };
-        if restore && let Some(function) = saves {
+        let function = frame.function();
+        if restore {
             for &(word, fp_offset) in &function.restore {
                 ctx.set(word, memory.read_u64(fp.wrapping_add_signed(fp_offset))?);
             }
@@ -78,10 +128,6 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
             & links.return_address_mask;
         let next_fp = memory.read_u64(fp.wrapping_add_signed(links.caller_fp_offset))?;
         if next_fp <= fp {
-            let function = match frame {
-                Frame::CallSite(hit) => self.table.resolve(hit).0,
-                Frame::Other(function) => function,
-            };
             return Err(chain_shrinks(fp, next_fp, &function.name));
         }
         self.pc = next_pc;
@@ -90,14 +136,12 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
     }
 }
 
-/// The function of a frame whose return address `pc` is no call site.
+/// A return address `pc` outside every function of the table.
 #[cold]
-fn not_a_call_site(table: &ExceptionTable, pc: u64, fp: u64) -> Result<&FunctionEntry, Error> {
-    table.function(pc.wrapping_sub(1)).ok_or_else(|| {
-        Error::Unwind(format!(
-            "return address {pc:#x} (frame {fp:#x}) is not in JIT code"
-        ))
-    })
+fn not_in_jit_code(pc: u64, fp: u64) -> Error {
+    Error::Unwind(format!(
+        "return address {pc:#x} (frame {fp:#x}) is not in JIT code"
+    ))
 }
 
 #[cold]

@@ -7,8 +7,7 @@
 //! window caught.
 
 use super::ThrowRequest;
-use crate::compile::CallSite;
-use crate::exception_table::{FunctionEntry, select_handler};
+use crate::exception_table::{FunctionEntry, SiteRef};
 
 /// A handler that takes the throw.
 #[derive(Clone, Copy)]
@@ -58,9 +57,9 @@ impl Search {
     /// current frame, if any: an entry trampoline's always; JIT code's only
     /// inside the search window.
     #[inline]
-    pub fn catch(&self, function: &FunctionEntry, site: &CallSite) -> Option<Catch> {
+    pub fn catch(&self, function: &FunctionEntry, site: SiteRef<'_>) -> Option<Catch> {
         if function.is_entry_trampoline() {
-            select_handler(site, self.tag).map(|offset| Catch {
+            site.select_handler(self.tag).map(|offset| Catch {
                 offset,
                 caught: false,
             })
@@ -78,21 +77,21 @@ impl Search {
 /// The handler of `site` for `tag` in JIT code: the first that matches.
 #[cfg(not(feature = "sabotage"))]
 #[inline]
-fn choose(site: &CallSite, tag: u32) -> Option<u32> {
-    select_handler(site, tag)
+fn choose(site: SiteRef<'_>, tag: u32) -> Option<u32> {
+    site.select_handler(tag)
 }
 
 /// The handler of `site` for `tag` in JIT code: the first that matches,
 /// unless [`super::Sabotage::HandlerLookup`] is on.
 #[cfg(feature = "sabotage")]
 #[inline]
-fn choose(site: &CallSite, tag: u32) -> Option<u32> {
+fn choose(site: SiteRef<'_>, tag: u32) -> Option<u32> {
     use crate::compile::Handler;
     if !super::sabotage::on(super::Sabotage::HandlerLookup) {
-        return select_handler(site, tag);
+        return site.select_handler(tag);
     }
     // The deliberate bug: the last matching entry, not the first.
-    site.handlers.iter().rev().find_map(|h| match *h {
+    site.handlers().rev().find_map(|h| match h {
         Handler::Tag { tag: t, offset } if t == tag => Some(offset),
         Handler::Default { offset } => Some(offset),
         _ => None,

@@ -7,26 +7,27 @@
 //! context kept in a register cannot be; such functions are counted and
 //! left out of both).
 //!
-//! *Ours* has no serialized form: the unwinder searches
-//! `exception_table::FunctionEntry::call_sites`, a `Vec<CallSite>` per
-//! function, each `CallSite` owning a `Vec<Handler>`. Its size here is the
-//! in-memory size of exactly that: the `Vec` header per function, one
-//! `CallSite` per call site, one `Handler` per handler-list entry (tags,
-//! defaults and contexts), without allocator overhead, plus the
-//! return-address index the walk probes once per frame (16-byte slots, a
-//! power of two at least twice the call sites, one index over the whole
-//! corpus as if it were one image). It keeps *every*
-//! call site, with or without handlers (the walk looks the return address
-//! up in each frame), so it is given twice: as stored, and counting only
-//! `try_call` sites. *Wasmtime's* is `ExceptionTableBuilder::to_vec()`,
-//! which omits call sites without handlers.
+//! *Ours* is the [`ExceptionTable`] the unwinder reads in place, built over
+//! the measured functions laid out as one image (16-byte aligned, as
+//! wasmtime's offsets), and measured with [`ExceptionTable::bytes`]: the
+//! `u32` columns it allocates for call sites with handlers (function index,
+//! return offset, frame offset, end of the handler rows), the two `u32`
+//! handler columns (tag, handler offset or context marker: one row per tag,
+//! default and context entry), and the return-address index the walk
+//! probes once per frame (two `u32` slots per site with handlers). Plain
+//! calls are not stored. Left out: the function table beside it (each
+//! function's bounds, name, trap sites and callee-saved slots, which the
+//! walk needs for every frame and wasmtime keeps elsewhere too) and the
+//! fixed `Box` headers of the columns (16 bytes each, per image), as
+//! wasmtime's `Vec` header and parsed view are. *Wasmtime's* is
+//! `ExceptionTableBuilder::to_vec()`, which omits plain calls too.
 
-use std::mem::size_of;
 use std::path::{Path, PathBuf};
 
 use cranelift_exn::compile::{
     CallSite, CompiledFunction, ContextLocation, Handler, compile_function,
 };
+use cranelift_exn::exception_table::{ExceptionTable, FunctionEntry};
 use cranelift_exn::isa::Arch;
 use wasmtime_internal_unwinder::ExceptionTableBuilder;
 
@@ -53,15 +54,25 @@ pub struct TableSizes {
     pub handlers: usize,
     /// Context entries (`context vN`).
     pub contexts: usize,
-    /// Our table as stored (every call site), bytes.
+    /// Our table: everything below, bytes.
     pub ours_bytes: usize,
-    /// Our table counting only `try_call` sites, bytes.
-    pub ours_try_only_bytes: usize,
+    /// Of which the per-site columns (4 × `u32` per `try_call` site).
+    pub ours_site_bytes: usize,
+    /// Of which the handler columns (2 × `u32` per tag, default or
+    /// context entry).
+    pub ours_handler_bytes: usize,
+    /// Of which the return-address index.
+    pub ours_index_bytes: usize,
     /// wasmtime-internal-unwinder's serialized table, bytes.
     pub wasmtime_bytes: usize,
 }
 
 impl TableSizes {
+    /// Ours / wasmtime's.
+    pub fn ratio(&self) -> f64 {
+        self.ours_bytes as f64 / self.wasmtime_bytes.max(1) as f64
+    }
+
     /// Bytes per `try_call` site.
     pub fn per_site(bytes: usize, sites: usize) -> f64 {
         if sites == 0 {
@@ -70,17 +81,6 @@ impl TableSizes {
             bytes as f64 / sites as f64
         }
     }
-}
-
-/// In-memory bytes of one function's call-site records (see the module
-/// documentation); `try_only` counts only sites with handlers.
-pub fn ours_bytes(sites: &[CallSite], try_only: bool) -> usize {
-    size_of::<Vec<CallSite>>()
-        + sites
-            .iter()
-            .filter(|s| !try_only || !s.handlers.is_empty())
-            .map(|s| size_of::<CallSite>() + s.handlers.len() * size_of::<Handler>())
-            .sum::<usize>()
 }
 
 fn has_register_context(f: &CompiledFunction) -> bool {
@@ -114,6 +114,10 @@ pub fn try_call_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// Where the measured functions are laid out (any address would do: the
+/// table stores function-relative offsets).
+const IMAGE_BASE: u64 = 0x1_0000;
+
 /// Measure both tables over the functions of `files`.
 pub fn measure(files: &[PathBuf]) -> Result<TableSizes, String> {
     let isa = cranelift_exn::compile::default_isa(Arch::X86_64).map_err(|e| e.to_string())?;
@@ -122,6 +126,7 @@ pub fn measure(files: &[PathBuf]) -> Result<TableSizes, String> {
         ..TableSizes::default()
     };
     let mut builder = ExceptionTableBuilder::default();
+    let mut ours: Vec<(FunctionEntry, Vec<CallSite>)> = Vec::new();
     let mut offset = 0u32;
     for path in files {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -148,6 +153,10 @@ pub fn measure(files: &[PathBuf]) -> Result<TableSizes, String> {
                 &mut builder,
                 [(offset, f.name.as_str(), &f.call_sites[..])],
             )?;
+            ours.push((
+                FunctionEntry::new(&f, IMAGE_BASE + u64::from(offset)),
+                f.call_sites.clone(),
+            ));
             offset = offset
                 .checked_add(u32::try_from(f.code.len()).map_err(|e| e.to_string())?)
                 .and_then(|o| o.checked_next_multiple_of(16))
@@ -165,13 +174,23 @@ pub fn measure(files: &[PathBuf]) -> Result<TableSizes, String> {
                     }
                 }
             }
-            sizes.ours_bytes += ours_bytes(&f.call_sites, false);
-            sizes.ours_try_only_bytes += ours_bytes(&f.call_sites, true);
         }
     }
-    sizes.ours_bytes += cranelift_exn::exception_table::return_index_bytes(sizes.call_sites);
-    sizes.ours_try_only_bytes +=
-        cranelift_exn::exception_table::return_index_bytes(sizes.try_call_sites);
+    let table = ExceptionTable::new(ours).map_err(|e| e.to_string())?;
+    let bytes = table.bytes();
+    if (bytes.sites, bytes.rows) != (sizes.try_call_sites, sizes.handlers + sizes.contexts) {
+        return Err(format!(
+            "our table stores {} sites and {} rows, not {} and {}",
+            bytes.sites,
+            bytes.rows,
+            sizes.try_call_sites,
+            sizes.handlers + sizes.contexts
+        ));
+    }
+    sizes.ours_site_bytes = bytes.site_columns;
+    sizes.ours_handler_bytes = bytes.handler_columns;
+    sizes.ours_index_bytes = bytes.index;
+    sizes.ours_bytes = bytes.total();
     sizes.wasmtime_bytes = builder.to_vec().len();
     Ok(sizes)
 }

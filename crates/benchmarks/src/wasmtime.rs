@@ -96,11 +96,22 @@ pub fn build_table(image: &Image) -> Result<Vec<u8>, String> {
     let offset = |f: &FunctionEntry| {
         u32::try_from(f.start - image.base).map_err(|_| format!("{} is too far", f.name))
     };
+    // Our table keeps the call sites with handlers, as wasmtime's format.
+    let sites: Vec<Vec<CallSite>> = (0..image.table.functions().len())
+        .map(|i| {
+            image
+                .table
+                .call_sites(i)
+                .map(|s| s.to_call_site())
+                .collect()
+        })
+        .collect();
     let functions = image
         .table
         .functions()
         .iter()
-        .map(|f| Ok((offset(f)?, f.name.as_str(), f.call_sites.as_slice())))
+        .zip(&sites)
+        .map(|(f, sites)| Ok((offset(f)?, f.name.as_str(), sites.as_slice())))
         .collect::<Result<Vec<_>, String>>()?;
     add_functions(&mut builder, functions)?;
     Ok(builder.to_vec())

@@ -182,25 +182,22 @@ fn c_cxx_and_rust_chains() {
 fn wasmtime_table_agrees_with_ours() {
     let bench = JitBench::new().unwrap();
     let image = bench.module().image();
-    let catch = image
+    let index = image
         .table
         .functions()
         .iter()
-        .find(|f| f.name == "%catch")
+        .position(|f| f.name == "%catch")
         .unwrap();
-    let site = catch
-        .call_sites
-        .iter()
-        .find(|s| !s.handlers.is_empty())
-        .unwrap();
-    let pc = (catch.start + u64::from(site.return_offset)) as usize;
+    let catch = &image.table.functions()[index];
+    let site = image.table.call_sites(index).next().unwrap();
+    let pc = (catch.start + u64::from(site.return_offset())) as usize;
     let fp = 0x7000_0000usize;
-    let handler = cranelift_exn::exception_table::select_handler(site, 1).unwrap();
+    let handler = site.select_handler(1).unwrap();
     assert_eq!(
         bench.wasmtime().handler_at(pc, fp, 1),
         Some((
             (catch.start + u64::from(handler)) as usize,
-            fp - site.frame_offset.unwrap() as usize
+            fp - site.frame_offset().unwrap() as usize
         ))
     );
     assert_eq!(

@@ -54,5 +54,32 @@ fn counts_and_sizes_of_a_known_corpus() {
     // Wasmtime: two counts, then 3 words for the one try_call site and 3
     // per handler.
     assert_eq!(sizes.wasmtime_bytes, 8 + 12 + 3 * 12);
-    assert!(sizes.ours_bytes > sizes.ours_try_only_bytes);
+    // Ours: 4 u32 columns for the one try_call site (the plain call is not
+    // stored), 2 u32 per handler row, two u32 index slots per site.
+    assert_eq!(
+        (
+            sizes.ours_site_bytes,
+            sizes.ours_handler_bytes,
+            sizes.ours_index_bytes
+        ),
+        (16, 3 * 8, 2 * 4)
+    );
+    assert_eq!(sizes.ours_bytes, 16 + 24 + 8);
+    assert!(sizes.ratio() <= 1.5, "{}", sizes.ratio());
+}
+
+/// The target of issue 15 on the repository's own corpus: ours at most
+/// 1.5× wasmtime's serialized table, index included.
+#[test]
+fn ours_is_within_one_and_a_half_times_wasmtime_on_filetests() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../filetests");
+    let files = try_call_files(&dir).unwrap();
+    assert!(!files.is_empty());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let sizes = measure(&files);
+    std::panic::set_hook(hook);
+    let sizes = sizes.unwrap();
+    assert!(sizes.try_call_sites > 0 && sizes.handlers > 0, "{sizes:?}");
+    assert!(sizes.ratio() <= 1.5, "{sizes:?}");
 }

@@ -73,16 +73,14 @@ fn handler_addresses_equal_the_exception_table_on_every_isa() {
                 [DataValue::I64(v)] => v as u64,
                 ref other => panic!("{arch} {name}: {other:?}"),
             };
-            let f = m
-                .image()
-                .table
-                .function(m.image().symbol(&name).unwrap())
+            let table = &m.image().table;
+            let i = table
+                .function_index(m.image().symbol(&name).unwrap())
                 .unwrap();
-            let site = f
-                .call_sites
-                .iter()
-                .find(|s| !s.handlers.is_empty())
-                .unwrap();
+            let f = &table.functions()[i];
+            // The table holds only call sites with handlers.
+            let site = table.call_sites(i).next().unwrap().to_call_site();
+            assert!(!site.handlers.is_empty());
             let expected = match site.handlers[index] {
                 Handler::Tag { offset, .. } | Handler::Default { offset } => {
                     f.start + u64::from(offset)
