@@ -64,7 +64,7 @@ pub fn assert_chain_trap<M: ?Sized + Machine>(
     // The other offsets are return addresses of call sites: of the plain
     // calls Cranelift records compiling CHAIN for the module's target,
     // which the exception table (call sites with handlers only) leaves out.
-    let compiled: Vec<_> = cranelift_exn::reader::parse_functions(CHAIN)
+    let compiled: Vec<_> = cranelift_exn::reader::parse_functions(&chain())
         .unwrap()
         .into_iter()
         .map(|f| compile_function(cranelift_exn::cranelift_module::Module::isa(module), f).unwrap())
