@@ -366,7 +366,9 @@ fn register_thread() -> *const ThreadSlot {
 
 /// This thread's interrupt slot, registering the thread on first use: what
 /// [`enter_native`] and [`leave_native`] take. `None` while the thread's
-/// locals are being destroyed. Not for signal handlers.
+/// locals are being destroyed. Valid until the thread's locals are: look it
+/// up for each call. Not for signal handlers.
+#[inline]
 pub(crate) fn this_thread() -> Option<ThreadHandle> {
     // SAFETY: a non-null slot is owned by this thread's registration, alive
     // until the thread exits.
@@ -374,17 +376,23 @@ pub(crate) fn this_thread() -> Option<ThreadHandle> {
 }
 
 /// A thread's [`ThreadSlot`], from [`this_thread`]: valid on that thread
-/// for as long as it runs.
+/// until its locals are destroyed (so looked up per call, never kept).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ThreadHandle {
     slot: *const ThreadSlot,
 }
 
 /// A native call observing `interrupt` starts on `thread` (this thread's
-/// handle). Returns whether the call was interrupted before it could be
-/// signalled: then it must not run.
+/// handle, or `None`: then nothing can signal the call). Returns whether the
+/// call was interrupted before it could be signalled: then it must not run.
 #[inline]
-pub(crate) fn enter_native(thread: ThreadHandle, interrupt: Option<&CallInterrupt<'_>>) -> bool {
+pub(crate) fn enter_native(
+    thread: Option<ThreadHandle>,
+    interrupt: Option<&CallInterrupt<'_>>,
+) -> bool {
+    let Some(thread) = thread else {
+        return false;
+    };
     let Some(interrupt) = interrupt else {
         set_innermost(thread, std::ptr::null_mut(), Ordering::Release);
         return false;
@@ -409,15 +417,19 @@ pub(crate) fn enter_native(thread: ThreadHandle, interrupt: Option<&CallInterrup
 /// is the call it was nested in, if any. (An interrupt that still sees the
 /// old value only sends a signal that does not concern this thread's call.)
 #[inline]
-pub(crate) fn leave_native(thread: ThreadHandle, outer: Option<&CallInterrupt<'_>>) {
+pub(crate) fn leave_native(thread: Option<ThreadHandle>, outer: Option<&CallInterrupt<'_>>) {
+    let Some(thread) = thread else {
+        return;
+    };
     let shared = outer.map_or(std::ptr::null_mut(), CallInterrupt::shared_ptr);
     set_innermost(thread, shared, Ordering::Release);
 }
 
 #[inline]
 fn set_innermost(thread: ThreadHandle, shared: *mut Shared, order: Ordering) {
-    // SAFETY: `thread` comes from `this_thread` on this thread: its slot is
-    // owned by this thread's registration, alive until the thread exits.
+    // SAFETY: `thread` comes from `this_thread` on this thread during this
+    // call: its slot is owned by this thread's registration, which outlives
+    // the call.
     let slot = unsafe { &*thread.slot };
     slot.acked.store(0, Ordering::Relaxed);
     slot.innermost.store(shared, order);
