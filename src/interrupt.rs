@@ -366,9 +366,7 @@ fn register_thread() -> *const ThreadSlot {
 
 /// This thread's interrupt slot, registering the thread on first use: what
 /// [`enter_native`] and [`leave_native`] take. `None` while the thread's
-/// locals are being destroyed. Valid until the thread's locals are: look it
-/// up for each call. Not for signal handlers.
-#[inline]
+/// locals are being destroyed. Not for signal handlers.
 pub(crate) fn this_thread() -> Option<ThreadHandle> {
     // SAFETY: a non-null slot is owned by this thread's registration, alive
     // until the thread exits.
@@ -376,23 +374,17 @@ pub(crate) fn this_thread() -> Option<ThreadHandle> {
 }
 
 /// A thread's [`ThreadSlot`], from [`this_thread`]: valid on that thread
-/// until its locals are destroyed (so looked up per call, never kept).
+/// for as long as it runs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ThreadHandle {
     slot: *const ThreadSlot,
 }
 
 /// A native call observing `interrupt` starts on `thread` (this thread's
-/// handle, or `None`: then nothing can signal the call). Returns whether the
-/// call was interrupted before it could be signalled: then it must not run.
+/// handle). Returns whether the call was interrupted before it could be
+/// signalled: then it must not run.
 #[inline]
-pub(crate) fn enter_native(
-    thread: Option<ThreadHandle>,
-    interrupt: Option<&CallInterrupt<'_>>,
-) -> bool {
-    let Some(thread) = thread else {
-        return false;
-    };
+pub(crate) fn enter_native(thread: ThreadHandle, interrupt: Option<&CallInterrupt<'_>>) -> bool {
     let Some(interrupt) = interrupt else {
         set_innermost(thread, std::ptr::null_mut(), Ordering::Release);
         return false;
@@ -417,19 +409,15 @@ pub(crate) fn enter_native(
 /// is the call it was nested in, if any. (An interrupt that still sees the
 /// old value only sends a signal that does not concern this thread's call.)
 #[inline]
-pub(crate) fn leave_native(thread: Option<ThreadHandle>, outer: Option<&CallInterrupt<'_>>) {
-    let Some(thread) = thread else {
-        return;
-    };
+pub(crate) fn leave_native(thread: ThreadHandle, outer: Option<&CallInterrupt<'_>>) {
     let shared = outer.map_or(std::ptr::null_mut(), CallInterrupt::shared_ptr);
     set_innermost(thread, shared, Ordering::Release);
 }
 
 #[inline]
 fn set_innermost(thread: ThreadHandle, shared: *mut Shared, order: Ordering) {
-    // SAFETY: `thread` comes from `this_thread` on this thread during this
-    // call: its slot is owned by this thread's registration, which outlives
-    // the call.
+    // SAFETY: `thread` comes from `this_thread` on this thread: its slot is
+    // owned by this thread's registration, alive until the thread exits.
     let slot = unsafe { &*thread.slot };
     slot.acked.store(0, Ordering::Relaxed);
     slot.innermost.store(shared, order);

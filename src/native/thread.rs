@@ -64,6 +64,8 @@ struct ActiveCall {
 struct ThreadState {
     /// The innermost [`ActiveCall`], or null.
     active: Cell<*const ActiveCall>,
+    /// The thread's interrupt slot, once its first call registered it.
+    interrupts: Cell<Option<ThreadHandle>>,
     /// The thread's stack as `(lowest, highest)`, once the first call on
     /// this thread has looked it up (which can mean parsing /proc/self/maps,
     /// so never in a signal handler).
@@ -74,6 +76,7 @@ thread_local! {
     static THREAD: ThreadState = const {
         ThreadState {
             active: Cell::new(ptr::null()),
+            interrupts: Cell::new(None),
             stack: Cell::new(None),
         }
     };
@@ -84,14 +87,17 @@ thread_local! {
 const STACK_GUARD_REACH: u64 = 1 << 20;
 
 /// Once per thread, before its first call: an alternate signal stack (so
-/// that a stack overflow can be delivered), then the stack's bounds (which
-/// mark the thread as ready).
+/// that a stack overflow can be delivered), the thread's interrupt slot,
+/// then the stack's bounds (set last: they mark the thread as ready).
 #[cold]
-fn first_call_on_thread(state: &ThreadState) -> Result<(), Error> {
+fn first_call_on_thread(state: &ThreadState) -> Result<ThreadHandle, Error> {
     super::signals::ensure_alt_stack()?;
+    let interrupts = interrupt::this_thread()
+        .ok_or_else(|| Error::Machine("a call while the thread is exiting".into()))?;
+    state.interrupts.set(Some(interrupts));
     let bounds = thread_stack_bounds().unwrap_or((0, u64::MAX));
     state.stack.set(Some(bounds));
-    Ok(())
+    Ok(interrupts)
 }
 
 /// The innermost call on this thread and the thread's stack bounds.
@@ -327,12 +333,10 @@ pub(super) unsafe fn run(
     let state: *const ThreadState = THREAD.with(|t| t as *const ThreadState);
     // SAFETY: this thread's state, which lives as long as the thread.
     let state = unsafe { &*state };
-    if state.stack.get().is_none() {
-        first_call_on_thread(state)?;
-    }
-    // Looked up on every call, not kept: a call made while the thread's
-    // locals are destroyed finds none (and cannot be interrupted).
-    let thread: Option<ThreadHandle> = interrupt::this_thread();
+    let thread = match state.interrupts.get() {
+        Some(thread) => thread,
+        None => first_call_on_thread(state)?,
+    };
     // SAFETY: lifetime erasure only; the call is unlinked (the previous
     // one restored) before this function returns, while `host` is still
     // borrowed.
