@@ -65,6 +65,10 @@ struct ThreadState {
     /// The innermost [`ActiveCall`], or null.
     active: Cell<*const ActiveCall>,
     /// The thread's interrupt slot, once its first call registered it.
+    /// Open bug: the registration is a thread local with a destructor, so a
+    /// call made from a later-running thread-local destructor uses a freed
+    /// slot (looking it up per call instead made a riscv64 qemu-user test
+    /// hang, not yet understood).
     interrupts: Cell<Option<ThreadHandle>>,
     /// The thread's stack as `(lowest, highest)`, once the first call on
     /// this thread has looked it up (which can mean parsing /proc/self/maps,
