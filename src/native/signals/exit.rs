@@ -121,11 +121,35 @@ mod x86_64 {
 
     /// `struct sigaction` as the x86_64 kernel's `rt_sigaction` reads it.
     #[repr(C)]
+    #[derive(Default)]
     struct KernelSigaction {
         handler: usize,
         flags: u64,
         restorer: usize,
         mask: u64,
+    }
+
+    /// The `rt_sigaction` system call: install `new` for `signal` if given,
+    /// and return the disposition it had; `None` (with `errno` set) if the
+    /// kernel refused.
+    fn kernel_sigaction(
+        signal: libc::c_int,
+        new: Option<&KernelSigaction>,
+    ) -> Option<KernelSigaction> {
+        let mut previous = KernelSigaction::default();
+        let new = new.map_or(std::ptr::null(), |n| n as *const KernelSigaction);
+        // SAFETY: valid kernel structures (or null for no change); 8 is the
+        // kernel's sigset size.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                new,
+                &mut previous as *mut KernelSigaction,
+                8usize,
+            )
+        };
+        (rc == 0).then_some(previous)
     }
 
     unsafe extern "C" {
@@ -175,25 +199,9 @@ mod x86_64 {
             restorer: restorer(),
             mask: 0,
         };
-        let mut previous = KernelSigaction {
-            handler: 0,
-            flags: 0,
-            restorer: 0,
-            mask: 0,
-        };
-        // SAFETY: valid kernel structures; 8 is the kernel's sigset size.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                signal,
-                &new as *const KernelSigaction,
-                &mut previous as *mut KernelSigaction,
-                8usize,
-            )
-        };
-        if rc != 0 {
+        let Some(previous) = kernel_sigaction(signal, Some(&new)) else {
             return -1;
-        }
+        };
         if !old.is_null() {
             // SAFETY: `old` is valid for writes (our caller's contract); a
             // zeroed sigaction is an empty one, and glibc's sigset_t starts
@@ -266,23 +274,7 @@ mod x86_64 {
         if FOREIGN.load(Ordering::Relaxed) & bit != 0 {
             return;
         }
-        let mut current = KernelSigaction {
-            handler: 0,
-            flags: 0,
-            restorer: 0,
-            mask: 0,
-        };
-        // SAFETY: a query into a valid kernel structure.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                signal,
-                std::ptr::null::<KernelSigaction>(),
-                &mut current as *mut KernelSigaction,
-                8usize,
-            )
-        };
-        if rc == 0
+        if let Some(current) = kernel_sigaction(signal, None)
             && current.handler == handler()
             && current.flags & !SA_RESTORER == OUR_FLAGS as u64
             && current.mask == 0
