@@ -141,16 +141,24 @@ struct ThreadSlot {
 /// Every thread with a [`ThreadSlot`].
 static THREADS: Mutex<Vec<Arc<ThreadSlot>>> = Mutex::new(Vec::new());
 
-/// Removes the thread's slot from [`THREADS`] at thread exit.
-struct Registration(Arc<ThreadSlot>);
+/// Removes the thread's slot from [`THREADS`] at thread exit, after
+/// telling the code that registered it to forget its handles
+/// (`forget_handles`, from [`this_thread`]'s caller).
+struct Registration {
+    slot: Arc<ThreadSlot>,
+    forget_handles: fn(),
+}
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let _ = SLOT.try_with(|s| s.set(std::ptr::null()));
+        // A handle kept past this point (a call made later, from another
+        // thread-local destructor) would reach the slot freed below.
+        (self.forget_handles)();
         THREADS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|s| !Arc::ptr_eq(s, &self.0));
+            .retain(|s| !Arc::ptr_eq(s, &self.slot));
     }
 }
 
@@ -331,19 +339,20 @@ fn heavy_fence() -> bool {
     unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) == 0 }
 }
 
-/// This thread's slot, registering the thread on first use; null while the
-/// thread's locals are being destroyed. Not for signal handlers.
+/// This thread's slot, registering the thread on first use (with
+/// `forget_handles`, see [`this_thread`]); null while the thread's locals
+/// are being destroyed. Not for signal handlers.
 #[inline]
-fn thread_slot() -> *const ThreadSlot {
+fn thread_slot(forget_handles: fn()) -> *const ThreadSlot {
     let slot = SLOT.with(Cell::get);
     if !slot.is_null() {
         return slot;
     }
-    register_thread()
+    register_thread(forget_handles)
 }
 
 #[cold]
-fn register_thread() -> *const ThreadSlot {
+fn register_thread(forget_handles: fn()) -> *const ThreadSlot {
     REGISTRATION
         .try_with(|r| {
             let slot = Arc::new(ThreadSlot {
@@ -357,7 +366,10 @@ fn register_thread() -> *const ThreadSlot {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(slot.clone());
             let ptr = Arc::as_ptr(&slot);
-            *r.borrow_mut() = Some(Registration(slot));
+            *r.borrow_mut() = Some(Registration {
+                slot,
+                forget_handles,
+            });
             SLOT.with(|s| s.set(ptr));
             ptr
         })
@@ -365,16 +377,29 @@ fn register_thread() -> *const ThreadSlot {
 }
 
 /// This thread's interrupt slot, registering the thread on first use: what
-/// [`enter_native`] and [`leave_native`] take. `None` while the thread's
-/// locals are being destroyed. Not for signal handlers.
-pub(crate) fn this_thread() -> Option<ThreadHandle> {
-    // SAFETY: a non-null slot is owned by this thread's registration, alive
-    // until the thread exits.
-    unsafe { thread_slot().as_ref() }.map(|slot| ThreadHandle { slot })
+/// [`enter_native`] and [`leave_native`] take. Valid until the thread's
+/// registration is destroyed, which first calls the `forget_handles` given
+/// when it registered, so that its caller can drop the copies it keeps.
+/// Once the thread's locals are being destroyed, a detached slot that no
+/// interrupt looks at: a call made then runs, but cannot be interrupted.
+/// Not for signal handlers.
+pub(crate) fn this_thread(forget_handles: fn()) -> ThreadHandle {
+    let slot = thread_slot(forget_handles);
+    ThreadHandle {
+        slot: if slot.is_null() { &DETACHED } else { slot },
+    }
 }
 
+/// The slot of calls made after their thread's registration is gone: in no
+/// thread list, so never signalled (its fields are written, never read).
+static DETACHED: ThreadSlot = ThreadSlot {
+    thread: 0,
+    innermost: AtomicPtr::new(std::ptr::null_mut()),
+    acked: AtomicU64::new(0),
+};
+
 /// A thread's [`ThreadSlot`], from [`this_thread`]: valid on that thread
-/// for as long as it runs.
+/// until its registration is destroyed.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ThreadHandle {
     slot: *const ThreadSlot,
@@ -416,8 +441,9 @@ pub(crate) fn leave_native(thread: ThreadHandle, outer: Option<&CallInterrupt<'_
 
 #[inline]
 fn set_innermost(thread: ThreadHandle, shared: *mut Shared, order: Ordering) {
-    // SAFETY: `thread` comes from `this_thread` on this thread: its slot is
-    // owned by this thread's registration, alive until the thread exits.
+    // SAFETY: `thread` comes from `this_thread` on this thread, and its
+    // registration (which owns the slot) still exists: its destructor makes
+    // the holder forget the handle first. Or it is `DETACHED`.
     let slot = unsafe { &*thread.slot };
     slot.acked.store(0, Ordering::Relaxed);
     slot.innermost.store(shared, order);

@@ -274,3 +274,52 @@ fn an_interrupt_stops_only_its_own_modules_calls() {
     a.thread.join().unwrap();
     b.thread.join().unwrap();
 }
+
+/// A call made while its thread's locals are being destroyed — after the
+/// thread's interrupt registration is gone — still runs (it only cannot be
+/// interrupted).
+#[test]
+fn a_call_from_a_thread_local_destructor_runs() {
+    if Arch::host().is_none() {
+        return;
+    }
+    struct CallOnDrop {
+        module: std::rc::Rc<Module>,
+        result: Sender<Result<Vec<DataValue>, CallError>>,
+    }
+    impl Drop for CallOnDrop {
+        fn drop(&mut self) {
+            let _ = self.result.send(self.module.call("answer", &[]));
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<Option<CallOnDrop>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (started, _started) = mpsc::channel();
+        let (_go, go) = mpsc::channel();
+        let module = std::rc::Rc::new(module(Hooks {
+            started,
+            go: Mutex::new(go),
+            after: Arc::new(AtomicUsize::new(0)),
+        }));
+        // Registered before the first call, so destroyed after what that
+        // call registers (thread locals are destroyed in reverse order).
+        LATE.with(|late| {
+            *late.borrow_mut() = Some(CallOnDrop {
+                module: module.clone(),
+                result: tx,
+            })
+        });
+        assert_eq!(module.call("answer", &[]), Ok(vec![DataValue::I64(42)]));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        rx.recv_timeout(PATIENCE)
+            .expect("the destructor's call ended"),
+        Ok(vec![DataValue::I64(42)])
+    );
+}

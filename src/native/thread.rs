@@ -64,11 +64,10 @@ struct ActiveCall {
 struct ThreadState {
     /// The innermost [`ActiveCall`], or null.
     active: Cell<*const ActiveCall>,
-    /// The thread's interrupt slot, once its first call registered it.
-    /// Open bug: the registration is a thread local with a destructor, so a
-    /// call made from a later-running thread-local destructor uses a freed
-    /// slot (looking it up per call instead made a riscv64 qemu-user test
-    /// hang, not yet understood).
+    /// The thread's interrupt slot, once a call registered it; reset by the
+    /// registration's destructor (through [`forget_interrupt_slot`]), so that a call
+    /// from a later thread-local destructor looks again (and gets a
+    /// detached slot).
     interrupts: Cell<Option<ThreadHandle>>,
     /// The thread's stack as `(lowest, highest)`, once the first call on
     /// this thread has looked it up (which can mean parsing /proc/self/maps,
@@ -90,18 +89,29 @@ thread_local! {
 /// overflow (the guard page(s), or the main thread's stack guard gap).
 const STACK_GUARD_REACH: u64 = 1 << 20;
 
-/// Once per thread, before its first call: an alternate signal stack (so
-/// that a stack overflow can be delivered), the thread's interrupt slot,
-/// then the stack's bounds (set last: they mark the thread as ready).
+/// Before the thread's first call: an alternate signal stack (so that a
+/// stack overflow can be delivered), the thread's interrupt slot, then the
+/// stack's bounds (set last: they mark the thread as ready). Again for each
+/// call after the interrupt registration was destroyed: then only the
+/// (detached) slot, which is not kept.
 #[cold]
 fn first_call_on_thread(state: &ThreadState) -> Result<ThreadHandle, Error> {
+    if state.stack.get().is_some() {
+        return Ok(interrupt::this_thread(forget_interrupt_slot));
+    }
     super::signals::ensure_alt_stack()?;
-    let interrupts = interrupt::this_thread()
-        .ok_or_else(|| Error::Machine("a call while the thread is exiting".into()))?;
+    let interrupts = interrupt::this_thread(forget_interrupt_slot);
     state.interrupts.set(Some(interrupts));
     let bounds = thread_stack_bounds().unwrap_or((0, u64::MAX));
     state.stack.set(Some(bounds));
     Ok(interrupts)
+}
+
+/// Called by the interrupt registration's destructor: the slot this
+/// thread's state keeps is about to be freed.
+fn forget_interrupt_slot() {
+    // `THREAD` has no destructor: always accessible.
+    let _ = THREAD.try_with(|t| t.interrupts.set(None));
 }
 
 /// The innermost call on this thread and the thread's stack bounds.
