@@ -251,6 +251,24 @@ pub trait Machine {
         host: &mut dyn HostServices,
     ) -> Result<(), Error>;
 
+    /// [`Machine::call_entry`] for an `entry` this machine has already been
+    /// shown to hold (a module's resolved entry): the machine may skip
+    /// checking it. The default calls [`Machine::call_entry`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Machine::call_entry`]; `entry` is installed on this machine.
+    unsafe fn call_installed_entry(
+        &self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        // SAFETY: our caller keeps `call_entry`'s contract.
+        unsafe { self.call_entry(entry, callee, buffer, host) }
+    }
+
     /// Whether this machine runs code in this process's own address space
     /// (the host CPU), so that code installed on one such machine can call
     /// code installed on another by address. `false` (the default) for

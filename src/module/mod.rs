@@ -963,8 +963,12 @@ impl<M: ?Sized + Machine> JitModule<M> {
         // trampoline and callee are installed code of this module, and the
         // buffer is at least the size the signature needs.
         unsafe {
-            self.machine
-                .call_entry(entry.trampoline, entry.callee, buffer, &mut services)?;
+            self.machine.call_installed_entry(
+                entry.trampoline,
+                entry.callee,
+                buffer,
+                &mut services,
+            )?;
         }
         self.outcome(&mut services, buffer)
     }

@@ -263,8 +263,24 @@ impl Machine for NativeMachine {
         buffer: &mut [u8],
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
+        if !self.contains_code(entry) {
+            return Err(not_loaded(entry));
+        }
         // SAFETY: the caller keeps `call_entry`'s contract, which is
-        // `enter`'s.
+        // `enter`'s; `entry` is installed (checked).
+        unsafe { self.enter(entry, callee, buffer, host) }
+    }
+
+    #[inline]
+    unsafe fn call_installed_entry(
+        &self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        // SAFETY: the caller keeps `call_installed_entry`'s contract, which
+        // is `enter`'s.
         unsafe { self.enter(entry, callee, buffer, host) }
     }
 
@@ -274,13 +290,14 @@ impl Machine for NativeMachine {
 }
 
 impl NativeMachine {
-    /// [`Machine::call_entry`]: inlined where the machine type is known
-    /// (`JitModule<NativeMachine>`).
+    /// [`Machine::call_installed_entry`]: inlined where the machine type is
+    /// known (`JitModule<NativeMachine>`).
     ///
     /// # Safety
     ///
-    /// The contract of [`Machine::call_entry`].
-    #[inline]
+    /// The contract of [`Machine::call_entry`], and `entry` is installed
+    /// code of this machine (not checked here).
+    #[inline(always)]
     pub(crate) unsafe fn enter(
         &self,
         entry: u64,
@@ -288,9 +305,6 @@ impl NativeMachine {
         buffer: &mut [u8],
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
-        if !self.contains_code(entry) {
-            return Err(not_loaded(entry));
-        }
         // The trampoline's loads and stores are `aligned`: run on the
         // caller's buffer when it is 16-byte aligned (allocations usually
         // are), else on an aligned copy.
