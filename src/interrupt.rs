@@ -296,6 +296,22 @@ fn resend_loop() {
     }
 }
 
+/// The environment variable that, set to anything but `0` when the first
+/// native machine is made, turns the `membarrier` scheme off for the
+/// process: every native call then pays a sequentially consistent store
+/// (a locked instruction on x86-64) and [`InterruptHandle::interrupt`]
+/// sends no inter-processor interrupts. For processes that cannot afford
+/// those on every CPU they run on, and for testing the fallback.
+pub const NO_MEMBARRIER_VARIABLE: &str = "CRANELIFT_EXN_NO_MEMBARRIER";
+
+/// Whether native calls in this process publish their interrupt state
+/// without a fence, [`InterruptHandle::interrupt`] running `membarrier`
+/// instead: decided when the first native machine is made (the kernel's
+/// support, and [`NO_MEMBARRIER_VARIABLE`]); `false` before.
+pub fn calls_use_membarrier() -> bool {
+    ASYMMETRIC_FENCES.load(SeqCst)
+}
+
 /// Whether native calls publish their slot without a store-load fence,
 /// relying on [`InterruptHandle::interrupt`] to run [`heavy_fence`]
 /// (`membarrier`) instead; set once, by [`prepare_native`], before any
@@ -303,25 +319,29 @@ fn resend_loop() {
 static ASYMMETRIC_FENCES: AtomicBool = AtomicBool::new(false);
 
 /// Once per process, before the first native machine exists: whether the
-/// kernel offers `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`. With it a
-/// call's entry costs a plain store where it would otherwise cost a
-/// sequentially consistent one (a locked instruction on x86-64), and the
-/// rare interrupt pays for the fence instead.
+/// kernel offers `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` (and
+/// [`NO_MEMBARRIER_VARIABLE`] does not turn it off). With it a call's
+/// entry costs a plain store where it would otherwise cost a sequentially
+/// consistent one (a locked instruction on x86-64), and the rare interrupt
+/// pays for the fence instead.
 pub(crate) fn prepare_native() {
     static PREPARED: Once = Once::new();
     PREPARED.call_once(|| {
+        let opted_out =
+            std::env::var_os(NO_MEMBARRIER_VARIABLE).is_some_and(|v| !v.is_empty() && v != "0");
         // SAFETY: membarrier with a command and no flags; registering only
         // affects this process.
-        let available = unsafe {
-            let commands = libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0);
-            commands > 0
-                && commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED != 0
-                && libc::syscall(
-                    libc::SYS_membarrier,
-                    MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
-                    0,
-                ) == 0
-        };
+        let available = !opted_out
+            && unsafe {
+                let commands = libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0);
+                commands > 0
+                    && commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED != 0
+                    && libc::syscall(
+                        libc::SYS_membarrier,
+                        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                        0,
+                    ) == 0
+            };
         ASYMMETRIC_FENCES.store(available, SeqCst);
     });
 }

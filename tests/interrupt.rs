@@ -10,6 +10,7 @@ use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::Signature;
 use cranelift_exn::codegen::isa::CallConv;
 use cranelift_exn::compile::default_isa;
+use cranelift_exn::interrupt::{NO_MEMBARRIER_VARIABLE, calls_use_membarrier};
 use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::Machine;
 use cranelift_exn::native::NativeMachine;
@@ -321,5 +322,52 @@ fn a_call_from_a_thread_local_destructor_runs() {
         rx.recv_timeout(PATIENCE)
             .expect("the destructor's call ended"),
         Ok(vec![DataValue::I64(42)])
+    );
+}
+
+/// With [`NO_MEMBARRIER_VARIABLE`] set, calls publish their interrupt state
+/// with a sequentially consistent store; otherwise they use `membarrier`
+/// exactly when the kernel offers its private expedited command.
+#[test]
+fn the_fence_mode_follows_the_kernel_and_the_environment() {
+    if Arch::host().is_none() {
+        return;
+    }
+    let _machine = NativeMachine::new().unwrap();
+    if std::env::var_os(NO_MEMBARRIER_VARIABLE).is_some() {
+        assert!(!calls_use_membarrier());
+        return;
+    }
+    // membarrier(MEMBARRIER_CMD_QUERY): the commands the kernel offers.
+    // SAFETY: a query without pointers.
+    let commands = unsafe { libc::syscall(libc::SYS_membarrier, 0, 0) };
+    let private_expedited = 1 << 3;
+    assert_eq!(
+        calls_use_membarrier(),
+        commands > 0 && commands & private_expedited != 0
+    );
+}
+
+/// Every other test of this file again, in a child process whose calls do
+/// without `membarrier`: interrupts still stop every call they must.
+#[test]
+fn interrupts_work_without_membarrier() {
+    if Arch::host().is_none() || std::env::var_os(NO_MEMBARRIER_VARIABLE).is_some() {
+        return;
+    }
+    let output = cranelift_exn_testkit::rerun::this_test_binary()
+        .args(["--skip", "interrupts_work_without_membarrier"])
+        .env(NO_MEMBARRIER_VARIABLE, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success()
+            && stdout.contains("the_fence_mode_follows_the_kernel_and_the_environment ... ok")
+            && stdout
+                .contains("a_loop_without_calls_is_interrupted_and_the_module_stays_usable ... ok"),
+        "the child failed: {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
     );
 }
