@@ -161,6 +161,7 @@ pub fn link(
         let value_at = |addr: u64| values.get(&addr).copied();
         let code_slice = &mut code[start..start + f.code.len()];
         code_slice.copy_from_slice(&f.code);
+        spec.repair_code(code_slice);
         for (r, &target) in f.relocs.iter().zip(&targets) {
             spec.apply_relocation(RelocSite {
                 kind: r.kind,

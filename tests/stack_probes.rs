@@ -18,8 +18,12 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 /// The stack of the thread running JIT code.
 const JIT_STACK: usize = 2 * MIB;
-/// The neighbouring thread's stack, right below the JIT stack's guard page.
+/// The neighbouring thread's stack, below the JIT stack's guard page.
 const CANARY_STACK: usize = 4 * MIB;
+/// Between the neighbour's stack and the guard page: mapped memory nothing
+/// uses, larger than any frame tested, so that a probe that lands beyond
+/// the guard page (a frame's far end probed first) writes where it shows.
+const NO_MANS_LAND: usize = 2 * MIB;
 const GUARD: usize = 4 * KIB;
 /// What the neighbour's stack is filled with.
 const PATTERN: u8 = 0xa5;
@@ -67,11 +71,11 @@ fn join(thread: libc::pthread_t) {
 }
 
 /// Call `%deep` with frames of `slot` bytes on a 2 MiB stack whose
-/// neighbour below (past a 4 KiB guard page) is another thread's live
-/// stack; returns the outcome, after checking that the neighbour's stack
-/// is untouched.
+/// neighbours below (past a 4 KiB guard page) are 2 MiB of mapped memory
+/// nothing uses, then another thread's live stack; returns the outcome,
+/// after checking that neither was written.
 fn overflow_next_to_a_neighbour(slot: u32) -> Result<Vec<DataValue>, CallError> {
-    let total = CANARY_STACK + GUARD + JIT_STACK;
+    let total = CANARY_STACK + NO_MANS_LAND + GUARD + JIT_STACK;
     // SAFETY: an anonymous private mapping; the guard page is made
     // inaccessible inside it.
     let base = unsafe {
@@ -85,14 +89,14 @@ fn overflow_next_to_a_neighbour(slot: u32) -> Result<Vec<DataValue>, CallError> 
         );
         assert_ne!(base, libc::MAP_FAILED);
         let base = base.cast::<u8>();
-        let guard = base.add(CANARY_STACK);
+        let guard = base.add(CANARY_STACK + NO_MANS_LAND);
         assert_eq!(libc::mprotect(guard.cast(), GUARD, libc::PROT_NONE), 0);
-        std::ptr::write_bytes(base, PATTERN, CANARY_STACK);
+        std::ptr::write_bytes(base, PATTERN, CANARY_STACK + NO_MANS_LAND);
         base
     };
     let canary_stack = base;
     // SAFETY: inside the mapping.
-    let jit_stack = unsafe { base.add(CANARY_STACK + GUARD) };
+    let jit_stack = unsafe { base.add(CANARY_STACK + NO_MANS_LAND + GUARD) };
 
     // The neighbour: a live frame full of the pattern, parked until the JIT
     // call is over, then checked.
@@ -143,9 +147,18 @@ fn overflow_next_to_a_neighbour(slot: u32) -> Result<Vec<DataValue>, CallError> 
         )
     };
     let clobbered = below.iter().filter(|&&b| b != PATTERN).count();
+    // SAFETY: the unused range between the neighbour's stack and the guard
+    // page, inside the mapping.
+    let no_mans_land =
+        unsafe { std::slice::from_raw_parts(base.add(CANARY_STACK).cast_const(), NO_MANS_LAND) };
+    let stray = no_mans_land.iter().filter(|&&b| b != PATTERN).count();
     wake_tx.send(()).unwrap();
     let intact = verdict_rx.recv().unwrap();
     join(canary);
+    assert_eq!(
+        stray, 0,
+        "{slot}-byte frames wrote {stray} bytes beyond the guard page"
+    );
     assert_eq!(
         clobbered, 0,
         "{slot}-byte frames wrote {clobbered} bytes of the neighbour's stack"

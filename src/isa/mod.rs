@@ -446,6 +446,13 @@ pub trait IsaBehaviour: Sync {
     /// Where a function saves callee-saved registers, from Cranelift's unwind
     /// instructions for it, as offsets from the frame-pointer value.
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String>;
+    /// Rewrite, in place and at the same length, code sequences Cranelift
+    /// 0.135 emits wrongly for this ISA, before the code runs; returns how
+    /// many it rewrote. The default rewrites nothing.
+    fn repair_code(&self, code: &mut [u8]) -> usize {
+        let _ = code;
+        0
+    }
 }
 
 impl IsaSpec {
@@ -522,6 +529,11 @@ impl IsaSpec {
             ),
             _ => self.behaviour.apply_relocation(site),
         }
+    }
+    /// Rewrite what Cranelift emits wrongly for this ISA in one function's
+    /// code (see [`IsaBehaviour::repair_code`]); how many sequences.
+    pub fn repair_code(&self, code: &mut [u8]) -> usize {
+        self.behaviour.repair_code(code)
     }
     /// Where a function saves callee-saved registers, from Cranelift's unwind
     /// instructions for it, as offsets from the frame-pointer value.

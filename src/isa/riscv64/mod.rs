@@ -330,6 +330,77 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     behaviour: &Riscv64,
 };
 
+/// Cranelift 0.135's riscv64 stack-probe loop (`StackProbeLoop`, emitted
+/// for frames of more than three probe intervals), after `li t6, N*g; li
+/// t3, g`: it probes `sp - N*g` first and then walks *up* towards sp, so
+/// its first store can land up to a frame's size below the stack — past
+/// the guard page, in whatever memory lies there — before any probe reaches
+/// the guard page. The `j` is `c.j` when compressed instructions are on.
+const PROBE_LOOP_ROWS: [StubRow; 5] = [
+    (&[0x63, 0x7a, 0xfe, 0x01], "bgeu t3, t6, 0x14"),
+    (&[0x33, 0x0f, 0xf1, 0x41], "sub t5, sp, t6"),
+    (&[0x23, 0x00, 0x0f, 0x00], "sb zero, 0(t5)"),
+    (&[0xb3, 0x8f, 0xcf, 0x41], "sub t6, t6, t3"),
+    (&[0x6f, 0xf0, 0x1f, 0xff], "j -0x10"),
+];
+const PROBE_LOOP_C_ROWS: [StubRow; 5] = [
+    (&[0x63, 0x79, 0xfe, 0x01], "bgeu t3, t6, 0x12"),
+    (&[0x33, 0x0f, 0xf1, 0x41], "sub t5, sp, t6"),
+    (&[0x23, 0x00, 0x0f, 0x00], "sb zero, 0(t5)"),
+    (&[0xb3, 0x8f, 0xcf, 0x41], "sub t6, t6, t3"),
+    (&[0xc5, 0xbf], "c.j -0x10"),
+];
+
+/// What replaces [`PROBE_LOOP_ROWS`]: probes from `sp - g` down, 2047
+/// bytes apart (the largest `addi` step; denser than any guard page), up to
+/// and including the first at or past `sp - N*g`, so every store is within
+/// a page of one that succeeded. The probe no longer sits at the offset
+/// Cranelift recorded a `heap_oob` trap for (now the `bgeu`, which cannot
+/// fault): a probe that hits the guard page is a stack overflow.
+const ORDERED_PROBE_LOOP_ROWS: [StubRow; 5] = [
+    (&[0x33, 0x0f, 0xc1, 0x41], "sub t5, sp, t3"),
+    (&[0x23, 0x00, 0x0f, 0x00], "sb zero, 0(t5)"),
+    (&[0x63, 0x76, 0xfe, 0x01], "bgeu t3, t6, 0xc"),
+    (&[0x13, 0x0e, 0xfe, 0x7f], "addi t3, t3, 0x7ff"),
+    (&[0x6f, 0xf0, 0x1f, 0xff], "j -0x10"),
+];
+const ORDERED_PROBE_LOOP_C_ROWS: [StubRow; 5] = [
+    (&[0x33, 0x0f, 0xc1, 0x41], "sub t5, sp, t3"),
+    (&[0x23, 0x00, 0x0f, 0x00], "sb zero, 0(t5)"),
+    (&[0x63, 0x75, 0xfe, 0x01], "bgeu t3, t6, 0xa"),
+    (&[0x13, 0x0e, 0xfe, 0x7f], "addi t3, t3, 0x7ff"),
+    (&[0xc5, 0xbf], "c.j -0x10"),
+];
+
+const PROBE_LOOP: [u8; stub_len(&PROBE_LOOP_ROWS)] = stub_code(&PROBE_LOOP_ROWS);
+const PROBE_LOOP_C: [u8; stub_len(&PROBE_LOOP_C_ROWS)] = stub_code(&PROBE_LOOP_C_ROWS);
+const ORDERED_PROBE_LOOP: [u8; stub_len(&ORDERED_PROBE_LOOP_ROWS)] =
+    stub_code(&ORDERED_PROBE_LOOP_ROWS);
+const ORDERED_PROBE_LOOP_C: [u8; stub_len(&ORDERED_PROBE_LOOP_C_ROWS)] =
+    stub_code(&ORDERED_PROBE_LOOP_C_ROWS);
+
+/// Replace every [`PROBE_LOOP_ROWS`] (either form) in `code` by its
+/// ordered version; how many. Instructions are 2-byte aligned.
+fn order_stack_probes(code: &mut [u8]) -> usize {
+    let mut repaired = 0;
+    let mut at = 0;
+    while at + PROBE_LOOP_C.len() <= code.len() {
+        let rest = &mut code[at..];
+        if rest.starts_with(&PROBE_LOOP) {
+            rest[..ORDERED_PROBE_LOOP.len()].copy_from_slice(&ORDERED_PROBE_LOOP);
+            repaired += 1;
+            at += ORDERED_PROBE_LOOP.len();
+        } else if rest.starts_with(&PROBE_LOOP_C) {
+            rest[..ORDERED_PROBE_LOOP_C.len()].copy_from_slice(&ORDERED_PROBE_LOOP_C);
+            repaired += 1;
+            at += ORDERED_PROBE_LOOP_C.len();
+        } else {
+            at += 2;
+        }
+    }
+    repaired
+}
+
 impl IsaBehaviour for Riscv64 {
     /// Patches every kind Cranelift 0.135's riscv64 backend emits outside TLS:
     ///
@@ -409,6 +480,12 @@ impl IsaBehaviour for Riscv64 {
     /// any other riscv64 convention (Cranelift's `DEFAULT_CLOBBERS` holds all
     /// of v0–v31), so no frame that catches an exception relies on one, and
     /// the context has no vector registers to restore them into.
+    /// The stack-probe loop, probed from the stack pointer down (see
+    /// [`PROBE_LOOP_ROWS`]).
+    fn repair_code(&self, code: &mut [u8]) -> usize {
+        order_stack_probes(code)
+    }
+
     fn saved_registers(&self, unwind: &[(u32, UnwindInst)]) -> Result<Vec<SavedRegister>, String> {
         let scalar: Vec<(u32, UnwindInst)> = unwind
             .iter()

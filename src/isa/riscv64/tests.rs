@@ -1012,3 +1012,93 @@ fn preserve_all_vector_saves_are_skipped() {
     });
     assert!(vector_save);
 }
+
+/// `%deep` with a `slot`-byte frame: more than three probe intervals take
+/// Cranelift's stack-probe loop.
+fn deep_clif(slot: u32) -> String {
+    format!(
+        "function %deep(i64) -> i64 system_v {{
+    ss0 = explicit_slot {slot}
+    fn0 = %deep(i64) -> i64 system_v
+block0(v0: i64):
+    v1 = stack_addr.i64 ss0
+    store notrap aligned v0, v1
+    v2 = iconst.i64 1
+    v3 = iadd v0, v2
+    v4 = call fn0(v3)
+    return v4
+}}"
+    )
+}
+
+fn occurrences(code: &[u8], pattern: &[u8]) -> usize {
+    code.windows(pattern.len())
+        .filter(|w| *w == pattern)
+        .count()
+}
+
+/// The probe-loop rows are one instruction each, as capstone reads them.
+#[test]
+fn probe_loop_rows_match_capstone() {
+    let isa = isa(false, true);
+    let cs = isa.to_capstone().unwrap();
+    for rows in [
+        &PROBE_LOOP_ROWS,
+        &PROBE_LOOP_C_ROWS,
+        &ORDERED_PROBE_LOOP_ROWS,
+        &ORDERED_PROBE_LOOP_C_ROWS,
+    ] {
+        let code: Vec<u8> = rows.iter().flat_map(|(b, _)| b.iter().copied()).collect();
+        let insns = cs.disasm_all(&code, 0).unwrap();
+        let got: Vec<(Vec<u8>, String)> = insns
+            .iter()
+            .map(|i| {
+                (
+                    i.bytes().to_vec(),
+                    format!("{} {}", i.mnemonic().unwrap(), i.op_str().unwrap()),
+                )
+            })
+            .collect();
+        let want: Vec<(Vec<u8>, String)> = rows
+            .iter()
+            .map(|(b, t)| (b.to_vec(), t.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+}
+
+/// Cranelift's loop is found in a compiled function, with and without
+/// compressed instructions, and rewritten to probe from the stack pointer
+/// down; nothing else changes.
+#[test]
+fn the_stack_probe_loop_is_rewritten_to_probe_from_the_stack_pointer_down() {
+    for has_c in [false, true] {
+        let isa = isa_with(
+            false,
+            has_c,
+            &[
+                ("enable_probestack", "true"),
+                ("probestack_strategy", "inline"),
+                ("probestack_size_log2", "12"),
+                ("preserve_frame_pointers", "true"),
+            ],
+        );
+        let (old, new): (&[u8], &[u8]) = if has_c {
+            (&PROBE_LOOP_C, &ORDERED_PROBE_LOOP_C)
+        } else {
+            (&PROBE_LOOP, &ORDERED_PROBE_LOOP)
+        };
+        let original = compile(&*isa, &deep_clif(64 * 1024)).remove(0).code;
+        assert_eq!(occurrences(&original, old), 1, "has_c={has_c}");
+        let mut code = original.clone();
+        assert_eq!(Riscv64.repair_code(&mut code), 1, "has_c={has_c}");
+        assert_eq!(occurrences(&code, old), 0, "has_c={has_c}");
+        assert_eq!(occurrences(&code, new), 1, "has_c={has_c}");
+        let at = code.windows(new.len()).position(|w| w == new).unwrap();
+        assert_eq!(code[..at], original[..at]);
+        assert_eq!(code[at + new.len()..], original[at + new.len()..]);
+        // Three probe intervals or fewer are unrolled in order: nothing to do.
+        let mut small = compile(&*isa, &deep_clif(12 * 1024)).remove(0).code;
+        assert_eq!(Riscv64.repair_code(&mut small), 0, "has_c={has_c}");
+    }
+}
