@@ -578,6 +578,50 @@ fn a_trap_leaves_the_signal_mask_and_fp_control_words_as_they_were() {
     assert_child_succeeded(&output);
 }
 
+/// This thread's PKRU register (protection keys must be enabled).
+#[cfg(target_arch = "x86_64")]
+fn pkru() -> u32 {
+    let pkru: u32;
+    // SAFETY: `rdpkru` with ecx 0, where protection keys are enabled.
+    unsafe {
+        std::arch::asm!("rdpkru", in("ecx") 0, out("eax") pkru, out("edx") _);
+    }
+    pkru
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_trap_leaves_the_threads_protection_keys_as_they_were() {
+    // The kernel runs handlers with its default PKRU and only
+    // `rt_sigreturn` restores the interrupted code's: a thread that changed
+    // its protection keys must get them back (the handler may not leave
+    // directly), one that did not may leave directly (tested by the other
+    // tests on a CPU with protection keys).
+    let output = in_child(
+        "a_trap_leaves_the_threads_protection_keys_as_they_were",
+        || {
+            let module = module();
+            // pkey_alloc(0, PKEY_DISABLE_WRITE): a key whose access rights
+            // this thread's PKRU now holds, unlike the kernel's default.
+            // SAFETY: system calls without pointers.
+            let key = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, 2) };
+            if key < 0 {
+                // No protection keys on this CPU or kernel: nothing to keep.
+                return;
+            }
+            let before = pkru();
+            for _ in 0..3 {
+                assert_traps_are_delivered(&module);
+            }
+            let after = pkru();
+            // SAFETY: as above.
+            unsafe { libc::syscall(libc::SYS_pkey_free, key) };
+            assert_eq!(after, before, "PKRU after traps");
+        },
+    );
+    assert_child_succeeded(&output);
+}
+
 #[test]
 fn an_autodisarm_alternate_stack_is_armed_again_after_a_trap() {
     // The kernel disarms an SS_AUTODISARM alternate stack while a handler

@@ -77,7 +77,7 @@ mod portable {
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64 {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
     use super::super::{OUR_FLAGS, Resume, context, deliver, forward};
 
@@ -94,10 +94,22 @@ mod x86_64 {
     /// handler runs on it and re-arms at `rt_sigreturn`.
     const SS_AUTODISARM: libc::c_int = 1 << 31;
 
-    /// Whether the direct exit may be used at all: not when protection keys
-    /// are enabled (the kernel gives the handler the default PKRU, and only
-    /// `rt_sigreturn` puts the interrupted code's back).
+    /// Whether the direct exit may be used at all (set by [`init`]).
     static DIRECT: AtomicBool = AtomicBool::new(false);
+
+    /// Where protection keys are enabled, the offset of the PKRU register
+    /// in a signal frame's XSAVE image (CPUID.(EAX=0DH,ECX=9).EBX), else 0.
+    /// The kernel runs the handler with its default PKRU and only
+    /// `rt_sigreturn` puts the interrupted code's back: the direct exit is
+    /// taken only when the two are the same value (as in every thread that
+    /// never changed its protection keys).
+    static PKRU_OFFSET: AtomicU32 = AtomicU32::new(0);
+
+    /// `magic1` of the software-reserved bytes of an FXSAVE image that an
+    /// XSAVE image extends (`FP_XSTATE_MAGIC1`, asm/sigcontext.h).
+    const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+    /// The PKRU state component (XSAVE feature bit).
+    const XFEATURE_PKRU: u64 = 1 << 9;
 
     /// Signals (bit `n`: signal `n`) whose disposition a trap that could
     /// not leave directly found to be another handler's: not queried again
@@ -110,13 +122,76 @@ mod x86_64 {
     }
 
     /// Once, before the first installation: whether the CPU has protection
-    /// keys enabled (CPUID.7.0:ECX.OSPKE).
+    /// keys enabled (CPUID.7.0:ECX.OSPKE), and where a signal frame keeps
+    /// PKRU if so.
     pub(in super::super) fn init() {
-        // CPUID exists on every x86_64 CPU; leaf 7 is read only when the
-        // maximum leaf reaches it.
+        // CPUID exists on every x86_64 CPU; leaves 7 and 0DH are read only
+        // when the maximum leaf reaches them.
         use std::arch::x86_64::__cpuid_count;
-        let ospke = __cpuid_count(0, 0).eax >= 7 && __cpuid_count(7, 0).ecx & (1 << 4) != 0;
-        DIRECT.store(!ospke, Ordering::Relaxed);
+        let max_leaf = __cpuid_count(0, 0).eax;
+        let ospke = max_leaf >= 7 && __cpuid_count(7, 0).ecx & (1 << 4) != 0;
+        let pkru_offset = if ospke && max_leaf >= 0xd {
+            __cpuid_count(0xd, 9).ebx
+        } else {
+            0
+        };
+        PKRU_OFFSET.store(pkru_offset, Ordering::Relaxed);
+        DIRECT.store(!ospke || pkru_offset != 0, Ordering::Relaxed);
+    }
+
+    /// Whether leaving the handler directly keeps the interrupted code's
+    /// PKRU: without protection keys, or when the signal frame's saved
+    /// PKRU equals the handler's.
+    ///
+    /// # Safety
+    /// `uc` is the kernel's ucontext of the signal being handled.
+    unsafe fn keeps_pkru(uc: *const libc::ucontext_t) -> bool {
+        let offset = PKRU_OFFSET.load(Ordering::Relaxed) as usize;
+        if offset == 0 {
+            return true;
+        }
+        // SAFETY: `fpregs` is null or points at the frame's FXSAVE image,
+        // extended by an XSAVE image of `xstate_size` bytes when the
+        // software-reserved bytes (offset 464) carry the magic; the PKRU
+        // word is read only inside it.
+        unsafe {
+            let image = (*uc).uc_mcontext.fpregs as *const u8;
+            if image.is_null() {
+                return false;
+            }
+            let u32_at = |at: usize| image.add(at).cast::<u32>().read_unaligned();
+            let u64_at = |at: usize| image.add(at).cast::<u64>().read_unaligned();
+            let (magic, features, size) = (u32_at(464), u64_at(472), u32_at(480) as usize);
+            if magic != FP_XSTATE_MAGIC1 || features & XFEATURE_PKRU == 0 || offset + 4 > size {
+                return false;
+            }
+            // A component left out of XSTATE_BV (the header at 512) is in
+            // its initial state: PKRU 0.
+            let saved = if u64_at(512) & XFEATURE_PKRU != 0 {
+                u32_at(offset)
+            } else {
+                0
+            };
+            saved == read_pkru()
+        }
+    }
+
+    /// The PKRU register (only where protection keys are enabled: `rdpkru`
+    /// is undefined otherwise).
+    fn read_pkru() -> u32 {
+        let pkru: u32;
+        // SAFETY: OSPKE is set (our callers check); `rdpkru` reads PKRU
+        // into eax and zeroes edx, with ecx 0.
+        unsafe {
+            std::arch::asm!(
+                "rdpkru",
+                in("ecx") 0,
+                out("eax") pkru,
+                out("edx") _,
+                options(nomem, nostack, preserves_flags),
+            );
+        }
+        pkru
     }
 
     /// `struct sigaction` as the x86_64 kernel's `rt_sigaction` reads it.
@@ -247,7 +322,9 @@ mod x86_64 {
         // word there is its return address. The ucontext is the kernel's.
         let at_frame = DIRECT.load(Ordering::Relaxed) && frame as usize + 8 == uc as usize;
         let ours = at_frame && unsafe { frame.read() } == restorer();
-        let direct = ours && unsafe { (*uc).uc_stack.ss_flags } & SS_AUTODISARM == 0;
+        let direct = ours
+            && unsafe { (*uc).uc_stack.ss_flags } & SS_AUTODISARM == 0
+            && unsafe { keeps_pkru(uc) };
         if at_frame && !ours {
             name_our_restorer_again(signal);
         }
