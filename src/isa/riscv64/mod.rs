@@ -382,20 +382,21 @@ const ORDERED_PROBE_LOOP_C: [u8; stub_len(&ORDERED_PROBE_LOOP_C_ROWS)] =
 /// Replace every [`PROBE_LOOP_ROWS`] (either form) in `code` by its
 /// ordered version; how many. Instructions are 2-byte aligned.
 fn order_stack_probes(code: &mut [u8]) -> usize {
+    let forms: [(&[u8], &[u8]); 2] = [
+        (&PROBE_LOOP, &ORDERED_PROBE_LOOP),
+        (&PROBE_LOOP_C, &ORDERED_PROBE_LOOP_C),
+    ];
     let mut repaired = 0;
     let mut at = 0;
-    while at + PROBE_LOOP_C.len() <= code.len() {
+    while at < code.len() {
         let rest = &mut code[at..];
-        if rest.starts_with(&PROBE_LOOP) {
-            rest[..ORDERED_PROBE_LOOP.len()].copy_from_slice(&ORDERED_PROBE_LOOP);
-            repaired += 1;
-            at += ORDERED_PROBE_LOOP.len();
-        } else if rest.starts_with(&PROBE_LOOP_C) {
-            rest[..ORDERED_PROBE_LOOP_C.len()].copy_from_slice(&ORDERED_PROBE_LOOP_C);
-            repaired += 1;
-            at += ORDERED_PROBE_LOOP_C.len();
-        } else {
-            at += 2;
+        match forms.iter().find(|(old, _)| rest.starts_with(old)) {
+            Some((_, ordered)) => {
+                rest[..ordered.len()].copy_from_slice(ordered);
+                repaired += 1;
+                at += ordered.len();
+            }
+            None => at += 2,
         }
     }
     repaired
