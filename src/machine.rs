@@ -16,10 +16,12 @@ pub enum HostFunction {
     /// The Rust side of the throw stub: `fn(context: *mut u64)` with the C
     /// calling convention. See [`crate::isa::IsaSpec`] for the contract.
     Throw,
-    /// The Rust side of the throw-to-entry stub (the throw stub's code with
-    /// its own host literal): `fn(context: *mut u64)` with the C calling
-    /// convention; the first three argument words of the context are the
-    /// tag and the two payloads.
+    /// The Rust side of the throw-to-entry stub
+    /// ([`crate::isa::IsaSpec::to_entry_stub`]): `fn(tag: u32, payload0:
+    /// u64, payload1: u64) -> u64` with the C calling convention. It records
+    /// the exception as the innermost call's outcome
+    /// ([`HostServices::throw_to_entry`]) and returns that call's buffer
+    /// address, whose header holds the handler record the stub jumps to.
     ThrowToEntry,
     /// The dispatcher of host functions defined by an embedder (and of
     /// Cranelift libcalls): `fn(index: u64, frame: u64) -> u64` with the C
@@ -97,16 +99,13 @@ pub trait HostServices {
     /// trampoline's handler record).
     fn throw(&mut self, memory: &mut dyn Memory, context: u64, buffer: u64) -> Result<(), Error>;
 
-    /// Handle [`HostFunction::ThrowToEntry`]: like [`HostServices::throw`],
-    /// but the exception goes straight to the innermost entry trampoline's
-    /// handler, in O(1), without a walk.
-    fn throw_to_entry(
-        &mut self,
-        memory: &mut dyn Memory,
-        context: u64,
-        buffer: u64,
-    ) -> Result<(), Error> {
-        let _ = (memory, context, buffer);
+    /// Handle [`HostFunction::ThrowToEntry`]: JIT code threw `tag` with
+    /// `payloads` straight to the innermost entry trampoline's handler, in
+    /// O(1), without a walk; record them as the call's outcome. On `Ok` the
+    /// throw-to-entry stub resumes at the handler record in the call's
+    /// buffer header; the services are not asked anything else about it.
+    fn throw_to_entry(&mut self, tag: u32, payloads: [u64; 2]) -> Result<(), Error> {
+        let _ = (tag, payloads);
         Err(Error::Machine("no throw-to-entry service".into()))
     }
 
@@ -140,9 +139,11 @@ pub trait HostServices {
     }
 }
 
-/// Run the host side of `function` for an emulated machine of `arch`:
-/// [`HostServices::throw`] or [`HostServices::throw_to_entry`] on the
-/// context at `args[0]` (`buffer` is the innermost call's buffer), or
+/// Run the host side of `function` for an emulated machine of `arch`, with
+/// the first three integer arguments `args` (`buffer` is the innermost
+/// call's buffer): [`HostServices::throw`] on the context at `args[0]`,
+/// [`HostServices::throw_to_entry`] of tag `args[0]` (its low 32 bits) and
+/// payloads `args[1..3]`, returning `buffer`, or
 /// [`HostServices::call_host`] of host function `args[0]` on the frame at
 /// `args[1]`. Returns the value for the result register, if the function
 /// has one. A panic of `host` is caught and becomes an `Err`, so that it
@@ -152,14 +153,17 @@ pub fn dispatch_host_function(
     function: HostFunction,
     host: &mut dyn HostServices,
     memory: &mut dyn Memory,
-    args: [u64; 2],
+    args: [u64; 3],
     buffer: u64,
 ) -> Result<Option<u64>, Error> {
-    let [context, second] = args;
+    let [first, second, third] = args;
     let outcome = catch_unwind(AssertUnwindSafe(|| match function {
-        HostFunction::Throw => host.throw(memory, context, buffer).map(|()| None),
-        HostFunction::ThrowToEntry => host.throw_to_entry(memory, context, buffer).map(|()| None),
-        HostFunction::Call => host.call_host(memory, context, second).map(Some),
+        HostFunction::Throw => host.throw(memory, first, buffer).map(|()| None),
+        // The tag is an i32 argument: the low half of its register.
+        HostFunction::ThrowToEntry => host
+            .throw_to_entry(first as u32, [second, third])
+            .map(|()| Some(buffer)),
+        HostFunction::Call => host.call_host(memory, first, second).map(Some),
     }));
     match outcome {
         Ok(result) => result,
@@ -407,6 +411,15 @@ mod tests {
         }
     }
 
+    /// Provides no service but throwing.
+    struct NoServices;
+
+    impl HostServices for NoServices {
+        fn throw(&mut self, _: &mut dyn Memory, _: u64, _: u64) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
     /// Records what it is asked; host function 7 panics.
     #[derive(Default)]
     struct Recorder {
@@ -416,6 +429,12 @@ mod tests {
     impl HostServices for Recorder {
         fn throw(&mut self, _: &mut dyn Memory, context: u64, buffer: u64) -> Result<(), Error> {
             self.calls.push(("throw", context, buffer));
+            Ok(())
+        }
+
+        fn throw_to_entry(&mut self, tag: u32, payloads: [u64; 2]) -> Result<(), Error> {
+            self.calls
+                .push(("throw_to_entry", u64::from(tag), payloads[0] + payloads[1]));
             Ok(())
         }
 
@@ -441,21 +460,48 @@ mod tests {
         let dispatch = |host: &mut Recorder, function, args| {
             dispatch_host_function(Arch::Riscv64, function, host, &mut NoMemory, args, 0x20)
         };
-        assert_eq!(dispatch(&mut host, HostFunction::Throw, [1, 2]), Ok(None));
-        assert_eq!(dispatch(&mut host, HostFunction::Call, [3, 4]), Ok(Some(7)));
         assert_eq!(
-            dispatch(&mut host, HostFunction::ThrowToEntry, [5, 6]),
+            dispatch(&mut host, HostFunction::Throw, [1, 2, 9]),
+            Ok(None)
+        );
+        assert_eq!(
+            dispatch(&mut host, HostFunction::Call, [3, 4, 9]),
+            Ok(Some(7))
+        );
+        // The tag is the low half of its word; the buffer comes back.
+        assert_eq!(
+            dispatch(
+                &mut host,
+                HostFunction::ThrowToEntry,
+                [0xffff_ffff_0000_0005, 6, 7]
+            ),
+            Ok(Some(0x20))
+        );
+        assert_eq!(
+            dispatch_host_function(
+                Arch::X86_64,
+                HostFunction::ThrowToEntry,
+                &mut NoServices,
+                &mut NoMemory,
+                [5, 6, 7],
+                0x20
+            ),
             Err(Error::Machine("no throw-to-entry service".into()))
         );
         assert_eq!(
-            dispatch(&mut host, HostFunction::Call, [7, 0]),
+            dispatch(&mut host, HostFunction::Call, [7, 0, 9]),
             Err(Error::Machine(
                 "riscv64: host function Call panicked: host function seven".into()
             ))
         );
         assert_eq!(
             host.calls,
-            [("throw", 1, 0x20), ("call_host", 3, 4), ("call_host", 7, 0)]
+            [
+                ("throw", 1, 0x20),
+                ("call_host", 3, 4),
+                ("throw_to_entry", 5, 13),
+                ("call_host", 7, 0)
+            ]
         );
     }
 }

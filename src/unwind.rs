@@ -333,44 +333,19 @@ fn restores_callee_saves() -> bool {
     }
 }
 
-/// The O(1) delivery: rewrite the throw context at `context_addr` to resume
-/// at the handler the innermost entry trampoline recorded in the header of
-/// its buffer at `buffer` (see [`crate::trampoline`]), with `payloads` in
-/// the payload registers. No frame is walked; the trampoline's `try_call`
-/// clobbers every register on that edge, so no other state is due.
+/// The O(1) delivery from a throw stub: rewrite the throw context at
+/// `context_addr` to resume at the handler the innermost entry trampoline
+/// recorded in the header of its buffer at `buffer` (see
+/// [`crate::trampoline`]), with `payloads` in the payload registers. No
+/// frame is walked; the trampoline's `try_call` clobbers every register on
+/// that edge, so no other state is due. (JIT code that throws to the entry
+/// itself does not get here: its stub jumps to the handler record directly.)
 pub fn to_entry(
     memory: &mut dyn Memory,
     context_addr: u64,
     buffer: u64,
     payloads: [u64; 2],
 ) -> Result<(), Error> {
-    deliver_to_entry(memory, context_addr, buffer, Some(payloads)).map(drop)
-}
-
-/// [`to_entry`] for a context the throw-to-entry stub captured
-/// ([`crate::abi::THROW_TO_ENTRY_SYMBOL`]): its first three argument
-/// words are the tag and the payloads, which it returns.
-pub fn throw_to_entry(
-    memory: &mut dyn Memory,
-    context_addr: u64,
-    buffer: u64,
-) -> Result<(u32, [u64; 2]), Error> {
-    deliver_to_entry(memory, context_addr, buffer, None)
-}
-
-/// Words of a throw context that [`deliver_to_entry`] reads or writes: the
-/// fixed ones and the first three arguments.
-const TO_ENTRY_WORDS: usize = context::ARGS + 3;
-
-/// [`to_entry`] with `payloads`, or [`throw_to_entry`] with `None` (the tag
-/// and payloads are the stub's arguments); returns the tag (0 for
-/// [`to_entry`]) and payloads delivered. In place on host memory.
-fn deliver_to_entry(
-    memory: &mut dyn Memory,
-    context_addr: u64,
-    buffer: u64,
-    payloads: Option<[u64; 2]>,
-) -> Result<(u32, [u64; 2]), Error> {
     let handler = |memory: &dyn Memory| -> Result<[u64; 3], Error> {
         let word = |offset: i32| memory.read_u64(buffer.wrapping_add_signed(i64::from(offset)));
         Ok([
@@ -391,9 +366,8 @@ fn deliver_to_entry(
             base: context_addr as *mut u64,
             len: TO_ENTRY_WORDS,
         };
-        let (tag, payloads) = payloads.map_or_else(|| thrown(&ctx), |p| (0, p));
         rewrite_to_entry(&mut ctx, handler, payloads);
-        return Ok((tag, payloads));
+        return Ok(());
     }
     let handler = handler(&*memory)?;
     let mut ctx = Context {
@@ -401,18 +375,13 @@ fn deliver_to_entry(
         len: TO_ENTRY_WORDS,
     };
     ctx.load_words(&*memory, context_addr)?;
-    let (tag, payloads) = payloads.map_or_else(|| thrown(&ctx), |p| (0, p));
     rewrite_to_entry(&mut ctx, handler, payloads);
-    ctx.write(memory, context_addr)?;
-    Ok((tag, payloads))
+    ctx.write(memory, context_addr)
 }
 
-/// The tag and payloads the throw-to-entry stub was called with.
-fn thrown(ctx: &impl ContextWords) -> (u32, [u64; 2]) {
-    let arg = |i: usize| ctx.get(context::ARGS + i);
-    // The tag is an i32 argument: the low half of its register.
-    (arg(0) as u32, [arg(1), arg(2)])
-}
+/// Words of a throw context that [`to_entry`] rewrites: the fixed ones and
+/// the return-stack drop count.
+const TO_ENTRY_WORDS: usize = context::RETURN_STACK_DROPS + 1;
 
 /// Rewrite `ctx` to resume at the entry trampoline's `handler` (pc, sp,
 /// fp) with `payloads`.

@@ -433,6 +433,7 @@ pub struct IsaSpec {
     got_relocations: &'static [Reloc],
     throw_stub: Stub,
     resume_stub: Stub,
+    to_entry_stub: Stub,
     return_stack_depth: usize,
     behaviour: &'static dyn IsaBehaviour,
 }
@@ -550,6 +551,13 @@ impl IsaSpec {
     /// The resume stub.
     pub fn resume_stub(&self) -> Stub {
         self.resume_stub
+    }
+    /// The throw-to-entry stub ([`crate::abi::THROW_TO_ENTRY_SYMBOL`]): it
+    /// passes its arguments to the host function whose address is the word
+    /// before it, then installs the handler record of the buffer that call
+    /// returns and jumps to it.
+    pub fn to_entry_stub(&self) -> Stub {
+        self.to_entry_stub
     }
     /// How many entries of the return-address predictor the resume stub
     /// drops at most (see [`context::RETURN_STACK_DROPS`]); 0 for a stub

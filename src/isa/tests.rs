@@ -111,7 +111,11 @@ block0:
 fn stubs_match_their_rows() {
     for arch in Arch::ALL {
         let spec = arch.spec();
-        for (what, stub) in [("throw", spec.throw_stub()), ("resume", spec.resume_stub())] {
+        for (what, stub) in [
+            ("throw", spec.throw_stub()),
+            ("resume", spec.resume_stub()),
+            ("to_entry", spec.to_entry_stub()),
+        ] {
             assert!(!stub.code.is_empty(), "{arch} {what} stub is empty");
             let joined: Vec<u8> = stub
                 .rows

@@ -9,14 +9,14 @@ use crate::isa::{Arch, Reg};
 use crate::memory::Memory;
 use crate::trampoline::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET};
 
-/// The first two integer argument registers of `arch`'s C calling
-/// convention: where an entry trampoline takes `callee` and `buffer`, and a
-/// host function its first two arguments.
-pub fn argument_registers(arch: Arch) -> Result<[Reg; 2], Error> {
+/// The first three integer argument registers of `arch`'s C calling
+/// convention: where an entry trampoline takes `callee` and `buffer` (the
+/// first two), and a host function its arguments.
+pub fn argument_registers(arch: Arch) -> Result<[Reg; 3], Error> {
     match *arch.spec().int_arg_regs() {
-        [first, second, ..] => Ok([first, second]),
+        [first, second, third, ..] => Ok([first, second, third]),
         _ => Err(Error::Machine(format!(
-            "{arch}: the ISA spec names fewer than two argument registers"
+            "{arch}: the ISA spec names fewer than three argument registers"
         ))),
     }
 }
@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn every_isa_passes_two_arguments_in_registers() {
         for arch in [Arch::X86_64, Arch::Aarch64, Arch::Riscv64, Arch::S390x] {
-            let [first, second] = argument_registers(arch).unwrap();
+            let [first, second, _] = argument_registers(arch).unwrap();
             assert_eq!(&arch.spec().int_arg_regs()[..2], [first, second]);
         }
     }

@@ -378,13 +378,7 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
 }
 
 impl<M: ?Sized + Machine> HostServices for CallServices<'_, M> {
-    fn throw_to_entry(
-        &mut self,
-        memory: &mut dyn Memory,
-        ctx: u64,
-        buffer: u64,
-    ) -> Result<(), Error> {
-        let (tag, payloads) = unwind::throw_to_entry(memory, ctx, buffer)?;
+    fn throw_to_entry(&mut self, tag: u32, payloads: [u64; 2]) -> Result<(), Error> {
         self.pending = Pending::Uncaught { tag, payloads };
         Ok(())
     }
@@ -1052,41 +1046,43 @@ pub struct StubAddresses {
     pub throw: u64,
     /// The resume stub (`fn(context)` with the C convention, never returns).
     pub resume: u64,
-    /// The throw stub's code again, calling [`HostFunction::ThrowToEntry`]:
+    /// The throw-to-entry stub, calling [`HostFunction::ThrowToEntry`]:
     /// what [`THROW_TO_ENTRY_SYMBOL`] resolves to.
     pub throw_to_entry: u64,
 }
 
-/// Install `[host literal][throw stub][resume stub]` twice on `machine`
-/// (the second copy 8-byte aligned), the literals pointing at the machine's
-/// [`HostFunction::Throw`] and [`HostFunction::ThrowToEntry`]. A throw stub
-/// reads its literal from the 8 bytes before its first instruction and
-/// falls through into the resume stub after its last.
+/// Install `[host literal][throw stub][resume stub]` and `[host
+/// literal][throw-to-entry stub]` on `machine` (each literal 8-byte
+/// aligned), the literals pointing at the machine's [`HostFunction::Throw`]
+/// and [`HostFunction::ThrowToEntry`]. A stub reads its literal from the 8
+/// bytes before its first instruction; the throw stub falls through into
+/// the resume stub after its last.
 pub fn install_stubs<M: ?Sized + Machine>(machine: &mut M) -> Result<StubAddresses, Error> {
     let arch = machine.arch();
     let spec = arch.spec();
-    let throw = spec.throw_stub();
-    let resume = spec.resume_stub();
-    let mut bytes = Vec::with_capacity(2 * (16 + throw.code.len() + resume.code.len()));
-    let mut throw_at = [0; 2];
-    for (i, host) in [HostFunction::Throw, HostFunction::ThrowToEntry]
-        .into_iter()
-        .enumerate()
-    {
+    let stubs: [(HostFunction, &[&[u8]]); 2] = [
+        (
+            HostFunction::Throw,
+            &[spec.throw_stub().code, spec.resume_stub().code],
+        ),
+        (HostFunction::ThrowToEntry, &[spec.to_entry_stub().code]),
+    ];
+    let mut bytes = Vec::new();
+    let mut at = [0; 2];
+    for (i, (host, code)) in stubs.into_iter().enumerate() {
         bytes.resize(bytes.len().next_multiple_of(8), 0);
         let address = machine.host_function_address(host)?;
         bytes.extend_from_slice(&arch.endianness().write_u64(address));
-        throw_at[i] = bytes.len() as u64;
-        bytes.extend_from_slice(throw.code);
-        bytes.extend_from_slice(resume.code);
+        at[i] = bytes.len() as u64;
+        code.iter().for_each(|c| bytes.extend_from_slice(c));
     }
     let base = machine.allocate_code(bytes.len())?;
     // SAFETY: the ISA's own stubs, whose literals are the machine's host
     // functions.
     unsafe { machine.install_code(base, &bytes)? };
     Ok(StubAddresses {
-        throw: base + throw_at[0],
-        resume: base + throw_at[0] + throw.code.len() as u64,
-        throw_to_entry: base + throw_at[1],
+        throw: base + at[0],
+        resume: base + at[0] + spec.throw_stub().code.len() as u64,
+        throw_to_entry: base + at[1],
     })
 }

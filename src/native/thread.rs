@@ -10,7 +10,7 @@ use crate::abi::{HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, THROW_
 use crate::error::Error;
 use crate::interrupt::{self, CallInterrupt, ThreadHandle};
 use crate::machine::{Fault, FaultKind, HostServices};
-use crate::memory::{HostMemory, Memory};
+use crate::memory::HostMemory;
 
 /// Where to resume after a delivered fault.
 #[derive(Clone, Copy, Debug)]
@@ -258,33 +258,8 @@ fn thread_stack_bounds() -> Option<(u64, u64)> {
 
 /// The host function behind the throw stub (C ABI, called from JIT code).
 pub(super) extern "C" fn native_throw(context: *mut u64) {
-    serve_throw(
-        context,
-        "__cranelift_throw",
-        |host, memory, context, buffer| host.throw(memory, context, buffer),
-    );
-}
-
-/// The host function behind the throw-to-entry stub (C ABI, called from JIT
-/// code).
-pub(super) extern "C" fn native_throw_to_entry(context: *mut u64) {
-    serve_throw(
-        context,
-        THROW_TO_ENTRY_SYMBOL,
-        |host, memory, context, buffer| host.throw_to_entry(memory, context, buffer),
-    );
-}
-
-/// Run `serve` on the thread's active call for the throw stub's `context`
-/// (`what` names the symbol JIT code called).
-#[inline(always)]
-fn serve_throw(
-    context: *mut u64,
-    what: &str,
-    serve: impl FnOnce(&mut dyn HostServices, &mut dyn Memory, u64, u64) -> Result<(), Error>,
-) {
     let Some((active, stack)) = active_call() else {
-        eprintln!("cranelift-exn: {what} called outside any entry; aborting");
+        eprintln!("cranelift-exn: __cranelift_throw called outside any entry; aborting");
         std::process::abort();
     };
     active.in_jit.set(false);
@@ -292,14 +267,35 @@ fn serve_throw(
     // SAFETY: `host` points at the `&mut dyn HostServices` borrowed by the
     // `call_entry` frame below us on this thread, which outlives this call.
     let host = unsafe { &mut *active.host };
-    let served = serve(host, &mut memory, context as u64, active.buffer);
+    let served = host.throw(&mut memory, context as u64, active.buffer);
     active.in_jit.set(true);
     if let Err(e) = served {
         // Returning would resume at a garbage context; the services deliver
         // every recoverable failure to the entry, so this is unrecoverable.
-        eprintln!("cranelift-exn: {what} failed and could not reach the entry: {e}");
+        eprintln!("cranelift-exn: __cranelift_throw failed and could not reach the entry: {e}");
         std::process::abort();
     }
+}
+
+/// The host function behind the throw-to-entry stub (C ABI, called from JIT
+/// code with the stub's own arguments): records the exception as the
+/// innermost call's outcome and returns that call's buffer, whose handler
+/// record the stub then installs. The thread stays out of JIT code from here
+/// on, so an interrupt no longer stops the call: it is ending anyway.
+pub(super) extern "C" fn native_throw_to_entry(tag: u32, payload0: u64, payload1: u64) -> u64 {
+    let Some((active, _)) = active_call() else {
+        eprintln!("cranelift-exn: {THROW_TO_ENTRY_SYMBOL} called outside any entry; aborting");
+        std::process::abort();
+    };
+    active.in_jit.set(false);
+    // SAFETY: as in `native_throw`.
+    let host = unsafe { &mut *active.host };
+    if let Err(e) = host.throw_to_entry(tag, [payload0, payload1]) {
+        // The stub cannot return to the thrower; nothing else recovers.
+        eprintln!("cranelift-exn: {THROW_TO_ENTRY_SYMBOL} failed: {e}");
+        std::process::abort();
+    }
+    active.buffer
 }
 
 /// The host function behind [`HostFunction::Call`] (C ABI, called from the

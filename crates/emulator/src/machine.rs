@@ -806,9 +806,10 @@ fn dispatch_host_call(
         ))
     })?;
     let spec = arch.spec();
-    let [arg0, arg1] = argument_registers(arch)?;
-    let context = core::read_reg(&*uc, emu, arg0)?;
-    let second = core::read_reg(&*uc, emu, arg1)?;
+    let mut args = [0; 3];
+    for (value, reg) in args.iter_mut().zip(argument_registers(arch)?) {
+        *value = core::read_reg(&*uc, emu, reg)?;
+    }
 
     // SAFETY: `host` is the live `&mut dyn HostServices` of the running
     // `call_entry`; see `HookState::host`.
@@ -818,7 +819,7 @@ fn dispatch_host_call(
         function,
         host,
         &mut EmulatedMemory::new(&mut *uc, arch.endianness()),
-        [context, second],
+        args,
         buffer,
     )?;
     let mut core = Core::new(uc, emu);
@@ -916,7 +917,7 @@ impl EmulatedMachine {
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
         let arch = self.emu.arch();
-        let [arg0, arg1] = argument_registers(arch)?;
+        let [arg0, arg1, _] = argument_registers(arch)?;
         let mut uc = self.uc.clone();
         EmulatedMemory::new(&mut uc, arch.endianness()).write(frame.buffer, buffer)?;
         {

@@ -547,17 +547,12 @@ impl QemuMachine {
     ) -> Result<(), Error> {
         let arch = self.arch.arch;
         let spec = arch.spec();
-        let [arg0, arg1] = argument_registers(arch)?;
-        let context = self.read_reg(arg0)?;
-        let second = self.read_reg(arg1)?;
-        let result = dispatch_host_function(
-            arch,
-            function,
-            host,
-            &mut self.memory(),
-            [context, second],
-            buffer,
-        )?;
+        let mut args = [0; 3];
+        for (value, reg) in args.iter_mut().zip(argument_registers(arch)?) {
+            *value = self.read_reg(reg)?;
+        }
+        let result =
+            dispatch_host_function(arch, function, host, &mut self.memory(), args, buffer)?;
         if let Some(value) = result {
             self.write_reg(spec.result_register(), value)?;
         }
@@ -731,7 +726,7 @@ impl QemuMachine {
     ) -> Result<(), Error> {
         let arch = self.arch.arch;
         let spec = arch.spec();
-        let [arg0, arg1] = argument_registers(arch)?;
+        let [arg0, arg1, _] = argument_registers(arch)?;
         self.memory().write(frame.buffer, buffer)?;
         if let Some(fp) = spec.frame_pointer() {
             self.write_reg(fp, 0)?;

@@ -218,6 +218,28 @@ fn page_delta(value: u64, place: u64) -> Result<i64, RelocError> {
     }
 }
 
+/// Throw-to-entry stub ([`crate::abi::THROW_TO_ENTRY_SYMBOL`]): the O(1)
+/// delivery, with no context. The tag and payloads arrive in w0, x1 and x2
+/// and go on, untouched, to the host function (the literal 8 bytes before
+/// the stub, loaded into x16), which records them as the call's outcome and
+/// returns the innermost call's buffer in x0 (`blr` clobbers lr: nothing
+/// returns here). The stub installs the handler record the entry trampoline
+/// keeps in the buffer header (pc at 8, sp at 16, fp at 24; sp through x17)
+/// and jumps: the trampoline's exceptional edge clobbers every register.
+static TO_ENTRY_CODE: [u8; stub_len(TO_ENTRY_ROWS)] = stub_code(TO_ENTRY_ROWS);
+
+/// [`TO_ENTRY_CODE`], one row per instruction (bytes, capstone text).
+#[rustfmt::skip]
+const TO_ENTRY_ROWS: &[StubRow] = &[
+    (&[0xd0, 0xff, 0xff, 0x58], "ldr x16, #0xfffffffffffffff8"),
+    (&[0x00, 0x02, 0x3f, 0xd6], "blr x16"),
+    (&[0x10, 0x04, 0x40, 0xf9], "ldr x16, [x0, #8]"),
+    (&[0x11, 0x08, 0x40, 0xf9], "ldr x17, [x0, #0x10]"),
+    (&[0x1d, 0x0c, 0x40, 0xf9], "ldr x29, [x0, #0x18]"),
+    (&[0x3f, 0x02, 0x00, 0x91], "mov sp, x17"),
+    (&[0x00, 0x02, 0x1f, 0xd6], "br x16"),
+];
+
 /// The facts of aarch64.
 pub(super) const SPEC: IsaSpec = IsaSpec {
     arch: Arch::Aarch64,
@@ -263,6 +285,10 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     resume_stub: Stub {
         code: &RESUME_CODE,
         rows: RESUME_ROWS,
+    },
+    to_entry_stub: Stub {
+        code: &TO_ENTRY_CODE,
+        rows: TO_ENTRY_ROWS,
     },
     return_stack_depth: 0,
     behaviour: &Aarch64,

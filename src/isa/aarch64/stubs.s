@@ -1,5 +1,5 @@
-// The throw and resume stubs of cranelift-exn for aarch64 (AAPCS64): the source of
-// the THROW_ROWS and RESUME_ROWS tables in mod.rs (read the comments there
+// The throw, resume and throw-to-entry stubs of cranelift-exn for aarch64 (AAPCS64): the source of
+// the THROW_ROWS, RESUME_ROWS and TO_ENTRY_ROWS tables in mod.rs (read the comments there
 // for what each instruction does). scripts/check-stubs assembles this file
 // with `aarch64-linux-gnu-as` and compares the bytes with the Rust rows.
 
@@ -47,5 +47,18 @@ resume:
     ldr x1, [x0, #0x20]
     ldr x0, [x0, #0x18]
     mov x29, x9
+    mov sp, x17
+    br x16
+
+// The throw-to-entry stub, with its own host-function word before it.
+    .balign 8
+to_entry_host_fn:
+    .quad 0
+to_entry:
+    ldr x16, to_entry_host_fn
+    blr x16
+    ldr x16, [x0, #8]
+    ldr x17, [x0, #0x10]
+    ldr x29, [x0, #0x18]
     mov sp, x17
     br x16

@@ -281,6 +281,29 @@ fn read_auipc(code: &[u8], offset: usize) -> Result<u32, RelocError> {
     }
 }
 
+/// Throw-to-entry stub ([`crate::abi::THROW_TO_ENTRY_SYMBOL`]): the O(1)
+/// delivery, with no context. The tag and payloads arrive in a0, a1 and a2
+/// and go on, untouched, to the host function (the word 8 bytes before the
+/// stub, through t1 as in the throw stub), which records them as the call's
+/// outcome and returns the innermost call's buffer in a0 (`jalr` clobbers
+/// ra: nothing returns here). The stub installs the handler record the entry
+/// trampoline keeps in the buffer header (pc at 8 through t1, fp at 24, sp
+/// at 16 last) and jumps: the trampoline's exceptional edge clobbers every
+/// register. Full 32-bit instructions, like the other stubs.
+static TO_ENTRY_CODE: [u8; stub_len(TO_ENTRY_ROWS)] = stub_code(TO_ENTRY_ROWS);
+
+/// [`TO_ENTRY_CODE`], one row per instruction: bytes and capstone text.
+#[rustfmt::skip]
+const TO_ENTRY_ROWS: &[StubRow] = &[
+    (&[0x17, 0x03, 0x00, 0x00], "auipc t1, 0"),
+    (&[0x03, 0x33, 0x83, 0xff], "ld t1, -8(t1)"),
+    (&[0xe7, 0x00, 0x03, 0x00], "jalr t1"),
+    (&[0x03, 0x33, 0x85, 0x00], "ld t1, 8(a0)"),
+    (&[0x03, 0x34, 0x85, 0x01], "ld s0, 0x18(a0)"),
+    (&[0x03, 0x31, 0x05, 0x01], "ld sp, 0x10(a0)"),
+    (&[0x67, 0x00, 0x03, 0x00], "jr t1"),
+];
+
 /// The facts of riscv64.
 pub(super) const SPEC: IsaSpec = IsaSpec {
     arch: Arch::Riscv64,
@@ -325,6 +348,10 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     resume_stub: Stub {
         code: &RESUME_CODE,
         rows: RESUME_ROWS,
+    },
+    to_entry_stub: Stub {
+        code: &TO_ENTRY_CODE,
+        rows: TO_ENTRY_ROWS,
     },
     return_stack_depth: 0,
     behaviour: &Riscv64,

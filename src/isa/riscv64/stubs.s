@@ -1,5 +1,5 @@
-# The throw and resume stubs of cranelift-exn for riscv64 (LP64D): the source of
-# the THROW_ROWS and RESUME_ROWS tables in mod.rs (read the comments there
+# The throw, resume and throw-to-entry stubs of cranelift-exn for riscv64 (LP64D): the source of
+# the THROW_ROWS, RESUME_ROWS and TO_ENTRY_ROWS tables in mod.rs (read the comments there
 # for what each instruction does). scripts/check-stubs assembles this file
 # with `riscv64-linux-gnu-as -march=rv64gc -mno-relax` and compares the bytes with the Rust rows.
 
@@ -85,4 +85,17 @@ resume:
     ld a0, 0x18(a0)
     mv s0, t2
     mv sp, t3
+    jr t1
+
+# The throw-to-entry stub, with its own host-function word before it.
+    .balign 8
+to_entry_host_fn:
+    .quad 0
+to_entry:
+    auipc t1, 0
+    ld t1, -8(t1)
+    jalr t1
+    ld t1, 8(a0)
+    ld s0, 0x18(a0)
+    ld sp, 0x10(a0)
     jr t1

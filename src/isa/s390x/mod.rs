@@ -267,6 +267,31 @@ fn write_pcrel_dbl(field: &mut [u8], value: i64) -> Result<(), RelocError> {
     Ok(())
 }
 
+/// Throw-to-entry stub ([`crate::abi::THROW_TO_ENTRY_SYMBOL`]): the O(1)
+/// delivery, with no context. The tag and payloads arrive in `%r2`–`%r4`
+/// and go on, untouched, to the host function (the word 8 bytes before the
+/// stub, `larl` + `lg` as in the throw stub), which records them as the
+/// call's outcome and returns the innermost call's buffer in `%r2`. The stub
+/// takes no frame: the host function saves its registers in the save area
+/// the JIT caller provided for the stub, which the stub does not use, and
+/// `basr` clobbers `%r14` (nothing returns here). It then loads the handler
+/// record the entry trampoline keeps in the buffer header (pc at 8, sp at
+/// 16, `%r15` last; there is no frame-pointer register, see the resume stub)
+/// and jumps: the trampoline's exceptional edge clobbers every register.
+static TO_ENTRY_CODE: [u8; stub_len(TO_ENTRY_ROWS)] = stub_code(TO_ENTRY_ROWS);
+
+/// [`TO_ENTRY_CODE`], one row per instruction (bytes, capstone text); `larl`'s
+/// target is printed relative to the stub's first byte: -8 is the literal.
+#[rustfmt::skip]
+const TO_ENTRY_ROWS: &[StubRow] = &[
+    (&[0xc0, 0x10, 0xff, 0xff, 0xff, 0xfc], "larl %r1, -8"),
+    (&[0xe3, 0x10, 0x10, 0x00, 0x00, 0x04], "lg %r1, 0(%r1)"),
+    (&[0x0d, 0xe1], "basr %r14, %r1"),
+    (&[0xe3, 0x10, 0x20, 0x08, 0x00, 0x04], "lg %r1, 8(%r2)"),
+    (&[0xe3, 0xf0, 0x20, 0x10, 0x00, 0x04], "lg %r15, 0x10(%r2)"),
+    (&[0x07, 0xf1], "br %r1"),
+];
+
 /// The facts of s390x.
 pub(super) const SPEC: IsaSpec = IsaSpec {
     arch: Arch::S390x,
@@ -309,6 +334,10 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     resume_stub: Stub {
         code: &RESUME_CODE,
         rows: RESUME_ROWS,
+    },
+    to_entry_stub: Stub {
+        code: &TO_ENTRY_CODE,
+        rows: TO_ENTRY_ROWS,
     },
     return_stack_depth: 0,
     behaviour: &S390x,

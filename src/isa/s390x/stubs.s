@@ -1,5 +1,5 @@
-# The throw and resume stubs of cranelift-exn for s390x (ELF ABI): the source of
-# the THROW_ROWS and RESUME_ROWS tables in mod.rs (read the comments there
+# The throw, resume and throw-to-entry stubs of cranelift-exn for s390x (ELF ABI): the source of
+# the THROW_ROWS, RESUME_ROWS and TO_ENTRY_ROWS tables in mod.rs (read the comments there
 # for what each instruction does). scripts/check-stubs assembles this file
 # with `s390x-linux-gnu-as` and compares the bytes with the Rust rows.
 
@@ -47,4 +47,16 @@ resume:
     lmg %r6, %r7, 0x18(%r2)
     lg %r1, 0(%r2)
     lg %r15, 8(%r2)
+    br %r1
+
+# The throw-to-entry stub, with its own host-function word before it.
+    .balign 8
+to_entry_host_fn:
+    .quad 0
+to_entry:
+    larl %r1, to_entry_host_fn
+    lg %r1, 0(%r1)
+    basr %r14, %r1
+    lg %r1, 8(%r2)
+    lg %r15, 0x10(%r2)
     br %r1

@@ -115,6 +115,28 @@ fn write_i32(code: &mut [u8], offset: usize, value: i64) -> Result<(), RelocErro
     Ok(())
 }
 
+/// Throw-to-entry stub ([`crate::abi::THROW_TO_ENTRY_SYMBOL`]): the O(1)
+/// delivery, with no context. The tag and payloads arrive in edi, rsi and
+/// rdx and go on, untouched, to the host function (the word 8 bytes before
+/// the stub), which records them as the call's outcome and returns the
+/// innermost call's buffer in rax. The stub then installs the handler record
+/// the entry trampoline keeps in the buffer header (pc at 8, sp at 16, fp at
+/// 24; pc through rcx, sp last) and jumps: the trampoline's exceptional edge
+/// clobbers every register, so nothing else is due. `pushq %rax` only aligns
+/// the stack for the call (8 mod 16 on entry); nothing returns past it.
+static TO_ENTRY_CODE: [u8; stub_len(TO_ENTRY_ROWS)] = stub_code(TO_ENTRY_ROWS);
+
+/// [`TO_ENTRY_CODE`], one row per instruction (bytes, capstone AT&T text).
+#[rustfmt::skip]
+const TO_ENTRY_ROWS: &[StubRow] = &[
+    (&[0x50], "pushq %rax"),
+    (&[0xff, 0x15, 0xf1, 0xff, 0xff, 0xff], "callq *-0xf(%rip)"),
+    (&[0x48, 0x8b, 0x48, 0x08], "movq 8(%rax), %rcx"),
+    (&[0x48, 0x8b, 0x68, 0x18], "movq 0x18(%rax), %rbp"),
+    (&[0x48, 0x8b, 0x60, 0x10], "movq 0x10(%rax), %rsp"),
+    (&[0xff, 0xe1], "jmpq *%rcx"),
+];
+
 /// The facts of x86-64.
 pub(super) const SPEC: IsaSpec = IsaSpec {
     arch: Arch::X86_64,
@@ -152,6 +174,10 @@ pub(super) const SPEC: IsaSpec = IsaSpec {
     resume_stub: Stub {
         code: &RESUME_CODE,
         rows: RESUME_ROWS,
+    },
+    to_entry_stub: Stub {
+        code: &TO_ENTRY_CODE,
+        rows: TO_ENTRY_ROWS,
     },
     return_stack_depth: RETURN_STACK_DEPTH,
     behaviour: &X64,

@@ -1,5 +1,5 @@
-# The throw and resume stubs of cranelift-exn for x86-64 (System V): the source of
-# the THROW_ROWS and RESUME_ROWS tables in mod.rs (read the comments there
+# The throw, resume and throw-to-entry stubs of cranelift-exn for x86-64 (System V): the source of
+# the THROW_ROWS, RESUME_ROWS and TO_ENTRY_ROWS tables in mod.rs (read the comments there
 # for what each instruction does). scripts/check-stubs assembles this file
 # with `as --64` and compares the bytes with the Rust rows.
 
@@ -53,3 +53,15 @@ resume:
 3:  decq %rsi
     jne 1b
 2:  jmpq *%rcx
+
+# The throw-to-entry stub, with its own host-function word before it.
+    .balign 8
+to_entry_host_fn:
+    .quad 0
+to_entry:
+    pushq %rax
+    callq *to_entry_host_fn(%rip)
+    movq 8(%rax), %rcx
+    movq 0x18(%rax), %rbp
+    movq 0x10(%rax), %rsp
+    jmpq *%rcx
