@@ -16,7 +16,7 @@ use cranelift_exn::{CallError, Module};
 use cranelift_exn_emulator::EmulatedMachine;
 use cranelift_exn_testkit::hosted::{
     assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
-    assert_nested_entries, hosted_builder,
+    assert_jit_throws_to_entry, assert_nested_entries, hosted_builder,
 };
 use cranelift_exn_testkit::outcome::{one, trap_code};
 use cranelift_exn_testkit::traps::TRAPPING;
@@ -242,28 +242,7 @@ fn nested_entries_each_get_their_own_outcome() {
 #[test]
 fn jit_code_throws_straight_to_the_entry() {
     for (label, arch, native) in machines() {
-        let module = hosted_module(arch, native);
-        for x in [0, 5, -3] {
-            assert_eq!(
-                module.call("to_entry", &[DataValue::I64(x)]).unwrap_err(),
-                CallError::Exception {
-                    tag: 7,
-                    payloads: [x as u64, 99]
-                },
-                "{label}: the tag-7 handler in between is skipped"
-            );
-        }
-        // Nested: the inner entry gets it, the outer call goes on.
-        assert_eq!(
-            one(module.call("outer", &[DataValue::I64(21)])),
-            (7 * 1000 + 21) * 10,
-            "{label}"
-        );
-        assert_eq!(
-            one(module.call("catch_host", &[DataValue::I64(1)])),
-            42,
-            "{label}: usable afterwards"
-        );
+        assert_jit_throws_to_entry(&hosted_module(arch, native), &label);
     }
 }
 

@@ -15,7 +15,7 @@ use cranelift_exn::{CallError, Module};
 use cranelift_exn_qemu::QemuMachine;
 use cranelift_exn_testkit::hosted::{
     assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
-    assert_nested_entries, hosted_builder, jit_throws,
+    assert_jit_throws_to_entry, assert_nested_entries, hosted_builder, jit_throws,
 };
 use cranelift_exn_testkit::interrupts::COUNT_UP;
 use cranelift_exn_testkit::outcome::{one, trap_code};
@@ -204,6 +204,13 @@ fn host_functions_return_values_and_panics_fail_the_call() {
         let module = hosted_module(arch);
         assert_host_function_returns(&module, &arch);
         assert_host_panic_fails_the_call(&module, &arch);
+    }
+}
+
+#[test]
+fn jit_code_throws_straight_to_the_entry() {
+    for arch in Arch::ALL {
+        assert_jit_throws_to_entry(&hosted_module(arch), &arch);
     }
 }
 

@@ -302,6 +302,34 @@ pub fn assert_nested_entries(module: &Module, label: &dyn Display) {
     assert_eq!(call(1), (5 * 1000 + 40) * 10, "{label}");
 }
 
+/// JIT code's `%__cranelift_exn_throw_to_entry` (`%to_entry`) skips the
+/// handlers in between: the call's outcome is the exception, also from a
+/// nested entry, whose outer call goes on; the module stays usable.
+pub fn assert_jit_throws_to_entry(module: &Module, label: &dyn Display) {
+    for x in [0, 5, -3] {
+        assert_eq!(
+            call(module, "to_entry", x).unwrap_err(),
+            CallError::Exception {
+                tag: 7,
+                payloads: [x as u64, 99]
+            },
+            "{label}: the tag-7 handler in between is skipped"
+        );
+    }
+    // `%outer(21)` re-enters with `%to_entry(21)`, which throws to the
+    // inner entry.
+    assert_eq!(
+        one(call(module, "outer", 21)),
+        (7 * 1000 + 21) * 10,
+        "{label}"
+    );
+    assert_eq!(
+        one(call(module, "catch_host", 1)),
+        42,
+        "{label}: usable afterwards"
+    );
+}
+
 /// Call the function `name` of `module` with one `i64`.
 fn call(module: &Module, name: &str, x: i64) -> Result<Vec<DataValue>, CallError> {
     module.call(name, &[DataValue::I64(x)])
