@@ -9,6 +9,10 @@ use cranelift_exn::host::HostThrow;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::{CallError, Module, ModuleBuilder};
+use cranelift_exn_testkit::hosted::{
+    assert_host_throws, assert_jit_throws_to_entry, assert_nested_entries, hosted_builder,
+    jit_throws,
+};
 
 /// `%run(mode, x)`: mode 0 divides by zero, 1 throws `x` from the host
 /// (caught by JIT code, which returns the payload plus one), 2 throws it
@@ -277,4 +281,25 @@ fn functions_built_with_function_builder_call_host_functions() {
     let f = module.typed::<i64, i64>(&name).unwrap();
     assert_eq!(f.call(7).unwrap(), 56);
     assert_eq!(f.call(-3).unwrap(), 6);
+}
+
+/// The testkit's hosted module on the host CPU: JIT code's throw to the
+/// entry (this ISA's throw-to-entry stub), throws across frames from JIT
+/// code and from the host, and nested entries.
+#[test]
+fn the_hosted_module_throws_to_and_across_its_entries() {
+    let arch = Arch::host().expect("a supported host");
+    let mut builder = hosted_builder(default_isa(arch).unwrap());
+    builder.define_clif(&jit_throws()).unwrap();
+    let module = builder
+        .finalize(Box::new(NativeMachine::new().unwrap()))
+        .unwrap();
+    assert_jit_throws_to_entry(&module, &arch);
+    assert_host_throws(&module, &arch);
+    assert_nested_entries(&module, &arch);
+    assert_eq!(
+        module.call("catch_jit", &[DataValue::I64(58)]).unwrap(),
+        [DataValue::I64(42)],
+        "{arch}: caught in JIT code two frames up"
+    );
 }
