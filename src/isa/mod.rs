@@ -2,7 +2,7 @@
 //!
 //! Each supported ISA has one directory here (`x64`, `aarch64`, `riscv64`,
 //! `s390x`): `mod.rs` holds its frame layout, registers, relocation patching
-//! and the hand-written throw/resume stubs, `tests.rs` its unit tests. Its facts are one `const` [`IsaSpec`]
+//! and the hand-written throw, resume and throw-to-entry stubs, `tests.rs` its unit tests. Its facts are one `const` [`IsaSpec`]
 //! (data); what is code — relocation patching and unwind decoding — is its
 //! [`IsaBehaviour`]. The rest of the crate reaches an ISA only through the
 //! [`IsaSpec`] of [`Arch::spec`].
