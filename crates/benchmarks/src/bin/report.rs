@@ -739,6 +739,7 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
                 ("ud2_round", ns(tr("c_nodefer_setjmp_ud2"))),
                 ("int3_round", ns(tr("c_nodefer_setjmp_int3"))),
                 ("gp_round", ns(tr("c_nodefer_setjmp_int_n"))),
+                ("cpu", cpu_model()),
                 ("sort_alone", ns(tr("sort_alone"))),
                 ("sort_after_ud2", ns(sort_after(m, "ud2"))),
                 ("sort_after_divz", ns(sort_after(m, "divz"))),
