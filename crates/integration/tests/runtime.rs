@@ -4,6 +4,7 @@
 //! values, throw into JIT handlers, throw straight to the entry or panic;
 //! entries nest, each level seeing its own outcome; libcalls work.
 
+use cranelift_exn::Module;
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{Function, TrapCode};
 use cranelift_exn::codegen::isa::OwnedTargetIsa;
@@ -12,7 +13,6 @@ use cranelift_exn::compile::{build_isa, default_isa};
 use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::Machine;
 use cranelift_exn::native::NativeMachine;
-use cranelift_exn::{CallError, Module};
 use cranelift_exn_emulator::EmulatedMachine;
 use cranelift_exn_testkit::hosted::{
     assert_host_function_returns, assert_host_panic_fails_the_call, assert_host_throws,
