@@ -303,3 +303,61 @@ fn the_hosted_module_throws_to_and_across_its_entries() {
         "{arch}: caught in JIT code two frames up"
     );
 }
+
+/// Set in the child process of
+/// `a_throw_to_the_entry_outside_any_entry_aborts_with_a_message`.
+const ESCAPE_CHILD: &str = "CRANELIFT_EXN_ESCAPE_CHILD";
+
+/// JIT code called directly, not through an entry, that throws to the
+/// entry: there is no handler record to jump to, so the process aborts
+/// with a message rather than jumping through a stale or null one.
+#[test]
+fn a_throw_to_the_entry_outside_any_entry_aborts_with_a_message() {
+    if std::env::var_os(ESCAPE_CHILD).is_some() {
+        let arch = Arch::host().expect("a supported host");
+        let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+        builder
+            .define_clif(
+                "function %escape(i64) -> i64 system_v {
+                    fn0 = %__cranelift_exn_throw_to_entry(i32, i64, i64) system_v
+                block0(v0: i64):
+                    v1 = iconst.i32 7
+                    call fn0(v1, v0, v0)
+                    return v0
+                }",
+            )
+            .unwrap();
+        let module = builder
+            .finalize(Box::new(NativeMachine::new().unwrap()))
+            .unwrap();
+        let address = module.symbol_address("escape").expect("%escape is loaded");
+        // SAFETY: a loaded `system_v` function of this signature; calling it
+        // outside an entry is what this test is about.
+        let escape: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(address as usize) };
+        let value = escape(5);
+        println!("the throw returned {value}");
+        std::process::exit(0);
+    }
+    let output = cranelift_exn_testkit::rerun::this_test_binary()
+        .args([
+            "--exact",
+            "a_throw_to_the_entry_outside_any_entry_aborts_with_a_message",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ESCAPE_CHILD, "1")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGABRT),
+        "the child should abort: {:?}\n{stderr}",
+        output.status
+    );
+    assert!(
+        stderr.contains("%__cranelift_exn_throw_to_entry called outside any entry"),
+        "{stderr}"
+    );
+}
