@@ -21,6 +21,17 @@ pub fn argument_registers(arch: Arch) -> Result<[Reg; 3], Error> {
     }
 }
 
+/// The first three integer arguments of a host-function call on `arch`,
+/// each read with `read` from its register: what an emulated machine
+/// passes to [`super::dispatch_host_function`].
+pub fn host_arguments(
+    arch: Arch,
+    mut read: impl FnMut(Reg) -> Result<u64, Error>,
+) -> Result<[u64; 3], Error> {
+    let [first, second, third] = argument_registers(arch)?;
+    Ok([read(first)?, read(second)?, read(third)?])
+}
+
 /// How far below the interrupted code's stack pointer a nested entry's
 /// buffer starts, and how far below that buffer its stack starts (past any
 /// red zone).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Reg};
-use cranelift_exn::machine::entry::{CallFrame, EntryHandler, argument_registers};
+use cranelift_exn::machine::entry::{CallFrame, EntryHandler, argument_registers, host_arguments};
 use cranelift_exn::machine::regions::{CodeRegions, DataRegions, align_up};
 use cranelift_exn::machine::{
     CallInterrupt, Fault, FaultKind, HostFunction, HostServices, Machine, dispatch_host_function,
@@ -806,10 +806,7 @@ fn dispatch_host_call(
         ))
     })?;
     let spec = arch.spec();
-    let mut args = [0; 3];
-    for (value, reg) in args.iter_mut().zip(argument_registers(arch)?) {
-        *value = core::read_reg(&*uc, emu, reg)?;
-    }
+    let args = host_arguments(arch, |reg| core::read_reg(&*uc, emu, reg))?;
 
     // SAFETY: `host` is the live `&mut dyn HostServices` of the running
     // `call_entry`; see `HookState::host`.

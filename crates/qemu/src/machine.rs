@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cranelift_exn::Error;
 use cranelift_exn::isa::{Arch, Endianness, Reg};
-use cranelift_exn::machine::entry::{CallFrame, EntryHandler, argument_registers};
+use cranelift_exn::machine::entry::{CallFrame, EntryHandler, argument_registers, host_arguments};
 use cranelift_exn::machine::regions::{CodeRegions, DataRegions, align_up};
 use cranelift_exn::machine::{
     Fault, FaultKind, HostFunction, HostServices, Machine, dispatch_host_function,
@@ -547,10 +547,7 @@ impl QemuMachine {
     ) -> Result<(), Error> {
         let arch = self.arch.arch;
         let spec = arch.spec();
-        let mut args = [0; 3];
-        for (value, reg) in args.iter_mut().zip(argument_registers(arch)?) {
-            *value = self.read_reg(reg)?;
-        }
+        let args = host_arguments(arch, |reg| self.read_reg(reg))?;
         let result =
             dispatch_host_function(arch, function, host, &mut self.memory(), args, buffer)?;
         if let Some(value) = result {
