@@ -233,6 +233,15 @@ impl Stub {
     }
 }
 
+// Every ISA's throw-to-entry stub loads the entry's handler record from the
+// call buffer at these offsets (its rows hard-code them as displacements):
+// moving the record must fail the build, not the stubs.
+const _: () = assert!(
+    crate::abi::HANDLER_PC_OFFSET == 8
+        && crate::abi::HANDLER_SP_OFFSET == 16
+        && crate::abi::HANDLER_FP_OFFSET == 24
+);
+
 /// Number of bytes of a stub's rows.
 pub(crate) const fn stub_len(rows: &[StubRow]) -> usize {
     let mut len = 0;
