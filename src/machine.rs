@@ -420,26 +420,27 @@ mod tests {
         }
     }
 
-    /// Records what it is asked; host function 7 panics.
+    /// Records what it is asked and with what; host function 7 panics.
     #[derive(Default)]
     struct Recorder {
-        calls: Vec<(&'static str, u64, u64)>,
+        calls: Vec<(&'static str, [u64; 3])>,
     }
 
     impl HostServices for Recorder {
         fn throw(&mut self, _: &mut dyn Memory, context: u64, buffer: u64) -> Result<(), Error> {
-            self.calls.push(("throw", context, buffer));
+            self.calls.push(("throw", [context, buffer, 0]));
             Ok(())
         }
 
         fn throw_to_entry(&mut self, tag: u32, payloads: [u64; 2]) -> Result<(), Error> {
+            let [first, second] = payloads;
             self.calls
-                .push(("throw_to_entry", u64::from(tag), payloads[0] + payloads[1]));
+                .push(("throw_to_entry", [u64::from(tag), first, second]));
             Ok(())
         }
 
         fn call_host(&mut self, _: &mut dyn Memory, index: u64, frame: u64) -> Result<u64, Error> {
-            self.calls.push(("call_host", index, frame));
+            self.calls.push(("call_host", [index, frame, 0]));
             match index {
                 7 => panic!("host function seven"),
                 _ => Ok(index + frame),
@@ -497,10 +498,10 @@ mod tests {
         assert_eq!(
             host.calls,
             [
-                ("throw", 1, 0x20),
-                ("call_host", 3, 4),
-                ("throw_to_entry", 5, 13),
-                ("call_host", 7, 0)
+                ("throw", [1, 0x20, 0]),
+                ("call_host", [3, 4, 0]),
+                ("throw_to_entry", [5, 6, 7]),
+                ("call_host", [7, 0, 0])
             ]
         );
     }
