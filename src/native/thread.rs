@@ -256,12 +256,19 @@ fn thread_stack_bounds() -> Option<(u64, u64)> {
     }
 }
 
+/// [`active_call`] for `what`, a host function JIT code called: without a
+/// call on this thread (JIT code run outside any entry) there is nowhere to
+/// return a failure to, so the process aborts with a message.
+fn active_call_of(what: &str) -> (&'static ActiveCall, (u64, u64)) {
+    active_call().unwrap_or_else(|| {
+        eprintln!("cranelift-exn: {what} called outside any entry; aborting");
+        std::process::abort()
+    })
+}
+
 /// The host function behind the throw stub (C ABI, called from JIT code).
 pub(super) extern "C" fn native_throw(context: *mut u64) {
-    let Some((active, stack)) = active_call() else {
-        eprintln!("cranelift-exn: __cranelift_throw called outside any entry; aborting");
-        std::process::abort();
-    };
+    let (active, stack) = active_call_of("__cranelift_throw");
     active.in_jit.set(false);
     let mut memory = call_memory(active, stack);
     // SAFETY: `host` points at the `&mut dyn HostServices` borrowed by the
@@ -283,10 +290,7 @@ pub(super) extern "C" fn native_throw(context: *mut u64) {
 /// record the stub then installs. The thread stays out of JIT code from here
 /// on, so an interrupt no longer stops the call: it is ending anyway.
 pub(super) extern "C" fn native_throw_to_entry(tag: u32, payload0: u64, payload1: u64) -> u64 {
-    let Some((active, _)) = active_call() else {
-        eprintln!("cranelift-exn: {THROW_TO_ENTRY_SYMBOL} called outside any entry; aborting");
-        std::process::abort();
-    };
+    let (active, _) = active_call_of(THROW_TO_ENTRY_SYMBOL);
     active.in_jit.set(false);
     // SAFETY: as in `native_throw`.
     let host = unsafe { &mut *active.host };
@@ -301,10 +305,7 @@ pub(super) extern "C" fn native_throw_to_entry(tag: u32, payload0: u64, payload1
 /// The host function behind [`HostFunction::Call`] (C ABI, called from the
 /// glue of a host function).
 pub(super) extern "C" fn native_host_call(index: u64, frame: u64) -> u64 {
-    let Some((active, stack)) = active_call() else {
-        eprintln!("cranelift-exn: a host function was called outside any entry; aborting");
-        std::process::abort();
-    };
+    let (active, stack) = active_call_of("a host function");
     active.in_jit.set(false);
     let mut memory = call_memory(active, stack);
     // SAFETY: as in `native_throw`; a nested `call_entry` made by the host
