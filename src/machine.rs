@@ -280,6 +280,15 @@ pub trait Machine {
     fn shares_process_memory(&self) -> bool {
         false
     }
+
+    /// This machine itself as [`Any`](std::any::Any), for callers that take
+    /// a faster path on a machine type they know (a module holding the host
+    /// CPU's machine as a `dyn Machine` calls its entry directly, without a
+    /// dynamic call per call). `None` (the default) opts out; an answer
+    /// that is not this machine itself is ignored.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// What a machine runs code on.

@@ -1,10 +1,15 @@
 //! `Module::raw_entry` and `Module::call_raw`: the call path without name
 //! lookup or `DataValue` encoding, with the same outcomes as `Module::call`.
 
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cranelift_exn::Error;
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::TrapCode;
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
+use cranelift_exn::machine::{HostFunction, HostServices, Machine};
 use cranelift_exn::native::NativeMachine;
 use cranelift_exn::trampoline::{SLOT_SIZE, VALUES_OFFSET};
 use cranelift_exn::values::encode_arguments;
@@ -163,4 +168,110 @@ fn unaligned_buffers_are_copied_and_results_come_back() {
             payloads: [5, 0]
         })
     );
+}
+
+/// A machine that runs everything on an inner [`NativeMachine`] and counts
+/// the calls it is asked to run; its `as_any` answers `None` or the inner
+/// machine, which lies at another address.
+#[repr(C)]
+struct Delegating {
+    calls: AtomicUsize,
+    inner: NativeMachine,
+    any_is_inner: bool,
+}
+
+impl Machine for Delegating {
+    fn arch(&self) -> Arch {
+        self.inner.arch()
+    }
+    fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
+        self.inner.allocate_code(size)
+    }
+    unsafe fn install_code(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
+        // SAFETY: our caller's contract, passed on.
+        unsafe { self.inner.install_code(base, bytes) }
+    }
+    fn allocate_data(&mut self, size: usize, align: u64) -> Result<u64, Error> {
+        self.inner.allocate_data(size, align)
+    }
+    fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
+        self.inner.install_data(base, bytes, writable)
+    }
+    fn host_function_address(&mut self, function: HostFunction) -> Result<u64, Error> {
+        self.inner.host_function_address(function)
+    }
+    unsafe fn call_entry(
+        &self,
+        entry: u64,
+        callee: u64,
+        buffer: &mut [u8],
+        host: &mut dyn HostServices,
+    ) -> Result<(), Error> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: our caller's contract, passed on.
+        unsafe { self.inner.call_entry(entry, callee, buffer, host) }
+    }
+    fn shares_process_memory(&self) -> bool {
+        true
+    }
+    fn as_any(&self) -> Option<&dyn Any> {
+        self.any_is_inner.then_some(&self.inner as &dyn Any)
+    }
+}
+
+/// A module takes the direct native path only for a machine that is a
+/// `NativeMachine` itself; any other machine — one that answers `as_any`
+/// with nothing, or with a `NativeMachine` that is not itself — gets every
+/// call through `Machine::call_installed_entry`, with the same outcomes.
+#[test]
+fn only_a_native_machine_itself_is_called_directly() {
+    for any_is_inner in [false, true] {
+        let arch = Arch::host().expect("a supported host");
+        let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+        builder
+            .define_clif(&format!("{TRAPPING}{PROGRAM}"))
+            .unwrap();
+        let module = builder
+            .finalize(Box::new(Delegating {
+                inner: NativeMachine::new().unwrap(),
+                calls: AtomicUsize::new(0),
+                any_is_inner,
+            }))
+            .unwrap();
+        let divide = module.raw_entry("divide").unwrap();
+        let mut buffer = buffer_for(&module, "divide", &[84, 2]);
+        module.call_raw(&divide, &mut buffer).unwrap();
+        assert_eq!(slot(&buffer, 0), 42);
+        let throwing = module.raw_entry("throwing").unwrap();
+        let mut buffer = buffer_for(&module, "throwing", &[7]);
+        assert!(matches!(
+            module.call_raw(&throwing, &mut buffer),
+            Err(CallError::Exception {
+                tag: 9,
+                payloads: [7, 0]
+            })
+        ));
+        let mut buffer = buffer_for(&module, "divide", &[1, 0]);
+        assert!(matches!(
+            module.call_raw(&divide, &mut buffer),
+            Err(CallError::Trap {
+                code: TrapCode::INTEGER_DIVISION_BY_ZERO,
+                ..
+            })
+        ));
+        assert_eq!(
+            delegated_calls(&module),
+            3,
+            "as_any answers the inner machine: {any_is_inner}"
+        );
+    }
+}
+
+/// How many calls the module's [`Delegating`] machine ran.
+fn delegated_calls(module: &Module) -> usize {
+    // The module's machine is the `Delegating` it was finalized with.
+    let machine: *const dyn Machine = module.machine();
+    // SAFETY: see above; the module (and so the machine) is alive.
+    let delegating = unsafe { &*machine.cast::<Delegating>() };
+    delegating.calls.load(Ordering::Relaxed)
 }

@@ -629,6 +629,9 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// Tells this module's [`RawEntry`]s from other modules'.
     pub(crate) id: u64,
     pub(crate) machine: Box<M>,
+    /// Whether `machine` is the host CPU's [`NativeMachine`] (see
+    /// [`JitModule::native_machine`]).
+    native: bool,
     pub(crate) interrupt: InterruptHandle,
 }
 
@@ -666,6 +669,18 @@ impl RawEntry {
     pub fn buffer_size(&self) -> usize {
         self.buffer_size
     }
+}
+
+/// Whether `machine` is a [`NativeMachine`]: its `as_any` answers with
+/// itself as one (the same address and size).
+fn is_native<M: ?Sized + Machine>(machine: &M) -> bool {
+    machine
+        .as_any()
+        .and_then(|any| any.downcast_ref::<NativeMachine>())
+        .is_some_and(|native| {
+            std::ptr::addr_eq(native, machine)
+                && std::mem::size_of_val(native) == std::mem::size_of_val(machine)
+        })
 }
 
 /// Source of [`JitModule`] ids.
@@ -743,6 +758,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             trampolines: 0,
             imported: Vec::new(),
             id: NEXT_MODULE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            native: is_native(machine.as_ref()),
             machine,
             interrupt: InterruptHandle::new(),
         })
@@ -957,14 +973,32 @@ impl<M: ?Sized + Machine> JitModule<M> {
         // trampoline and callee are installed code of this module, and the
         // buffer is at least the size the signature needs.
         unsafe {
-            self.machine.call_installed_entry(
-                entry.trampoline,
-                entry.callee,
-                buffer,
-                &mut services,
-            )?;
+            // The host CPU's machine directly: its entry inlines here.
+            match self.native_machine() {
+                Some(native) => {
+                    native.enter(entry.trampoline, entry.callee, buffer, &mut services)?
+                }
+                None => self.machine.call_installed_entry(
+                    entry.trampoline,
+                    entry.callee,
+                    buffer,
+                    &mut services,
+                )?,
+            }
         }
         self.outcome(&mut services, buffer)
+    }
+
+    /// The machine as the [`NativeMachine`] it is, if it is one: known
+    /// without a dynamic call, so that `call_raw` inlines its entry.
+    #[inline(always)]
+    fn native_machine(&self) -> Option<&NativeMachine> {
+        // SAFETY: `native` says the machine answered `as_any` with itself
+        // as a `NativeMachine` (`is_native` checked the type and the
+        // address), and the box keeps that value, in place, as long as the
+        // module.
+        self.native
+            .then(|| unsafe { &*(self.machine.as_ref() as *const M).cast::<NativeMachine>() })
     }
 
     /// The key ([`symbol_name`]) of function `id`.

@@ -287,6 +287,10 @@ impl Machine for NativeMachine {
     fn shares_process_memory(&self) -> bool {
         true
     }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 impl NativeMachine {
