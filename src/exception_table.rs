@@ -65,10 +65,8 @@ pub struct FunctionEntry {
     pub saved_registers: Vec<SavedRegister>,
     /// Whether this is an entry trampoline or other code.
     pub kind: FunctionKind,
-    /// `saved_registers` as the unwinder restores them: (context word,
-    /// offset from the frame-pointer value), for the registers the ISA's
-    /// throw context holds (see [`crate::isa::context::SAVED`]).
-    pub(crate) restore: Vec<(usize, i64)>,
+    /// How the unwinder leaves a frame of this function.
+    pub(crate) restore: FrameRestore,
     /// Whether the table holds call sites with handlers of this function
     /// (set by [`ExceptionTable::new`]): a frame of a function without
     /// any needs no probe of the index.
@@ -119,18 +117,56 @@ impl FunctionEntry {
     }
 }
 
-/// The context words and frame slots of `saved` (see
+/// What the unwinder reads to leave a frame of one function (see
+/// [`FunctionEntry::restore`]).
+#[derive(Clone, Debug)]
+pub(crate) struct FrameRestore {
+    /// `saved_registers` as the unwinder restores them: (context word,
+    /// offset from the frame-pointer value), for the registers the ISA's
+    /// throw context holds (see [`crate::isa::context::SAVED`]).
+    pub slots: Vec<(usize, i64)>,
+    /// Every byte a step out of the frame reads — the slots and the ISA's
+    /// frame links — as (offset from the frame-pointer value, length): on
+    /// host memory the step checks this span once instead of each word.
+    pub window: (i64, u64),
+    /// The architecture whose frame links `window` covers: a walk on any
+    /// other checks each word.
+    pub arch: Arch,
+}
+
+impl FrameRestore {
+    /// The restore of `slots` on `arch`: `window` covers them and the
+    /// frame links.
+    pub(crate) fn new(arch: Arch, slots: Vec<(usize, i64)>) -> FrameRestore {
+        let links = arch.spec().frame_links();
+        let offsets = slots
+            .iter()
+            .map(|&(_, offset)| offset)
+            .chain([links.caller_fp_offset, links.return_address_offset]);
+        let (low, high) = offsets.fold((i64::MAX, i64::MIN), |(low, high), offset| {
+            (low.min(offset), high.max(offset.saturating_add(8)))
+        });
+        FrameRestore {
+            slots,
+            window: (low, high.abs_diff(low)),
+            arch,
+        }
+    }
+}
+
+/// The context words and frame slots of `saved` on `arch` (see
 /// [`FunctionEntry::restore`]); registers the context does not hold are
 /// left out.
-pub(crate) fn restore_slots(arch: Arch, saved: &[SavedRegister]) -> Vec<(usize, i64)> {
+pub(crate) fn restore_slots(arch: Arch, saved: &[SavedRegister]) -> FrameRestore {
     let order = arch.spec().callee_saved();
-    saved
+    let slots = saved
         .iter()
         .filter_map(|s| {
             let i = order.iter().position(|r| *r == s.reg)?;
             Some((context::SAVED + i, s.fp_offset))
         })
-        .collect()
+        .collect();
+    FrameRestore::new(arch, slots)
 }
 
 /// A call site with handlers as the [`ExceptionTable`] stores it: a view
@@ -651,7 +687,7 @@ mod tests {
             traps: vec![],
             saved_registers: vec![],
             kind: FunctionKind::Code,
-            restore,
+            restore: FrameRestore::new(Arch::X86_64, restore),
             has_handler_sites: false,
         }
     }

@@ -405,6 +405,7 @@ mod tests {
     use crate::compile::{CallSite, Handler};
     use crate::exception_table::FunctionEntry;
     use crate::isa::{Endianness, Reg, SavedRegister};
+    use crate::memory::HostMemory;
 
     /// Sparse little-endian memory: unset bytes read as an error.
     #[derive(Default)]
@@ -591,6 +592,74 @@ mod tests {
             assert_eq!(table.walk_hint(0), 1, "hint {hint}");
             assert_eq!(table.walk_hint(1), hint, "hint {hint}");
         }
+    }
+
+    /// The scene's stack words (0x8000 up to the end of the context) copied
+    /// into host memory as native words, the addresses among them moved
+    /// to where the copy lies; and the copy's base address.
+    fn host_copy(m: &FakeMemory) -> (Vec<u64>, u64) {
+        const LOW: u64 = 0x8000;
+        let words = context::SAVED + Arch::Aarch64.spec().callee_saved().len();
+        let high = CTX + 8 * words as u64;
+        let mut copy = vec![0u64; ((high - LOW) / 8) as usize];
+        let base = copy.as_ptr() as u64;
+        for (i, word) in copy.iter_mut().enumerate() {
+            let value = m.read_u64(LOW + 8 * i as u64).unwrap_or(0);
+            *word = if (LOW..high).contains(&value) {
+                value - LOW + base
+            } else {
+                value
+            };
+        }
+        (copy, base)
+    }
+
+    /// On host memory a frame's words are read after one check of the
+    /// frame's whole window: the same walk, the same restores; a window
+    /// reaching outside the memory is an error naming the address.
+    #[test]
+    fn a_walk_on_host_memory_checks_each_frame_once() {
+        let (table, m) = scene(A_FP, 0);
+        let (mut copy, base) = host_copy(&m);
+        let at = |addr: u64| addr - 0x8000 + base;
+        let len = 8 * copy.len() as u64;
+        // SAFETY: `copy` is live and ours for the whole walk.
+        let mut host = unsafe { HostMemory::new([(base, base + len), (0, 0)]) };
+        let (_, delivery) = throw(Arch::Aarch64, &table, &mut host, at(CTX)).unwrap();
+        assert_eq!(
+            delivery,
+            Delivery::Caught {
+                pc: 0x1080,
+                sp: at(A_FP) - 0x30,
+                fp: at(A_FP)
+            }
+        );
+        let spec = Arch::Aarch64.spec();
+        let saved = |reg: Reg| {
+            let i = spec.callee_saved().iter().position(|r| *r == reg).unwrap();
+            copy[((CTX - 0x8000) / 8) as usize + context::SAVED + i]
+        };
+        assert_eq!((saved(X19), saved(D8)), (7, 8), "restored from %b's frame");
+        assert_eq!(saved(Reg::int(20)), 1001, "not saved by %b: unchanged");
+
+        // Memory that starts just above %b's lowest saved slot (d8, at
+        // fp - 24), or ends just below its return address (fp + 8): the
+        // check of the window (fp - 24 to fp + 16) refuses the frame.
+        let end = 0x8000 + len;
+        for (low, high) in [(B_FP - 16, end), (0x8000, B_FP + 8)] {
+            let (table, m) = scene(A_FP, 0);
+            let (fresh, base) = host_copy(&m);
+            copy = fresh;
+            let at = |addr: u64| addr - 0x8000 + base;
+            // SAFETY: as above (a part of `copy`).
+            let mut host = unsafe { HostMemory::new([(at(low), at(high)), (at(CTX), base + len)]) };
+            let err = throw(Arch::Aarch64, &table, &mut host, at(CTX)).unwrap_err();
+            assert!(
+                matches!(err, Error::Memory { address, .. } if address == at(B_FP - 24)),
+                "{low:#x}..{high:#x}: {err}"
+            );
+        }
+        drop(copy);
     }
 
     #[test]

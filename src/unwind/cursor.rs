@@ -36,6 +36,8 @@ pub(super) struct FrameCursor<'a, M: ?Sized> {
     table: &'a ExceptionTable,
     memory: &'a M,
     links: FrameLinks,
+    /// The architecture whose frames these are.
+    arch: Arch,
     /// The return address into the current frame.
     pub pc: u64,
     /// The current frame's frame-pointer value.
@@ -55,6 +57,7 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
             table,
             memory,
             links: arch.spec().frame_links(),
+            arch,
             pc,
             fp,
             last: usize::MAX,
@@ -108,7 +111,8 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
 
     /// Leave `frame`, the current one, for its caller: the registers it
     /// saved get their caller's values in `ctx` (when `restore`), then the
-    /// cursor moves to the caller's return address and frame.
+    /// cursor moves to the caller's return address and frame. On host
+    /// memory the frame's whole window is bounds-checked once.
     #[inline]
     pub fn step<C: ContextWords>(
         &mut self,
@@ -116,17 +120,44 @@ impl<'a, M: Memory + ?Sized> FrameCursor<'a, M> {
         ctx: &mut C,
         restore: bool,
     ) -> Result<(), Error> {
-        let (fp, memory) = (self.fp, self.memory);
         let function = frame.function();
+        match self.memory.host_view() {
+            Some(host) if function.restore.arch == self.arch => {
+                let (offset, len) = function.restore.window;
+                host.check(self.fp.wrapping_add_signed(offset), len as usize)?;
+                // SAFETY: `step_reading` reads only the slots and the frame
+                // links, which the window (checked just now) covers.
+                self.step_reading(function, ctx, restore, |addr| {
+                    Ok(unsafe { host.read_u64_unchecked(addr) })
+                })
+            }
+            _ => {
+                let memory = self.memory;
+                self.step_reading(function, ctx, restore, |addr| memory.read_u64(addr))
+            }
+        }
+    }
+
+    /// [`FrameCursor::step`] out of a frame of `function`, reading its words
+    /// with `read`.
+    #[inline(always)]
+    fn step_reading<C: ContextWords>(
+        &mut self,
+        function: &FunctionEntry,
+        ctx: &mut C,
+        restore: bool,
+        read: impl Fn(u64) -> Result<u64, Error>,
+    ) -> Result<(), Error> {
+        let fp = self.fp;
         if restore {
-            for &(word, fp_offset) in &function.restore {
-                ctx.set(word, memory.read_u64(fp.wrapping_add_signed(fp_offset))?);
+            for &(word, fp_offset) in &function.restore.slots {
+                ctx.set(word, read(fp.wrapping_add_signed(fp_offset))?);
             }
         }
         let links = self.links;
-        let next_pc = memory.read_u64(fp.wrapping_add_signed(links.return_address_offset))?
-            & links.return_address_mask;
-        let next_fp = memory.read_u64(fp.wrapping_add_signed(links.caller_fp_offset))?;
+        let next_pc =
+            read(fp.wrapping_add_signed(links.return_address_offset))? & links.return_address_mask;
+        let next_fp = read(fp.wrapping_add_signed(links.caller_fp_offset))?;
         if next_fp <= fp {
             return Err(chain_shrinks(fp, next_fp, &function.name));
         }
