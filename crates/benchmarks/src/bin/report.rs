@@ -134,11 +134,24 @@ fn get(m: &Medians, group: &str, function: &str, value: &str) -> Option<f64> {
 fn ns(v: Option<f64>) -> String {
     match v {
         None => "—".into(),
+        Some(v) if v < 0.0 => format!("−{}", ns(Some(-v))),
         Some(v) if v >= 100_000.0 => format!("{:.0} µs", v / 1000.0),
         Some(v) if v >= 10_000.0 => format!("{:.1} µs", v / 1000.0),
         Some(v) if v >= 1000.0 => format!("{:.2} µs", v / 1000.0),
         Some(v) if v >= 100.0 => format!("{v:.0} ns"),
         Some(v) => format!("{v:.1} ns"),
+    }
+}
+
+/// `a − b`, a time one row adds to another, for the prose: a negative
+/// difference (noise larger than what is measured) says so.
+fn added(a: Option<f64>, b: Option<f64>) -> String {
+    match a.zip(b).map(|(a, b)| a - b) {
+        Some(d) if d < 0.0 => format!(
+            "nothing measurable ({}: the noise between the two rows exceeds it)",
+            ns(Some(d))
+        ),
+        d => ns(d),
     }
 }
 
@@ -248,21 +261,15 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
                     ("setjmp", ns(e("c_setjmp_entry"))),
                     (
                         "call_raw_extra",
-                        ns(e("our_call_raw")
-                            .zip(e("our_trampoline"))
-                            .map(|(a, b)| a - b)),
+                        added(e("our_call_raw"), e("our_trampoline")),
                     ),
                     (
                         "throw_cost",
-                        ns(t("b_to_entry", 1)
-                            .zip(t("jit_calls_no_throw", 1))
-                            .map(|(a, b)| a - b)),
+                        added(t("b_to_entry", 1), t("jit_calls_no_throw", 1)),
                     ),
                     (
                         "longjmp_cost",
-                        ns(t("f_longjmp_over_jit", 1)
-                            .zip(e("c_setjmp_entry"))
-                            .map(|(a, b)| a - b)),
+                        added(t("f_longjmp_over_jit", 1), e("c_setjmp_entry")),
                     ),
                 ],
             )
@@ -299,18 +306,8 @@ fn verdicts(m: &Medians) -> Vec<Verdict> {
                     ("trampoline_by", x(trampoline.map(|r| r / 0.7))),
                     ("tail_by", x(tail.map(|r| r / 0.7))),
                     ("bare", x(ratio(e("bare_wrapper"), e("c_setjmp_entry")))),
-                    (
-                        "rust_extra",
-                        ns(e("our_call_raw")
-                            .zip(e("our_trampoline"))
-                            .map(|(a, b)| a - b)),
-                    ),
-                    (
-                        "typed_extra",
-                        ns(e("our_typed_call")
-                            .zip(e("our_call_raw"))
-                            .map(|(a, b)| a - b)),
-                    ),
+                    ("rust_extra", added(e("our_call_raw"), e("our_trampoline"))),
+                    ("typed_extra", added(e("our_typed_call"), e("our_call_raw"))),
                     (
                         "sigsetjmp",
                         x(ratio(e("our_trampoline"), e("c_sigsetjmp_entry"))),
@@ -412,7 +409,7 @@ fn trap_verdict(m: &Medians) -> Verdict {
     };
     // What each side adds to the bare fault and delivery (the SA_NODEFER
     // round trip): ours user-space work, C its two sigprocmask calls.
-    let over_nodefer = |a: &str, b: &str| tr(m, a).zip(tr(m, b)).map(|(a, b)| a - b);
+    let over_nodefer = |a: &str, b: &str| added(tr(m, a), tr(m, b));
     Verdict {
         target,
         measured: format!("ud2: {}, division by zero: {}", x(Some(ud2)), x(Some(divz))),
@@ -425,19 +422,16 @@ fn trap_verdict(m: &Medians) -> Verdict {
                 ("missed_by", format!("{:.0} %", (worst - 1.0) * 100.0)),
                 (
                     "ours_divz",
-                    ns(over_nodefer("jit_divz", "c_nodefer_setjmp_divz")),
+                    over_nodefer("jit_divz", "c_nodefer_setjmp_divz"),
                 ),
-                (
-                    "ours_ud2",
-                    ns(over_nodefer("jit_ud2", "c_nodefer_setjmp_ud2")),
-                ),
+                ("ours_ud2", over_nodefer("jit_ud2", "c_nodefer_setjmp_ud2")),
                 (
                     "c_divz",
-                    ns(over_nodefer("c_sigsetjmp_divz", "c_nodefer_setjmp_divz")),
+                    over_nodefer("c_sigsetjmp_divz", "c_nodefer_setjmp_divz"),
                 ),
                 (
                     "c_ud2",
-                    ns(over_nodefer("c_sigsetjmp_ud2", "c_nodefer_setjmp_ud2")),
+                    over_nodefer("c_sigsetjmp_ud2", "c_nodefer_setjmp_ud2"),
                 ),
                 ("sort_after_ud2", ns(sort_after(m, "ud2"))),
                 ("sort_after_divz", ns(sort_after(m, "divz"))),
@@ -728,10 +722,7 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
             &[
                 ("ud2_enter", ns(enter("ud2"))),
                 ("divz_enter", ns(enter("divz"))),
-                (
-                    "ud2_extra",
-                    ns(enter("ud2").zip(enter("divz")).map(|(a, b)| a - b))
-                ),
+                ("ud2_extra", added(enter("ud2"), enter("divz"))),
                 ("int3_enter", ns(enter("int3"))),
                 ("gp_enter", ns(enter("int_n"))),
                 ("pf_enter", ns(enter("page_fault"))),
@@ -958,5 +949,22 @@ fn main() -> ExitCode {
             eprintln!("report: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_keep_their_sign_and_a_negative_one_says_so() {
+        assert_eq!(ns(Some(-2286.2)), "−2.29 µs");
+        assert_eq!(ns(Some(-14.25)), "−14.2 ns");
+        assert_eq!(added(Some(3500.0), Some(2530.0)), "970 ns");
+        assert_eq!(
+            added(Some(10_100.0), Some(12_400.0)),
+            "nothing measurable (−2.30 µs: the noise between the two rows exceeds it)"
+        );
+        assert_eq!(added(None, Some(1.0)), "—");
     }
 }
