@@ -143,12 +143,15 @@ impl FrameRestore {
             .iter()
             .map(|&(_, offset)| offset)
             .chain([links.caller_fp_offset, links.return_address_offset]);
-        let (low, high) = offsets.fold((i64::MAX, i64::MIN), |(low, high), offset| {
-            (low.min(offset), high.max(offset.saturating_add(8)))
+        let (low, high) = offsets.fold((i64::MAX, i128::MIN), |(low, high), offset| {
+            (low.min(offset), high.max(i128::from(offset) + 8))
         });
+        // Exact: a span too long for a u64 (absurd offsets) becomes one no
+        // memory contains, so the check refuses it.
+        let len = u64::try_from(high - i128::from(low)).unwrap_or(u64::MAX);
         FrameRestore {
             slots,
-            window: (low, high.abs_diff(low)),
+            window: (low, len),
             arch,
         }
     }
@@ -689,6 +692,33 @@ mod tests {
             kind: FunctionKind::Code,
             restore: FrameRestore::new(Arch::X86_64, restore),
             has_handler_sites: false,
+        }
+    }
+
+    /// A frame's window spans exactly the slots and frame links a step
+    /// reads, on every ISA; absurd offsets give a span no memory holds.
+    #[test]
+    fn frame_windows_cover_the_slots_and_the_frame_links() {
+        for arch in Arch::ALL {
+            let links = arch.spec().frame_links();
+            for slots in [vec![], vec![(2, -16), (3, -8)], vec![(2, 160), (3, -48)]] {
+                let restore = FrameRestore::new(arch, slots.clone());
+                let offsets: Vec<i64> = slots
+                    .iter()
+                    .map(|&(_, o)| o)
+                    .chain([links.caller_fp_offset, links.return_address_offset])
+                    .collect();
+                let low = *offsets.iter().min().unwrap();
+                let high = offsets.iter().max().unwrap() + 8;
+                assert_eq!(
+                    restore.window,
+                    (low, (high - low) as u64),
+                    "{arch}: {slots:?}"
+                );
+                assert_eq!(restore.slots, slots);
+            }
+            let absurd = FrameRestore::new(arch, vec![(2, i64::MAX - 3), (3, i64::MIN)]);
+            assert_eq!(absurd.window, (i64::MIN, u64::MAX), "{arch}");
         }
     }
 
