@@ -72,10 +72,23 @@ impl HostMemory {
         self.ranges.iter().any(inside)
     }
 
+    /// The word at `addr`, without a bounds check: for a run of reads
+    /// inside a span one [`HostMemory::check`] accepted.
+    ///
+    /// # Safety
+    ///
+    /// The 8 bytes at `addr` lie inside a span [`HostMemory::check`]
+    /// accepted.
+    #[inline]
+    pub(crate) unsafe fn read_u64_unchecked(&self, addr: u64) -> u64 {
+        // SAFETY: our caller's contract; an unaligned read is allowed.
+        unsafe { (addr as *const u64).read_unaligned() }
+    }
+
     /// `Ok` when the `len` bytes at `addr` lie inside one of the ranges,
     /// else an error naming the address.
     #[inline]
-    pub fn check(&self, addr: u64, len: usize) -> Result<(), Error> {
+    pub(crate) fn check(&self, addr: u64, len: usize) -> Result<(), Error> {
         if self.contains(addr, len) {
             Ok(())
         } else {
@@ -90,21 +103,6 @@ impl HostMemory {
             address: addr,
             message: format!("outside the thread's stack {lo:#x}..{hi:#x} and the call buffer"),
         }
-    }
-}
-
-impl HostMemory {
-    /// The word at `addr`, without a bounds check: for a run of reads
-    /// inside a span one [`HostMemory::check`] accepted.
-    ///
-    /// # Safety
-    ///
-    /// The 8 bytes at `addr` lie inside a span [`HostMemory::check`]
-    /// accepted.
-    #[inline]
-    pub unsafe fn read_u64_unchecked(&self, addr: u64) -> u64 {
-        // SAFETY: our caller's contract; an unaligned read is allowed.
-        unsafe { (addr as *const u64).read_unaligned() }
     }
 }
 

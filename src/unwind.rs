@@ -620,7 +620,7 @@ mod tests {
     #[test]
     fn a_walk_on_host_memory_checks_each_frame_once() {
         let (table, m) = scene(A_FP, 0);
-        let (mut copy, base) = host_copy(&m);
+        let (copy, base) = host_copy(&m);
         let at = |addr: u64| addr - 0x8000 + base;
         let len = 8 * copy.len() as u64;
         // SAFETY: `copy` is live and ours for the whole walk.
@@ -648,10 +648,9 @@ mod tests {
         let end = 0x8000 + len;
         for (low, high) in [(B_FP - 16, end), (0x8000, B_FP + 8)] {
             let (table, m) = scene(A_FP, 0);
-            let (fresh, base) = host_copy(&m);
-            copy = fresh;
+            let (_copy, base) = host_copy(&m);
             let at = |addr: u64| addr - 0x8000 + base;
-            // SAFETY: as above (a part of `copy`).
+            // SAFETY: as above (parts of `_copy`).
             let mut host = unsafe { HostMemory::new([(at(low), at(high)), (at(CTX), base + len)]) };
             let err = throw(Arch::Aarch64, &table, &mut host, at(CTX)).unwrap_err();
             assert!(
@@ -659,7 +658,6 @@ mod tests {
                 "{low:#x}..{high:#x}: {err}"
             );
         }
-        drop(copy);
     }
 
     #[test]
