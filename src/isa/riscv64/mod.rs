@@ -14,8 +14,8 @@
 //!   at `sp + stack_size - cur_offset - 8`, i.e. at `s0 - cur_offset - 8`,
 //!   and describes it with `clobber_offset = clobber_size - cur_offset - 8`
 //!   after `DefineNewFrame { offset_downward_to_clobbers: clobber_size }`.
-//!   The shared [`fp_relative_saved_registers`] decoding (`clobber_offset -
-//!   offset_downward_to_clobbers`) therefore gives the right fp offset. (When
+//!   The shared decoding, `isa::fp_relative_saved_registers` (`clobber_offset -
+//!   offset_downward_to_clobbers`), therefore gives the right fp offset. (When
 //!   a tail-call callee needs more incoming-argument space, the prologue moves
 //!   the (s0, ra) pair down and re-points s0 at it before the clobbers, so the
 //!   relation still holds.)
