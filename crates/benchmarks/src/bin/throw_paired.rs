@@ -3,7 +3,8 @@
 //! machine (which moves a row by 10–40 % between criterion runs on a shared
 //! guest) hits every column of a round alike. Prints, per depth, the median
 //! time of each mechanism and the median of the per-round ratios the
-//! report's targets use; then the same for the entry paths.
+//! report's targets use; then the same for the entry paths (the
+//! trampoline called directly, for a `system_v` and a `tail` callee).
 //!
 //! ```text
 //! cargo run --release -p cranelift-exn-benchmarks --bin throw_paired [ROUNDS]
@@ -142,7 +143,8 @@ fn main() -> Result<(), String> {
     assert_eq!(bench.ret_via_trampoline(5), 5);
     assert_eq!(c::setjmp_entry(ret, 5), 5);
     const N: u32 = 20_000;
-    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    assert_eq!(bench.ret_tail_via_trampoline(5), 5);
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); 5];
     for _ in 0..rounds {
         columns[0].push(batch(N, || {
             black_box(c::setjmp_entry(black_box(ret), black_box(5)));
@@ -156,9 +158,13 @@ fn main() -> Result<(), String> {
         columns[3].push(batch(N, || {
             let _ = black_box(typed.call(black_box(5)));
         }));
+        columns[4].push(batch(N, || {
+            black_box(bench.ret_tail_via_trampoline(black_box(5)));
+        }));
     }
     for (what, column) in [
         ("our trampoline / setjmp entry", 1),
+        ("our trampoline, a `tail` callee / setjmp entry", 4),
         ("Module::call_raw / setjmp entry", 2),
         ("TypedFunc::call / setjmp entry", 3),
     ] {
