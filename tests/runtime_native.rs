@@ -1,6 +1,8 @@
 //! The embedder runtime on the host CPU: threads, resident memory over a
 //! million round trips, and faults that are not JIT code's.
 
+use std::os::unix::process::ExitStatusExt;
+
 use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::codegen::ir::{AbiParam, Signature, TrapCode, types};
 use cranelift_exn::codegen::isa::CallConv;
@@ -13,6 +15,7 @@ use cranelift_exn_testkit::hosted::{
     assert_host_throws, assert_jit_throws_to_entry, assert_nested_entries, hosted_builder,
     jit_throws,
 };
+use cranelift_exn_testkit::rerun::in_child;
 
 /// `%run(mode, x)`: mode 0 divides by zero, 1 throws `x` from the host
 /// (caught by JIT code, which returns the payload plus one), 2 throws it
@@ -162,31 +165,16 @@ fn a_million_trap_and_throw_round_trips_leave_resident_memory_flat() {
     );
 }
 
-/// Set in the child process of `a_fault_outside_jit_code_still_crashes`.
-const CHILD: &str = "CRANELIFT_EXN_NON_JIT_FAULT_CHILD";
-
 #[test]
 fn a_fault_outside_jit_code_still_crashes() {
-    if std::env::var_os(CHILD).is_some() {
+    let output = in_child("a_fault_outside_jit_code_still_crashes", || {
         // The handlers are installed and a JIT call is active on this
         // thread, but the fault is in the (Rust) host function it called.
         let module = module();
         assert!(matches!(run(&module, 0, 1), Err(CallError::Trap { .. })));
         let outcome = run(&module, 3, NULL_READ);
         println!("the fault was swallowed: {outcome:?}");
-        std::process::exit(0);
-    }
-    let output = cranelift_exn_testkit::rerun::this_test_binary()
-        .args([
-            "--exact",
-            "a_fault_outside_jit_code_still_crashes",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
+    });
     assert_eq!(
         output.status.signal(),
         Some(libc::SIGSEGV),
@@ -304,51 +292,38 @@ fn the_hosted_module_throws_to_and_across_its_entries() {
     );
 }
 
-/// Set in the child process of
-/// `a_throw_to_the_entry_outside_any_entry_aborts_with_a_message`.
-const ESCAPE_CHILD: &str = "CRANELIFT_EXN_ESCAPE_CHILD";
-
 /// JIT code called directly, not through an entry, that throws to the
 /// entry: there is no handler record to jump to, so the process aborts
 /// with a message rather than jumping through a stale or null one.
 #[test]
 fn a_throw_to_the_entry_outside_any_entry_aborts_with_a_message() {
-    if std::env::var_os(ESCAPE_CHILD).is_some() {
-        let arch = Arch::host().expect("a supported host");
-        let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-        builder
-            .define_clif(
-                "function %escape(i64) -> i64 system_v {
-                    fn0 = %__cranelift_exn_throw_to_entry(i32, i64, i64) system_v
-                block0(v0: i64):
-                    v1 = iconst.i32 7
-                    call fn0(v1, v0, v0)
-                    return v0
-                }",
-            )
-            .unwrap();
-        let module = builder
-            .finalize(Box::new(NativeMachine::new().unwrap()))
-            .unwrap();
-        let address = module.symbol_address("escape").expect("%escape is loaded");
-        // SAFETY: a loaded `system_v` function of this signature; calling it
-        // outside an entry is what this test is about.
-        let escape: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(address as usize) };
-        let value = escape(5);
-        println!("the throw returned {value}");
-        std::process::exit(0);
-    }
-    let output = cranelift_exn_testkit::rerun::this_test_binary()
-        .args([
-            "--exact",
-            "a_throw_to_the_entry_outside_any_entry_aborts_with_a_message",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ESCAPE_CHILD, "1")
-        .output()
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
+    let output = in_child(
+        "a_throw_to_the_entry_outside_any_entry_aborts_with_a_message",
+        || {
+            let arch = Arch::host().expect("a supported host");
+            let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+            builder
+                .define_clif(
+                    "function %escape(i64) -> i64 system_v {
+                        fn0 = %__cranelift_exn_throw_to_entry(i32, i64, i64) system_v
+                    block0(v0: i64):
+                        v1 = iconst.i32 7
+                        call fn0(v1, v0, v0)
+                        return v0
+                    }",
+                )
+                .unwrap();
+            let module = builder
+                .finalize(Box::new(NativeMachine::new().unwrap()))
+                .unwrap();
+            let address = module.symbol_address("escape").expect("%escape is loaded");
+            // SAFETY: a loaded `system_v` function of this signature;
+            // calling it outside an entry is what this test is about.
+            let escape: extern "C" fn(i64) -> i64 =
+                unsafe { std::mem::transmute(address as usize) };
+            println!("the throw returned {}", escape(5));
+        },
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.signal(),

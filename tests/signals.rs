@@ -16,6 +16,7 @@ use cranelift_exn::isa::Arch;
 use cranelift_exn::native::{NativeMachine, NativeOptions, handle_signal};
 use cranelift_exn::{CallError, Module, ModuleBuilder};
 use cranelift_exn_testkit::codegen::forwarding;
+use cranelift_exn_testkit::rerun::in_child;
 use cranelift_exn_testkit::traps::{CALL_POINTER, TRAPPING, assert_bad_code_address};
 
 /// With the testkit's [`TRAPPING`] and [`CALL_POINTER`] functions.
@@ -38,24 +39,6 @@ block2:
     return v3
 }
 ";
-
-/// Set in a child process to the name of the test whose body it runs.
-const CHILD: &str = "CRANELIFT_EXN_SIGNALS_CHILD";
-
-/// Run `body` in a child process (this binary, only test `name`); in the
-/// parent, return how the child ended. The child exits 0 after `body`.
-fn in_child(name: &str, body: impl FnOnce()) -> Output {
-    if std::env::var(CHILD).as_deref() == Ok(name) {
-        body();
-        println!("child done");
-        std::process::exit(0);
-    }
-    cranelift_exn_testkit::rerun::this_test_binary()
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .output()
-        .unwrap()
-}
 
 fn describe(output: &Output) -> String {
     format!(

@@ -1,7 +1,7 @@
 //! Running the current test binary again, in a child process: for tests of
 //! what a signal does to a whole process.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The variable naming a command line to run foreign test binaries with
 /// (`qemu-aarch64 -E LD_LIBRARY_PATH=…`), set by `scripts/cross`: a child
@@ -23,6 +23,26 @@ pub fn this_test_binary() -> Command {
         }
         None => Command::new(exe),
     }
+}
+
+/// The variable that tells a child started by [`in_child`] which test it
+/// runs `body` for.
+const CHILD_VARIABLE: &str = "CRANELIFT_EXN_TEST_CHILD";
+
+/// Run `body` in a child process (this test binary, only the test `name`,
+/// which calls this): in the child, run `body`, print "child done" and exit
+/// 0; in the parent, return how the child ended.
+pub fn in_child(name: &str, body: impl FnOnce()) -> Output {
+    if std::env::var(CHILD_VARIABLE).as_deref() == Ok(name) {
+        body();
+        println!("child done");
+        std::process::exit(0);
+    }
+    this_test_binary()
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_VARIABLE, name)
+        .output()
+        .expect("the test binary runs again")
 }
 
 #[cfg(test)]
