@@ -88,12 +88,6 @@ impl Context {
             )));
         }
         self.len = len;
-        self.load_words(memory, addr)
-    }
-
-    /// Fill the first `len` words of this context from `addr`.
-    fn load_words(&mut self, memory: &dyn Memory, addr: u64) -> Result<(), Error> {
-        let len = self.len;
         memory.read(addr, self.bytes_mut())?;
         let endianness = memory.endianness();
         if !endianness.is_native() {
@@ -370,17 +364,17 @@ pub fn to_entry(
         return Ok(());
     }
     let handler = handler(&*memory)?;
+    // Nothing to read: `rewrite_to_entry` sets every one of these words.
     let mut ctx = Context {
         words: [0; MAX_CONTEXT_WORDS],
         len: TO_ENTRY_WORDS,
     };
-    ctx.load_words(&*memory, context_addr)?;
     rewrite_to_entry(&mut ctx, handler, payloads);
     ctx.write(memory, context_addr)
 }
 
-/// Words of a throw context that [`to_entry`] rewrites: the fixed ones and
-/// the return-stack drop count.
+/// Words of a throw context that [`to_entry`] rewrites, all of them: the
+/// fixed ones and the return-stack drop count (the last).
 const TO_ENTRY_WORDS: usize = context::RETURN_STACK_DROPS + 1;
 
 /// Rewrite `ctx` to resume at the entry trampoline's `handler` (pc, sp,
@@ -657,6 +651,51 @@ mod tests {
                 matches!(err, Error::Memory { address, .. } if address == at(B_FP - 24)),
                 "{low:#x}..{high:#x}: {err}"
             );
+        }
+    }
+
+    /// The O(1) delivery rewrites the first words of the context, all
+    /// of them, and leaves the rest (the arguments after the drop count,
+    /// the saved registers) as the stub captured them: on an emulator's
+    /// memory (a copy written back) and in place on host memory.
+    #[test]
+    fn to_entry_rewrites_the_fixed_words_only() {
+        // The first argument word, where the drop count goes, starts non-zero.
+        let (_, mut m) = scene(A_FP, 0x1234);
+        let buffer = 0x8800;
+        for (offset, value) in [
+            (HANDLER_PC_OFFSET, 0x3000),
+            (HANDLER_SP_OFFSET, 0x7f00),
+            (HANDLER_FP_OFFSET, 0x7f40),
+        ] {
+            m.write_u64(buffer + offset as u64, value).unwrap();
+        }
+        let words = context::SAVED + Arch::Aarch64.spec().callee_saved().len();
+        let read = |m: &dyn Memory, ctx: u64| -> Vec<u64> {
+            (0..words)
+                .map(|i| m.read_u64(ctx + 8 * i as u64).unwrap())
+                .collect()
+        };
+        let before = read(&m, CTX);
+        let expected = [0x3000, 0x7f00, 0x7f40, 0x11, 0x22, 0];
+
+        let (copy, base) = host_copy(&m);
+        let at = |addr: u64| addr - 0x8000 + base;
+        // SAFETY: `copy` is live and ours while `host` is used.
+        let mut host = unsafe { HostMemory::new([(base, base + 8 * copy.len() as u64), (0, 0)]) };
+        let before_host = read(&host, at(CTX));
+        to_entry(&mut host, at(CTX), at(buffer), [0x11, 0x22]).unwrap();
+        to_entry(&mut m, CTX, buffer, [0x11, 0x22]).unwrap();
+        for (what, after, before) in [
+            ("emulated", read(&m, CTX), before),
+            ("host", read(&host, at(CTX)), before_host),
+        ] {
+            assert_eq!(
+                after[..TO_ENTRY_WORDS],
+                expected,
+                "{what}: pc, sp, fp, payloads, no drops"
+            );
+            assert_eq!(after[TO_ENTRY_WORDS..], before[TO_ENTRY_WORDS..], "{what}");
         }
     }
 
