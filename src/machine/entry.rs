@@ -151,10 +151,23 @@ mod tests {
     }
 
     #[test]
-    fn every_isa_passes_two_arguments_in_registers() {
-        for arch in [Arch::X86_64, Arch::Aarch64, Arch::Riscv64, Arch::S390x] {
-            let [first, second, _] = argument_registers(arch).unwrap();
-            assert_eq!(&arch.spec().int_arg_regs()[..2], [first, second]);
+    fn every_isa_passes_three_arguments_in_registers() {
+        for arch in Arch::ALL {
+            let registers = argument_registers(arch).unwrap();
+            assert_eq!(arch.spec().int_arg_regs()[..3], registers, "{arch}");
+        }
+    }
+
+    /// Host-function arguments are read from those registers, in order.
+    #[test]
+    fn host_arguments_read_the_argument_registers_in_order() {
+        for arch in Arch::ALL {
+            let registers = argument_registers(arch).unwrap();
+            let args = host_arguments(arch, |reg| {
+                let i = registers.iter().position(|r| *r == reg).unwrap();
+                Ok(10 + i as u64)
+            });
+            assert_eq!(args, Ok([10, 11, 12]), "{arch}");
         }
     }
 
