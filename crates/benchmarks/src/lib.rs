@@ -8,10 +8,12 @@
 //!   (built by `build.rs` with the `cc` crate);
 //! * [`rust_panic`]: a panic caught by `catch_unwind` through `d` frames;
 //! * [`table_size`]: exception-table bytes per call site and handler, ours
-//!   against wasmtime-internal-unwinder's serialized format.
+//!   against wasmtime-internal-unwinder's serialized format;
+//! * [`paired`]: measuring mechanisms in alternating batches.
 
 pub mod c;
 pub mod jit;
+pub mod paired;
 pub mod rust_panic;
 pub mod table_size;
 pub mod wasmtime;

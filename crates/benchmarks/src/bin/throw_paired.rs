@@ -15,38 +15,10 @@
 
 use std::hint::black_box;
 use std::io::Write as _;
-use std::time::Instant;
 
 use cranelift_exn_benchmarks::jit::{JitBench, Thrower};
+use cranelift_exn_benchmarks::paired::{batch, median_and_spread, ratios};
 use cranelift_exn_benchmarks::{DEPTHS, PAYLOAD, c, rust_panic};
-
-/// Nanoseconds per call of `f` over a batch of `n`.
-fn batch(n: u32, mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    start.elapsed().as_nanos() as f64 / f64::from(n)
-}
-
-/// The median of `values`, and the spread between their first and third
-/// quartiles as a fraction of it.
-fn median_and_spread(values: &[f64]) -> (f64, f64) {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let quartile = |q: usize| sorted[(sorted.len() - 1) * q / 4];
-    let median = quartile(2);
-    (median, (quartile(3) - quartile(1)) / median)
-}
-
-/// Per-round ratios of `columns[a]` to `columns[b]`.
-fn ratios(columns: &[Vec<f64>], a: usize, b: usize) -> Vec<f64> {
-    columns[a]
-        .iter()
-        .zip(&columns[b])
-        .map(|(x, y)| x / y)
-        .collect()
-}
 
 /// Per-round ratios of (`a` − `a_base`) to (`b` − `b_base`).
 fn added_ratios(columns: &[Vec<f64>], [a, a_base, b, b_base]: [usize; 4]) -> Vec<f64> {
@@ -118,9 +90,9 @@ fn main() -> Result<(), String> {
             .collect();
         say(format!("d={depth}: {}", times.join(", ")))?;
         for (what, values) in [
-            ("(b) / (f')", ratios(&columns, 1, 3)),
-            ("(a) / (f')", ratios(&columns, 0, 3)),
-            ("(a) / (c)", ratios(&columns, 0, 2)),
+            ("(b) / (f')", ratios(&columns[1], &columns[3])),
+            ("(a) / (f')", ratios(&columns[0], &columns[3])),
+            ("(a) / (c)", ratios(&columns[0], &columns[2])),
             (
                 "(panic added) / (walk added)",
                 added_ratios(&columns, [5, 6, 0, 4]),
@@ -168,7 +140,7 @@ fn main() -> Result<(), String> {
         ("Module::call_raw / setjmp entry", 2),
         ("TypedFunc::call / setjmp entry", 3),
     ] {
-        let (median, spread) = median_and_spread(&ratios(&columns, column, 0));
+        let (median, spread) = median_and_spread(&ratios(&columns[column], &columns[0]));
         say(format!(
             "entry: {what}: {median:.3} ±{:.0} %",
             spread * 100.0

@@ -11,27 +11,13 @@
 
 use std::hint::black_box;
 use std::io::Write as _;
-use std::time::Instant;
 
 use cranelift_exn_benchmarks::c::{CReturningTrapHandlers, CTrapHandlers, TrapKind};
 use cranelift_exn_benchmarks::jit::JitBench;
+use cranelift_exn_benchmarks::paired::{batch, median_and_spread, ratios};
 
 /// Traps per batch.
 const BATCH: u32 = 500;
-
-/// Nanoseconds per iteration of `f` over one batch.
-fn batch(mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    for _ in 0..BATCH {
-        f();
-    }
-    start.elapsed().as_nanos() as f64 / f64::from(BATCH)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn main() -> Result<(), String> {
     let rounds = match std::env::args().nth(1) {
@@ -46,32 +32,27 @@ fn main() -> Result<(), String> {
     for (divide, kind) in [(true, TrapKind::DivideByZero), (false, TrapKind::Ud2)] {
         let mut columns: [Vec<f64>; 4] = Default::default();
         for _ in 0..rounds {
-            columns[0].push(batch(|| {
+            columns[0].push(batch(BATCH, || {
                 let _ = black_box(bench.trap(black_box(divide)));
             }));
             for (column, nodefer) in [(1, false), (2, true)] {
                 let handlers = CTrapHandlers::install(nodefer)?;
-                columns[column].push(batch(|| {
+                columns[column].push(batch(BATCH, || {
                     black_box(handlers.trap(black_box(kind), !nodefer));
                 }));
             }
             let handlers = CReturningTrapHandlers::install()?;
-            columns[3].push(batch(|| {
+            columns[3].push(batch(BATCH, || {
                 black_box(handlers.trap(black_box(kind)));
             }));
         }
-        let mut ratios: Vec<f64> = columns[0]
-            .iter()
-            .zip(&columns[1])
-            .map(|(ours, c)| ours / c)
-            .collect();
-        let [ours, c1, c0, ret] = columns.map(|mut c| median(&mut c));
+        let (ratio, _) = median_and_spread(&ratios(&columns[0], &columns[1]));
+        let [ours, c1, c0, ret] = columns.map(|c| median_and_spread(&c).0);
         writeln!(
             std::io::stdout().lock(),
             "{kind:?}: ours {ours:.0} ns, C sigsetjmp(env, 1) {c1:.0} ns, \
              C SA_NODEFER + sigsetjmp(env, 0) {c0:.0} ns, C rewrite + return {ret:.0} ns; \
-             ours / sigsetjmp(env, 1): {:.3} (median of {rounds} paired rounds)",
-            median(&mut ratios)
+             ours / sigsetjmp(env, 1): {ratio:.3} (median of {rounds} paired rounds)"
         )
         .map_err(|e| format!("writing the results: {e}"))?;
     }
