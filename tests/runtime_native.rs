@@ -139,29 +139,47 @@ fn soak_rounds() -> i64 {
         .unwrap_or(500_000)
 }
 
+/// In a child process of its own, so that the resident set it measures is
+/// not also that of the tests running beside it (threads started and
+/// stopped, modules built and dropped: under qemu-user, whose translation
+/// cache grows with every new piece of code, that once added more than the
+/// allowance).
 #[test]
 fn a_million_trap_and_throw_round_trips_leave_resident_memory_flat() {
-    let module = module();
-    let round = |i: i64| {
-        assert!(matches!(run(&module, 0, i), Err(CallError::Trap { .. })));
-        assert_eq!(run(&module, 1, i).unwrap(), vec![DataValue::I64(i + 1)]);
-    };
-    // Warm up: every lazily allocated structure exists afterwards.
-    for i in 0..10_000 {
-        round(i);
-    }
-    let before = resident_bytes();
-    for i in 0..soak_rounds() {
-        round(i);
-    }
-    let after = resident_bytes();
-    // 1,000,000 round trips by default; a leak of even 8 bytes each would be
-    // 8 MB. The 4 MiB allowance is for qemu-user (scripts/cross), whose
-    // resident set includes its own translation cache: 2 MB of growth was
-    // seen on s390x there, none natively.
+    let output = in_child(
+        "a_million_trap_and_throw_round_trips_leave_resident_memory_flat",
+        || {
+            let module = module();
+            let round = |i: i64| {
+                assert!(matches!(run(&module, 0, i), Err(CallError::Trap { .. })));
+                assert_eq!(run(&module, 1, i).unwrap(), vec![DataValue::I64(i + 1)]);
+            };
+            // Warm up: every lazily allocated structure exists afterwards.
+            for i in 0..10_000 {
+                round(i);
+            }
+            let before = resident_bytes();
+            for i in 0..soak_rounds() {
+                round(i);
+            }
+            let after = resident_bytes();
+            // 1,000,000 round trips by default; a leak of even 8 bytes each
+            // would be 8 MB. The 4 MiB allowance is for qemu-user
+            // (scripts/cross), whose resident set includes its own
+            // translation cache: 2 MB of growth was seen on s390x there, none
+            // natively.
+            assert!(
+                after <= before + (4 << 20),
+                "resident memory grew from {before} to {after} bytes"
+            );
+        },
+    );
     assert!(
-        after <= before + (4 << 20),
-        "resident memory grew from {before} to {after} bytes"
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("child done"),
+        "the soak failed in its child: {:?}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
