@@ -1,24 +1,29 @@
 //! Entry trampolines: the only way host code calls JIT code.
 //!
-//! For a signature `S`, two functions are generated in CLIF:
+//! For a signature `S`, one function is generated in CLIF, C convention,
+//! `(callee, buffer)`: it records the address of its own catch-all handler
+//! (`get_exception_handler_address`), its stack pointer and frame-pointer
+//! value in the buffer header and presets the status word to "exception",
+//! loads the arguments from the buffer's slots, `try_call`s `callee` with
+//! `S` and a `default` handler, and on return stores the results and sets
+//! the status to "returned". The handler only returns: an exception (or a
+//! trap) nobody else catches lands there with the status still preset.
 //!
-//! * an *inner* trampoline, `tail` convention, `(callee, buffer)`: loads the
-//!   arguments from the buffer's slots, calls `callee` with `S`, stores the
-//!   results back;
-//! * an *entry* trampoline, C convention, `(callee, buffer)`: records the
-//!   address of its own catch-all handler (`get_exception_handler_address`),
-//!   its stack pointer and frame-pointer value in the buffer header, then
-//!   `try_call`s the inner trampoline with a `default` handler. An exception
-//!   nobody else catches lands there and sets the buffer's status word.
-//!
-//! Because the inner trampoline uses `tail`, the entry trampoline's
-//! `try_call` treats every register as clobbered on the exceptional edge, so
-//! the entry trampoline restores the host's callee-saved registers itself.
-//! A callee that uses `tail` itself needs no inner trampoline: the entry
-//! trampoline loads its arguments, `try_call`s it and stores its results.
+//! What the handler may rely on is the frame alone. It is reached with the
+//! recorded sp and fp, but every other register may hold what the code
+//! that threw or trapped left in it — for a `system_v` callee Cranelift
+//! assumes the callee-saved registers survive the exceptional edge, which
+//! an O(1) delivery does not make true. The handler reads none of them (it
+//! uses no value defined before the call), and the epilogue restores the
+//! registers the trampoline itself saved from its own frame. The others of
+//! the host's callee-saved registers are not restored: the host calls the
+//! trampoline as a function that clobbers every register (the native
+//! machine's call does, `crate::native`), except when the callee cannot
+//! throw or trap, which is the only way to call it as a plain C function.
+//! (For a `tail` callee Cranelift treats every register as clobbered on the
+//! exceptional edge, so that trampoline saves and restores all of them.)
 
 use cranelift_codegen::ir::{self, types};
-use cranelift_codegen::isa::CallConv;
 
 pub use crate::abi::{
     HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, SLOT_SIZE, STATUS_EXCEPTION,
@@ -32,20 +37,24 @@ pub fn buffer_size(sig: &ir::Signature) -> usize {
     VALUES_OFFSET as usize + slots * SLOT_SIZE as usize
 }
 
-/// Names of the two trampolines for signature number `index`.
-pub fn names(index: usize) -> (String, String) {
-    (
-        format!("{ENTRY_TRAMPOLINE_PREFIX}{index}"),
-        format!("%__cranelift_exn_inner_{index}"),
-    )
+/// Name of the entry trampoline for signature number `index`.
+pub fn name(index: usize) -> String {
+    format!("{ENTRY_TRAMPOLINE_PREFIX}{index}")
 }
 
-/// CLIF text of the trampolines for `sig`; `index` makes their names
-/// unique. A `tail` callee is `try_call`ed by the entry trampoline itself
-/// (its exceptional edge already clobbers every register); any other gets
-/// the inner `tail` trampoline in between.
+/// Name of the inner trampoline for signature number `index`, when its
+/// convention needs one ([`clif`]).
+fn inner_name(index: usize) -> String {
+    format!("%__cranelift_exn_inner_{index}")
+}
+
+/// CLIF text of the entry trampoline for `sig` (and of its inner
+/// trampoline, when `sig`'s convention cannot be `try_call`ed: Cranelift's
+/// `fast` and `cold`, say); `index` makes the names unique.
 pub fn clif(sig: &ir::Signature, index: usize) -> String {
-    let (entry, inner) = names(index);
+    let entry = name(index);
+    let ptr = types::I64;
+    let direct = sig.call_conv.supports_exceptions();
     let mut loads = String::new();
     let mut args = Vec::new();
     for (i, p) in sig.params.iter().enumerate() {
@@ -66,72 +75,75 @@ pub fn clif(sig: &ir::Signature, index: usize) -> String {
         let off = VALUES_OFFSET + SLOT_SIZE * i as i32;
         stores.push_str(&format!("    store notrap aligned {r}, v1+{off}\n"));
     }
-    let ptr = types::I64;
-    let record = format!(
-        "    v2 = get_exception_handler_address.{ptr} block1, 0
-    v3 = get_stack_pointer.{ptr}
-    v4 = get_frame_pointer.{ptr}
-    store notrap aligned v2, v1+{HANDLER_PC_OFFSET}
-    store notrap aligned v3, v1+{HANDLER_SP_OFFSET}
-    store notrap aligned v4, v1+{HANDLER_FP_OFFSET}
-"
-    );
-    let outcomes = format!(
-        "    v5 = iconst.{ptr} {STATUS_RETURNED}
-    store notrap aligned v5, v1+{STATUS_OFFSET}
-    return
-block3(v6: {ptr}, v7: {ptr}):
-    v8 = iconst.{ptr} {STATUS_EXCEPTION}
-    store notrap aligned v8, v1+{STATUS_OFFSET}
-    return
-}}
-"
-    );
-    if sig.call_conv == CallConv::Tail {
+    // What the entry trampoline calls: the callee itself, or the inner
+    // trampoline, which loads the arguments, calls it and stores the
+    // results.
+    let (inner, callee_sig, call, landing) = if direct {
         let params: Vec<String> = results
             .iter()
             .zip(&sig.returns)
             .map(|(r, p)| format!("{r}: {}", p.value_type))
             .collect();
         let rets: Vec<String> = (0..results.len()).map(|i| format!("ret{i}")).collect();
-        return format!(
-            "function {entry}({ptr}, {ptr}) system_v {{
+        (
+            String::new(),
+            format!("{sig}"),
+            format!(
+                "{loads}    jump block1
+block1:
+    try_call_indirect v0({}), sig0, block2({}), [ default: block3(exn0, exn1) ]
+",
+                args.join(", "),
+                rets.join(", ")
+            ),
+            format!("block2({}):\n{stores}", params.join(", ")),
+        )
+    } else {
+        let inner = inner_name(index);
+        let results = if results.is_empty() {
+            String::new()
+        } else {
+            format!("{} = ", results.join(", "))
+        };
+        (
+            format!(
+                "function {inner}({ptr}, {ptr}) system_v {{
     sig0 = {sig}
 block0(v0: {ptr}, v1: {ptr}):
-{record}{loads}    jump block1
+{loads}    {results}call_indirect sig0, v0({})
+{stores}    return
+}}
+
+",
+                args.join(", ")
+            ),
+            format!("({ptr}, {ptr}) system_v\n    fn0 = colocated {inner} sig0"),
+            "    jump block1
 block1:
-    try_call_indirect v0({args}), sig0, block2({rets}), [ default: block3(exn0, exn1) ]
-block2({params}):
-{stores}{outcomes}",
-            args = args.join(", "),
-            rets = rets.join(", "),
-            params = params.join(", "),
-        );
-    }
-    let call = if results.is_empty() {
-        format!("    call_indirect sig0, v0({})\n", args.join(", "))
-    } else {
-        format!(
-            "    {} = call_indirect sig0, v0({})\n",
-            results.join(", "),
-            args.join(", ")
+    try_call fn0(v0, v1), sig0, block2(), [ default: block3(exn0, exn1) ]
+"
+            .to_string(),
+            "block2:\n".to_string(),
         )
     };
     format!(
-        "function {inner}({ptr}, {ptr}) tail {{
-    sig0 = {sig}
+        "{inner}function {entry}({ptr}, {ptr}) system_v {{
+    sig0 = {callee_sig}
 block0(v0: {ptr}, v1: {ptr}):
-{loads}{call}{stores}    return
+    v2 = get_exception_handler_address.{ptr} block1, 0
+    v3 = get_stack_pointer.{ptr}
+    v4 = get_frame_pointer.{ptr}
+    store notrap aligned v2, v1+{HANDLER_PC_OFFSET}
+    store notrap aligned v3, v1+{HANDLER_SP_OFFSET}
+    store notrap aligned v4, v1+{HANDLER_FP_OFFSET}
+    v5 = iconst.{ptr} {STATUS_EXCEPTION}
+    store notrap aligned v5, v1+{STATUS_OFFSET}
+{call}{landing}    v6 = iconst.{ptr} {STATUS_RETURNED}
+    store notrap aligned v6, v1+{STATUS_OFFSET}
+    return
+block3(v7: {ptr}, v8: {ptr}):
+    return
 }}
-
-function {entry}({ptr}, {ptr}) system_v {{
-    sig0 = ({ptr}, {ptr}) tail
-    fn0 = colocated {inner}(i64, i64) tail
-block0(v0: {ptr}, v1: {ptr}):
-{record}    jump block1
-block1:
-    try_call fn0(v0, v1), sig0, block2(), [ default: block3(exn0, exn1) ]
-block2:
-{outcomes}"
+"
     )
 }

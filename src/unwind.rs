@@ -331,8 +331,9 @@ fn restores_callee_saves() -> bool {
 /// `context_addr` to resume at the handler the innermost entry trampoline
 /// recorded in the header of its buffer at `buffer` (see
 /// [`crate::trampoline`]), with `payloads` in the payload registers. No
-/// frame is walked; the trampoline's `try_call` clobbers every register on
-/// that edge, so no other state is due. (JIT code that throws to the entry
+/// frame is walked; the trampoline's handler needs nothing but its frame,
+/// and the host's call of the trampoline treats every register as
+/// clobbered, so no other state is due. (JIT code that throws to the entry
 /// itself does not get here: its stub jumps to the handler record directly.)
 pub fn to_entry(
     memory: &mut dyn Memory,

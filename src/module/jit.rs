@@ -36,7 +36,6 @@ use super::{HostImport, JitModule, symbol_name};
 use crate::abi::THROW_SYMBOL;
 use crate::compile::{CompiledFunction, FunctionKind, RelocTarget, compile_function};
 use crate::error::Error;
-use crate::exception_table::ENTRY_TRAMPOLINE_PREFIX;
 use crate::host::{self, HostResult, HostThrow};
 use crate::link::{image_size, link};
 use crate::machine::Machine;
@@ -447,9 +446,9 @@ impl<M: ?Sized + Machine> JitModule<M> {
         let mut index = self.trampolines;
         for sig in new_signatures {
             match compile_trampolines(glue_isa, sig, index) {
-                Ok(pair) => {
-                    batch.extend(pair);
-                    entry_names.push((sig.clone(), trampoline::names(index).0));
+                Ok(functions) => {
+                    batch.extend(functions);
+                    entry_names.push((sig.clone(), trampoline::name(index)));
                 }
                 Err(e @ Error::CompilerPanic { .. }) => return Err(e),
                 Err(e) => unusable.push((sig.clone(), e)),
@@ -702,17 +701,19 @@ fn called(func: &ir::Function, key: &dyn Fn(&str) -> String) -> Vec<(String, ir:
         .collect()
 }
 
+/// The entry trampoline for `sig` and the inner trampoline it calls, if
+/// it needs one.
 fn compile_trampolines(
     isa: &dyn TargetIsa,
     sig: &ir::Signature,
     index: usize,
 ) -> Result<Vec<CompiledFunction>, Error> {
     let text = trampoline::clif(sig, index);
+    let entry = trampoline::name(index);
     let funcs = cranelift_reader::parse_functions(&text).map_err(|e| Error::Compile {
-        function: format!("{ENTRY_TRAMPOLINE_PREFIX}{index}"),
+        function: entry.clone(),
         message: format!("entry trampoline for {sig}: {e}"),
     })?;
-    let entry = trampoline::names(index).0;
     funcs
         .into_iter()
         .map(|func| {

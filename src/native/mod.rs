@@ -1,10 +1,12 @@
 //! Running code on the host CPU.
 //!
-//! Layers, bottom up: `region` (mapped memory), `thread` (the call
-//! running on each thread, and delivering faults to it), `signals` (the
-//! process's signal handlers, which deliver through `thread`), and this
-//! module's [`NativeMachine`] on top.
+//! Layers, bottom up: `region` (mapped memory), `call` (the call of an
+//! entry trampoline), `thread` (the call running on each thread, and
+//! delivering faults to it), `signals` (the process's signal handlers,
+//! which deliver through `thread`), and this module's [`NativeMachine`] on
+//! top.
 
+mod call;
 mod region;
 mod signals;
 mod thread;

@@ -8,7 +8,8 @@
 //! handler rewrites the interrupted context to the entry trampoline's
 //! handler — its address, stack pointer and frame pointer were recorded by
 //! the trampoline — and returns; the kernel then resumes there. The entry
-//! trampoline's `try_call` clobbers every register on that edge, so nothing
+//! trampoline's handler needs nothing but its frame, and the host's call of
+//! the trampoline treats every register as clobbered (`call`), so nothing
 //! else needs restoring. On x86_64 the handler jumps there itself when that
 //! is provably what the kernel's return would do, saving the
 //! `rt_sigreturn` system call (see [`exit`]).

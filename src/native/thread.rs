@@ -367,13 +367,12 @@ pub(super) unsafe fn run(
     if !interrupt::enter_native(thread, call.interrupt.as_ref())
         || !interrupted_before_running(&call, entry, state)
     {
+        call.in_jit.set(true);
         // SAFETY: `entry` is an entry trampoline in our executable memory
         // with the C signature `fn(callee, buffer)`; the buffer is large
         // enough for the callee's signature and 16-byte aligned, and stays
         // borrowed until it returns (our caller's contract).
-        let f: extern "C" fn(u64, u64) = unsafe { std::mem::transmute(entry as usize) };
-        call.in_jit.set(true);
-        f(callee, call.buffer);
+        unsafe { super::call::call_entry(entry, callee, call.buffer) };
         call.in_jit.set(false);
     }
     // SAFETY: `previous` is null or the live call this one is nested in.

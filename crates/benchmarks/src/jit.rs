@@ -21,7 +21,7 @@ use crate::wasmtime::WasmtimeUnwinder;
 
 /// The benchmark's CLIF. `%rec`'s recursive call is followed by an add, so
 /// every level keeps its frame; `%catch` passes its caller's frame pointer
-/// (the inner entry trampoline's) as `entry_fp`, so the search covers
+/// (the entry trampoline's) as `entry_fp`, so the search covers
 /// `%catch` itself and stops above it.
 pub const PROGRAM: &str = "
 function %catch(i64, i64, i64) -> i64 tail {

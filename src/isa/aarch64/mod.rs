@@ -225,7 +225,7 @@ fn page_delta(value: u64, place: u64) -> Result<i64, RelocError> {
 /// returns the innermost call's buffer in x0 (`blr` clobbers lr: nothing
 /// returns here). The stub installs the handler record the entry trampoline
 /// keeps in the buffer header (pc at 8, sp at 16, fp at 24; sp through x17)
-/// and jumps: the trampoline's exceptional edge clobbers every register.
+/// and jumps: the trampoline's handler needs nothing but its frame.
 static TO_ENTRY_CODE: [u8; stub_len(TO_ENTRY_ROWS)] = stub_code(TO_ENTRY_ROWS);
 
 /// [`TO_ENTRY_CODE`], one row per instruction (bytes, capstone text).

@@ -288,8 +288,8 @@ fn read_auipc(code: &[u8], offset: usize) -> Result<u32, RelocError> {
 /// outcome and returns the innermost call's buffer in a0 (`jalr` clobbers
 /// ra: nothing returns here). The stub installs the handler record the entry
 /// trampoline keeps in the buffer header (pc at 8 through t1, fp at 24, sp
-/// at 16 last) and jumps: the trampoline's exceptional edge clobbers every
-/// register. Full 32-bit instructions, like the other stubs.
+/// at 16 last) and jumps: the trampoline's handler needs nothing but its
+/// frame. Full 32-bit instructions, like the other stubs.
 static TO_ENTRY_CODE: [u8; stub_len(TO_ENTRY_ROWS)] = stub_code(TO_ENTRY_ROWS);
 
 /// [`TO_ENTRY_CODE`], one row per instruction: bytes and capstone text.

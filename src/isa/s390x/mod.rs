@@ -277,7 +277,7 @@ fn write_pcrel_dbl(field: &mut [u8], value: i64) -> Result<(), RelocError> {
 /// `basr` clobbers `%r14` (nothing returns here). It then loads the handler
 /// record the entry trampoline keeps in the buffer header (pc at 8, sp at
 /// 16, `%r15` last; there is no frame-pointer register, see the resume stub)
-/// and jumps: the trampoline's exceptional edge clobbers every register.
+/// and jumps: the trampoline's handler needs nothing but its frame.
 static TO_ENTRY_CODE: [u8; stub_len(TO_ENTRY_ROWS)] = stub_code(TO_ENTRY_ROWS);
 
 /// [`TO_ENTRY_CODE`], one row per instruction (bytes, capstone text); `larl`'s

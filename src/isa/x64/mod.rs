@@ -121,8 +121,8 @@ fn write_i32(code: &mut [u8], offset: usize, value: i64) -> Result<(), RelocErro
 /// the stub), which records them as the call's outcome and returns the
 /// innermost call's buffer in rax. The stub then installs the handler record
 /// the entry trampoline keeps in the buffer header (pc at 8, sp at 16, fp at
-/// 24; pc through rcx, sp last) and jumps: the trampoline's exceptional edge
-/// clobbers every register, so nothing else is due. `pushq %rax` only aligns
+/// 24; pc through rcx, sp last) and jumps: the trampoline's handler needs
+/// nothing but its frame ([`crate::trampoline`]). `pushq %rax` only aligns
 /// the stack for the call (8 mod 16 on entry); nothing returns past it.
 static TO_ENTRY_CODE: [u8; stub_len(TO_ENTRY_ROWS)] = stub_code(TO_ENTRY_ROWS);
 

@@ -6,18 +6,19 @@
 //! vector state from the signal frame), and on x86_64 the handler can do
 //! without it: when the kernel invoked *our* disposition directly, the
 //! signal mask in force is already the interrupted code's (`SA_NODEFER`,
-//! empty `sa_mask`), and the entry trampoline's exceptional edge clobbers
-//! every register, so jumping to the handler record — with the x87 and SSE
-//! control words the interrupted code had — leaves the thread as
-//! `rt_sigreturn` would in all that the entry's caller can observe (vector
-//! registers come back in their initial state rather than as they were,
-//! which the edge allows; user shadow stacks, which this crate's resumes do
-//! not support anyway, are not unwound). Otherwise (another handler called or tail-called
-//! ours, the alternate stack is `SS_AUTODISARM`, protection keys are on)
-//! the handler returns as everywhere else. Our disposition names a restorer
-//! of our own, which is how a frame the kernel built for it is told apart;
-//! code that saves it and puts it back through glibc's `sigaction` names
-//! glibc's instead, and the next trap installs ours again.
+//! empty `sa_mask`), and the host's call of the entry trampoline treats
+//! every register as clobbered, so jumping to the handler record — with the
+//! x87 and SSE control words the interrupted code had — leaves the thread
+//! as `rt_sigreturn` would in all that the entry's caller can observe
+//! (vector registers come back in their initial state rather than as they
+//! were, which that call allows; user shadow stacks, which this crate's
+//! resumes do not support anyway, are not unwound). Otherwise (another
+//! handler called or tail-called ours, the alternate stack is
+//! `SS_AUTODISARM`, protection keys are on) the handler returns as
+//! everywhere else. Our disposition names a restorer of our own, which is
+//! how a frame the kernel built for it is told apart; code that saves it
+//! and puts it back through glibc's `sigaction` names glibc's instead, and
+//! the next trap installs ours again.
 
 #[cfg(target_arch = "x86_64")]
 pub(super) use x86_64::{forget_foreign, handler, init, set_our_action};
