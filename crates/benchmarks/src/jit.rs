@@ -356,7 +356,8 @@ impl JitBench {
     }
 
     /// [`JitBench::ret_via_trampoline`] of `%ret_tail`, the same function
-    /// with the `tail` convention: one trampoline level less.
+    /// with the `tail` convention, whose trampoline saves every callee-saved
+    /// register.
     pub fn ret_tail_via_trampoline(&mut self, x: i64) -> i64 {
         let ret = self.ret_tail;
         self.via_trampoline(&ret, x)

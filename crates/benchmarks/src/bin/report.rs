@@ -623,7 +623,7 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
         ),
         (
             "our_trampoline_tail_callee",
-            "the same for `%ret_tail`, a `tail` callee (one trampoline level)",
+            "the same for `%ret_tail`, a `tail` callee (its trampoline saves every callee-saved register)",
         ),
         ("c_setjmp_entry", "C: `setjmp`, then the indirect call"),
         (
