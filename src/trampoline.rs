@@ -24,6 +24,7 @@
 //! exceptional edge, so that trampoline saves and restores all of them.)
 
 use cranelift_codegen::ir::{self, types};
+use cranelift_codegen::isa::CallConv;
 
 pub use crate::abi::{
     HANDLER_FP_OFFSET, HANDLER_PC_OFFSET, HANDLER_SP_OFFSET, SLOT_SIZE, STATUS_EXCEPTION,
@@ -49,12 +50,16 @@ fn inner_name(index: usize) -> String {
 }
 
 /// CLIF text of the entry trampoline for `sig` (and of its inner
-/// trampoline, when `sig`'s convention cannot be `try_call`ed: Cranelift's
-/// `fast` and `cold`, say); `index` makes the names unique.
+/// trampoline, a plain `system_v` caller, for a callee that is neither
+/// `system_v` nor `tail`: Cranelift cannot `try_call` `fast`, and
+/// a `winch` callee has no exception payload registers); `index` makes the
+/// names unique.
 pub fn clif(sig: &ir::Signature, index: usize) -> String {
     let entry = name(index);
     let ptr = types::I64;
-    let direct = sig.call_conv.supports_exceptions();
+    // The two conventions whose `try_call` has the payload registers the
+    // handler names (a `winch` callee has none on x86_64).
+    let direct = matches!(sig.call_conv, CallConv::SystemV | CallConv::Tail);
     let mut loads = String::new();
     let mut args = Vec::new();
     for (i, p) in sig.params.iter().enumerate() {
@@ -146,4 +151,53 @@ block3(v7: {ptr}, v8: {ptr}):
 }}
 "
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use cranelift_codegen::ir::AbiParam;
+
+    use super::*;
+    use crate::compile::{compile_function, default_isa};
+    use crate::isa::Arch;
+
+    /// Every convention a callee may have gets trampolines that compile on
+    /// every ISA: `system_v` and `tail` callees one function, the others an
+    /// inner trampoline too.
+    #[test]
+    fn trampolines_compile_for_every_callee_convention() {
+        for arch in Arch::ALL {
+            let isa = default_isa(arch).unwrap();
+            let mut conventions = vec![
+                CallConv::SystemV,
+                CallConv::Tail,
+                CallConv::Fast,
+                CallConv::PreserveAll,
+            ];
+            if arch == Arch::X86_64 {
+                conventions.push(CallConv::Winch);
+            }
+            for call_conv in conventions {
+                let mut sig = ir::Signature::new(call_conv);
+                sig.params.push(AbiParam::new(types::I64));
+                sig.params.push(AbiParam::new(types::F64));
+                // (`preserve_all` functions return nothing.)
+                if call_conv != CallConv::PreserveAll {
+                    sig.returns.push(AbiParam::new(types::I32));
+                }
+                let text = clif(&sig, 3);
+                let funcs = cranelift_reader::parse_functions(&text).unwrap();
+                let direct = matches!(call_conv, CallConv::SystemV | CallConv::Tail);
+                assert_eq!(
+                    funcs.len(),
+                    if direct { 1 } else { 2 },
+                    "{arch} {call_conv}"
+                );
+                for func in funcs {
+                    let compiled = compile_function(&*isa, func);
+                    assert!(compiled.is_ok(), "{arch} {call_conv}: {compiled:?}");
+                }
+            }
+        }
+    }
 }
