@@ -15,7 +15,7 @@ use cranelift_exn_testkit::hosted::{
     assert_host_throws, assert_jit_throws_to_entry, assert_nested_entries, hosted_builder,
     jit_throws,
 };
-use cranelift_exn_testkit::rerun::in_child;
+use cranelift_exn_testkit::rerun::{assert_child_succeeded, describe, in_child};
 
 /// `%run(mode, x)`: mode 0 divides by zero, 1 throws `x` from the host
 /// (caught by JIT code, which returns the payload plus one), 2 throws it
@@ -174,13 +174,7 @@ fn a_million_trap_and_throw_round_trips_leave_resident_memory_flat() {
             );
         },
     );
-    assert!(
-        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("child done"),
-        "the soak failed in its child: {:?}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_child_succeeded(&output);
 }
 
 #[test]
@@ -196,9 +190,8 @@ fn a_fault_outside_jit_code_still_crashes() {
     assert_eq!(
         output.status.signal(),
         Some(libc::SIGSEGV),
-        "the child should die of SIGSEGV: {:?}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        "the child should die of SIGSEGV: {}",
+        describe(&output)
     );
 }
 

@@ -6,7 +6,6 @@
 //! a child process (this binary re-executed with `--exact NAME` and an
 //! environment variable) and checks how the child ended.
 
-use std::process::Output;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use cranelift_exn::codegen::data_value::DataValue;
@@ -16,7 +15,7 @@ use cranelift_exn::isa::Arch;
 use cranelift_exn::native::{NativeMachine, NativeOptions, handle_signal};
 use cranelift_exn::{CallError, Module, ModuleBuilder};
 use cranelift_exn_testkit::codegen::forwarding;
-use cranelift_exn_testkit::rerun::in_child;
+use cranelift_exn_testkit::rerun::{assert_child_succeeded, describe, in_child};
 use cranelift_exn_testkit::traps::{CALL_POINTER, TRAPPING, assert_bad_code_address};
 
 /// With the testkit's [`TRAPPING`] and [`CALL_POINTER`] functions.
@@ -39,24 +38,6 @@ block2:
     return v3
 }
 ";
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn assert_child_succeeded(output: &Output) {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("child done"),
-        "the child failed: {}",
-        describe(output)
-    );
-}
 
 fn module_on(machine: NativeMachine) -> Module {
     let arch = Arch::host().expect("a supported host");

@@ -45,6 +45,29 @@ pub fn in_child(name: &str, body: impl FnOnce()) -> Output {
         .expect("the test binary runs again")
 }
 
+/// How a child ended, with everything it printed: for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "{:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Assert that a child started by [`in_child`] ran its body to the end
+/// ("child done") and exited 0; a child that ran no test (a wrong name)
+/// fails this too.
+#[track_caller]
+pub fn assert_child_succeeded(output: &Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("child done"),
+        "the child failed: {}",
+        describe(output)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
