@@ -4,6 +4,20 @@
 
 use std::time::Instant;
 
+/// The number of rounds a `*_paired` binary's `[ROUNDS]` argument asks
+/// for, `default` without one: at least 3, so that the quartiles differ
+/// from the median.
+pub fn rounds(arg: Option<String>, default: usize) -> Result<usize, String> {
+    match arg {
+        Some(arg) => arg
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 2)
+            .ok_or_else(|| format!("ROUNDS must be a number above 2, not {arg:?}")),
+        None => Ok(default),
+    }
+}
+
 /// Nanoseconds per call of `f` over a batch of `n` calls.
 pub fn batch(n: u32, mut f: impl FnMut()) -> f64 {
     let start = Instant::now();
@@ -40,6 +54,16 @@ mod tests {
         );
         assert_eq!(median_and_spread(&[7.0]), (7.0, 0.0));
         assert_eq!(ratios(&[2.0, 9.0], &[1.0, 3.0]), [2.0, 3.0]);
+    }
+
+    #[test]
+    fn rounds_default_and_refuse_what_gives_no_quartiles() {
+        assert_eq!(rounds(None, 60), Ok(60));
+        assert_eq!(rounds(Some("3".into()), 60), Ok(3));
+        for bad in ["2", "0", "-1", "many"] {
+            let err = rounds(Some(bad.into()), 60).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::io::Write as _;
 
 use cranelift_exn_benchmarks::jit::{JitBench, Thrower};
-use cranelift_exn_benchmarks::paired::{batch, median_and_spread, ratios};
+use cranelift_exn_benchmarks::paired::{batch, median_and_spread, ratios, rounds};
 use cranelift_exn_benchmarks::{DEPTHS, PAYLOAD, c, rust_panic};
 
 /// Per-round ratios of (`a` − `a_base`) to (`b` − `b_base`).
@@ -28,14 +28,7 @@ fn added_ratios(columns: &[Vec<f64>], [a, a_base, b, b_base]: [usize; 4]) -> Vec
 }
 
 fn main() -> Result<(), String> {
-    let rounds = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 2)
-            .ok_or_else(|| format!("ROUNDS must be a number above 2, not {arg:?}"))?,
-        None => 60,
-    };
+    let rounds = rounds(std::env::args().nth(1), 60)?;
     rust_panic::quiet_bench_panics();
     let mut bench = JitBench::new().map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();

@@ -14,20 +14,13 @@ use std::io::Write as _;
 
 use cranelift_exn_benchmarks::c::{CReturningTrapHandlers, CTrapHandlers, TrapKind};
 use cranelift_exn_benchmarks::jit::JitBench;
-use cranelift_exn_benchmarks::paired::{batch, median_and_spread, ratios};
+use cranelift_exn_benchmarks::paired::{batch, median_and_spread, ratios, rounds};
 
 /// Traps per batch.
 const BATCH: u32 = 500;
 
 fn main() -> Result<(), String> {
-    let rounds = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("ROUNDS must be a positive number, not {arg:?}"))?,
-        None => 40,
-    };
+    let rounds = rounds(std::env::args().nth(1), 40)?;
     let mut bench = JitBench::new().map_err(|e| e.to_string())?;
     for (divide, kind) in [(true, TrapKind::DivideByZero), (false, TrapKind::Ud2)] {
         let mut columns: [Vec<f64>; 4] = Default::default();
