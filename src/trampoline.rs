@@ -22,6 +22,10 @@
 //! throw or trap, which is the only way to call it as a plain C function.
 //! (For a `tail` callee Cranelift treats every register as clobbered on the
 //! exceptional edge, so that trampoline saves and restores all of them.)
+//!
+//! A callee of any other convention is called by an inner `system_v`
+//! trampoline, which moves the values through the buffer around its plain
+//! call; the entry trampoline `try_call`s that one instead.
 
 use cranelift_codegen::ir::{self, types};
 use cranelift_codegen::isa::CallConv;
@@ -51,89 +55,95 @@ fn inner_name(index: usize) -> String {
 
 /// CLIF text of the entry trampoline for `sig` (and of its inner
 /// trampoline, a plain `system_v` caller, for a callee that is neither
-/// `system_v` nor `tail`: Cranelift cannot `try_call` `fast`, and
-/// a `winch` callee has no exception payload registers); `index` makes the
-/// names unique.
+/// `system_v` nor `tail`: Cranelift cannot `try_call` `fast`, and a `winch`
+/// callee has no exception payload registers); `index` makes the names
+/// unique.
 pub fn clif(sig: &ir::Signature, index: usize) -> String {
     let entry = name(index);
-    let ptr = types::I64;
+    let moves = Moves::of(sig);
     // The two conventions whose `try_call` has the payload registers the
-    // handler names (a `winch` callee has none on x86_64).
-    let direct = matches!(sig.call_conv, CallConv::SystemV | CallConv::Tail);
-    let mut loads = String::new();
-    let mut args = Vec::new();
-    for (i, p) in sig.params.iter().enumerate() {
-        let v = 10 + i;
-        let off = VALUES_OFFSET + SLOT_SIZE * i as i32;
-        loads.push_str(&format!(
-            "    v{v} = load.{} notrap aligned v1+{off}\n",
-            p.value_type
-        ));
-        args.push(format!("v{v}"));
+    // handler names.
+    if matches!(sig.call_conv, CallConv::SystemV | CallConv::Tail) {
+        let call = format!("try_call_indirect v0({})", moves.args.join(", "));
+        return entry_clif(&entry, &sig.to_string(), &call, &moves);
     }
-    let first_result = 10 + sig.params.len();
-    let results: Vec<String> = (0..sig.returns.len())
-        .map(|i| format!("v{}", first_result + i))
-        .collect();
-    let mut stores = String::new();
-    for (i, r) in results.iter().enumerate() {
-        let off = VALUES_OFFSET + SLOT_SIZE * i as i32;
-        stores.push_str(&format!("    store notrap aligned {r}, v1+{off}\n"));
-    }
-    // What the entry trampoline calls: the callee itself, or the inner
-    // trampoline, which loads the arguments, calls it and stores the
-    // results.
-    let (inner, callee_sig, call, landing) = if direct {
-        let params: Vec<String> = results
-            .iter()
-            .zip(&sig.returns)
-            .map(|(r, p)| format!("{r}: {}", p.value_type))
-            .collect();
-        let rets: Vec<String> = (0..results.len()).map(|i| format!("ret{i}")).collect();
-        (
-            String::new(),
-            format!("{sig}"),
-            format!(
-                "{loads}    jump block1
-block1:
-    try_call_indirect v0({}), sig0, block2({}), [ default: block3(exn0, exn1) ]
-",
-                args.join(", "),
-                rets.join(", ")
-            ),
-            format!("block2({}):\n{stores}", params.join(", ")),
-        )
+    let inner = inner_name(index);
+    let assign = if moves.results.is_empty() {
+        String::new()
     } else {
-        let inner = inner_name(index);
-        let results = if results.is_empty() {
-            String::new()
-        } else {
-            format!("{} = ", results.join(", "))
-        };
-        (
-            format!(
-                "function {inner}({ptr}, {ptr}) system_v {{
+        let names: Vec<&str> = moves.results.iter().map(|(v, _)| v.as_str()).collect();
+        format!("{} = ", names.join(", "))
+    };
+    let ptr = types::I64;
+    let inner_clif = format!(
+        "function {inner}({ptr}, {ptr}) system_v {{
     sig0 = {sig}
 block0(v0: {ptr}, v1: {ptr}):
-{loads}    {results}call_indirect sig0, v0({})
+{loads}    {assign}call_indirect sig0, v0({args})
 {stores}    return
 }}
 
 ",
-                args.join(", ")
-            ),
-            format!("({ptr}, {ptr}) system_v\n    fn0 = colocated {inner} sig0"),
-            "    jump block1
-block1:
-    try_call fn0(v0, v1), sig0, block2(), [ default: block3(exn0, exn1) ]
-"
-            .to_string(),
-            "block2:\n".to_string(),
-        )
-    };
+        loads = moves.loads,
+        args = moves.args.join(", "),
+        stores = moves.stores,
+    );
+    let sig0 = format!("({ptr}, {ptr}) system_v\n    fn0 = colocated {inner} sig0");
+    let nothing_to_move = Moves::default();
+    inner_clif + &entry_clif(&entry, &sig0, "try_call fn0(v0, v1)", &nothing_to_move)
+}
+
+/// A signature's values moved through the buffer at `v1`: the loads of the
+/// arguments (`v10`, …), the call's arguments, its results with their
+/// types, and the stores of the results.
+#[derive(Default)]
+struct Moves {
+    loads: String,
+    args: Vec<String>,
+    results: Vec<(String, ir::Type)>,
+    stores: String,
+}
+
+impl Moves {
+    fn of(sig: &ir::Signature) -> Moves {
+        let slot = |i: usize| VALUES_OFFSET + SLOT_SIZE * i as i32;
+        let mut moves = Moves::default();
+        for (i, p) in sig.params.iter().enumerate() {
+            let v = format!("v{}", 10 + i);
+            moves.loads.push_str(&format!(
+                "    {v} = load.{} notrap aligned v1+{}\n",
+                p.value_type,
+                slot(i)
+            ));
+            moves.args.push(v);
+        }
+        for (i, r) in sig.returns.iter().enumerate() {
+            let v = format!("v{}", 10 + sig.params.len() + i);
+            moves
+                .stores
+                .push_str(&format!("    store notrap aligned {v}, v1+{}\n", slot(i)));
+            moves.results.push((v, r.value_type));
+        }
+        moves
+    }
+}
+
+/// The entry trampoline `entry`: records its handler, presets the status,
+/// makes `call` (with the signature `sig0` declares) amid `moves`, and
+/// sets the status when the call returns.
+fn entry_clif(entry: &str, sig0: &str, call: &str, moves: &Moves) -> String {
+    let ptr = types::I64;
+    let rets: Vec<String> = (0..moves.results.len())
+        .map(|i| format!("ret{i}"))
+        .collect();
+    let params: Vec<String> = moves
+        .results
+        .iter()
+        .map(|(v, ty)| format!("{v}: {ty}"))
+        .collect();
     format!(
-        "{inner}function {entry}({ptr}, {ptr}) system_v {{
-    sig0 = {callee_sig}
+        "function {entry}({ptr}, {ptr}) system_v {{
+    sig0 = {sig0}
 block0(v0: {ptr}, v1: {ptr}):
     v2 = get_exception_handler_address.{ptr} block1, 0
     v3 = get_stack_pointer.{ptr}
@@ -143,13 +153,21 @@ block0(v0: {ptr}, v1: {ptr}):
     store notrap aligned v4, v1+{HANDLER_FP_OFFSET}
     v5 = iconst.{ptr} {STATUS_EXCEPTION}
     store notrap aligned v5, v1+{STATUS_OFFSET}
-{call}{landing}    v6 = iconst.{ptr} {STATUS_RETURNED}
+{loads}    jump block1
+block1:
+    {call}, sig0, block2({rets}), [ default: block3(exn0, exn1) ]
+block2({params}):
+{stores}    v6 = iconst.{ptr} {STATUS_RETURNED}
     store notrap aligned v6, v1+{STATUS_OFFSET}
     return
 block3(v7: {ptr}, v8: {ptr}):
     return
 }}
-"
+",
+        loads = moves.loads,
+        rets = rets.join(", "),
+        params = params.join(", "),
+        stores = moves.stores,
     )
 }
 
