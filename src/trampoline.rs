@@ -36,6 +36,18 @@ pub use crate::abi::{
 };
 use crate::exception_table::ENTRY_TRAMPOLINE_PREFIX;
 
+/// Sixteen bytes of call buffer, 16-byte aligned on every host as the
+/// trampoline's `aligned` loads and stores require (`u128` is only 8-byte
+/// aligned on s390x, which made an "aligned" buffer unaligned there).
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+pub(crate) struct BufferWord([u8; 16]);
+
+impl BufferWord {
+    /// Sixteen zero bytes.
+    pub(crate) const ZERO: BufferWord = BufferWord([0; 16]);
+}
+
 /// Bytes a buffer needs for `sig`.
 pub fn buffer_size(sig: &ir::Signature) -> usize {
     let slots = sig.params.len().max(sig.returns.len());

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::isa::Endianness;
 use crate::machine::Machine;
 use crate::module::{CallError, JitModule, RawEntry, symbol_name};
-use crate::trampoline::{SLOT_SIZE, VALUES_OFFSET};
+use crate::trampoline::{BufferWord, SLOT_SIZE, VALUES_OFFSET};
 use crate::values::{read_bits, read_scalar, scalar_bits, write_bits};
 
 /// A Rust type that crosses a JIT call as one CLIF value.
@@ -212,7 +212,7 @@ impl<P: Params, R: Results, M: ?Sized + Machine> TypedFunc<'_, P, R, M> {
     /// straight to the entry trampoline resolved when the handle was made.
     #[inline]
     pub fn call(&self, params: P) -> Result<R, CallError> {
-        let mut words = [0u128; TYPED_BUFFER_WORDS];
+        let mut words = [BufferWord::ZERO; TYPED_BUFFER_WORDS];
         // SAFETY: plain bytes of `words`, which outlives the borrow.
         let buffer: &mut [u8] = unsafe {
             std::slice::from_raw_parts_mut(

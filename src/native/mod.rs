@@ -19,6 +19,7 @@ use thread::{native_host_call, native_throw, native_throw_to_entry};
 use crate::error::Error;
 use crate::isa::Arch;
 use crate::machine::{HostFunction, HostServices, Machine};
+use crate::trampoline::BufferWord;
 
 /// The host CPU as a [`Machine`]. Code memory is never writable and
 /// executable at once (W^X).
@@ -92,12 +93,6 @@ impl NativeOptions {
 }
 
 pub use signals::handle_signal;
-
-/// Sixteen bytes, 16-byte aligned on every host (`u128` is only 8-byte
-/// aligned on s390x, which made an "aligned" copy unaligned there).
-#[derive(Clone, Copy)]
-#[repr(C, align(16))]
-struct Word16([u8; 16]);
 
 /// 16-byte words of call buffer kept on the stack (larger ones go to the
 /// heap): 32 value slots.
@@ -338,12 +333,12 @@ impl NativeMachine {
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
         let len = buffer.len();
-        let mut inline = [Word16([0; 16]); INLINE_BUFFER_WORDS];
-        let mut heap: Vec<Word16>;
-        let words: &mut [Word16] = if len <= INLINE_BUFFER_WORDS * 16 {
+        let mut inline = [BufferWord::ZERO; INLINE_BUFFER_WORDS];
+        let mut heap: Vec<BufferWord>;
+        let words: &mut [BufferWord] = if len <= INLINE_BUFFER_WORDS * 16 {
             &mut inline
         } else {
-            heap = vec![Word16([0; 16]); len.div_ceil(16)];
+            heap = vec![BufferWord::ZERO; len.div_ceil(16)];
             &mut heap
         };
         // SAFETY: `words` has at least `len` bytes; any bytes are valid `u8`s.
