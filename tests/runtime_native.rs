@@ -158,20 +158,31 @@ fn a_million_trap_and_throw_round_trips_leave_resident_memory_flat() {
             for i in 0..10_000 {
                 round(i);
             }
-            let before = resident_bytes();
-            for i in 0..soak_rounds() {
-                round(i);
-            }
-            let after = resident_bytes();
             // 1,000,000 round trips by default; a leak of even 8 bytes each
             // would be 8 MB. The 4 MiB allowance is for qemu-user
             // (scripts/cross), whose resident set includes its own
             // translation cache: 2 MB of growth was seen on s390x there, none
-            // natively.
-            assert!(
-                after <= before + (4 << 20),
-                "resident memory grew from {before} to {after} bytes"
-            );
+            // natively — and once, on a loaded machine, 4.3 MB in one run of
+            // 25,000 rounds that the same binary then passed alone. So a
+            // run that grows past the allowance is repeated once: a leak
+            // grows again by as much, qemu's occasional growth does not.
+            let grown = || {
+                let before = resident_bytes();
+                for i in 0..soak_rounds() {
+                    round(i);
+                }
+                (before, resident_bytes())
+            };
+            let allowance = 4 << 20;
+            let (before, after) = grown();
+            if after > before + allowance {
+                let (again_before, again_after) = grown();
+                assert!(
+                    again_after <= again_before + allowance,
+                    "resident memory grew from {before} to {after} bytes, \
+                     then again from {again_before} to {again_after}"
+                );
+            }
         },
     );
     assert_child_succeeded(&output);
