@@ -242,7 +242,10 @@ pub trait Machine {
     /// `entry` is an entry trampoline ([`crate::trampoline`]) installed on
     /// this machine, and `callee` a function installed on it whose signature
     /// the trampoline was made for; `buffer` is at least
-    /// [`crate::trampoline::buffer_size`] of that signature. All code the
+    /// [`crate::trampoline::buffer_size`] of that signature, and the handler
+    /// address word of its header is zero ([`entry::EntryHandler::clear`]):
+    /// machines take a nonzero one as the trampoline's recorded handler, so
+    /// a buffer reused from an earlier call must be cleared. All code the
     /// call can reach is installed code keeping the same contract, which
     /// reaches the host only through [`Machine::host_function_address`]es,
     /// with the arguments [`HostFunction`] documents, and touches no memory

@@ -2,6 +2,7 @@
 //! lookup or `DataValue` encoding, with the same outcomes as `Module::call`.
 
 use std::any::Any;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cranelift_exn::Error;
@@ -11,7 +12,7 @@ use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::machine::{HostFunction, HostServices, Machine};
 use cranelift_exn::native::NativeMachine;
-use cranelift_exn::trampoline::{SLOT_SIZE, VALUES_OFFSET};
+use cranelift_exn::trampoline::{HANDLER_PC_OFFSET, SLOT_SIZE, VALUES_OFFSET};
 use cranelift_exn::values::encode_arguments;
 use cranelift_exn::{CallError, Module, ModuleBuilder};
 use cranelift_exn_testkit::traps::TRAPPING;
@@ -171,13 +172,15 @@ fn unaligned_buffers_are_copied_and_results_come_back() {
 }
 
 /// A machine that runs everything on an inner [`NativeMachine`] and counts
-/// the calls it is asked to run; its `as_any` answers `None` or the inner
-/// machine, which lies at another address.
+/// the calls it is asked to run, keeping the handler address word each
+/// buffer's header held when it arrived; its `as_any` answers `None` or the
+/// inner machine, which lies at another address.
 #[repr(C)]
 struct Delegating {
     calls: AtomicUsize,
     inner: NativeMachine,
     any_is_inner: bool,
+    arrived_handler_pcs: Mutex<Vec<u64>>,
 }
 
 impl Machine for Delegating {
@@ -208,6 +211,11 @@ impl Machine for Delegating {
         host: &mut dyn HostServices,
     ) -> Result<(), Error> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let pc = HANDLER_PC_OFFSET as usize;
+        self.arrived_handler_pcs
+            .lock()
+            .unwrap()
+            .push(u64::from_ne_bytes(buffer[pc..pc + 8].try_into().unwrap()));
         // SAFETY: our caller's contract, passed on.
         unsafe { self.inner.call_entry(entry, callee, buffer, host) }
     }
@@ -236,6 +244,7 @@ fn only_a_native_machine_itself_is_called_directly() {
                 inner: NativeMachine::new().unwrap(),
                 calls: AtomicUsize::new(0),
                 any_is_inner,
+                arrived_handler_pcs: Mutex::default(),
             }))
             .unwrap();
         let divide = module.raw_entry("divide").unwrap();
@@ -265,6 +274,40 @@ fn only_a_native_machine_itself_is_called_directly() {
             "as_any answers the inner machine: {any_is_inner}"
         );
     }
+}
+
+/// A reused buffer reaches the machine with its handler record cleared:
+/// the record the last call's trampoline left there names a frame that is
+/// gone, and a fault or interrupt before the next trampoline records its own
+/// would be delivered to it.
+#[test]
+fn a_reused_buffer_reaches_the_machine_with_its_handler_record_cleared() {
+    let arch = Arch::host().expect("a supported host");
+    let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+    builder
+        .define_clif(&format!("{TRAPPING}{PROGRAM}"))
+        .unwrap();
+    let module = builder
+        .finalize(Box::new(Delegating {
+            inner: NativeMachine::new().unwrap(),
+            calls: AtomicUsize::new(0),
+            any_is_inner: false,
+            arrived_handler_pcs: Mutex::default(),
+        }))
+        .unwrap();
+    let divide = module.raw_entry("divide").unwrap();
+    let mut buffer = buffer_for(&module, "divide", &[84, 2]);
+    let pc = HANDLER_PC_OFFSET as usize;
+    for _ in 0..3 {
+        module.call_raw(&divide, &mut buffer).unwrap();
+        // The trampoline recorded its handler.
+        assert_ne!(buffer[pc..pc + 8], [0; 8]);
+    }
+    let machine: *const dyn Machine = module.machine();
+    // SAFETY: the module's machine is the `Delegating` it was finalized
+    // with, alive as long as the module.
+    let delegating = unsafe { &*machine.cast::<Delegating>() };
+    assert_eq!(*delegating.arrived_handler_pcs.lock().unwrap(), [0, 0, 0]);
 }
 
 /// How many calls the module's [`Delegating`] machine ran.

@@ -1,6 +1,8 @@
-//! What an emulated machine does around an entry trampoline's call: where
-//! its arguments and buffer go, where a nested [`Machine::call_entry`] runs, whether a fault has somewhere to go,
-//! and the registers that resume at the entry trampoline's handler.
+//! What a machine does around an entry trampoline's call: where an
+//! emulated machine puts its arguments and buffer, where a nested
+//! [`Machine::call_entry`] runs, whether a fault has somewhere to go (and
+//! the buffer's record that tells), and the registers that resume at the
+//! entry trampoline's handler.
 //!
 //! [`Machine::call_entry`]: super::Machine::call_entry
 
@@ -85,6 +87,20 @@ pub struct EntryHandler {
 }
 
 impl EntryHandler {
+    /// Mark `buffer`'s handler record as not recorded (its address word
+    /// zero), as [`crate::machine::Machine::call_entry`] requires of a
+    /// buffer: one reused from an earlier call still holds that call's
+    /// record — stack addresses of a frame that is gone — which a fault or
+    /// interrupt arriving before the trampoline records its own would
+    /// otherwise be delivered to. A buffer shorter than a header is left
+    /// alone.
+    pub fn clear(buffer: &mut [u8]) {
+        let at = HANDLER_PC_OFFSET as usize;
+        if let Some(pc) = buffer.get_mut(at..at + 8) {
+            pc.fill(0);
+        }
+    }
+
     /// Whether the entry trampoline whose buffer is at `buffer` has recorded
     /// its handler yet: before that there is nowhere to deliver a fault to.
     pub fn is_recorded(memory: &dyn Memory, buffer: u64) -> bool {

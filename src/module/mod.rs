@@ -20,6 +20,7 @@ use crate::host::{self, HostResult, HostStatus, HostThrow};
 use crate::interrupt::{CallInterrupt, InterruptHandle};
 use crate::isa::{Arch, Endianness};
 use crate::link::Image;
+use crate::machine::entry::EntryHandler;
 use crate::machine::{Fault, FaultKind, HostFunction, HostServices, Machine};
 use crate::memory::Memory;
 use crate::native::NativeMachine;
@@ -954,7 +955,8 @@ impl<M: ?Sized + Machine> JitModule<M> {
     /// in the target's byte order (what [`crate::values::encode_arguments`]
     /// produces). On `Ok` the results are in the slots. Outcomes are those of
     /// [`JitModule::call`]; what this skips is the name lookup and the
-    /// `DataValue` encoding and decoding, so a caller can reuse one buffer.
+    /// `DataValue` encoding and decoding, so a caller can reuse one buffer
+    /// (the header's handler record is cleared before each call).
     pub fn call_raw(&self, entry: &RawEntry, buffer: &mut [u8]) -> Result<(), CallError> {
         if entry.module != self.id {
             return Err(CallError::Failed(Error::Signature(
@@ -968,10 +970,13 @@ impl<M: ?Sized + Machine> JitModule<M> {
                 entry.buffer_size
             ))));
         }
+        // A reused buffer still holds its last call's handler record.
+        EntryHandler::clear(buffer);
         let mut services = CallServices::new(self);
         // SAFETY: `entry` was resolved by this module (checked above): its
-        // trampoline and callee are installed code of this module, and the
-        // buffer is at least the size the signature needs.
+        // trampoline and callee are installed code of this module, the
+        // buffer is at least the size the signature needs, and its handler
+        // record is cleared.
         unsafe {
             // The host CPU's machine directly: its entry inlines here.
             match self.native_machine() {
