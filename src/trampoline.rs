@@ -1,13 +1,17 @@
 //! Entry trampolines: the only way host code calls JIT code.
 //!
 //! For a signature `S`, one function is generated in CLIF, C convention,
-//! `(callee, buffer)`: it records the address of its own catch-all handler
-//! (`get_exception_handler_address`), its stack pointer and frame-pointer
-//! value in the buffer header and presets the status word to "exception",
-//! loads the arguments from the buffer's slots, `try_call`s `callee` with
-//! `S` and a `default` handler, and on return stores the results and sets
-//! the status to "returned". The handler only returns: an exception (or a
-//! trap) nobody else catches lands there with the status still preset.
+//! `(callee, buffer)`. It presets the status word to "exception" and
+//! records its handler in the buffer header: its stack pointer and
+//! frame-pointer value, then the address of its own catch-all handler
+//! (`get_exception_handler_address`). The address goes last because a
+//! nonzero address is what tells a fault or interrupt that arrives
+//! meanwhile that the record is complete (a buffer arrives with it zero:
+//! see [`crate::machine::Machine::call_entry`]). It then loads the arguments from the buffer's slots, `try_call`s
+//! `callee` with `S` and a `default` handler, and on return stores the
+//! results and sets the status to "returned". The handler only returns: an
+//! exception (or a trap) nobody else catches lands there with the status
+//! still preset.
 //!
 //! What the handler may rely on is the frame alone. It is reached with the
 //! recorded sp and fp, but every other register may hold what the code
@@ -160,11 +164,11 @@ block0(v0: {ptr}, v1: {ptr}):
     v2 = get_exception_handler_address.{ptr} block1, 0
     v3 = get_stack_pointer.{ptr}
     v4 = get_frame_pointer.{ptr}
-    store notrap aligned v2, v1+{HANDLER_PC_OFFSET}
-    store notrap aligned v3, v1+{HANDLER_SP_OFFSET}
-    store notrap aligned v4, v1+{HANDLER_FP_OFFSET}
     v5 = iconst.{ptr} {STATUS_EXCEPTION}
     store notrap aligned v5, v1+{STATUS_OFFSET}
+    store notrap aligned v3, v1+{HANDLER_SP_OFFSET}
+    store notrap aligned v4, v1+{HANDLER_FP_OFFSET}
+    store notrap aligned v2, v1+{HANDLER_PC_OFFSET}
 {loads}    jump block1
 block1:
     {call}, sig0, block2({rets}), [ default: block3(exn0, exn1) ]
@@ -190,6 +194,36 @@ mod tests {
     use super::*;
     use crate::compile::{compile_function, default_isa};
     use crate::isa::Arch;
+
+    /// The header stores come in the order that keeps the record complete
+    /// whenever its handler address is nonzero: status, sp, fp, then the
+    /// address (Cranelift keeps stores in program order).
+    #[test]
+    fn the_handler_address_is_recorded_last() {
+        let mut sig = ir::Signature::new(CallConv::SystemV);
+        sig.params.push(AbiParam::new(types::I64));
+        let text = clif(&sig, 0);
+        let funcs = cranelift_reader::parse_functions(&text).unwrap();
+        let func = &funcs[0];
+        let entry = func.layout.entry_block().unwrap();
+        let header_stores: Vec<i32> = func
+            .layout
+            .block_insts(entry)
+            .filter_map(|inst| match func.dfg.insts[inst] {
+                ir::InstructionData::Store { offset, .. } => Some(offset.into()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            header_stores,
+            [
+                STATUS_OFFSET,
+                HANDLER_SP_OFFSET,
+                HANDLER_FP_OFFSET,
+                HANDLER_PC_OFFSET
+            ]
+        );
+    }
 
     /// Every convention a callee may have gets trampolines that compile on
     /// every ISA: `system_v` and `tail` callees one function, the others an
