@@ -7,11 +7,11 @@
 //! (`get_exception_handler_address`). The address goes last because a
 //! nonzero address is what tells a fault or interrupt that arrives
 //! meanwhile that the record is complete (a buffer arrives with it zero:
-//! see [`crate::machine::Machine::call_entry`]). It then loads the arguments from the buffer's slots, `try_call`s
-//! `callee` with `S` and a `default` handler, and on return stores the
-//! results and sets the status to "returned". The handler only returns: an
-//! exception (or a trap) nobody else catches lands there with the status
-//! still preset.
+//! see [`crate::machine::Machine::call_entry`]). It then loads the
+//! arguments from the buffer's slots, `try_call`s `callee` with `S` and a
+//! `default` handler, and on return stores the results and sets the status
+//! to "returned". The handler only returns: an exception (or a trap) nobody
+//! else catches lands there with the status still preset.
 //!
 //! What the handler may rely on is the frame alone. It is reached with the
 //! recorded sp and fp, but every other register may hold what the code
