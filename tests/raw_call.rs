@@ -234,19 +234,7 @@ impl Machine for Delegating {
 #[test]
 fn only_a_native_machine_itself_is_called_directly() {
     for any_is_inner in [false, true] {
-        let arch = Arch::host().expect("a supported host");
-        let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-        builder
-            .define_clif(&format!("{TRAPPING}{PROGRAM}"))
-            .unwrap();
-        let module = builder
-            .finalize(Box::new(Delegating {
-                inner: NativeMachine::new().unwrap(),
-                calls: AtomicUsize::new(0),
-                any_is_inner,
-                arrived_handler_pcs: Mutex::default(),
-            }))
-            .unwrap();
+        let module = delegating_module(any_is_inner);
         let divide = module.raw_entry("divide").unwrap();
         let mut buffer = buffer_for(&module, "divide", &[84, 2]);
         module.call_raw(&divide, &mut buffer).unwrap();
@@ -269,7 +257,7 @@ fn only_a_native_machine_itself_is_called_directly() {
             })
         ));
         assert_eq!(
-            delegated_calls(&module),
+            delegating(&module).calls.load(Ordering::Relaxed),
             3,
             "as_any answers the inner machine: {any_is_inner}"
         );
@@ -282,19 +270,7 @@ fn only_a_native_machine_itself_is_called_directly() {
 /// would be delivered to it.
 #[test]
 fn a_reused_buffer_reaches_the_machine_with_its_handler_record_cleared() {
-    let arch = Arch::host().expect("a supported host");
-    let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-    builder
-        .define_clif(&format!("{TRAPPING}{PROGRAM}"))
-        .unwrap();
-    let module = builder
-        .finalize(Box::new(Delegating {
-            inner: NativeMachine::new().unwrap(),
-            calls: AtomicUsize::new(0),
-            any_is_inner: false,
-            arrived_handler_pcs: Mutex::default(),
-        }))
-        .unwrap();
+    let module = delegating_module(false);
     let divide = module.raw_entry("divide").unwrap();
     let mut buffer = buffer_for(&module, "divide", &[84, 2]);
     let pc = HANDLER_PC_OFFSET as usize;
@@ -303,18 +279,34 @@ fn a_reused_buffer_reaches_the_machine_with_its_handler_record_cleared() {
         // The trampoline recorded its handler.
         assert_ne!(buffer[pc..pc + 8], [0; 8]);
     }
-    let machine: *const dyn Machine = module.machine();
-    // SAFETY: the module's machine is the `Delegating` it was finalized
-    // with, alive as long as the module.
-    let delegating = unsafe { &*machine.cast::<Delegating>() };
-    assert_eq!(*delegating.arrived_handler_pcs.lock().unwrap(), [0, 0, 0]);
+    assert_eq!(
+        *delegating(&module).arrived_handler_pcs.lock().unwrap(),
+        [0, 0, 0]
+    );
 }
 
-/// How many calls the module's [`Delegating`] machine ran.
-fn delegated_calls(module: &Module) -> usize {
-    // The module's machine is the `Delegating` it was finalized with.
+/// The testkit's trapping functions and [`PROGRAM`] on a [`Delegating`]
+/// machine whose `as_any` answers the inner machine or not.
+fn delegating_module(any_is_inner: bool) -> Module {
+    let arch = Arch::host().expect("a supported host");
+    let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
+    builder
+        .define_clif(&format!("{TRAPPING}{PROGRAM}"))
+        .unwrap();
+    builder
+        .finalize(Box::new(Delegating {
+            inner: NativeMachine::new().unwrap(),
+            calls: AtomicUsize::new(0),
+            any_is_inner,
+            arrived_handler_pcs: Mutex::default(),
+        }))
+        .unwrap()
+}
+
+/// The [`Delegating`] machine of a [`delegating_module`].
+fn delegating(module: &Module) -> &Delegating {
     let machine: *const dyn Machine = module.machine();
-    // SAFETY: see above; the module (and so the machine) is alive.
-    let delegating = unsafe { &*machine.cast::<Delegating>() };
-    delegating.calls.load(Ordering::Relaxed)
+    // SAFETY: the module's machine is the `Delegating` it was finalized
+    // with, alive as long as the module (which the result borrows).
+    unsafe { &*machine.cast::<Delegating>() }
 }
