@@ -92,8 +92,8 @@ impl EntryHandler {
     /// buffer: one reused from an earlier call still holds that call's
     /// record — stack addresses of a frame that is gone — which a fault or
     /// interrupt arriving before the trampoline records its own would
-    /// otherwise be delivered to. A buffer shorter than a header is left
-    /// alone.
+    /// otherwise be delivered to. A buffer too short to hold the word is
+    /// left alone.
     pub fn clear(buffer: &mut [u8]) {
         let at = HANDLER_PC_OFFSET as usize;
         if let Some(pc) = buffer.get_mut(at..at + 8) {
