@@ -13,6 +13,7 @@
 //! over it.
 
 pub mod abi;
+pub mod clif_text;
 pub mod compile;
 pub mod disassemble;
 pub mod error;

@@ -647,3 +647,33 @@ fn traps_carry_a_backtrace_and_print_codes_by_name() {
     );
     assert_capped_recursion(&err, &"native");
 }
+
+/// CLIF naming entity numbers the reader would make billions of entities
+/// for is an error at its line, before the reader runs out of memory (it
+/// aborts the process); the module stays usable.
+#[test]
+fn huge_entity_numbers_in_clif_are_errors_not_aborts() {
+    let mut m = jit();
+    for (text, line, word) in [
+        (
+            "function %f() -> i64 {\nblock2147483647:\n    v0 = iconst.i64 1\n    return v0\n}",
+            2,
+            "block2147483647",
+        ),
+        (
+            "function %f() -> i64 {\nblock0:\n    v4000000000 = iconst.i64 1\n    return v4000000000\n}",
+            3,
+            "v4000000000",
+        ),
+    ] {
+        let err = m.define_clif(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("line {line}: {word}: ")) && err.contains("not supported"),
+            "{err}"
+        );
+    }
+    m.define_clif("function %f() -> i64 {\nblock0:\n    v0 = iconst.i64 7\n    return v0\n}")
+        .unwrap();
+    m.finalize().unwrap();
+    assert_eq!(m.call("f", &[]), Ok(vec![DataValue::I64(7)]));
+}

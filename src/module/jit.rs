@@ -91,9 +91,9 @@ pub(crate) fn check_not_reserved(symbol: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Parse CLIF `text` into functions.
+/// Parse CLIF `text` into functions ([`crate::clif_text::parse_functions`]).
 pub(crate) fn parse_clif(text: &str) -> Result<Vec<ir::Function>, Error> {
-    cranelift_reader::parse_functions(text).map_err(|e| Error::Parse {
+    crate::clif_text::parse_functions(text).map_err(|e| Error::Parse {
         location: format!("line {}", e.location.line_number),
         message: e.message,
     })
@@ -139,7 +139,9 @@ fn from_error(e: Error) -> ModuleError {
 
 impl<M: ?Sized + Machine> JitModule<M> {
     /// Define every function in CLIF `text` (exported, named as in the
-    /// text); returns their keys. They load at the next finalize.
+    /// text); returns their keys. They load at the next finalize. Malformed
+    /// text, entity numbers above [`crate::clif_text`]'s limits included, is
+    /// an [`Error::Parse`] naming the line.
     pub fn define_clif(&mut self, text: &str) -> Result<Vec<String>, Error> {
         let mut keys = Vec::new();
         for func in parse_clif(text)? {

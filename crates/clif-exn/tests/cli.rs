@@ -121,6 +121,41 @@ fn bad_input_is_reported_with_file_and_line_and_the_next_file_runs() {
     assert_contains(&out, &["4 files: 2 passed, 2 failed, 0 skipped"]);
 }
 
+/// A block or value number the reader would allocate billions of entities
+/// for fails its file at the line (the reader would abort the worker after
+/// exhausting memory), and the next file runs.
+#[test]
+fn huge_entity_numbers_fail_at_their_line() {
+    let block = scratch(
+        "a-huge-block.clif",
+        "test run\ntarget x86_64\n\nfunction %f() -> i64 {\nblock2147483647:\n    v0 = iconst.i64 1\n    return v0\n}\n; run: %f() == 1\n",
+    );
+    let value = scratch(
+        "b-huge-value.clif",
+        "test compile\ntarget aarch64\n\nfunction %f(i64) -> i64 {\nblock0(v3000000000: i64):\n    return v3000000000\n}\n",
+    );
+    let good = scratch(
+        "c-good.clif",
+        "test run\ntarget x86_64\n\nfunction %f() -> i64 {\nblock0:\n    v0 = iconst.i64 5\n    return v0\n}\n; run: %f() == 5\n",
+    );
+    let o = clif_exn(&[&block, &value, &good]);
+    let out = output_of(
+        &o,
+        1,
+        &[
+            "FAIL",
+            "a-huge-block.clif:5: block2147483647: block numbers above 99999 are not supported",
+            "b-huge-value.clif:5: v3000000000: value numbers above 4194303 are not supported",
+            "3 files: 1 passed, 2 failed, 0 skipped",
+        ],
+    );
+    assert!(
+        !out.contains("crashed") && !out.contains("timed out"),
+        "{out}"
+    );
+    assert_eq!(passed_on(&out, "x86_64"), 1, "{out}");
+}
+
 #[test]
 fn usage_errors_exit_2() {
     assert_exit_codes(&[

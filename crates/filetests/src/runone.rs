@@ -221,7 +221,10 @@ fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut File
         machine_code_cfg_info: true,
         ..ParseOptions::default()
     };
-    let testfile = match parse_test(text, options) {
+    // Entity numbers the reader would allocate gigabytes for abort it.
+    let parsed = cranelift_exn::clif_text::check_entity_numbers(text)
+        .and_then(|()| parse_test(text, options));
+    let testfile = match parsed {
         Ok(testfile) => testfile,
         Err(e) if e.is_warning => {
             report.skipped = Some((e.location.line_number, e.message));
