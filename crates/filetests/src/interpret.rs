@@ -3,7 +3,7 @@
 //!
 //! All functions of the file go into one function store, so a function can
 //! call another one of the same file. Calls to Cranelift libcalls (`%CeilF32`
-//! ...) are answered by [`libcall_handler`].
+//! ...) are answered by `libcall_handler`.
 
 use std::borrow::Cow;
 use std::cell::Cell;

@@ -9,7 +9,7 @@
 //! Cranelift 0.135 not listed below was checked to run correctly by
 //! `clif-exn test --emulator qemu` on run tests built with it (upstream's
 //! corpus and `crates/clif-exn/tests/emulators.rs`), except on x86_64, see
-//! [`X86_64`].
+//! `X86_64` below.
 
 use cranelift_exn::codegen::isa::TargetIsa;
 use cranelift_exn::isa::Arch;
