@@ -219,6 +219,13 @@ impl Printer {
                 _ => {}
             }
         }
+        // Where the panics behind the failures above happened (a skip for a
+        // panic says so only with -v).
+        if verbose || report.failed() {
+            for panic in &report.panics {
+                text += &format!("  panic at {}", indent(panic).trim_start());
+            }
+        }
         text
     }
 

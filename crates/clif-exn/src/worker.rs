@@ -137,6 +137,8 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
             _ => return std::process::ExitCode::from(2),
         }
     }
+    // A caught panic goes into its file's report, not to standard error.
+    cranelift_exn_filetests::panics::record_panics();
     let out = match protocol_channel() {
         Ok(out) => Arc::new(Mutex::new(std::io::BufWriter::new(out))),
         Err(e) => {
@@ -207,6 +209,14 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
         });
     match runner.map(|r| r.join()) {
         Ok(Ok(true)) => std::process::ExitCode::SUCCESS,
+        Ok(Err(_)) => {
+            // A panic nothing caught: say what it was, as the default hook
+            // would have, before the supervisor reports the worker's end.
+            for panic in cranelift_exn_filetests::panics::take() {
+                eprintln!("clif-exn worker panicked at {panic}");
+            }
+            std::process::ExitCode::from(101)
+        }
         _ => std::process::ExitCode::from(2),
     }
 }

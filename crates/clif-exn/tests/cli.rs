@@ -156,6 +156,32 @@ fn huge_entity_numbers_fail_at_their_line() {
     assert_eq!(passed_on(&out, "x86_64"), 1, "{out}");
 }
 
+/// A panic the runner catches (here cranelift-interpreter's on two
+/// functions of one name) fails its test with the message, and the file's
+/// report says where it happened; nothing is printed to standard error out
+/// of order with the results.
+#[test]
+fn caught_panics_are_reported_with_their_file_not_printed() {
+    let path = scratch(
+        "same-name.clif",
+        "test interpret\n\nfunction %a() -> i64 {\nblock0:\n    v0 = iconst.i64 1\n    return v0\n}\n\n\
+         function %a() -> i64 {\nblock0:\n    v0 = iconst.i64 2\n    return v0\n}\n; run: %a() == 2\n",
+    );
+    let o = clif_exn(&[&path]);
+    let out = output_of(
+        &o,
+        1,
+        &[
+            "FAIL ",
+            "same-name.clif interpret:\n    panic: assertion failed",
+            "  panic at cranelift-interpreter-",
+            "/src/environment.rs:",
+        ],
+    );
+    let err = common::stderr(&o);
+    assert!(!err.contains("panicked"), "{err}\n{out}");
+}
+
 #[test]
 fn usage_errors_exit_2() {
     assert_exit_codes(&[

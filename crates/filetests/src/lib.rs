@@ -19,6 +19,7 @@ pub mod inline;
 pub mod interpret;
 pub mod kinds;
 pub mod optimize;
+pub mod panics;
 pub mod per_function;
 pub mod print_cfg;
 pub mod run;

@@ -94,6 +94,11 @@ pub struct FileReport {
     /// Targets (indices) whose `test run` was left for separate runs
     /// ([`Part::Main`]).
     pub deferred: Vec<usize>,
+    /// Panics caught while the file ran, where and what (with a backtrace
+    /// when `RUST_BACKTRACE` asked for one), in a process that records them
+    /// ([`crate::panics::record_panics`]); empty in any other.
+    #[serde(default)]
+    pub panics: Vec<String>,
 }
 
 impl FileReport {
@@ -106,6 +111,7 @@ impl FileReport {
             skipped: None,
             results: Vec::new(),
             deferred: Vec::new(),
+            panics: Vec::new(),
         }
     }
 
@@ -141,6 +147,7 @@ impl FileReport {
         }
         self.results.extend(other.results);
         self.results.sort_by_key(|r| r.order);
+        self.panics.extend(other.panics);
     }
 }
 
@@ -153,6 +160,8 @@ pub fn run_file(path: &Path, env: &RunEnv) -> FileReport {
 pub fn run_part(path: &Path, part: Part, env: &RunEnv) -> FileReport {
     let start = Instant::now();
     let mut report = FileReport::new(path);
+    // Panics recorded before this file are not its own.
+    crate::panics::take();
     match std::fs::read(path) {
         Err(e) => report.file_error = Some(format!("{}: {e}", path.display())),
         Ok(bytes) => match String::from_utf8(bytes) {
@@ -170,6 +179,7 @@ pub fn run_part(path: &Path, part: Part, env: &RunEnv) -> FileReport {
             }
         },
     }
+    report.panics = crate::panics::take();
     report.elapsed = start.elapsed();
     report
 }
