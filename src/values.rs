@@ -135,6 +135,16 @@ pub(crate) fn read_bits(slot: &[u8], endianness: Endianness) -> u128 {
 }
 
 pub(crate) fn read_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> DataValue {
+    // The common types at their fixed sizes: every host function call
+    // decodes its arguments here, and the general path below (`Type`
+    // arithmetic, copies of run-time length, `read_from_slice_ne`'s match)
+    // took several times the instructions.
+    read_common_scalar(slot, ty, endianness)
+        .unwrap_or_else(|| read_any_scalar(slot, ty, endianness))
+}
+
+/// [`read_scalar`] for any scalar type, through the value's native image.
+fn read_any_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> DataValue {
     let bits = read_bits(&slot[..ty.bytes() as usize], endianness);
     // The same bits in native order, read back as `ty`.
     let native = bits.to_ne_bytes();
@@ -144,6 +154,54 @@ pub(crate) fn read_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> 
         &native[16 - ty.bytes() as usize..]
     };
     DataValue::read_from_slice_ne(image, ty)
+}
+
+/// [`read_scalar`] of an `i8`, `i16`, `i32`, `i64`, `f32` or `f64` from the
+/// start of `slot` (`None` for other types, or a slot too short for the
+/// type).
+#[inline(always)]
+fn read_common_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> Option<DataValue> {
+    use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
+    use cranelift_codegen::ir::types;
+    let little = endianness == Endianness::Little;
+    Some(match ty {
+        types::I8 => DataValue::I8(*slot.first()? as i8),
+        types::I16 => {
+            let b = *slot.first_chunk::<2>()?;
+            DataValue::I16(if little {
+                i16::from_le_bytes(b)
+            } else {
+                i16::from_be_bytes(b)
+            })
+        }
+        types::I32 | types::F32 => {
+            let b = *slot.first_chunk::<4>()?;
+            let bits = if little {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            };
+            if ty == types::I32 {
+                DataValue::I32(bits as i32)
+            } else {
+                DataValue::F32(Ieee32::with_bits(bits))
+            }
+        }
+        types::I64 | types::F64 => {
+            let b = *slot.first_chunk::<8>()?;
+            let bits = if little {
+                u64::from_le_bytes(b)
+            } else {
+                u64::from_be_bytes(b)
+            };
+            if ty == types::I64 {
+                DataValue::I64(bits as i64)
+            } else {
+                DataValue::F64(Ieee64::with_bits(bits))
+            }
+        }
+        _ => return None,
+    })
 }
 
 fn to_lane_order(slot: &mut [u8], ty: ir::Type, endianness: Endianness) {
@@ -174,8 +232,30 @@ pub fn decode_slots(
     endianness: Endianness,
 ) -> Result<Vec<DataValue>, Error> {
     let mut values = Vec::with_capacity(types.len());
+    decode_slots_each(types, buffer, endianness, |value| values.push(value))?;
+    Ok(values)
+}
+
+/// [`decode_slots`], handing each value to `put` in order instead of
+/// collecting them (a caller with room for them need not allocate).
+pub(crate) fn decode_slots_each(
+    types: &[ir::AbiParam],
+    buffer: &[u8],
+    endianness: Endianness,
+    mut put: impl FnMut(DataValue),
+) -> Result<(), Error> {
     for (i, param) in types.iter().enumerate() {
         let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
+        // The common scalars first (inline: host calls decode every
+        // argument here); a slot cut short by the buffer's end falls
+        // through to the error below.
+        if let Some(value) = buffer
+            .get(start..)
+            .and_then(|slot| read_common_scalar(slot, param.value_type, endianness))
+        {
+            put(value);
+            continue;
+        }
         let bytes = param.value_type.bytes() as usize;
         let slot = buffer.get(start..start + bytes).ok_or_else(|| {
             Error::Signature(format!(
@@ -183,7 +263,7 @@ pub fn decode_slots(
                 buffer.len()
             ))
         })?;
-        values.push(if param.value_type.is_vector() {
+        put(if param.value_type.is_vector() {
             let mut image = [0u8; 16];
             let image = image.get_mut(..bytes).ok_or_else(|| {
                 Error::Signature(format!("a {}-byte vector does not fit a slot", bytes))
@@ -195,7 +275,7 @@ pub fn decode_slots(
             read_scalar(slot, param.value_type, endianness)
         });
     }
-    Ok(values)
+    Ok(())
 }
 
 /// Read a header word of the buffer.
@@ -226,6 +306,42 @@ mod tests {
         let mut buffer = [0xaau8; 3];
         write_bits(0xffff_ff01, &mut buffer[..1], Endianness::Big);
         assert_eq!(buffer, [0x01, 0xaa, 0xaa]);
+    }
+
+    #[test]
+    fn common_scalars_read_as_the_general_path_reads_them() {
+        let patterns: [[u8; 8]; 4] = [
+            [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef],
+            [0xff; 8],
+            // NaN payloads and negative zero, in either byte order.
+            [0x7f, 0xc0, 0x00, 0x01, 0x7f, 0xf8, 0x00, 0x01],
+            [0x80, 0, 0, 0, 0, 0, 0, 0x80],
+        ];
+        for endianness in [Endianness::Little, Endianness::Big] {
+            for ty in [
+                types::I8,
+                types::I16,
+                types::I32,
+                types::I64,
+                types::F32,
+                types::F64,
+            ] {
+                for slot in &patterns {
+                    let fast = read_common_scalar(slot, ty, endianness).expect("a common type");
+                    let general = read_any_scalar(slot, ty, endianness);
+                    // Bitwise: `DataValue`'s float equality is IEEE's.
+                    assert_eq!(fast.ty(), ty);
+                    assert_eq!(scalar_bits(&fast), scalar_bits(&general), "{ty} {slot:x?}");
+                    let size = ty.bytes() as usize;
+                    assert_eq!(
+                        scalar_bits(&fast),
+                        Some(read_bits(&slot[..size], endianness))
+                    );
+                }
+            }
+            assert_eq!(read_common_scalar(&[1, 2, 3], types::I32, endianness), None);
+            assert_eq!(read_common_scalar(&[0; 16], types::I128, endianness), None);
+        }
     }
 
     #[test]

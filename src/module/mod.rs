@@ -26,7 +26,9 @@ use crate::memory::Memory;
 use crate::native::NativeMachine;
 use crate::trampoline::{self, STATUS_EXCEPTION, STATUS_OFFSET, STATUS_RETURNED, VALUES_OFFSET};
 use crate::unwind::{self, Delivery};
-use crate::values::{decode_results, decode_slots, encode_arguments, encode_slots, header_word};
+use crate::values::{
+    decode_results, decode_slots, decode_slots_each, encode_arguments, encode_slots, header_word,
+};
 use jit::{PendingData, PendingFunction};
 
 pub use crate::abi::{THROW_SYMBOL, THROW_TO_ENTRY_SYMBOL};
@@ -241,6 +243,9 @@ struct CallServices<'m, M: ?Sized + Machine> {
     interrupt: CallInterrupt<'m>,
 }
 
+/// Host function arguments decoded on the stack; more are allocated.
+const INLINE_HOST_ARGS: usize = 8;
+
 impl<M: ?Sized + Machine> CallServices<'_, M> {
     /// Services for one call of `module`.
     fn new(module: &JitModule<M>) -> CallServices<'_, M> {
@@ -324,11 +329,26 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
             &mut heap
         };
         memory.read(frame, bytes)?;
-        let args = decode_slots(&sig.params, bytes, endianness)?;
+        // The arguments, on this stack when there are few (a host call
+        // otherwise allocates for them).
+        let count = sig.params.len();
+        let mut inline_args: [DataValue; INLINE_HOST_ARGS] =
+            std::array::from_fn(|_| DataValue::I8(0));
+        let heap_args: Vec<DataValue>;
+        let args: &[DataValue] = if count <= INLINE_HOST_ARGS {
+            let mut next = 0;
+            decode_slots_each(&sig.params, bytes, endianness, |value| {
+                inline_args[next] = value;
+                next += 1;
+            })?;
+            &inline_args[..count]
+        } else {
+            heap_args = decode_slots(&sig.params, bytes, endianness)?;
+            &heap_args
+        };
         let module = self.module;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (import.func)(module, &args)
-        }));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (import.func)(module, args)));
         let throw = |memory: &mut dyn Memory, tag: u32, payloads: [u64; 2]| {
             // The glue loads the tag as an i32 from the frame's first word.
             let tag = match memory.endianness() {

@@ -358,3 +358,105 @@ fn eight_threads_on_emulated_machines_see_only_their_own_outcomes() {
         t.join().unwrap();
     }
 }
+
+/// JIT code passing host functions every scalar width (decoded on the
+/// stack) and ten arguments (decoded into an allocation).
+const HOST_ARGUMENTS: &str = "
+function %call_few() -> i64 {
+    fn0 = %few(i8, i16, i32, i64, f32, f64, i128) -> i64 system_v
+block0:
+    v0 = iconst.i8 -3
+    v1 = iconst.i16 -1000
+    v2 = iconst.i32 0x12345678
+    v3 = iconst.i64 -0x123456789
+    v4 = f32const -0x1.8p0
+    v5 = f64const 0x1.4p3
+    v6 = iconst.i64 -7
+    v7 = sextend.i128 v6
+    v8 = call fn0(v0, v1, v2, v3, v4, v5, v7)
+    return v8
+}
+
+function %call_many() -> i64 {
+    fn0 = %many(i64, i64, i64, i64, i64, i64, i64, i64, i64, i32) -> i64 system_v
+block0:
+    v0 = iconst.i64 1
+    v1 = iconst.i64 2
+    v2 = iconst.i64 3
+    v3 = iconst.i64 4
+    v4 = iconst.i64 5
+    v5 = iconst.i64 6
+    v6 = iconst.i64 7
+    v7 = iconst.i64 8
+    v8 = iconst.i64 -9
+    v9 = iconst.i32 -10
+    v10 = call fn0(v0, v1, v2, v3, v4, v5, v6, v7, v8, v9)
+    return v10
+}
+";
+
+/// Host functions receive each argument's type and value in the target's
+/// byte order (s390x is big-endian) on every machine, for few arguments and
+/// for more than fit on the stack.
+#[test]
+fn host_functions_receive_every_scalar_width() {
+    use cranelift_exn::codegen::ir::{AbiParam, Signature, types};
+    use cranelift_exn::codegen::isa::CallConv;
+    use std::sync::{Arc, Mutex};
+
+    let sig = |params: &[types::Type]| {
+        let mut sig = Signature::new(CallConv::SystemV);
+        sig.params = params.iter().map(|&t| AbiParam::new(t)).collect();
+        sig.returns = vec![AbiParam::new(types::I64)];
+        sig
+    };
+    let few_types = [
+        types::I8,
+        types::I16,
+        types::I32,
+        types::I64,
+        types::F32,
+        types::F64,
+        types::I128,
+    ];
+    let mut many_types = vec![types::I64; 9];
+    many_types.push(types::I32);
+    for (label, arch, native) in machines() {
+        let mut shared = settings::builder();
+        shared.set("enable_llvm_abi_extensions", "true").unwrap();
+        let isa = build_isa(arch, &settings::Flags::new(shared), &[]).unwrap();
+        let mut builder = cranelift_exn::ModuleBuilder::new(isa);
+        builder.define_clif(HOST_ARGUMENTS).unwrap();
+        let received: Arc<Mutex<Vec<Vec<DataValue>>>> = Arc::default();
+        for (name, types) in [("few", &few_types[..]), ("many", &many_types[..])] {
+            let received = received.clone();
+            builder
+                .define_host_function(name, sig(types), move |_, args| {
+                    received.lock().unwrap().push(args.to_vec());
+                    Ok(vec![DataValue::I64(args.len() as i64)])
+                })
+                .unwrap();
+        }
+        let module = builder.finalize(machine(arch, native)).unwrap();
+        assert_eq!(one(module.call("call_few", &[])), 7, "{label}");
+        assert_eq!(one(module.call("call_many", &[])), 10, "{label}");
+        let received = received.lock().unwrap();
+        let expected_few = [
+            DataValue::I8(-3),
+            DataValue::I16(-1000),
+            DataValue::I32(0x1234_5678),
+            DataValue::I64(-0x1_2345_6789),
+            DataValue::F32((-1.5f32).into()),
+            DataValue::F64(10.0f64.into()),
+            DataValue::I128(-7),
+        ];
+        let mut expected_many: Vec<DataValue> = (1..=8).map(DataValue::I64).collect();
+        expected_many.push(DataValue::I64(-9));
+        expected_many.push(DataValue::I32(-10));
+        assert_eq!(
+            received[..],
+            [expected_few.to_vec(), expected_many],
+            "{label}"
+        );
+    }
+}
