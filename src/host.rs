@@ -5,9 +5,11 @@
 //! its own stack, calls the machine's [`HostFunction::Call`] dispatcher with
 //! the host function's index and the frame's address, and then either loads
 //! the results from the frame and returns, or — when the host function
-//! threw — loads the tag and payloads and calls the throw stub itself. The
-//! Rust host function has returned by then: no Rust frame is ever skipped by
-//! an unwind.
+//! threw — loads the tag and payloads and calls the throw stub itself (the
+//! throw-to-entry stub, O(1), when the call is to end at its entry: a
+//! [`HostThrow::ToEntry`], or a host function that failed or was
+//! interrupted). The Rust host function has returned by then: no Rust frame
+//! is ever skipped by an unwind.
 //!
 //! Glue frame layout (target byte order): tag at 0, payloads at 8 and 16,
 //! values in 16-byte slots from [`VALUES_OFFSET`], like an entry buffer.
@@ -17,8 +19,7 @@
 use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir::{self, LibCall, types};
 
-use crate::abi::THROW_SYMBOL;
-use crate::abi::{SLOT_SIZE, VALUES_OFFSET};
+use crate::abi::{SLOT_SIZE, THROW_SYMBOL, THROW_TO_ENTRY_SYMBOL, VALUES_OFFSET};
 
 /// The symbol glue calls to reach the machine's host-call dispatcher.
 pub const DISPATCH_SYMBOL: &str = "%__cranelift_exn_host_call";
@@ -39,6 +40,9 @@ pub enum HostStatus {
     /// The host function threw; tag and payloads are in the frame, and the
     /// glue calls the throw stub.
     Threw = 1,
+    /// The call ends at its entry (the outcome is already recorded); the
+    /// glue calls the throw-to-entry stub with the frame's tag and payloads.
+    ToEntry = 2,
 }
 
 /// How a host function ends when it does not return values.
@@ -107,6 +111,8 @@ pub fn glue_clif(name: &str, sig: &ir::Signature, index: usize) -> String {
     fn0 = {DISPATCH_SYMBOL} sig0
     sig1 = ({ptr}, {ptr}, {ptr}, i32, {ptr}, {ptr}) system_v
     fn1 = {THROW_SYMBOL} sig1
+    sig2 = (i32, {ptr}, {ptr}) system_v
+    fn2 = {THROW_TO_ENTRY_SYMBOL} sig2
 block0({params}):
     v1 = stack_addr.{ptr} ss0
 {stores}    v2 = iconst.{ptr} {index}
@@ -118,13 +124,21 @@ block2:
     v4 = load.i32 notrap aligned v1+{TAG_OFFSET}
     v5 = load.{ptr} notrap aligned v1+{PAYLOAD0_OFFSET}
     v6 = load.{ptr} notrap aligned v1+{PAYLOAD1_OFFSET}
+    v11 = iconst.{ptr} {to_entry}
+    v10 = icmp eq v3, v11
+    brif v10, block4, block3
+block3:
     v7 = get_frame_pointer.{ptr}
     v8 = get_return_address.{ptr}
     v9 = iconst.{ptr} 0
     call fn1(v9, v7, v8, v4, v5, v6)
     trap user1
+block4:
+    call fn2(v4, v5, v6)
+    trap user1
 }}
 ",
+        to_entry = HostStatus::ToEntry as u64,
         sig_text = signature_text(sig),
         params = typed_params.join(", "),
         results = results.join(", "),

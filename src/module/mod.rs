@@ -230,8 +230,9 @@ struct CallServices<'m, M: ?Sized + Machine> {
     /// A fault delivered to the entry (written from a signal handler
     /// natively, so a plain `Copy` value).
     fault: Option<Fault>,
-    /// Set by a host function's outcome: the next throw goes straight to the
-    /// entry (a [`HostThrow::ToEntry`], or a panic) with this pending state.
+    /// Set by a host function's outcome that ends the call at its entry (a
+    /// [`HostThrow::ToEntry`], a failure, a panic or an interrupt): its
+    /// glue then calls the throw-to-entry stub, which records this.
     direct: Option<Pending>,
     /// The pcs of a delivered fault's frames (see [`CallError::Trap`]),
     /// recorded while the frames exist. Left uninitialised: a call that does
@@ -349,7 +350,10 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
         let module = self.module;
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (import.func)(module, args)));
-        let throw = |memory: &mut dyn Memory, tag: u32, payloads: [u64; 2]| {
+        // The tag and payloads for the glue's throw (`Threw`), or for its
+        // call of the throw-to-entry stub (`ToEntry`: the outcome is in
+        // `direct`).
+        let throw = |memory: &mut dyn Memory, status: HostStatus, tag: u32, payloads: [u64; 2]| {
             // The glue loads the tag as an i32 from the frame's first word.
             let tag = match memory.endianness() {
                 Endianness::Little => tag.to_le_bytes(),
@@ -358,13 +362,13 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
             memory.write(frame + host::TAG_OFFSET, &tag)?;
             memory.write_u64(frame + host::PAYLOAD0_OFFSET, payloads[0])?;
             memory.write_u64(frame + host::PAYLOAD1_OFFSET, payloads[1])?;
-            Ok::<_, Error>(HostStatus::Threw)
+            Ok::<_, Error>(status)
         };
         // An interrupt that came while the host function ran stops the call
         // as it returns to JIT code.
         if self.interrupt.is_interrupted() {
             self.direct = Some(Pending::Interrupted);
-            return throw(memory, 0, [0; 2]);
+            return throw(memory, HostStatus::ToEntry, 0, [0; 2]);
         }
         match outcome {
             Ok(Ok(values)) => match encode_slots(&sig.returns, &values, bytes, endianness) {
@@ -378,13 +382,15 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
                         "host function {} returned values that do not match {sig}: {e}",
                         import.name
                     ))));
-                    throw(memory, 0, [0; 2])
+                    throw(memory, HostStatus::ToEntry, 0, [0; 2])
                 }
             },
-            Ok(Err(HostThrow::Exception { tag, payloads })) => throw(memory, tag, payloads),
+            Ok(Err(HostThrow::Exception { tag, payloads })) => {
+                throw(memory, HostStatus::Threw, tag, payloads)
+            }
             Ok(Err(HostThrow::ToEntry { tag, payloads })) => {
                 self.direct = Some(Pending::Uncaught { tag, payloads });
-                throw(memory, tag, payloads)
+                throw(memory, HostStatus::ToEntry, tag, payloads)
             }
             Err(panic) => {
                 let message = crate::error::panic_message(&*panic);
@@ -392,7 +398,7 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
                     "host function {} panicked: {message}",
                     import.name
                 ))));
-                throw(memory, 0, [0; 2])
+                throw(memory, HostStatus::ToEntry, 0, [0; 2])
             }
         }
     }
@@ -400,16 +406,16 @@ impl<M: ?Sized + Machine> CallServices<'_, M> {
 
 impl<M: ?Sized + Machine> HostServices for CallServices<'_, M> {
     fn throw_to_entry(&mut self, tag: u32, payloads: [u64; 2]) -> Result<(), Error> {
-        self.pending = Pending::Uncaught { tag, payloads };
+        // From host glue, the outcome the host function left; from JIT
+        // code, its exception.
+        self.pending = self
+            .direct
+            .take()
+            .unwrap_or(Pending::Uncaught { tag, payloads });
         Ok(())
     }
 
     fn throw(&mut self, memory: &mut dyn Memory, ctx: u64, buffer: u64) -> Result<(), Error> {
-        if let Some(pending) = self.direct.take() {
-            // O(1): no walk at all.
-            self.pending = pending;
-            return unwind::to_entry(memory, ctx, buffer, [0; 2]);
-        }
         match unwind::throw(self.module.arch, &self.module.table, memory, ctx) {
             Ok((_, Delivery::Caught { .. })) => Ok(()),
             Ok((request, Delivery::Uncaught { .. })) => {
