@@ -31,7 +31,7 @@ Runs the Cranelift filetests in PATH (files, or directories searched for
 otherwise. CRANELIFT_TEST_BLESS=1 rewrites `precise-output` expectations.
 
 Files run in worker processes: a run line that crashes or hangs fails its
-file, at that line, and the other files go on. Results are printed as files
+file, at that line, and the file's other targets and the other files go on. Results are printed as files
 finish, in file order.
 
   -v, --verbose   print each file with its time, and every test's verdict

@@ -74,6 +74,9 @@ struct Running {
     step_started: Instant,
     test: Option<Step>,
     line: Option<usize>,
+    /// The part announced the targets it leaves to other parts (they are
+    /// queued already: its report's list is not queued again).
+    deferred_announced: bool,
 }
 
 struct Worker {
@@ -326,6 +329,7 @@ impl Pool<'_> {
                 step_started: now,
                 test: None,
                 line: None,
+                deferred_announced: false,
             });
             if worker.stdin.write_all(line.as_bytes()).is_err() || worker.stdin.flush().is_err() {
                 // The worker died before taking the job: its Closed event
@@ -416,8 +420,20 @@ impl Pool<'_> {
                     r.step_started = Instant::now();
                 }
             }
-            Event::Message(Message::Done(report)) => {
+            Event::Message(Message::Deferred(targets)) => {
+                if let Some(r) = &mut worker.running
+                    && !r.deferred_announced
+                {
+                    r.deferred_announced = true;
+                    let file = self.jobs[r.job].file;
+                    self.defer(file, targets);
+                }
+            }
+            Event::Message(Message::Done(mut report)) => {
                 if let Some(r) = worker.running.take() {
+                    if r.deferred_announced {
+                        report.deferred.clear();
+                    }
                     self.part_done(r.job, report);
                 }
             }
@@ -496,6 +512,10 @@ impl Pool<'_> {
                 let (invocation, expected) = source_line(path, line)
                     .map(|text| split_run_line(&text))
                     .unwrap_or_else(|| ("run line".into(), "returns".into()));
+                // The target's other lines went with the process: the
+                // later ones never ran, the earlier ones' outcomes were
+                // not sent yet.
+                let others = run_lines_besides(path, line);
                 report.results.push(TestResult {
                     kind,
                     target,
@@ -508,6 +528,11 @@ impl Pool<'_> {
                             expected,
                             actual: what.to_string(),
                         }],
+                        skipped: (others > 0).then(|| {
+                            "not reported: another run line of the target crashed or hung"
+                                .to_string()
+                        }),
+                        lines: others,
                         ..Default::default()
                     }),
                     printed: Vec::new(),
@@ -529,15 +554,21 @@ impl Pool<'_> {
     fn part_done(&mut self, job: usize, report: FileReport) {
         let file = self.jobs[job].file;
         let deferred = report.deferred.clone();
+        // Queued first, so that the file is not complete in between.
+        self.defer(file, deferred);
         let state = &mut self.files[file];
         state.pending = state.pending.saturating_sub(1);
         match &mut state.report {
             Some(existing) => existing.merge(report),
             None => state.report = Some(report),
         }
-        state.pending += deferred.len();
+    }
+
+    /// Queue `test run` on `targets` of `file` as parts of their own.
+    fn defer(&mut self, file: usize, targets: Vec<usize>) {
+        self.files[file].pending += targets.len();
         // A file's other targets go first: earlier files are reported first.
-        for target in deferred.into_iter().rev() {
+        for target in targets.into_iter().rev() {
             self.enqueue(file, Part::RunTarget(target), true);
         }
     }
@@ -550,6 +581,25 @@ fn source_line(path: &std::path::Path, line: usize) -> Option<String> {
     text.lines()
         .nth(line.checked_sub(1)?)
         .map(|l| l.trim().to_string())
+}
+
+/// How many run (and print) lines `path` has besides line `line`: comment
+/// lines `; run: ...` or `; print: ...`, each of which runs on every
+/// target.
+fn run_lines_besides(path: &std::path::Path, line: usize) -> usize {
+    let Ok(bytes) = std::fs::read(path) else {
+        return 0;
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .enumerate()
+        .filter(|&(i, _)| i + 1 != line)
+        .filter(|(_, l)| {
+            let body = l.trim_start().trim_start_matches(';').trim_start();
+            l.trim_start().starts_with(';')
+                && (body.starts_with("run:") || body.starts_with("print:"))
+        })
+        .count()
 }
 
 /// A run line's invocation and expectation (`%f(1)`, `== 2`), from its

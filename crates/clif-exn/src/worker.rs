@@ -40,6 +40,9 @@ pub enum Message {
     },
     /// A run line starts executing.
     Line(usize),
+    /// The job leaves `test run` on these targets to jobs of their own
+    /// ([`Part::RunTarget`]), announced before it runs anything.
+    Deferred(Vec<usize>),
     /// The job is done.
     Done(FileReport),
 }
@@ -183,6 +186,7 @@ pub fn main(args: &[OsString]) -> std::process::ExitCode {
                 }),
                 None => progress_send(&Message::Line(line)),
             },
+            Progress::Deferred { targets } => progress_send(&Message::Deferred(targets.to_vec())),
         })),
     };
     // Every job runs on a thread with the same stack, so that how deep a

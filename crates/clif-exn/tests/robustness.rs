@@ -99,6 +99,37 @@ fn a_native_run_line_that_never_returns_times_out_and_the_others_run() {
     );
 }
 
+/// A run line that hangs on the first target does not take the file's
+/// other targets with it (they run in parts of their own, announced before
+/// the first target runs), and each target's other lines, whose outcomes
+/// went with its process, are counted as not reported, with the reason.
+#[test]
+fn a_hanging_run_line_leaves_the_other_targets_running() {
+    let dir = scratch_dir("hang-targets");
+    write(
+        &dir,
+        "spin-on-zero.clif",
+        "test run\ntarget riscv64\ntarget aarch64\n\nfunction %f(i64) -> i64 {\n\
+         block0(v0: i64):\n    brif v0, block2, block1\nblock1:\n    jump block1\n\
+         block2:\n    return v0\n}\n; run: %f(1) == 1\n; run: %f(0) == 0\n; run: %f(3) == 3\n",
+    );
+    let o = clif_exn(&["--timeout", "1"], &[&dir]);
+    let out = output_of(
+        &o,
+        1,
+        &[
+            "spin-on-zero.clif:14 [riscv64] %f(0)\n    expected: == 0\n    actual:   timed out after 1 s",
+            "spin-on-zero.clif:14 [aarch64] %f(0)\n    expected: == 0\n    actual:   timed out after 1 s",
+            "2 skipped: not reported: another run line of the target crashed or hung",
+            "run: 0 passed, 2 failed, 4 skipped",
+        ],
+    );
+    assert!(
+        files_line(&out).starts_with("1 files: 0 passed, 1 failed"),
+        "{out}"
+    );
+}
+
 /// A step that is not a run line (here the interpreter on an endless loop)
 /// is limited too, and named.
 #[test]

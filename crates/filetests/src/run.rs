@@ -44,6 +44,14 @@ pub enum Progress<'a> {
         /// limit) rather than natively.
         emulated: bool,
     },
+    /// A [`crate::runone::Part::Main`] run leaves `test run` on these
+    /// targets (indices) to [`crate::runone::Part::RunTarget`] runs; told
+    /// before any test runs, so that they run even if this part never
+    /// finishes (and can start at once).
+    Deferred {
+        /// The targets' indices.
+        targets: &'a [usize],
+    },
 }
 
 /// Told of each [`Progress`] step as it happens.

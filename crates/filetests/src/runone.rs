@@ -321,6 +321,25 @@ fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut File
         path: &shown,
         text,
     };
+    // The main part leaves `test run` on every target after the first to
+    // runs of their own, announced now: a part that hangs or crashes later
+    // does not take them with it.
+    if part == Part::Main
+        && tests
+            .iter()
+            .any(|(kind, test)| kind == "run" && test.needs_isa())
+    {
+        report.deferred = (1..targets.len())
+            .filter(|&index| targets[index].1.is_some())
+            .collect();
+        if let Some(hook) = &env.progress
+            && !report.deferred.is_empty()
+        {
+            hook(Progress::Deferred {
+                targets: &report.deferred,
+            });
+        }
+    }
 
     for (test_index, (kind, test)) in tests.iter().enumerate() {
         let test_index = test_index + 1;
@@ -333,10 +352,7 @@ fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut File
                 let order = (test_index, index);
                 match part {
                     Part::RunTarget(wanted) if wanted != index => continue,
-                    Part::Main if kind == "run" && index > 0 && isa.is_some() => {
-                        report.deferred.push(index);
-                        continue;
-                    }
+                    Part::Main if kind == "run" && report.deferred.contains(&index) => continue,
                     _ => {}
                 }
                 let Some(isa) = *isa else {
