@@ -2,7 +2,7 @@
 //! target's byte order.
 
 use cranelift_codegen::data_value::DataValue;
-use cranelift_codegen::ir;
+use cranelift_codegen::ir::{self, types};
 
 use crate::error::Error;
 use crate::isa::Endianness;
@@ -42,6 +42,16 @@ pub fn encode_slots(
         )));
     }
     for (i, (value, param)) in values.iter().zip(types).enumerate() {
+        let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
+        // The common scalars of the slot's type first (inline: a host
+        // function's results are encoded here); anything else, a mismatch
+        // or a slot cut short by the buffer's end included, below.
+        if buffer
+            .get_mut(start..)
+            .is_some_and(|slot| write_common_scalar(value, param.value_type, slot, endianness))
+        {
+            continue;
+        }
         // Run lines write vector constants as bytes (`i8x16`) whatever the
         // lane type: any vector of the parameter's size fits.
         let fits = value.ty() == param.value_type
@@ -55,7 +65,6 @@ pub fn encode_slots(
                 param.value_type
             )));
         }
-        let start = (VALUES_OFFSET + SLOT_SIZE * i as i32) as usize;
         let bytes = param.value_type.bytes() as usize;
         let len = buffer.len();
         let slot = buffer.get_mut(start..start + bytes).ok_or_else(|| {
@@ -71,6 +80,47 @@ pub fn encode_slots(
         }
     }
     Ok(())
+}
+
+/// Write `value` into the start of `slot` in `endianness` if it is an `i8`,
+/// `i16`, `i32`, `i64`, `f32` or `f64` of type `ty` and `slot` has room;
+/// whether it did.
+#[inline(always)]
+fn write_common_scalar(
+    value: &DataValue,
+    ty: ir::Type,
+    slot: &mut [u8],
+    endianness: Endianness,
+) -> bool {
+    fn put<const N: usize>(slot: &mut [u8], le: [u8; N], be: [u8; N], little: bool) -> bool {
+        match slot.first_chunk_mut::<N>() {
+            Some(chunk) => {
+                *chunk = if little { le } else { be };
+                true
+            }
+            None => false,
+        }
+    }
+    let little = endianness == Endianness::Little;
+    match *value {
+        DataValue::I8(v) if ty == types::I8 => put(slot, [v as u8], [v as u8], little),
+        DataValue::I16(v) if ty == types::I16 => {
+            put(slot, v.to_le_bytes(), v.to_be_bytes(), little)
+        }
+        DataValue::I32(v) if ty == types::I32 => {
+            put(slot, v.to_le_bytes(), v.to_be_bytes(), little)
+        }
+        DataValue::I64(v) if ty == types::I64 => {
+            put(slot, v.to_le_bytes(), v.to_be_bytes(), little)
+        }
+        DataValue::F32(v) if ty == types::F32 => {
+            put(slot, v.bits().to_le_bytes(), v.bits().to_be_bytes(), little)
+        }
+        DataValue::F64(v) if ty == types::F64 => {
+            put(slot, v.bits().to_le_bytes(), v.bits().to_be_bytes(), little)
+        }
+        _ => false,
+    }
 }
 
 /// Write a scalar into the first `value.ty().bytes()` bytes of `slot`, in
@@ -162,7 +212,6 @@ fn read_any_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> DataVal
 #[inline(always)]
 fn read_common_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> Option<DataValue> {
     use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
-    use cranelift_codegen::ir::types;
     let little = endianness == Endianness::Little;
     Some(match ty {
         types::I8 => DataValue::I8(*slot.first()? as i8),
@@ -289,8 +338,6 @@ pub fn header_word(buffer: &[u8], offset: i32, endianness: Endianness) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use cranelift_codegen::ir::types;
-
     use super::*;
 
     #[test]
@@ -341,6 +388,52 @@ mod tests {
             }
             assert_eq!(read_common_scalar(&[1, 2, 3], types::I32, endianness), None);
             assert_eq!(read_common_scalar(&[0; 16], types::I128, endianness), None);
+        }
+    }
+
+    #[test]
+    fn common_scalars_write_as_the_general_path_writes_them() {
+        for endianness in [Endianness::Little, Endianness::Big] {
+            for value in [
+                DataValue::I8(-2),
+                DataValue::I16(-300),
+                DataValue::I32(0x1234_5678),
+                DataValue::I64(-5),
+                DataValue::F32(f32::from_bits(0x7fc0_0001).into()),
+                DataValue::F64((-0.25f64).into()),
+            ] {
+                let ty = value.ty();
+                let mut fast = [0xaau8; 10];
+                assert!(
+                    write_common_scalar(&value, ty, &mut fast, endianness),
+                    "{ty}"
+                );
+                let mut general = [0xaau8; 10];
+                write_scalar(&value, &mut general[..ty.bytes() as usize], endianness);
+                // The same bytes, and none past the value's.
+                assert_eq!(fast, general, "{ty} {endianness:?}");
+            }
+            // A value of another type, or a slot too short: not written.
+            let mut slot = [0u8; 8];
+            assert!(!write_common_scalar(
+                &DataValue::I32(1),
+                types::I64,
+                &mut slot,
+                endianness
+            ));
+            assert!(!write_common_scalar(
+                &DataValue::I64(1),
+                types::I64,
+                &mut slot[..4],
+                endianness
+            ));
+            assert!(!write_common_scalar(
+                &DataValue::I128(1),
+                types::I128,
+                &mut [0; 16],
+                endianness
+            ));
+            assert_eq!(slot, [0; 8]);
         }
     }
 
