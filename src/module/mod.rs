@@ -13,6 +13,7 @@ use cranelift_codegen::ir;
 use cranelift_codegen::ir::TrapCode;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_module::{FuncId, ModuleDeclarations};
+use rustc_hash::FxHashMap;
 
 use crate::error::Error;
 use crate::exception_table::ExceptionTable;
@@ -480,14 +481,40 @@ pub struct ModuleBuilder {
 
 /// `name` as a CLIF symbol: `%name` unless it already is one (`%x`, `u0:1`).
 pub fn symbol_name(name: &str) -> String {
-    let is_user = name.strip_prefix('u').is_some_and(|rest| {
-        rest.contains(':') && rest.chars().all(|c| c.is_ascii_digit() || c == ':')
-    });
-    if name.starts_with('%') || is_user {
+    if is_symbol(name) {
         name.to_string()
     } else {
-        format!("%{name}")
+        let mut symbol = String::with_capacity(name.len() + 1);
+        symbol.push('%');
+        symbol.push_str(name);
+        symbol
     }
+}
+
+/// Whether `name` is a CLIF symbol already (`%x`, `u0:1`).
+fn is_symbol(name: &str) -> bool {
+    name.starts_with('%')
+        || name.strip_prefix('u').is_some_and(|rest| {
+            rest.contains(':') && rest.chars().all(|c| c.is_ascii_digit() || c == ':')
+        })
+}
+
+/// `f` of [`symbol_name`]`(name)`, built on the stack for names of up to
+/// 63 bytes: a call by name looks its function up without allocating.
+fn with_symbol_name<R>(name: &str, f: impl FnOnce(&str) -> R) -> R {
+    if is_symbol(name) {
+        return f(name);
+    }
+    let mut bytes = [0u8; 64];
+    if let Some(rest) = bytes.get_mut(1..=name.len()) {
+        rest.copy_from_slice(name.as_bytes());
+        bytes[0] = b'%';
+        // '%' followed by a `str` is UTF-8.
+        if let Ok(symbol) = std::str::from_utf8(&bytes[..=name.len()]) {
+            return f(symbol);
+        }
+    }
+    f(&symbol_name(name))
 }
 
 impl ModuleBuilder {
@@ -627,7 +654,7 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// imported modules' exports and the reserved stubs.
     pub(crate) symbols: HashMap<String, u64>,
     /// The signature of every loaded JIT function, by key.
-    pub(crate) signatures: HashMap<String, ir::Signature>,
+    pub(crate) signatures: FxHashMap<String, ir::Signature>,
     /// Signatures of symbols JIT code may call that are not JIT functions
     /// (native symbols registered with one, imported modules' exports).
     pub(crate) foreign_signatures: HashMap<String, ir::Signature>,
@@ -647,8 +674,8 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// Every loaded function of this module and of the modules it imports
     /// from: what the unwinder and the trap lookup search.
     pub(crate) table: ExceptionTable,
-    pub(crate) entries: HashMap<ir::Signature, u64>,
-    pub(crate) unusable: HashMap<ir::Signature, Error>,
+    pub(crate) entries: FxHashMap<ir::Signature, u64>,
+    pub(crate) unusable: FxHashMap<ir::Signature, Error>,
     /// Trampoline pairs compiled so far (their names' index).
     pub(crate) trampolines: usize,
     /// Modules whose exports this one links to: kept alive while it is.
@@ -770,7 +797,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             declarations: ModuleDeclarations::default(),
             stubs,
             symbols,
-            signatures: HashMap::new(),
+            signatures: FxHashMap::default(),
             foreign_signatures: HashMap::new(),
             lookups: Vec::new(),
             pending: Vec::new(),
@@ -780,8 +807,8 @@ impl<M: ?Sized + Machine> JitModule<M> {
             hosts_loaded: 0,
             images: Vec::new(),
             table: ExceptionTable::default(),
-            entries: HashMap::new(),
-            unusable: HashMap::new(),
+            entries: FxHashMap::default(),
+            unusable: FxHashMap::default(),
             trampolines: 0,
             imported: Vec::new(),
             id: NEXT_MODULE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -883,12 +910,16 @@ impl<M: ?Sized + Machine> JitModule<M> {
     /// Call the function called `name` (`%name`, `name` or `u0:1`) with
     /// `args`. Entries nest: a host function may call this again.
     pub fn call(&self, name: &str, args: &[DataValue]) -> Result<Vec<DataValue>, CallError> {
-        let symbol = symbol_name(name);
-        let sig = self
-            .signatures
-            .get(&symbol)
-            .ok_or_else(|| Error::Signature(format!("no function {symbol} in this module")))?;
-        let callee = self.symbols[&symbol];
+        let (sig, callee) = with_symbol_name(name, |symbol| {
+            let sig = self
+                .signatures
+                .get(symbol)
+                .ok_or_else(|| Error::Signature(format!("no function {symbol} in this module")))?;
+            let callee = self.symbols.get(symbol).copied().ok_or_else(|| {
+                Error::Machine(format!("{symbol} has a signature but no address"))
+            })?;
+            Ok::<_, Error>((sig, callee))
+        })?;
         let entry = self.entry_for(sig)?;
         let endianness = self.arch.endianness();
         let mut buffer = encode_arguments(sig, args, endianness)?;
@@ -1150,4 +1181,22 @@ pub fn install_stubs<M: ?Sized + Machine>(machine: &mut M) -> Result<StubAddress
         resume: base + at[0] + spec.throw_stub().code.len() as u64,
         throw_to_entry: base + at[1],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_built_on_the_stack_are_the_symbol_names() {
+        let long = "x".repeat(100);
+        for name in ["f", "%f", "u0:1", "u1", "é", &long[..63], &long[..64], &long] {
+            let expected = symbol_name(name);
+            with_symbol_name(name, |symbol| assert_eq!(symbol, expected, "{name}"));
+        }
+        assert_eq!(symbol_name("f"), "%f");
+        assert_eq!(symbol_name("%f"), "%f");
+        assert_eq!(symbol_name("u0:1"), "u0:1");
+        assert_eq!(symbol_name("u1"), "%u1");
+    }
 }
