@@ -101,6 +101,74 @@ impl FileUpdate {
         if !text.ends_with('\n') && new.ends_with('\n') && kept > 0 {
             new.pop();
         }
-        std::fs::write(&self.path, new).with_context(|| format!("writing {}", self.path.display()))
+        replace_file(&self.path, new.as_bytes())
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+/// Replace the contents of `path` with `bytes` atomically: written to a
+/// file beside it (the target of a symbolic link, with the original's
+/// permissions), flushed, then renamed over it. A process killed meanwhile
+/// (the runner kills a worker at its time limit) leaves the old file whole,
+/// never a truncated one.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let target = std::fs::canonicalize(path)?;
+    let permissions = std::fs::metadata(&target)?.permissions();
+    let dir = target.parent().unwrap_or(std::path::Path::new("."));
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = dir.join(format!(".{name}.bless-{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.set_permissions(permissions)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &target)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_keeps_permissions_follows_links_and_leaves_nothing_beside() {
+        let dir = std::env::temp_dir().join(format!("clif-exn-bless-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.clif");
+        std::fs::write(&file, "old\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let link = dir.join("link.clif");
+            std::os::unix::fs::symlink(&file, &link).unwrap();
+            replace_file(&link, b"new\n").unwrap();
+            assert!(
+                std::fs::symlink_metadata(&link)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640);
+        }
+        #[cfg(not(unix))]
+        replace_file(&file, b"new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new\n");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert!(names.iter().all(|n| !n.contains(".bless-")), "{names:?}");
+        // A file that does not exist is an error, and creates nothing.
+        assert!(replace_file(&dir.join("missing.clif"), b"x").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
