@@ -83,6 +83,18 @@ pub fn link(
     base: u64,
     host: &HashMap<String, u64>,
 ) -> Result<Image, Error> {
+    link_with(arch, functions, base, &|name| host.get(name).copied())
+}
+
+/// [`link`], resolving names outside `functions` with `external` (a
+/// module's loaded symbols, looked up where they are rather than copied
+/// into one map for each link).
+pub fn link_with(
+    arch: Arch,
+    functions: &[CompiledFunction],
+    base: u64,
+    external: &dyn Fn(&str) -> Option<u64>,
+) -> Result<Image, Error> {
     let spec = arch.spec();
     let (offsets, code_end) = layout(functions);
     let mut symbols = HashMap::new();
@@ -99,7 +111,7 @@ pub fn link(
             return Err(link_error(f, 0, "symbol", "defined twice".to_string()));
         }
     }
-    let resolve = |name: &str| symbols.get(name).or_else(|| host.get(name)).copied();
+    let resolve = |name: &str| symbols.get(name).copied().or_else(|| external(name));
 
     let got_base = code_end.next_multiple_of(8);
     let got = got_symbols(arch, functions);

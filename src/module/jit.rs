@@ -28,16 +28,18 @@ use cranelift_codegen::data_value::DataValue;
 use cranelift_codegen::ir;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_module::{
-    DataDescription, DataId, FuncId, Init, Linkage, ModuleDeclarations, ModuleError,
+    DataDescription, DataId, FuncId, FuncOrDataId, Init, Linkage, ModuleDeclarations, ModuleError,
     ModuleRelocTarget, ModuleResult,
 };
+
+use rustc_hash::FxHashMap;
 
 use super::{HostImport, JitModule, symbol_name};
 use crate::abi::THROW_SYMBOL;
 use crate::compile::{CompiledFunction, FunctionKind, RelocTarget, compile_function};
 use crate::error::Error;
 use crate::host::{self, HostResult, HostThrow};
-use crate::link::{image_size, link};
+use crate::link::{image_size, link_with};
 use crate::machine::Machine;
 use crate::native::NativeMachine;
 use crate::trampoline;
@@ -343,6 +345,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
     /// pending ([`JitModule::waiting`]). On `Err` nothing new is callable.
     pub fn finalize(&mut self) -> Result<(), Error> {
         self.add_wanted_libcalls();
+        self.index_new_declarations();
         self.check_call_signatures()?;
         let ready = self.ready_functions()?;
 
@@ -458,23 +461,36 @@ impl<M: ?Sized + Machine> JitModule<M> {
             index += 1;
         }
 
-        let mut resolved = self.symbols.clone();
-        resolved.extend(data_symbols.iter().map(|(k, v)| (k.clone(), *v)));
+        // Names resolve to the data about to load, then to what is loaded
+        // (looked up in place: copying every symbol for each finalize made
+        // incremental definitions quadratic).
         let image = if batch.is_empty() {
             None
         } else {
             let size = image_size(arch, batch);
             let base = self.machine.allocate_code(size)?;
-            let image = link(arch, batch, base, &resolved)?;
+            let symbols = &self.symbols;
+            let external = |name: &str| {
+                data_symbols
+                    .get(name)
+                    .or_else(|| symbols.get(name))
+                    .copied()
+            };
+            let image = link_with(arch, batch, base, &external)?;
             // SAFETY: the image is Cranelift's code for this module's
             // verified functions, trampolines and glue, linked against this
             // machine's stubs, host functions, data and earlier code.
             unsafe { self.machine.install_code(base, &image.code)? };
             Some(image)
         };
-        if let Some(image) = &image {
-            resolved.extend(image.symbols.iter().map(|(k, v)| (k.clone(), *v)));
-        }
+        let resolved = |name: &str| {
+            image
+                .as_ref()
+                .and_then(|image| image.symbols.get(name))
+                .or_else(|| data_symbols.get(name))
+                .or_else(|| self.symbols.get(name))
+                .copied()
+        };
 
         for (base, size, writable, objects, offsets) in regions {
             let mut bytes = vec![0u8; *size];
@@ -483,7 +499,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
                 let at = offset as usize;
                 bytes[at..at + d.bytes.len()].copy_from_slice(&d.bytes);
                 for (reloc_offset, target, addend) in &d.relocs {
-                    let value = resolved.get(target).ok_or_else(|| Error::Link {
+                    let value = resolved(target).ok_or_else(|| Error::Link {
                         function: d.key.clone(),
                         offset: *reloc_offset,
                         kind: "Abs8".into(),
@@ -566,30 +582,60 @@ impl<M: ?Sized + Machine> JitModule<M> {
         }
     }
 
+    /// Add the declarations made since the last call to
+    /// [`JitModule::declared_keys`]: each finalize looks names up there
+    /// instead of keying every declaration again (which made a module that
+    /// finalizes one function at a time quadratic in its size).
+    fn index_new_declarations(&mut self) {
+        let (keys, functions, objects) = &mut self.declared_keys;
+        for (id, _) in self.declarations.get_functions().skip(*functions) {
+            keys.insert(func_key(&self.declarations, id), FuncOrDataId::Func(id));
+            *functions += 1;
+        }
+        for (id, _) in self.declarations.get_data_objects().skip(*objects) {
+            keys.insert(data_key(&self.declarations, id), FuncOrDataId::Data(id));
+            *objects += 1;
+        }
+    }
+
+    /// The declaration whose key is `key`, and whether it is to be defined
+    /// in this module (not an import).
+    fn declared(&self, key: &str) -> Option<(FuncOrDataId, bool)> {
+        let id = *self.declared_keys.0.get(key)?;
+        let linkage = match id {
+            FuncOrDataId::Func(f) => self.declarations.get_function_decl(f).linkage,
+            FuncOrDataId::Data(d) => self.declarations.get_data_decl(d).linkage,
+        };
+        Some((id, linkage != Linkage::Import))
+    }
+
     /// Every call of pending code to a function whose signature is known
     /// must use that signature's ABI.
     fn check_call_signatures(&self) -> Result<(), Error> {
-        let mut known: HashMap<&str, &ir::Signature> = HashMap::new();
-        for (k, s) in self.signatures.iter().chain(&self.foreign_signatures) {
-            known.insert(k, s);
+        // Pending functions and host functions, then what is loaded, then
+        // declarations: the first that knows the name decides.
+        let mut known: FxHashMap<&str, &ir::Signature> = FxHashMap::default();
+        for h in self.hosts.iter().rev() {
+            known.entry(&h.name).or_insert(&h.signature);
         }
-        for p in &self.pending {
-            known.insert(&p.compiled.name, &p.compiled.signature);
+        for p in self.pending.iter().rev() {
+            known
+                .entry(&p.compiled.name)
+                .or_insert(&p.compiled.signature);
         }
-        for h in &self.hosts {
-            known.insert(&h.name, &h.signature);
-        }
-        let declared: HashMap<String, &ir::Signature> = self
-            .declarations
-            .get_functions()
-            .map(|(id, d)| (func_key(&self.declarations, id), &d.signature))
-            .collect();
         for p in &self.pending {
             for (callee, used) in &p.calls {
                 let defined = known
                     .get(callee.as_str())
                     .copied()
-                    .or_else(|| declared.get(callee).copied());
+                    .or_else(|| self.foreign_signatures.get(callee))
+                    .or_else(|| self.signatures.get(callee))
+                    .or_else(|| match self.declared(callee)? {
+                        (FuncOrDataId::Func(id), _) => {
+                            Some(&self.declarations.get_function_decl(id).signature)
+                        }
+                        (FuncOrDataId::Data(_), _) => None,
+                    });
                 if let Some(defined) = defined
                     && !same_abi(defined, used)
                 {
@@ -629,19 +675,6 @@ impl<M: ?Sized + Machine> JitModule<M> {
         }
         let data: HashSet<&str> = self.pending_data.iter().map(|d| d.key.as_str()).collect();
         let hosts: HashSet<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
-        // Keys of every function and data object declared to be defined
-        // in this module (not imports): a reference to one waits.
-        let functions = self
-            .declarations
-            .get_functions()
-            .filter(|(_, d)| d.linkage != Linkage::Import)
-            .map(|(id, _)| func_key(&self.declarations, id));
-        let objects = self
-            .declarations
-            .get_data_objects()
-            .filter(|(_, d)| d.linkage != Linkage::Import)
-            .map(|(id, _)| data_key(&self.declarations, id));
-        let definable: HashSet<String> = functions.chain(objects).collect();
         let mut ready: HashSet<usize> = (0..self.pending.len()).collect();
         loop {
             let keys: HashSet<&str> = ready
@@ -663,7 +696,9 @@ impl<M: ?Sized + Machine> JitModule<M> {
                     {
                         continue;
                     }
-                    let declared_here = definable.contains(s);
+                    // Declared to be defined in this module (not an
+                    // import): a reference to it waits.
+                    let declared_here = self.declared(s).is_some_and(|(_, here)| here);
                     let pending_elsewhere = self.pending.iter().any(|p| p.compiled.name == s);
                     if declared_here || pending_elsewhere {
                         deferred.push(i);

@@ -648,6 +648,14 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// [`crate::compile::glue_isa`]), when it differs from `isa`.
     pub(crate) glue_isa: Option<OwnedTargetIsa>,
     pub(crate) declarations: ModuleDeclarations,
+    /// The key ([`symbol_name`]) of every declaration, kept up to date by
+    /// `finalize` (declarations are only ever added, with dense ids: the
+    /// first `declared_keys.1` functions and `.2` data objects are in).
+    pub(crate) declared_keys: (
+        FxHashMap<String, cranelift_module::FuncOrDataId>,
+        usize,
+        usize,
+    ),
     pub(crate) stubs: StubAddresses,
     /// Address of every loaded symbol by its key ([`symbol_name`] of its
     /// name): functions, host-function glue, data objects, native symbols,
@@ -795,6 +803,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             isa,
             glue_isa,
             declarations: ModuleDeclarations::default(),
+            declared_keys: (FxHashMap::default(), 0, 0),
             stubs,
             symbols,
             signatures: FxHashMap::default(),
@@ -1190,7 +1199,16 @@ mod tests {
     #[test]
     fn symbols_built_on_the_stack_are_the_symbol_names() {
         let long = "x".repeat(100);
-        for name in ["f", "%f", "u0:1", "u1", "é", &long[..63], &long[..64], &long] {
+        for name in [
+            "f",
+            "%f",
+            "u0:1",
+            "u1",
+            "é",
+            &long[..63],
+            &long[..64],
+            &long,
+        ] {
             let expected = symbol_name(name);
             with_symbol_name(name, |symbol| assert_eq!(symbol, expected, "{name}"));
         }
