@@ -416,6 +416,16 @@ impl Clone for ExceptionTable {
 }
 
 /// An error about the call site returning to `function`+`offset`.
+/// A table too large for its 32-bit columns.
+fn too_many(what: &str) -> Error {
+    Error::Link {
+        function: "<image>".into(),
+        offset: 0,
+        kind: "exception table".into(),
+        message: format!("more than 2^32 - 2 {what}"),
+    }
+}
+
 fn site_error(function: &FunctionEntry, offset: u32, message: String) -> Error {
     Error::Link {
         function: function.name.clone(),
@@ -449,12 +459,6 @@ impl ExceptionTable {
                 ));
             }
         }
-        let too_many = |what: &str| Error::Link {
-            function: "<image>".into(),
-            offset: 0,
-            kind: "exception table".into(),
-            message: format!("more than 2^32 - 2 {what}"),
-        };
         let mut site_function = Vec::new();
         let mut site_return = Vec::new();
         let mut site_frame = Vec::new();
@@ -649,6 +653,99 @@ impl ExceptionTable {
         let mut all = parts(self, &|_| false);
         all.extend(parts(other, &|start| present.contains(&start)));
         ExceptionTable::new(all)
+    }
+
+    /// Add the functions of `other` (and their call sites) to this table,
+    /// as [`ExceptionTable::merged`] does, in place. When `other`'s
+    /// functions are new and fit between two of this table's (or before
+    /// or after all of them), as a new code region's do, its columns are
+    /// spliced in, costing copies of the columns and a new index but no
+    /// per-function work on what was here; otherwise the table is rebuilt.
+    /// On `Err` the table is unchanged.
+    pub fn merge(&mut self, other: &ExceptionTable) -> Result<(), Error> {
+        let Some(at) = self.splice_point(other) else {
+            *self = self.merged(other)?;
+            return Ok(());
+        };
+        let n = u32::try_from(other.functions.len()).map_err(|_| too_many("functions"))?;
+        let at_u32 = u32::try_from(at).map_err(|_| too_many("functions"))?;
+        // This table's sites before the splice keep their function indices,
+        // the ones after move up by `n`; `other`'s move up by `at`.
+        let split = self.site_function.partition_point(|&f| f < at_u32);
+        let rows_before = match split {
+            0 => 0,
+            i => self.site_end[i - 1],
+        };
+        let other_rows =
+            u32::try_from(other.row_tag.len()).map_err(|_| too_many("handler rows"))?;
+        let splice_u32 = |mine: &[u32], theirs: &[u32], shift_mine: u32, shift_theirs: u32| {
+            let mut column = Vec::with_capacity(mine.len() + theirs.len());
+            column.extend_from_slice(&mine[..split]);
+            column.extend(theirs.iter().map(|&x| x + shift_theirs));
+            column.extend(mine[split..].iter().map(|&x| x + shift_mine));
+            column.into_boxed_slice()
+        };
+        let rows_split = rows_before as usize;
+        let splice_rows = |mine: &[u32], theirs: &[u32]| {
+            let mut column = Vec::with_capacity(mine.len() + theirs.len());
+            column.extend_from_slice(&mine[..rows_split]);
+            column.extend_from_slice(theirs);
+            column.extend_from_slice(&mine[rows_split..]);
+            column.into_boxed_slice()
+        };
+        let total_rows = self.row_tag.len() + other.row_tag.len();
+        let total_sites = self.site_function.len() + other.site_function.len();
+        if u32::try_from(total_rows).is_err() {
+            return Err(too_many("handler rows"));
+        }
+        if total_sites >= u32::MAX as usize {
+            return Err(too_many("call sites"));
+        }
+        let mut functions = Vec::with_capacity(self.functions.len() + other.functions.len());
+        functions.extend(self.functions.drain(..at));
+        functions.extend(other.functions.iter().cloned());
+        functions.append(&mut self.functions);
+        let mut table = ExceptionTable {
+            starts: functions.iter().map(|f| f.start).collect(),
+            functions,
+            site_function: splice_u32(&self.site_function, &other.site_function, n, at_u32),
+            site_return: splice_u32(&self.site_return, &other.site_return, 0, 0),
+            site_frame: splice_u32(&self.site_frame, &other.site_frame, 0, 0),
+            site_end: splice_u32(&self.site_end, &other.site_end, other_rows, rows_before),
+            row_tag: splice_rows(&self.row_tag, &other.row_tag),
+            row_word: splice_rows(&self.row_word, &other.row_word),
+            index: Box::default(),
+            walk_hints: Default::default(),
+        };
+        match table.build_index() {
+            Ok(index) => {
+                table.index = index;
+                *self = table;
+                Ok(())
+            }
+            // Not expected (the functions do not overlap, so neither do
+            // their return addresses); this table's functions go back.
+            Err(e) => {
+                let mut functions = table.functions;
+                let after = functions.split_off(at + other.functions.len());
+                functions.truncate(at);
+                functions.extend(after);
+                self.functions = functions;
+                Err(e)
+            }
+        }
+    }
+
+    /// Where `other`'s functions go as one block among this table's: the
+    /// index of the first of this table's functions after them, when none
+    /// of them is here already and no function of this table lies between
+    /// or overlaps them.
+    fn splice_point(&self, other: &ExceptionTable) -> Option<usize> {
+        let (first, last) = (other.functions.first()?, other.functions.last()?);
+        let at = self.starts.partition_point(|&start| start < first.start);
+        let after_previous = at == 0 || self.functions[at - 1].end <= first.start;
+        let before_next = at == self.functions.len() || last.end <= self.functions[at].start;
+        (after_previous && before_next).then_some(at)
     }
 
     /// What the call-site table allocates (see [`TableBytes`]).
@@ -1049,6 +1146,74 @@ mod tests {
             };
             assert_eq!(sites(&merged), sites(&whole), "function {i}");
         }
+    }
+
+    #[test]
+    fn merging_in_place_equals_building_the_whole_table() {
+        let all = synthetic(20);
+        let whole = ExceptionTable::new(all.clone()).unwrap();
+        let table =
+            |range: std::ops::Range<usize>| ExceptionTable::new(all[range].to_vec()).unwrap();
+        let same = |merged: &ExceptionTable, label: &str| {
+            assert_eq!(merged.functions().len(), 20, "{label}");
+            assert_eq!(merged.bytes(), whole.bytes(), "{label}");
+            for i in 0..20 {
+                let sites = |t: &ExceptionTable| {
+                    t.call_sites(i)
+                        .map(SiteRef::to_call_site)
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(sites(merged), sites(&whole), "{label}: function {i}");
+                assert_eq!(
+                    merged.functions()[i].has_handler_sites,
+                    whole.functions()[i].has_handler_sites,
+                    "{label}: function {i}"
+                );
+            }
+            // Every site is found by its return address.
+            for (f, sites) in &all {
+                for site in sites.iter().filter(|s| !s.handlers.is_empty()) {
+                    let pc = f.start + u64::from(site.return_offset);
+                    let (found, _) = merged.call_site_returning_to(pc).expect("indexed");
+                    assert_eq!(found.start, f.start, "{label}");
+                }
+            }
+        };
+        // Spliced after, before and between; then an overlapping table
+        // (rebuilt, its functions once).
+        let merge = |into: &mut ExceptionTable, other: ExceptionTable, spliced: bool| {
+            assert_eq!(into.splice_point(&other).is_some(), spliced);
+            into.merge(&other).unwrap();
+        };
+        let mut after = table(0..12);
+        merge(&mut after, table(12..20), true);
+        same(&after, "after");
+        let mut before = table(12..20);
+        merge(&mut before, table(0..12), true);
+        same(&before, "before");
+        let mut between = table(0..5);
+        merge(&mut between, table(15..20), true);
+        merge(&mut between, table(5..15), true);
+        same(&between, "between");
+        let mut overlapping = table(0..12);
+        merge(&mut overlapping, table(8..20), false);
+        same(&overlapping, "overlapping");
+    }
+
+    #[test]
+    fn a_merge_that_fails_leaves_the_table_unchanged() {
+        let all = synthetic(4);
+        let mut table = ExceptionTable::new(all[..2].to_vec()).unwrap();
+        let before = table.bytes();
+        // A function overlapping %f1 at another start: rebuilt, refused.
+        let (mut clash, sites) = all[1].clone();
+        clash.start += 0x10;
+        clash.end += 0x10;
+        clash.name = "%clash".into();
+        let other = ExceptionTable::new(vec![(clash, sites)]).unwrap();
+        assert!(table.merge(&other).is_err());
+        assert_eq!(table.functions().len(), 2);
+        assert_eq!(table.bytes(), before);
     }
 
     /// Every call site with handlers of compiled functions, on every ISA,

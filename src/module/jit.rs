@@ -284,7 +284,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             self.symbols.insert(key.clone(), address);
             self.foreign_signatures.insert(key, sig.clone());
         }
-        self.table = self.table.merged(&other.table)?;
+        self.table.merge(&other.table)?;
         self.imported.push(other.clone());
         Ok(())
     }
@@ -532,7 +532,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
         self.symbols
             .extend(data_symbols.iter().map(|(k, v)| (k.clone(), *v)));
         if let Some(image) = image {
-            let table = self.table.merged(&image.table)?;
+            self.table.merge(&image.table)?;
             for f in &batch[..user_functions] {
                 self.signatures.insert(f.name.clone(), f.signature.clone());
             }
@@ -541,7 +541,6 @@ impl<M: ?Sized + Machine> JitModule<M> {
             }
             self.symbols
                 .extend(image.symbols.iter().map(|(k, v)| (k.clone(), *v)));
-            self.table = table;
             self.images.push(image);
         }
         self.unusable.extend(unusable);
