@@ -586,21 +586,29 @@ impl<M: ?Sized + Machine> JitModule<M> {
     /// instead of keying every declaration again (which made a module that
     /// finalizes one function at a time quadratic in its size).
     fn index_new_declarations(&mut self) {
-        let (keys, functions, objects) = &mut self.declared_keys;
-        for (id, _) in self.declarations.get_functions().skip(*functions) {
-            keys.insert(func_key(&self.declarations, id), FuncOrDataId::Func(id));
-            *functions += 1;
+        let index = &mut self.declared_keys;
+        for (id, _) in self.declarations.get_functions().skip(index.functions) {
+            index
+                .keys
+                .insert(func_key(&self.declarations, id), FuncOrDataId::Func(id));
+            index.functions += 1;
         }
-        for (id, _) in self.declarations.get_data_objects().skip(*objects) {
-            keys.insert(data_key(&self.declarations, id), FuncOrDataId::Data(id));
-            *objects += 1;
+        for (id, _) in self
+            .declarations
+            .get_data_objects()
+            .skip(index.data_objects)
+        {
+            index
+                .keys
+                .insert(data_key(&self.declarations, id), FuncOrDataId::Data(id));
+            index.data_objects += 1;
         }
     }
 
     /// The declaration whose key is `key`, and whether it is to be defined
     /// in this module (not an import).
     fn declared(&self, key: &str) -> Option<(FuncOrDataId, bool)> {
-        let id = *self.declared_keys.0.get(key)?;
+        let id = *self.declared_keys.keys.get(key)?;
         let linkage = match id {
             FuncOrDataId::Func(f) => self.declarations.get_function_decl(f).linkage,
             FuncOrDataId::Data(d) => self.declarations.get_data_decl(d).linkage,
@@ -611,8 +619,10 @@ impl<M: ?Sized + Machine> JitModule<M> {
     /// Every call of pending code to a function whose signature is known
     /// must use that signature's ABI.
     fn check_call_signatures(&self) -> Result<(), Error> {
-        // Pending functions and host functions, then what is loaded, then
-        // declarations: the first that knows the name decides.
+        // The first that knows the name decides: host functions (the last
+        // of a name), pending functions (likewise), then what is loaded
+        // (native symbols and imports, then JIT functions), then
+        // declarations.
         let mut known: FxHashMap<&str, &ir::Signature> = FxHashMap::default();
         for h in self.hosts.iter().rev() {
             known.entry(&h.name).or_insert(&h.signature);

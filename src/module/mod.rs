@@ -648,14 +648,8 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// [`crate::compile::glue_isa`]), when it differs from `isa`.
     pub(crate) glue_isa: Option<OwnedTargetIsa>,
     pub(crate) declarations: ModuleDeclarations,
-    /// The key ([`symbol_name`]) of every declaration, kept up to date by
-    /// `finalize` (declarations are only ever added, with dense ids: the
-    /// first `declared_keys.1` functions and `.2` data objects are in).
-    pub(crate) declared_keys: (
-        FxHashMap<String, cranelift_module::FuncOrDataId>,
-        usize,
-        usize,
-    ),
+    /// Every declaration by its key, kept up to date by `finalize`.
+    pub(crate) declared_keys: DeclarationIndex,
     pub(crate) stubs: StubAddresses,
     /// Address of every loaded symbol by its key ([`symbol_name`] of its
     /// name): functions, host-function glue, data objects, native symbols,
@@ -695,6 +689,19 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// [`JitModule::native_machine`]).
     native: bool,
     pub(crate) interrupt: InterruptHandle,
+}
+
+/// The declarations of a module by key ([`symbol_name`] of the name, or
+/// `%__anon_func<id>`): declarations are only ever added, with dense ids,
+/// so the index records how many of each kind it holds.
+#[derive(Default)]
+pub(crate) struct DeclarationIndex {
+    /// Declaration by key.
+    pub(crate) keys: FxHashMap<String, cranelift_module::FuncOrDataId>,
+    /// How many function declarations are in `keys`.
+    pub(crate) functions: usize,
+    /// How many data object declarations are in `keys`.
+    pub(crate) data_objects: usize,
 }
 
 /// A resolver of symbol names to addresses.
@@ -803,7 +810,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             isa,
             glue_isa,
             declarations: ModuleDeclarations::default(),
-            declared_keys: (FxHashMap::default(), 0, 0),
+            declared_keys: DeclarationIndex::default(),
             stubs,
             symbols,
             signatures: FxHashMap::default(),
