@@ -744,7 +744,8 @@ impl ExceptionTable {
         let (first, last) = (other.functions.first()?, other.functions.last()?);
         let at = self.starts.partition_point(|&start| start < first.start);
         let after_previous = at == 0 || self.functions[at - 1].end <= first.start;
-        let before_next = at == self.functions.len() || last.end <= self.functions[at].start;
+        let before_next = at == self.functions.len()
+            || (last.end <= self.functions[at].start && first.start != self.functions[at].start);
         (after_previous && before_next).then_some(at)
     }
 
