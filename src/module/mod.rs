@@ -654,7 +654,7 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// Address of every loaded symbol by its key ([`symbol_name`] of its
     /// name): functions, host-function glue, data objects, native symbols,
     /// imported modules' exports and the reserved stubs.
-    pub(crate) symbols: HashMap<String, u64>,
+    pub(crate) symbols: FxHashMap<String, u64>,
     /// The signature of every loaded JIT function, by key.
     pub(crate) signatures: FxHashMap<String, ir::Signature>,
     /// Signatures of symbols JIT code may call that are not JIT functions
@@ -800,7 +800,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
         let glue_isa = crate::compile::glue_isa(isa.as_ref())?;
         let stubs = install_stubs(machine.as_mut())?;
         let dispatcher = machine.host_function_address(HostFunction::Call)?;
-        let symbols = HashMap::from([
+        let symbols = FxHashMap::from_iter([
             (THROW_SYMBOL.to_string(), stubs.throw),
             (THROW_TO_ENTRY_SYMBOL.to_string(), stubs.throw_to_entry),
             (host::DISPATCH_SYMBOL.to_string(), dispatcher),
