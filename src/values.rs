@@ -92,33 +92,21 @@ fn write_common_scalar(
     slot: &mut [u8],
     endianness: Endianness,
 ) -> bool {
-    fn put<const N: usize>(slot: &mut [u8], le: [u8; N], be: [u8; N], little: bool) -> bool {
-        match slot.first_chunk_mut::<N>() {
-            Some(chunk) => {
-                *chunk = if little { le } else { be };
-                true
-            }
-            None => false,
-        }
+    // Sizes known at compile time: `write_bits` then copies no run-time
+    // length.
+    fn put<const N: usize>(slot: &mut [u8], bits: u128, endianness: Endianness) -> bool {
+        slot.first_chunk_mut::<N>()
+            .map(|chunk| write_bits(bits, chunk, endianness))
+            .is_some()
     }
-    let little = endianness == Endianness::Little;
-    match *value {
-        DataValue::I8(v) if ty == types::I8 => put(slot, [v as u8], [v as u8], little),
-        DataValue::I16(v) if ty == types::I16 => {
-            put(slot, v.to_le_bytes(), v.to_be_bytes(), little)
-        }
-        DataValue::I32(v) if ty == types::I32 => {
-            put(slot, v.to_le_bytes(), v.to_be_bytes(), little)
-        }
-        DataValue::I64(v) if ty == types::I64 => {
-            put(slot, v.to_le_bytes(), v.to_be_bytes(), little)
-        }
-        DataValue::F32(v) if ty == types::F32 => {
-            put(slot, v.bits().to_le_bytes(), v.bits().to_be_bytes(), little)
-        }
-        DataValue::F64(v) if ty == types::F64 => {
-            put(slot, v.bits().to_le_bytes(), v.bits().to_be_bytes(), little)
-        }
+    let Some(bits) = scalar_bits(value).filter(|_| value.ty() == ty) else {
+        return false;
+    };
+    match ty {
+        types::I8 => put::<1>(slot, bits, endianness),
+        types::I16 => put::<2>(slot, bits, endianness),
+        types::I32 | types::F32 => put::<4>(slot, bits, endianness),
+        types::I64 | types::F64 => put::<8>(slot, bits, endianness),
         _ => false,
     }
 }
@@ -212,43 +200,18 @@ fn read_any_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> DataVal
 #[inline(always)]
 fn read_common_scalar(slot: &[u8], ty: ir::Type, endianness: Endianness) -> Option<DataValue> {
     use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
-    let little = endianness == Endianness::Little;
+    // Sizes known at compile time: `read_bits` then copies no run-time
+    // length.
+    fn bits<const N: usize>(slot: &[u8], endianness: Endianness) -> Option<u128> {
+        Some(read_bits(slot.first_chunk::<N>()?, endianness))
+    }
     Some(match ty {
-        types::I8 => DataValue::I8(*slot.first()? as i8),
-        types::I16 => {
-            let b = *slot.first_chunk::<2>()?;
-            DataValue::I16(if little {
-                i16::from_le_bytes(b)
-            } else {
-                i16::from_be_bytes(b)
-            })
-        }
-        types::I32 | types::F32 => {
-            let b = *slot.first_chunk::<4>()?;
-            let bits = if little {
-                u32::from_le_bytes(b)
-            } else {
-                u32::from_be_bytes(b)
-            };
-            if ty == types::I32 {
-                DataValue::I32(bits as i32)
-            } else {
-                DataValue::F32(Ieee32::with_bits(bits))
-            }
-        }
-        types::I64 | types::F64 => {
-            let b = *slot.first_chunk::<8>()?;
-            let bits = if little {
-                u64::from_le_bytes(b)
-            } else {
-                u64::from_be_bytes(b)
-            };
-            if ty == types::I64 {
-                DataValue::I64(bits as i64)
-            } else {
-                DataValue::F64(Ieee64::with_bits(bits))
-            }
-        }
+        types::I8 => DataValue::I8(bits::<1>(slot, endianness)? as i8),
+        types::I16 => DataValue::I16(bits::<2>(slot, endianness)? as i16),
+        types::I32 => DataValue::I32(bits::<4>(slot, endianness)? as i32),
+        types::F32 => DataValue::F32(Ieee32::with_bits(bits::<4>(slot, endianness)? as u32)),
+        types::I64 => DataValue::I64(bits::<8>(slot, endianness)? as i64),
+        types::F64 => DataValue::F64(Ieee64::with_bits(bits::<8>(slot, endianness)? as u64)),
         _ => return None,
     })
 }
