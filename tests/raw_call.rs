@@ -33,14 +33,17 @@ block0(v0: i64):
 ";
 
 fn module() -> Module {
+    module_on(Box::new(NativeMachine::new().unwrap()))
+}
+
+/// The testkit's trapping functions and [`PROGRAM`] on `machine`.
+fn module_on(machine: Box<dyn Machine>) -> Module {
     let arch = Arch::host().expect("a supported host");
     let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
     builder
         .define_clif(&format!("{TRAPPING}{PROGRAM}"))
         .unwrap();
-    builder
-        .finalize(Box::new(NativeMachine::new().unwrap()))
-        .unwrap()
+    builder.finalize(machine).unwrap()
 }
 
 fn slot(buffer: &[u8], i: usize) -> i64 {
@@ -285,22 +288,15 @@ fn a_reused_buffer_reaches_the_machine_with_its_handler_record_cleared() {
     );
 }
 
-/// The testkit's trapping functions and [`PROGRAM`] on a [`Delegating`]
-/// machine whose `as_any` answers the inner machine or not.
+/// [`module_on`] a [`Delegating`] machine whose `as_any` answers the inner
+/// machine or not.
 fn delegating_module(any_is_inner: bool) -> Module {
-    let arch = Arch::host().expect("a supported host");
-    let mut builder = ModuleBuilder::new(default_isa(arch).unwrap());
-    builder
-        .define_clif(&format!("{TRAPPING}{PROGRAM}"))
-        .unwrap();
-    builder
-        .finalize(Box::new(Delegating {
-            inner: NativeMachine::new().unwrap(),
-            calls: AtomicUsize::new(0),
-            any_is_inner,
-            arrived_handler_pcs: Mutex::default(),
-        }))
-        .unwrap()
+    module_on(Box::new(Delegating {
+        inner: NativeMachine::new().unwrap(),
+        calls: AtomicUsize::new(0),
+        any_is_inner,
+        arrived_handler_pcs: Mutex::default(),
+    }))
 }
 
 /// The [`Delegating`] machine of a [`delegating_module`].
