@@ -74,9 +74,6 @@ struct Running {
     step_started: Instant,
     test: Option<Step>,
     line: Option<usize>,
-    /// The part announced the targets it leaves to other parts (they are
-    /// queued already: its report's list is not queued again).
-    deferred_announced: bool,
 }
 
 struct Worker {
@@ -329,7 +326,6 @@ impl Pool<'_> {
                 step_started: now,
                 test: None,
                 line: None,
-                deferred_announced: false,
             });
             if worker.stdin.write_all(line.as_bytes()).is_err() || worker.stdin.flush().is_err() {
                 // The worker died before taking the job: its Closed event
@@ -421,19 +417,13 @@ impl Pool<'_> {
                 }
             }
             Event::Message(Message::Deferred(targets)) => {
-                if let Some(r) = &mut worker.running
-                    && !r.deferred_announced
-                {
-                    r.deferred_announced = true;
+                if let Some(r) = &worker.running {
                     let file = self.jobs[r.job].file;
                     self.defer(file, targets);
                 }
             }
-            Event::Message(Message::Done(mut report)) => {
+            Event::Message(Message::Done(report)) => {
                 if let Some(r) = worker.running.take() {
-                    if r.deferred_announced {
-                        report.deferred.clear();
-                    }
                     self.part_done(r.job, report);
                 }
             }
@@ -647,3 +637,4 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
         None => format!("crashed: {status}"),
     }
 }
+

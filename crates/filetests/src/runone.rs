@@ -92,7 +92,8 @@ pub struct FileReport {
     /// Per test kind and target, in the order they ran.
     pub results: Vec<TestResult>,
     /// Targets (indices) whose `test run` was left for separate runs
-    /// ([`Part::Main`]).
+    /// ([`Part::Main`]) and not announced to a progress hook
+    /// ([`crate::run::Progress::Deferred`]).
     pub deferred: Vec<usize>,
     /// Panics caught while the file ran, where and what (with a backtrace
     /// when `RUST_BACKTRACE` asked for one), in a process that records them
@@ -322,22 +323,21 @@ fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut File
         text,
     };
     // The main part leaves `test run` on every target after the first to
-    // runs of their own, announced now: a part that hangs or crashes later
-    // does not take them with it.
+    // runs of their own. With a progress hook they are announced now (and
+    // not in the report): a part that hangs or crashes later does not take
+    // them with it.
+    let mut deferred = Vec::new();
     if part == Part::Main
         && tests
             .iter()
             .any(|(kind, test)| kind == "run" && test.needs_isa())
     {
-        report.deferred = (1..targets.len())
+        deferred = (1..targets.len())
             .filter(|&index| targets[index].1.is_some())
             .collect();
-        if let Some(hook) = &env.progress
-            && !report.deferred.is_empty()
-        {
-            hook(Progress::Deferred {
-                targets: &report.deferred,
-            });
+        match &env.progress {
+            Some(hook) if !deferred.is_empty() => hook(Progress::Deferred { targets: &deferred }),
+            _ => report.deferred.clone_from(&deferred),
         }
     }
 
@@ -352,7 +352,7 @@ fn run_text(text: &str, path: &Path, part: Part, env: &RunEnv, report: &mut File
                 let order = (test_index, index);
                 match part {
                     Part::RunTarget(wanted) if wanted != index => continue,
-                    Part::Main if kind == "run" && report.deferred.contains(&index) => continue,
+                    Part::Main if kind == "run" && deferred.contains(&index) => continue,
                     _ => {}
                 }
                 let Some(isa) = *isa else {
