@@ -583,24 +583,25 @@ fn run_lines_besides(path: &std::path::Path, line: usize) -> usize {
     String::from_utf8_lossy(&bytes)
         .lines()
         .enumerate()
-        .filter(|&(i, _)| i + 1 != line)
-        .filter(|(_, l)| {
-            let body = l.trim_start().trim_start_matches(';').trim_start();
-            l.trim_start().starts_with(';')
-                && (body.starts_with("run:") || body.starts_with("print:"))
-        })
+        .filter(|&(i, l)| i + 1 != line && run_line_body(l).is_some())
         .count()
+}
+
+/// What follows `run:` or `print:` in a comment line (`; run: %f(1) == 2`
+/// gives `%f(1) == 2`); `None` for any other line.
+fn run_line_body(text: &str) -> Option<&str> {
+    let comment = text.trim_start().strip_prefix(';')?;
+    let body = comment.trim_start_matches(';').trim_start();
+    let rest = body
+        .strip_prefix("run:")
+        .or_else(|| body.strip_prefix("print:"))?;
+    Some(rest.trim())
 }
 
 /// A run line's invocation and expectation (`%f(1)`, `== 2`), from its
 /// text (`; run: %f(1) == 2`).
 fn split_run_line(text: &str) -> (String, String) {
-    let body = text.trim_start_matches(';').trim();
-    let body = body
-        .strip_prefix("run:")
-        .or_else(|| body.strip_prefix("print:"))
-        .unwrap_or(body)
-        .trim();
+    let body = run_line_body(text).unwrap_or_else(|| text.trim());
     for comparison in [" == ", " != "] {
         if let Some((invocation, expected)) = body.split_once(comparison) {
             return (
@@ -638,3 +639,30 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_and_print_lines_are_told_from_other_comments() {
+        assert_eq!(run_line_body("; run: %f(1) == 2"), Some("%f(1) == 2"));
+        assert_eq!(run_line_body("  ;print: %g()"), Some("%g()"));
+        assert_eq!(run_line_body(";; run: %f()"), Some("%f()"));
+        for other in [
+            "; check: run: x",
+            "run: %f()",
+            "; running",
+            "v0 = iconst.i64 1",
+        ] {
+            assert_eq!(run_line_body(other), None, "{other}");
+        }
+        assert_eq!(
+            split_run_line("; run: %f(1) != 3"),
+            ("%f(1)".to_string(), "!= 3".to_string())
+        );
+        assert_eq!(
+            split_run_line("; print: %f(1)"),
+            ("%f(1)".to_string(), "returns".to_string())
+        );
+    }
+}
