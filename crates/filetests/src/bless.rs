@@ -136,7 +136,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replacing_keeps_permissions_follows_links_and_leaves_nothing_beside() {
+    fn replacing_renames_a_new_file_over_the_old_keeping_its_permissions_and_links() {
         let dir = std::env::temp_dir().join(format!("clif-exn-bless-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -148,7 +148,15 @@ mod tests {
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
             let link = dir.join("link.clif");
             std::os::unix::fs::symlink(&file, &link).unwrap();
+            // A reader that opened the file before still reads the old
+            // contents whole: the new ones went to another file, renamed
+            // over it, not written into this one (which a kill midway
+            // would leave truncated).
+            let mut before = std::fs::File::open(&file).unwrap();
             replace_file(&link, b"new\n").unwrap();
+            let mut old = String::new();
+            std::io::Read::read_to_string(&mut before, &mut old).unwrap();
+            assert_eq!(old, "old\n");
             assert!(
                 std::fs::symlink_metadata(&link)
                     .unwrap()
