@@ -580,9 +580,22 @@ fn run_lines_besides(path: &std::path::Path, line: usize) -> usize {
     let Ok(bytes) = std::fs::read(path) else {
         return 0;
     };
-    String::from_utf8_lossy(&bytes)
-        .lines()
+    run_lines_in(&String::from_utf8_lossy(&bytes), line)
+}
+
+/// [`run_lines_besides`] for the file's text. Only functions' comments
+/// are run commands (cranelift-reader attaches a comment to the function
+/// before it): a run line in the preamble, before the first `function`,
+/// runs nowhere and is not counted.
+fn run_lines_in(text: &str, line: usize) -> usize {
+    let starts_function = |l: &str| {
+        l.trim_start()
+            .strip_prefix("function")
+            .is_some_and(|rest| rest.starts_with(char::is_whitespace))
+    };
+    text.lines()
         .enumerate()
+        .skip_while(|&(_, l)| !starts_function(l))
         .filter(|&(i, l)| i + 1 != line && run_line_body(l).is_some())
         .count()
 }
@@ -642,6 +655,17 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_lines_of_the_preamble_are_not_counted() {
+        let text = "test run\n; run: %f() == 5\ntarget x86_64\n\n\
+                    function %f() -> i32 {\nblock0:\n    v0 = iconst.i32 1\n\
+                    ; print: %f()\n    return v0\n}\n; run: %f() == 1\n; run: %f() != 2\n";
+        // Lines 8, 11 and 12 run; line 2 is the preamble's.
+        assert_eq!(run_lines_in(text, 11), 2);
+        assert_eq!(run_lines_in(text, 2), 3);
+        assert_eq!(run_lines_in("; run: %f()\nfunctional\n; run: %g()", 1), 0);
+    }
 
     #[test]
     fn run_and_print_lines_are_told_from_other_comments() {
