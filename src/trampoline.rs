@@ -195,34 +195,86 @@ mod tests {
     use crate::compile::{compile_function, default_isa};
     use crate::isa::Arch;
 
-    /// The header stores come in the order that keeps the record complete
-    /// whenever its handler address is nonzero: status, sp, fp, then the
-    /// address (Cranelift keeps stores in program order).
+    /// The displacement of `line` (one instruction of `arch`'s
+    /// disassembly) if it stores to the buffer, which arrives in the second
+    /// argument register.
+    fn buffer_store(arch: Arch, line: &str) -> Option<i64> {
+        let (mnemonic, operands) = line.split_once(' ')?;
+        let (stores, base) = match arch {
+            Arch::X86_64 => (mnemonic.starts_with("mov"), "(%rsi)"),
+            Arch::Aarch64 => (matches!(mnemonic, "str" | "stur"), "[x1"),
+            Arch::Riscv64 => (mnemonic == "sd", "(a1)"),
+            Arch::S390x => (matches!(mnemonic, "stg" | "mvghi"), "(%r3)"),
+        };
+        // The memory operand: the destination (x86-64 puts it last,
+        // s390x's `mvghi` first).
+        let memory = operands
+            .split(", ")
+            .position(|o| o.contains(base))
+            .map(|i| operands.split(", ").skip(i).collect::<Vec<_>>().join(", "))?;
+        if !stores || (arch == Arch::X86_64 && !operands.ends_with(base)) {
+            return None;
+        }
+        let displacement = match arch {
+            Arch::Aarch64 => memory.split_once('#').map_or("0", |(_, d)| d),
+            _ => memory.split_once('(').map_or("", |(d, _)| d),
+        }
+        .trim_end_matches(']');
+        let parsed = match displacement.strip_prefix("0x") {
+            _ if displacement.is_empty() => Ok(0),
+            Some(hex) => i64::from_str_radix(hex, 16),
+            None => displacement.parse(),
+        };
+        Some(parsed.unwrap_or_else(|_| panic!("{arch}: displacement of {line}")))
+    }
+
+    /// In the machine code of every ISA, the header stores come before the
+    /// call in the order that keeps the record complete whenever its
+    /// handler address is nonzero: status, sp, fp, then the address
+    /// (Cranelift keeps stores in program order; this checks that it did).
     #[test]
     fn the_handler_address_is_recorded_last() {
-        let mut sig = ir::Signature::new(CallConv::SystemV);
-        sig.params.push(AbiParam::new(types::I64));
-        let text = clif(&sig, 0);
-        let funcs = cranelift_reader::parse_functions(&text).unwrap();
-        let func = &funcs[0];
-        let entry = func.layout.entry_block().unwrap();
-        let header_stores: Vec<i32> = func
-            .layout
-            .block_insts(entry)
-            .filter_map(|inst| match func.dfg.insts[inst] {
-                ir::InstructionData::Store { offset, .. } => Some(offset.into()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            header_stores,
-            [
-                STATUS_OFFSET,
-                HANDLER_SP_OFFSET,
-                HANDLER_FP_OFFSET,
-                HANDLER_PC_OFFSET
-            ]
-        );
+        let header = [
+            STATUS_OFFSET,
+            HANDLER_PC_OFFSET,
+            HANDLER_SP_OFFSET,
+            HANDLER_FP_OFFSET,
+        ]
+        .map(i64::from);
+        let calls = ["callq", "blr", "bl", "jalr", "basr", "brasl"];
+        for arch in Arch::ALL {
+            let isa = default_isa(arch).unwrap();
+            for call_conv in [CallConv::SystemV, CallConv::Tail, CallConv::Fast] {
+                let mut sig = ir::Signature::new(call_conv);
+                sig.params.push(AbiParam::new(types::I64));
+                sig.returns.push(AbiParam::new(types::I64));
+                // The entry trampoline comes last (after an inner one).
+                let func = cranelift_reader::parse_functions(&clif(&sig, 0))
+                    .unwrap()
+                    .pop()
+                    .unwrap();
+                let code = compile_function(&*isa, func).unwrap().code;
+                let text = crate::disassemble::disassemble(arch, &code).unwrap();
+                let before_call = text
+                    .lines()
+                    .take_while(|l| !calls.contains(&l.split(' ').next().unwrap_or_default()));
+                let stores: Vec<i64> = before_call
+                    .filter_map(|l| buffer_store(arch, l))
+                    .filter(|d| header.contains(d))
+                    .collect();
+                assert_eq!(
+                    stores,
+                    [
+                        STATUS_OFFSET,
+                        HANDLER_SP_OFFSET,
+                        HANDLER_FP_OFFSET,
+                        HANDLER_PC_OFFSET
+                    ]
+                    .map(i64::from),
+                    "{arch} {call_conv}:\n{text}"
+                );
+            }
+        }
     }
 
     /// Every convention a callee may have gets trampolines that compile on
