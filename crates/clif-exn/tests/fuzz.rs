@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{assert_contains, assert_exit_codes, command, stdout};
+use cranelift_exn_fuzzgen::program::{Stmt, from_seed};
+use cranelift_exn_fuzzgen::sweep::write_reproduction;
+use cranelift_exn_fuzzgen::{Ending, Mismatch, oracle};
 
 /// `clif-exn fuzz --seed 0 --count COUNT ARGS...`: how it ended, and its
 /// standard output.
@@ -113,6 +116,79 @@ fn bad_fuzz_arguments_are_usage_errors() {
         (&["fuzz", "--emulators", "bochs"], 2),
         (&["fuzz", "-j", "0"], 2),
     ]);
+}
+
+/// `body` with every host function a CLIF function.
+fn hosts_in_clif(body: &mut [Stmt]) {
+    for stmt in body {
+        match stmt {
+            Stmt::Host { in_clif, .. } => *in_clif = true,
+            Stmt::Loop { body, .. } => hosts_in_clif(body),
+            _ => {}
+        }
+    }
+}
+
+/// Reproductions whose host functions are CLIF functions are `test run`
+/// files that pass on every ISA (emulated where not native): the CLIF
+/// stand-ins and their `%__cranelift_exn_throw_to_entry` calls do what the
+/// oracle says. One that still calls a host function is written as a
+/// description with the command that replays it.
+#[test]
+fn reproductions_with_host_functions() {
+    let out = tempdir("host-reproductions");
+    let mut written = 0;
+    for seed in 0..200 {
+        let mut program = from_seed(seed);
+        if program.hosts().is_empty() {
+            continue;
+        }
+        if written == 0 {
+            let mismatch = Mismatch {
+                seed: Some(seed),
+                machine: "x86_64 native".into(),
+                expected: oracle::expected(&program),
+                actual: Ending::Value(0),
+                program: program.clone(),
+            };
+            let path = write_reproduction(Path::new(&out), &mismatch).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let described = program.hosts().iter().any(|(_, in_clif)| !in_clif);
+            assert_eq!(path.extension().unwrap() == "txt", described, "{text}");
+            if described {
+                let replay = format!("clif-exn fuzz --seed {seed} --count 1 --isa x86_64");
+                assert_contains(&text, &["Not a test file", ";;   %h", &replay]);
+            }
+            std::fs::remove_file(path).unwrap();
+        }
+        for function in &mut program.functions {
+            hosts_in_clif(&mut function.body);
+        }
+        let expected = oracle::expected(&program);
+        if !matches!(expected, Ending::Value(_)) {
+            continue;
+        }
+        for arch in ["x86_64", "aarch64", "riscv64", "s390x"] {
+            let mismatch = Mismatch {
+                seed: Some(seed),
+                machine: format!("{arch} emulated"),
+                expected: expected.clone(),
+                actual: Ending::Value(0),
+                program: program.clone(),
+            };
+            let path = write_reproduction(Path::new(&out), &mismatch).unwrap();
+            assert_eq!(path.extension().unwrap(), "clif");
+        }
+        written += 1;
+        if written == 12 {
+            break;
+        }
+    }
+    assert_eq!(written, 12);
+    let output = command(&["test", &out]).output().expect("clif-exn runs");
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert_contains(&text, &["48 files: 48 passed"]);
 }
 
 /// A fresh directory under the target directory.

@@ -5,8 +5,12 @@ use std::fmt::Write as _;
 use cranelift_exn::codegen::ir::immediates::Ieee64;
 
 use crate::program::{
-    Action, ArithOp, Condition, Conv, Ending, Function, Handlers, Key, Program, Stmt,
+    Action, ArithOp, Condition, Conv, Ending, Function, Handlers, HostAction, Key, Program, Stmt,
 };
+
+/// The function reference of host function `%hN` is `fn{HOST_FN_REF + N}`
+/// (JIT callees `%fK` are `fn{10 + K}`).
+const HOST_FN_REF: usize = 100;
 
 /// The user trap code after a call to `%__cranelift_throw`, which never
 /// returns.
@@ -15,9 +19,16 @@ pub const UNREACHABLE_TRAP: u8 = 100;
 /// The CLIF of every function of `program`, `%main` first.
 pub fn print(program: &Program) -> String {
     let mut text = main_function(program);
+    let mut hosts = 0;
     for (index, function) in program.functions.iter().enumerate() {
         text.push('\n');
-        text.push_str(&Emitter::function(program, index, function));
+        text.push_str(&Emitter::function(program, index, function, &mut hosts));
+    }
+    for (n, (action, in_clif)) in program.hosts().into_iter().enumerate() {
+        if in_clif {
+            text.push('\n');
+            text.push_str(&Emitter::host_in_clif(program, n, action));
+        }
     }
     text
 }
@@ -91,6 +102,8 @@ block0(v0: i64):
 /// float values and the open block.
 struct Emitter<'p> {
     program: &'p Program,
+    /// The number of the next host statement's host function.
+    next_host: usize,
     out: String,
     values: u32,
     blocks: u32,
@@ -100,9 +113,13 @@ struct Emitter<'p> {
 }
 
 impl Emitter<'_> {
-    fn function(program: &Program, index: usize, function: &Function) -> String {
+    /// The CLIF of `%f{index}`, whose host statements call `%h{hosts}`,
+    /// `%h{hosts + 1}`, ... (`hosts` is advanced past them).
+    fn function(program: &Program, index: usize, function: &Function, hosts: &mut usize) -> String {
+        let first_host = *hosts;
         let mut e = Emitter {
             program,
+            next_host: first_host,
             out: String::new(),
             values: 2,
             blocks: 1,
@@ -129,10 +146,97 @@ impl Emitter<'_> {
             };
             let _ = writeln!(preamble, "    fn{} = %f{callee} {sig}", 10 + callee);
         }
+        for host in first_host..e.next_host {
+            let _ = writeln!(preamble, "    fn{} = %h{host} sig2", HOST_FN_REF + host);
+        }
+        *hosts = e.next_host;
         format!(
             "function %f{index}(i64, f64) -> i64 {} {{\n{preamble}block0(v0: i64, v1: f64):\n{}}}\n",
             conv_name(function.conv),
             e.out
+        )
+    }
+
+    /// `%h{n}` as a CLIF function doing what the host function of `action`
+    /// does; for `Reenter`, a plain call (see [`Stmt::Host`]).
+    fn host_in_clif(program: &Program, n: usize, action: HostAction) -> String {
+        let mut e = Emitter {
+            program,
+            next_host: 0,
+            out: String::new(),
+            values: 2,
+            blocks: 1,
+            block: "block0".into(),
+            acc: "v0".into(),
+            float: "v1".into(),
+        };
+        let mut preamble = String::from(
+            "    sig0 = (i64, i64, i64, i32, i64, i64) system_v
+    fn0 = %__cranelift_throw sig0
+    sig1 = (i32, i64, i64) system_v
+    fn1 = %__cranelift_exn_throw_to_entry sig1
+    sig2 = (i64, f64) -> i64 tail
+    sig3 = (i64, f64) -> i64 system_v
+",
+        );
+        let (tag, when, to_entry, constant) = match action {
+            HostAction::Return { constant } => (0, None, false, constant),
+            HostAction::Throw { tag, when } => (tag, Some(when), false, 0),
+            HostAction::ToEntry { tag, when } => (tag, Some(when), true, 0),
+            HostAction::Reenter { callee } => {
+                let sig = match program.functions[callee].conv {
+                    Conv::Tail => "sig2",
+                    Conv::SystemV => "sig3",
+                };
+                let _ = writeln!(preamble, "    fn2 = %f{callee} {sig}");
+                let r = e.value();
+                e.line(format!("{r} = call fn2(v0, v1)"));
+                let one = e.constant("i64", 1);
+                let result = e.value();
+                e.line(format!("{result} = iadd {r}, {one}"));
+                e.line(format!("return {result}"));
+                return e.host_function_text(n, &preamble);
+            }
+        };
+        if let Some(when) = when {
+            let cond = e.condition(&when);
+            let (throw_block, cont) = (e.new_block(), e.new_block());
+            e.line(format!("brif {cond}, {throw_block}, {cont}"));
+            e.open(&throw_block, &[]);
+            let acc = e.acc.clone();
+            if to_entry {
+                let tag_value = e.constant("i32", i64::from(tag));
+                let payload1 = e.constant("i64", i64::from(tag + 32));
+                e.line(format!("call fn1({tag_value}, {acc}, {payload1})"));
+                e.line(format!("trap user{UNREACHABLE_TRAP}"));
+            } else {
+                let payload1 = e.constant("i64", i64::from(tag + 16));
+                e.throw(tag, &acc, &payload1);
+            }
+            e.open(&cont, &[]);
+        }
+        // acc * 5 + (float * 2.0) as i64 + constant
+        let five = e.constant("i64", 5);
+        let scaled = e.value();
+        e.line(format!("{scaled} = imul {}, {five}", e.acc));
+        let two = e.f64_constant(2.0);
+        let doubled = e.value();
+        e.line(format!("{doubled} = fmul {}, {two}", e.float));
+        let converted = e.value();
+        e.line(format!("{converted} = fcvt_to_sint_sat.i64 {doubled}"));
+        let sum = e.value();
+        e.line(format!("{sum} = iadd {scaled}, {converted}"));
+        let c = e.constant("i64", constant);
+        let result = e.value();
+        e.line(format!("{result} = iadd {sum}, {c}"));
+        e.line(format!("return {result}"));
+        e.host_function_text(n, &preamble)
+    }
+
+    fn host_function_text(&self, n: usize, preamble: &str) -> String {
+        format!(
+            "function %h{n}(i64, f64) -> i64 system_v {{\n{preamble}block0(v0: i64, v1: f64):\n{}}}\n",
+            self.out
         )
     }
 
@@ -206,7 +310,19 @@ impl Emitter<'_> {
                 indirect,
                 handlers,
                 handler_address,
-            } => self.call(*callee, *indirect, handlers.as_ref(), *handler_address),
+            } => {
+                let sig = match self.program.functions[*callee].conv {
+                    Conv::Tail => "sig1",
+                    Conv::SystemV => "sig2",
+                };
+                let fref = format!("fn{}", 10 + callee);
+                self.call(&fref, sig, *indirect, handlers.as_ref(), *handler_address);
+            }
+            Stmt::Host { handlers, .. } => {
+                let fref = format!("fn{}", HOST_FN_REF + self.next_host);
+                self.next_host += 1;
+                self.call(&fref, "sig2", false, handlers.as_ref(), None);
+            }
             Stmt::Throw { tag, when } => {
                 let cond = self.condition(when);
                 let throw_block = self.new_block();
@@ -273,24 +389,22 @@ impl Emitter<'_> {
         self.line(format!("trap user{UNREACHABLE_TRAP}"));
     }
 
+    /// Call `fref` (with signature `sig`) with `(acc, float)`, adding the
+    /// result to `acc` or running `handlers`.
     fn call(
         &mut self,
-        callee: usize,
+        fref: &str,
+        sig: &str,
         indirect: bool,
         handlers: Option<&Handlers>,
         handler_address: Option<usize>,
     ) {
-        let fref = format!("fn{}", 10 + callee);
-        let sig = match self.program.functions[callee].conv {
-            Conv::Tail => "sig1",
-            Conv::SystemV => "sig2",
-        };
         let target = if indirect {
             let addr = self.value();
             self.line(format!("{addr} = func_addr.i64 {fref}"));
             addr
         } else {
-            fref
+            fref.to_string()
         };
         let args = format!("({}, {})", self.acc, self.float);
         let Some(handlers) = handlers else {

@@ -3,22 +3,24 @@
 use std::fmt;
 
 use cranelift_exn::codegen::data_value::DataValue;
-use cranelift_exn::codegen::ir::TrapCode;
-use cranelift_exn::codegen::isa::TargetIsa;
+use cranelift_exn::codegen::ir::immediates::Ieee64;
+use cranelift_exn::codegen::ir::{AbiParam, Signature, TrapCode, types};
+use cranelift_exn::codegen::isa::{CallConv, TargetIsa};
 use cranelift_exn::machine::Machine;
-use cranelift_exn::{CallError, Module};
+use cranelift_exn::{CallError, HostResult, HostThrow, Module};
 
-use crate::program::{Ending, Program};
+use crate::program::{Ending, HostAction, NESTED_TRAP_TAG, Program};
 use crate::{clif, oracle};
 
-/// Compile `program` for `isa`, load it on `machine` and call `%main`.
+/// Compile `program` for `isa`, load it (with its host functions) on
+/// `machine` and call `%main`.
 pub fn execute(program: &Program, isa: &dyn TargetIsa, machine: Box<dyn Machine>) -> Ending {
     let text = clif::print(program);
     let functions = match cranelift_exn::reader::parse_functions(&text) {
         Ok(f) => f,
         Err(e) => return Ending::Failed(format!("generated CLIF does not parse: {e}")),
     };
-    let module = match Module::new(machine, isa, functions) {
+    let module = match load(program, isa, machine, functions) {
         Ok(m) => m,
         Err(e) => return Ending::Failed(e.to_string()),
     };
@@ -33,6 +35,90 @@ pub fn execute(program: &Program, isa: &dyn TargetIsa, machine: Box<dyn Machine>
             None => Ending::Failed(format!("trap {code} in {function}")),
         },
         Err(e @ (CallError::Interrupted | CallError::Failed(_))) => Ending::Failed(e.to_string()),
+    }
+}
+
+/// The module of `functions` and of the program's host functions.
+fn load(
+    program: &Program,
+    isa: &dyn TargetIsa,
+    machine: Box<dyn Machine>,
+    functions: Vec<cranelift_exn::codegen::ir::Function>,
+) -> Result<Module, cranelift_exn::Error> {
+    let mut module = Module::from_boxed_machine(machine, isa)?;
+    let mut signature = Signature::new(CallConv::SystemV);
+    signature.params.push(AbiParam::new(types::I64));
+    signature.params.push(AbiParam::new(types::F64));
+    signature.returns.push(AbiParam::new(types::I64));
+    for (n, (action, in_clif)) in program.hosts().into_iter().enumerate() {
+        if in_clif {
+            continue;
+        }
+        module.define_host_function(&format!("h{n}"), signature.clone(), move |m, args| {
+            host_function(m, action, args)
+        })?;
+    }
+    for function in functions {
+        module.define_ir_function(function)?;
+    }
+    module.finalize()?;
+    Ok(module)
+}
+
+/// What the host function of `action` does with `args` (see
+/// [`HostAction`]). Anything the oracle does not model (arguments or
+/// results of other types, a nested call that fails) is a panic, which
+/// the module turns into a failure of the whole call, naming it.
+fn host_function(module: &Module, action: HostAction, args: &[DataValue]) -> HostResult {
+    let [DataValue::I64(acc), DataValue::F64(float)] = *args else {
+        panic!("arguments {args:?}, expected (i64, f64)");
+    };
+    let float = float.as_f64();
+    let value = |constant: i64| {
+        Ok(vec![DataValue::I64(
+            acc.wrapping_mul(5)
+                .wrapping_add((float * 2.0) as i64)
+                .wrapping_add(constant),
+        )])
+    };
+    match action {
+        HostAction::Return { constant } => value(constant),
+        HostAction::Throw { tag, when } if when.holds(acc) => Err(HostThrow::Exception {
+            tag,
+            payloads: [acc as u64, u64::from(tag + 16)],
+        }),
+        HostAction::ToEntry { tag, when } if when.holds(acc) => Err(HostThrow::ToEntry {
+            tag,
+            payloads: [acc as u64, u64::from(tag + 32)],
+        }),
+        HostAction::Throw { .. } | HostAction::ToEntry { .. } => value(0),
+        HostAction::Reenter { callee } => {
+            let name = format!("f{callee}");
+            let args = [
+                DataValue::I64(acc),
+                DataValue::F64(Ieee64::with_float(float)),
+            ];
+            match module.call(&name, &args) {
+                Ok(values) => match values[..] {
+                    [DataValue::I64(r)] => Ok(vec![DataValue::I64(r.wrapping_add(1))]),
+                    _ => panic!("%{name} returned {values:?}"),
+                },
+                Err(CallError::Exception { tag, payloads }) => {
+                    Err(HostThrow::Exception { tag, payloads })
+                }
+                Err(CallError::Trap { code, function, .. }) => {
+                    let index = function.strip_prefix("%f").and_then(|k| k.parse().ok());
+                    match (user_code(code), index) {
+                        (Some(code), Some(index)) => Err(HostThrow::ToEntry {
+                            tag: NESTED_TRAP_TAG,
+                            payloads: [u64::from(code), index],
+                        }),
+                        _ => panic!("%{name}: trap {code} in {function}"),
+                    }
+                }
+                Err(e) => panic!("%{name}: {e}"),
+            }
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! Shrinking a program while a property (a mismatch) still holds.
 
-use crate::program::{Function, Program, Stmt};
+use crate::program::{Function, Handlers, HostAction, Program, Stmt};
 
 /// The smallest program reachable from `program` by removing functions,
 /// statements and handler entries, turning try_calls into plain calls and
-/// indirect calls into direct ones, and shortening loops, for which
+/// indirect calls into direct ones, host functions into ones that return
+/// and into CLIF functions, and shortening loops, for which
 /// `still_fails` stays true. `still_fails(program)` must be true.
 pub fn minimize(program: &Program, mut still_fails: impl FnMut(&Program) -> bool) -> Program {
     let mut best = program.clone();
@@ -37,9 +38,19 @@ fn size(program: &Program) -> usize {
                 } => {
                     4 + usize::from(*indirect)
                         + usize::from(handler_address.is_some())
-                        + handlers
-                            .as_ref()
-                            .map_or(0, |h| 2 + h.entries.len() + h.actions.len())
+                        + handlers.as_ref().map_or(0, handlers_size)
+                }
+                Stmt::Host {
+                    action,
+                    handlers,
+                    in_clif,
+                } => {
+                    let action = match action {
+                        HostAction::Return { .. } => 0,
+                        HostAction::Throw { .. } | HostAction::ToEntry { .. } => 1,
+                        HostAction::Reenter { .. } => 2,
+                    };
+                    3 + action + usize::from(!in_clif) + handlers.as_ref().map_or(0, handlers_size)
                 }
                 Stmt::Loop { count, body: b } => 2 + usize::from(*count) + body(b),
                 _ => 2,
@@ -52,6 +63,10 @@ fn size(program: &Program) -> usize {
         .map(|f| 1 + body(&f.body))
         .sum::<usize>()
         + usize::from(!program.main_catches)
+}
+
+fn handlers_size(handlers: &Handlers) -> usize {
+    2 + handlers.entries.len() + handlers.actions.len()
 }
 
 /// Every one-step simplification of `program`.
@@ -84,9 +99,11 @@ fn candidates(program: &Program) -> Vec<Program> {
     out
 }
 
-/// `body` without calls to function `removed`, with calls to the functions
-/// after it renumbered.
+/// `body` without calls to function `removed` (a host function that
+/// would call it returns instead), with calls to the functions after it
+/// renumbered.
 fn without_calls_to(body: &[Stmt], removed: usize) -> Vec<Stmt> {
+    let renumbered = |callee: usize| if callee > removed { callee - 1 } else { callee };
     body.iter()
         .filter(|s| !matches!(s, Stmt::Call { callee: c, .. } if *c == removed))
         .map(|s| match s {
@@ -100,14 +117,25 @@ fn without_calls_to(body: &[Stmt], removed: usize) -> Vec<Stmt> {
                 handlers,
                 handler_address,
             } => Stmt::Call {
-                callee: if *callee > removed {
-                    callee - 1
-                } else {
-                    *callee
-                },
+                callee: renumbered(*callee),
                 indirect: *indirect,
                 handlers: handlers.clone(),
                 handler_address: *handler_address,
+            },
+            Stmt::Host {
+                action: HostAction::Reenter { callee },
+                handlers,
+                in_clif,
+            } => Stmt::Host {
+                action: if *callee == removed {
+                    HostAction::Return { constant: 0 }
+                } else {
+                    HostAction::Reenter {
+                        callee: renumbered(*callee),
+                    }
+                },
+                handlers: handlers.clone(),
+                in_clif: *in_clif,
             },
             other => other.clone(),
         })
@@ -153,26 +181,38 @@ fn stmt_variants(stmt: &Stmt) -> Vec<Stmt> {
             }
             if let Some(h) = handlers {
                 out.push(with(*indirect, None, None));
-                for i in 0..h.entries.len() {
-                    if h.entries.len() > 1 {
-                        let mut smaller = h.clone();
-                        smaller.entries.remove(i);
-                        let address = handler_address.filter(|&a| a < smaller.entries.len());
-                        out.push(with(*indirect, Some(smaller), address));
-                    }
+                for smaller in smaller_handlers(h) {
+                    let address = handler_address.filter(|&a| a < smaller.entries.len());
+                    out.push(with(*indirect, Some(smaller), address));
                 }
-                // Drop an action no entry uses.
-                for a in 0..h.actions.len() {
-                    if h.actions.len() > 1 && h.entries.iter().all(|&(_, x)| x != a) {
-                        let mut smaller = h.clone();
-                        smaller.actions.remove(a);
-                        for entry in &mut smaller.entries {
-                            if entry.1 > a {
-                                entry.1 -= 1;
-                            }
-                        }
-                        out.push(with(*indirect, Some(smaller), *handler_address));
-                    }
+            }
+        }
+        Stmt::Host {
+            action,
+            handlers,
+            in_clif,
+        } => {
+            let with = |action, handlers, in_clif| Stmt::Host {
+                action,
+                handlers,
+                in_clif,
+            };
+            if !matches!(action, HostAction::Return { .. }) {
+                out.push(with(
+                    HostAction::Return { constant: 0 },
+                    handlers.clone(),
+                    *in_clif,
+                ));
+            }
+            // A CLIF function instead of the host function: what a
+            // reproduction file can hold.
+            if !in_clif {
+                out.push(with(*action, handlers.clone(), true));
+            }
+            if let Some(h) = handlers {
+                out.push(with(*action, None, *in_clif));
+                for smaller in smaller_handlers(h) {
+                    out.push(with(*action, Some(smaller), *in_clif));
                 }
             }
         }
@@ -191,6 +231,32 @@ fn stmt_variants(stmt: &Stmt) -> Vec<Stmt> {
             }
         }
         _ => {}
+    }
+    out
+}
+
+/// `handlers` without one of its entries, or without an action no entry
+/// uses.
+fn smaller_handlers(handlers: &Handlers) -> Vec<Handlers> {
+    let mut out = Vec::new();
+    if handlers.entries.len() > 1 {
+        for i in 0..handlers.entries.len() {
+            let mut smaller = handlers.clone();
+            smaller.entries.remove(i);
+            out.push(smaller);
+        }
+    }
+    for a in 0..handlers.actions.len() {
+        if handlers.actions.len() > 1 && handlers.entries.iter().all(|&(_, x)| x != a) {
+            let mut smaller = handlers.clone();
+            smaller.actions.remove(a);
+            for entry in &mut smaller.entries {
+                if entry.1 > a {
+                    entry.1 -= 1;
+                }
+            }
+            out.push(smaller);
+        }
     }
     out
 }

@@ -1,13 +1,27 @@
 //! The expected outcome of a [`Program`], computed from its description
 //! alone (no Cranelift involved).
 
-use crate::program::{Action, ArithOp, Ending, Program, Stmt};
+use crate::program::{
+    Action, ArithOp, Ending, Handlers, HostAction, NESTED_TRAP_TAG, Program, Stmt,
+};
 
 /// How a function invocation ended.
 enum Exit {
     Return(i64),
-    Throw { tag: u32, payloads: [u64; 2] },
-    Trap { code: u8, function: usize },
+    Throw {
+        tag: u32,
+        payloads: [u64; 2],
+    },
+    Trap {
+        code: u8,
+        function: usize,
+    },
+    /// A host function's `ToEntry`: straight to the innermost entry, past
+    /// every handler.
+    ToEntry {
+        tag: u32,
+        payloads: [u64; 2],
+    },
 }
 
 /// The outcome of calling `%main(program.argument)`.
@@ -25,6 +39,7 @@ pub fn expected(program: &Program) -> Ending {
             code,
             function: format!("%f{function}"),
         },
+        Exit::ToEntry { tag, payloads } => Ending::Exception { tag, payloads },
     }
 }
 
@@ -70,37 +85,20 @@ fn run(program: &Program, index: usize, body: &[Stmt], state: &mut State) -> Res
                 handler_address,
                 ..
             } => {
-                let before = state.acc;
-                match call(program, *callee, state.acc, state.float) {
-                    Exit::Return(r) => state.acc = before.wrapping_add(r),
-                    Exit::Throw { tag, payloads } => {
-                        match handlers.as_ref().and_then(|h| h.select(tag)) {
-                            Some(Action::Resume { constant }) => {
-                                state.acc = before
-                                    .wrapping_mul(3)
-                                    .wrapping_add(payloads[0] as i64)
-                                    .wrapping_add((payloads[1] as i64).wrapping_mul(7))
-                                    .wrapping_add(constant);
-                                state.float += 1.0;
-                            }
-                            Some(Action::Rethrow { tag }) => {
-                                return Err(Exit::Throw {
-                                    tag,
-                                    payloads: [
-                                        before.wrapping_add(payloads[0] as i64) as u64,
-                                        u64::from(tag),
-                                    ],
-                                });
-                            }
-                            None => return Err(Exit::Throw { tag, payloads }),
-                        }
-                    }
-                    trap @ Exit::Trap { .. } => return Err(trap),
-                }
+                let exit = call(program, *callee, state.acc, state.float);
+                returned(exit, handlers.as_ref(), state)?;
                 if handler_address.is_some() {
                     // A handler's address is never zero.
                     state.acc = state.acc.wrapping_add(1);
                 }
+            }
+            Stmt::Host {
+                action,
+                handlers,
+                in_clif,
+            } => {
+                let exit = host(program, *action, *in_clif, state.acc, state.float);
+                returned(exit, handlers.as_ref(), state)?;
             }
             Stmt::Throw { tag, when } => {
                 if when.holds(state.acc) {
@@ -126,4 +124,76 @@ fn run(program: &Program, index: usize, body: &[Stmt], state: &mut State) -> Res
         }
     }
     Ok(())
+}
+
+/// The state after a call (of a JIT or host function) with `handlers`
+/// ended with `exit`: the result added to the accumulator, or a caught
+/// exception's handler run; or how the caller ends.
+fn returned(exit: Exit, handlers: Option<&Handlers>, state: &mut State) -> Result<(), Exit> {
+    let before = state.acc;
+    match exit {
+        Exit::Return(r) => state.acc = before.wrapping_add(r),
+        Exit::Throw { tag, payloads } => match handlers.and_then(|h| h.select(tag)) {
+            Some(Action::Resume { constant }) => {
+                state.acc = before
+                    .wrapping_mul(3)
+                    .wrapping_add(payloads[0] as i64)
+                    .wrapping_add((payloads[1] as i64).wrapping_mul(7))
+                    .wrapping_add(constant);
+                state.float += 1.0;
+            }
+            Some(Action::Rethrow { tag }) => {
+                return Err(Exit::Throw {
+                    tag,
+                    payloads: [
+                        before.wrapping_add(payloads[0] as i64) as u64,
+                        u64::from(tag),
+                    ],
+                });
+            }
+            None => return Err(Exit::Throw { tag, payloads }),
+        },
+        other @ (Exit::Trap { .. } | Exit::ToEntry { .. }) => return Err(other),
+    }
+    Ok(())
+}
+
+/// What the host function of `action` (or the CLIF function that stands
+/// in for it, `in_clif`) does when called with `(acc, float)`.
+fn host(program: &Program, action: HostAction, in_clif: bool, acc: i64, float: f64) -> Exit {
+    let value = |constant: i64| {
+        Exit::Return(
+            acc.wrapping_mul(5)
+                .wrapping_add((float * 2.0) as i64)
+                .wrapping_add(constant),
+        )
+    };
+    match action {
+        HostAction::Return { constant } => value(constant),
+        HostAction::Throw { tag, when } if when.holds(acc) => Exit::Throw {
+            tag,
+            payloads: [acc as u64, u64::from(tag + 16)],
+        },
+        HostAction::ToEntry { tag, when } if when.holds(acc) => Exit::ToEntry {
+            tag,
+            payloads: [acc as u64, u64::from(tag + 32)],
+        },
+        HostAction::Throw { .. } | HostAction::ToEntry { .. } => value(0),
+        // The nested entry ends what reaches it: an exception (thrown, or
+        // sent to it) comes back as one, which the host function throws on.
+        HostAction::Reenter { callee } if in_clif => match call(program, callee, acc, float) {
+            Exit::Return(r) => Exit::Return(r.wrapping_add(1)),
+            other => other,
+        },
+        HostAction::Reenter { callee } => match call(program, callee, acc, float) {
+            Exit::Return(r) => Exit::Return(r.wrapping_add(1)),
+            Exit::Throw { tag, payloads } | Exit::ToEntry { tag, payloads } => {
+                Exit::Throw { tag, payloads }
+            }
+            Exit::Trap { code, function } => Exit::ToEntry {
+                tag: NESTED_TRAP_TAG,
+                payloads: [u64::from(code), function as u64],
+            },
+        },
+    }
 }

@@ -7,6 +7,12 @@
 //! with a higher index, so every program terminates. `%main(i64) -> i64`
 //! calls `%f0(x, 1.25)`, catching everything when [`Program::main_catches`]
 //! (and then returning `payload0 * 1_000_003 + payload1`).
+//!
+//! A [`Stmt::Host`] calls a host function `%hN` (numbered in
+//! [`Program::host_actions`] order), `system_v` with the same signature,
+//! which returns, throws into the JIT frames, ends the entry it was called
+//! under ([`HostAction`]), or calls back into the program through a nested
+//! entry.
 
 use arbitrary::{Result, Unstructured};
 
@@ -19,6 +25,10 @@ pub const MAX_STATEMENTS: usize = 7;
 pub const CALL_BUDGET: u64 = 400;
 /// Exception tags used (1..=TAGS).
 pub const TAGS: u32 = 4;
+/// The tag a [`HostAction::Reenter`] host function ends its entry with
+/// when the nested call traps (payloads: the user trap code and `K` of the
+/// `%fK` that trapped).
+pub const NESTED_TRAP_TAG: u32 = TAGS + 1;
 
 /// How a call of `%main` ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +172,44 @@ impl Handlers {
     }
 }
 
+/// What a host function `%hN` does when called with `(acc, float)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostAction {
+    /// Return `acc * 5 + (float * 2.0) as i64 + constant`.
+    Return {
+        /// Added to the result.
+        constant: i64,
+    },
+    /// When the condition holds, throw `tag` with payloads
+    /// `(acc, tag + 16)` into the JIT frames (`HostThrow::Exception`: a
+    /// stack walk from the host function's caller); else return as
+    /// `Return { constant: 0 }` does.
+    Throw {
+        /// The tag.
+        tag: u32,
+        /// When.
+        when: Condition,
+    },
+    /// When the condition holds, end the innermost entry with an exception
+    /// `tag`, payloads `(acc, tag + 32)` (`HostThrow::ToEntry`: no JIT
+    /// handler sees it); else return as `Return { constant: 0 }` does.
+    ToEntry {
+        /// The tag.
+        tag: u32,
+        /// When.
+        when: Condition,
+    },
+    /// Call `%f{callee}(acc, float)` through a nested entry and return its
+    /// result + 1. An exception that ends the nested call is thrown on into
+    /// the JIT frames (as `Throw`); a trap `user{code}` in `%fK` ends the
+    /// host function's own entry with [`NESTED_TRAP_TAG`] and payloads
+    /// `(code, K)`.
+    Reenter {
+        /// The callee's index (greater than the calling function's).
+        callee: usize,
+    },
+}
+
 /// One statement of a function body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stmt {
@@ -200,6 +248,21 @@ pub enum Stmt {
         /// When.
         when: Condition,
     },
+    /// Call the host function of `action` with `(acc, float)`; on return
+    /// `acc += result`, as for a [`Stmt::Call`].
+    Host {
+        /// What the host function does.
+        action: HostAction,
+        /// A `try_call` with this table; `None` is a plain call.
+        handlers: Option<Handlers>,
+        /// Whether `%hN` is instead a CLIF function, which a `test run` file
+        /// can hold: it throws through `%__cranelift_throw` or
+        /// `%__cranelift_exn_throw_to_entry`, and a `Reenter` calls `%fK`
+        /// directly (no nested entry: an exception or trap that ends `%fK`
+        /// passes on as it would from any call, and a `ToEntry` in it ends
+        /// the outer entry).
+        in_clif: bool,
+    },
     /// Run `body` `count` times (at least once).
     Loop {
         /// Iterations.
@@ -207,6 +270,30 @@ pub enum Stmt {
         /// Any statements but loops.
         body: Vec<Stmt>,
     },
+}
+
+impl Program {
+    /// The action of each host statement and whether its `%hN` is a CLIF
+    /// function (`in_clif`), in the order they are numbered (`%h0`, `%h1`,
+    /// ...): function by function, statements in order, a loop's body once.
+    pub fn hosts(&self) -> Vec<(HostAction, bool)> {
+        fn collect(body: &[Stmt], out: &mut Vec<(HostAction, bool)>) {
+            for stmt in body {
+                match stmt {
+                    Stmt::Host {
+                        action, in_clif, ..
+                    } => out.push((*action, *in_clif)),
+                    Stmt::Loop { body, .. } => collect(body, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for function in &self.functions {
+            collect(&function.body, &mut out);
+        }
+        out
+    }
 }
 
 /// The program for `seed`: the same seed always gives the same program.
@@ -272,7 +359,7 @@ fn statements(
     let len = u.int_in_range(0..=MAX_STATEMENTS)?;
     let mut body = Vec::with_capacity(len);
     for _ in 0..len {
-        let choice = u.int_in_range(0..=9)?;
+        let choice = u.int_in_range(0..=10)?;
         let stmt = match choice {
             0..=3 if index + 1 < count => {
                 let callee = u.int_in_range(index + 1..=count - 1)?;
@@ -308,6 +395,18 @@ fn statements(
                     equals: u.int_in_range(0..=7)?,
                 },
             },
+            8 if *budget > 0 => {
+                let action = host_action(u, index, count, costs, budget)?;
+                Stmt::Host {
+                    action,
+                    handlers: if u.ratio(1, 2)? {
+                        Some(handlers(u)?)
+                    } else {
+                        None
+                    },
+                    in_clif: u.ratio(1, 4)?,
+                }
+            }
             _ => arith(u)?,
         };
         body.push(stmt);
@@ -335,32 +434,45 @@ fn condition(u: &mut Unstructured) -> Result<Condition> {
     })
 }
 
+/// A host statement's action; takes its cost (one call, and the nested
+/// call's) from `budget`, which must be positive.
+fn host_action(
+    u: &mut Unstructured,
+    index: usize,
+    count: usize,
+    costs: &[u64],
+    budget: &mut u64,
+) -> Result<HostAction> {
+    *budget -= 1;
+    let action = match u.int_in_range(0..=9)? {
+        0..=2 if index + 1 < count => {
+            let callee = u.int_in_range(index + 1..=count - 1)?;
+            if costs[callee] + 1 > *budget {
+                HostAction::Return { constant: 0 }
+            } else {
+                *budget -= costs[callee] + 1;
+                HostAction::Reenter { callee }
+            }
+        }
+        3..=5 => HostAction::Throw {
+            tag: u.int_in_range(1..=TAGS)?,
+            when: condition(u)?,
+        },
+        6 | 7 => HostAction::ToEntry {
+            tag: u.int_in_range(1..=TAGS)?,
+            when: condition(u)?,
+        },
+        _ => HostAction::Return {
+            constant: u.int_in_range(-100..=100)?,
+        },
+    };
+    Ok(action)
+}
+
 fn call(u: &mut Unstructured, callee: usize) -> Result<Stmt> {
     let indirect = u.ratio(1, 3)?;
     let handlers = if u.ratio(2, 3)? {
-        let actions: Vec<Action> = (0..u.int_in_range(1..=3)?)
-            .map(|_| {
-                Ok(if u.ratio(1, 4)? {
-                    Action::Rethrow {
-                        tag: u.int_in_range(1..=TAGS)?,
-                    }
-                } else {
-                    Action::Resume {
-                        constant: u.int_in_range(0..=50)?,
-                    }
-                })
-            })
-            .collect::<Result<_>>()?;
-        let mut entries = Vec::new();
-        for _ in 0..u.int_in_range(1..=4)? {
-            let key = if u.ratio(1, 4)? {
-                Key::Default
-            } else {
-                Key::Tag(u.int_in_range(1..=TAGS)?)
-            };
-            entries.push((key, u.int_in_range(0..=actions.len() - 1)?));
-        }
-        Some(Handlers { entries, actions })
+        Some(handlers(u)?)
     } else {
         None
     };
@@ -374,4 +486,31 @@ fn call(u: &mut Unstructured, callee: usize) -> Result<Stmt> {
         handlers,
         handler_address,
     })
+}
+
+/// A `try_call`'s handler table.
+fn handlers(u: &mut Unstructured) -> Result<Handlers> {
+    let actions: Vec<Action> = (0..u.int_in_range(1..=3)?)
+        .map(|_| {
+            Ok(if u.ratio(1, 4)? {
+                Action::Rethrow {
+                    tag: u.int_in_range(1..=TAGS)?,
+                }
+            } else {
+                Action::Resume {
+                    constant: u.int_in_range(0..=50)?,
+                }
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut entries = Vec::new();
+    for _ in 0..u.int_in_range(1..=4)? {
+        let key = if u.ratio(1, 4)? {
+            Key::Default
+        } else {
+            Key::Tag(u.int_in_range(1..=TAGS)?)
+        };
+        entries.push((key, u.int_in_range(0..=actions.len() - 1)?));
+    }
+    Ok(Handlers { entries, actions })
 }

@@ -211,7 +211,11 @@ fn shrink(
     }
 }
 
-/// Write `mismatch` as `DIR/seed-N-ARCH.clif`; returns the path.
+/// Write `mismatch` as `DIR/seed-N-ARCH.clif`, a `test run` file; returns
+/// the path. A program that still calls host functions (the minimizer
+/// turns every one it can into CLIF) cannot be a test file: it is written
+/// as `seed-N-ARCH.txt`, the same text with the host functions described
+/// and the command that replays its seed.
 pub fn write_reproduction(dir: &Path, mismatch: &Mismatch) -> Result<PathBuf, Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Machine(format!("creating {}: {e}", dir.display())))?;
@@ -222,20 +226,36 @@ pub fn write_reproduction(dir: &Path, mismatch: &Mismatch) -> Result<PathBuf, Er
         .unwrap_or("unknown")
         .to_string();
     let slug = mismatch.machine.replace(' ', "-");
+    let seed = mismatch
+        .seed
+        .map_or_else(|| "?".to_string(), |s| s.to_string());
+    let mut comment = format!(
+        "Minimized by `clif-exn fuzz` from seed {seed}.\nOn {}: expected {}, got {}.",
+        mismatch.machine, mismatch.expected, mismatch.actual
+    );
+    let hosts: Vec<String> = mismatch
+        .program
+        .hosts()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, in_clif))| !in_clif)
+        .map(|(n, (action, _))| format!("  %h{n}: {action:?}"))
+        .collect();
+    if !hosts.is_empty() {
+        comment.push_str(&format!(
+            "\nNot a test file: it calls host functions (see `HostAction` in \
+             crates/fuzzgen/src/program.rs), which only the fuzzer defines:\n{}\n\
+             Replay the unminimized program with \
+             `clif-exn fuzz --seed {seed} --count 1 --isa {arch}`.",
+            hosts.join("\n")
+        ));
+    }
+    let extension = if hosts.is_empty() { "clif" } else { "txt" };
     let name = match mismatch.seed {
-        Some(seed) => format!("seed-{seed}-{slug}.clif"),
-        None => format!("mismatch-{slug}.clif"),
+        Some(seed) => format!("seed-{seed}-{slug}.{extension}"),
+        None => format!("mismatch-{slug}.{extension}"),
     };
     let path = dir.join(name);
-    let comment = format!(
-        "Minimized by `clif-exn fuzz` from seed {}.\nOn {}: expected {}, got {}.",
-        mismatch
-            .seed
-            .map_or_else(|| "?".to_string(), |s| s.to_string()),
-        mismatch.machine,
-        mismatch.expected,
-        mismatch.actual
-    );
     let text = clif::run_test(&mismatch.program, &[arch], &mismatch.expected, &comment);
     std::fs::write(&path, text)
         .map_err(|e| Error::Machine(format!("writing {}: {e}", path.display())))?;

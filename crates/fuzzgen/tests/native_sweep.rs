@@ -3,8 +3,11 @@
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
-use cranelift_exn_fuzzgen::program::{Stmt, from_seed};
-use cranelift_exn_fuzzgen::{clif, harness, minimize, oracle};
+use cranelift_exn_fuzzgen::program::{
+    Action, Condition, Conv, Function, Handlers, HostAction, Key, NESTED_TRAP_TAG, Program, Stmt,
+    from_seed,
+};
+use cranelift_exn_fuzzgen::{Ending, clif, harness, minimize, oracle};
 
 /// How many seeds a test sweeps: `default`, or `CRANELIFT_EXN_SWEEP_SEEDS`
 /// (scripts/cross lowers it: the debug-built generator and Cranelift run
@@ -24,7 +27,8 @@ fn seeds_are_deterministic_and_print_valid_clif() {
         let text = clif::print(&program);
         let functions = cranelift_exn::reader::parse_functions(&text)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}"));
-        assert_eq!(functions.len(), program.functions.len() + 1);
+        let in_clif = program.hosts().iter().filter(|(_, c)| *c).count();
+        assert_eq!(functions.len(), program.functions.len() + 1 + in_clif);
     }
 }
 
@@ -41,10 +45,10 @@ fn native_runs_match_the_oracle() {
             panic!("seed {seed}: {m}\n{}", clif::print(&program));
         }
         let kind = match oracle::expected(&program) {
-            cranelift_exn_fuzzgen::Ending::Value(_) => "value",
-            cranelift_exn_fuzzgen::Ending::Exception { .. } => "exception",
-            cranelift_exn_fuzzgen::Ending::Trap { .. } => "trap",
-            cranelift_exn_fuzzgen::Ending::Failed(_) => "failed",
+            Ending::Value(_) => "value",
+            Ending::Exception { .. } => "exception",
+            Ending::Trap { .. } => "trap",
+            Ending::Failed(_) => "failed",
         };
         *outcomes.entry(kind).or_insert(0) += 1;
     }
@@ -60,7 +64,7 @@ fn native_runs_match_the_oracle() {
 
 #[test]
 fn minimizing_keeps_the_property_and_shrinks() {
-    // The property: the program still contains a rethrow somewhere.
+    // The property: %f0 still calls a function with a rethrow handler.
     fn has_rethrow(body: &[Stmt]) -> bool {
         body.iter().any(|s| match s {
             Stmt::Call {
@@ -68,20 +72,179 @@ fn minimizing_keeps_the_property_and_shrinks() {
             } => h
                 .actions
                 .iter()
-                .any(|a| matches!(a, cranelift_exn_fuzzgen::program::Action::Rethrow { .. })),
+                .any(|a| matches!(a, Action::Rethrow { .. })),
             Stmt::Loop { body, .. } => has_rethrow(body),
             _ => false,
         })
     }
     let program = (0..)
         .map(from_seed)
-        .find(|p| p.functions.iter().any(|f| has_rethrow(&f.body)) && p.functions.len() >= 3)
+        .find(|p| has_rethrow(&p.functions[0].body) && p.functions.len() >= 3)
         .unwrap();
-    let small = minimize::minimize(&program, |p| {
-        p.functions.iter().any(|f| has_rethrow(&f.body))
-    });
-    assert!(small.functions.iter().any(|f| has_rethrow(&f.body)));
+    let small = minimize::minimize(&program, |p| has_rethrow(&p.functions[0].body));
+    assert!(has_rethrow(&small.functions[0].body));
     let statements: usize = small.functions.iter().map(|f| f.body.len()).sum();
     assert_eq!(statements, 1, "{small:#?}");
     assert_eq!(small.functions.len(), 2, "the caller and its callee remain");
+}
+
+/// A host function the property does not need as one becomes a CLIF
+/// function, which a reproduction file can hold.
+#[test]
+fn minimizing_turns_host_functions_into_clif() {
+    fn throwing_host(body: &[Stmt]) -> bool {
+        body.iter().any(|s| match s {
+            Stmt::Host { action, .. } => matches!(action, HostAction::Throw { .. }),
+            Stmt::Loop { body, .. } => throwing_host(body),
+            _ => false,
+        })
+    }
+    // %f0 still calls a host function that throws.
+    let property = |p: &Program| throwing_host(&p.functions[0].body);
+    let program = (0..)
+        .map(from_seed)
+        .find(|p| property(p) && p.functions.len() >= 2 && p.hosts().iter().any(|(_, c)| !c))
+        .unwrap();
+    let small = minimize::minimize(&program, property);
+    assert_eq!(small.functions.len(), 1, "{small:#?}");
+    assert!(
+        matches!(
+            small.functions[0].body[..],
+            [Stmt::Host {
+                action: HostAction::Throw { .. },
+                handlers: None,
+                in_clif: true,
+            }]
+        ),
+        "{small:#?}"
+    );
+}
+
+/// A condition that always holds.
+const ALWAYS: Condition = Condition { mask: 0, equals: 0 };
+
+/// `%f0` running `body` (and `%f1` running `callee`), `%main(argument)`
+/// catching everything.
+fn program(body: Vec<Stmt>, callee: Vec<Stmt>, argument: i64) -> Program {
+    let function = |body| Function {
+        conv: Conv::SystemV,
+        body,
+    };
+    Program {
+        functions: vec![function(body), function(callee)],
+        main_catches: true,
+        argument,
+    }
+}
+
+fn host(action: HostAction, handlers: Option<Handlers>, in_clif: bool) -> Stmt {
+    Stmt::Host {
+        action,
+        handlers,
+        in_clif,
+    }
+}
+
+/// Outcomes worked out by hand, for each way a host function can end, with
+/// the host function and with the CLIF function that stands in for it: the
+/// oracle and the machine both have to get them.
+#[test]
+fn host_functions_end_as_worked_out_by_hand() {
+    let Some(arch) = Arch::host() else { return };
+    let isa = default_isa(arch).unwrap();
+    let catch_tag2 = Handlers {
+        entries: vec![(Key::Tag(2), 0)],
+        actions: vec![Action::Resume { constant: 4 }],
+    };
+    let catch_all = Handlers {
+        entries: vec![(Key::Default, 0)],
+        actions: vec![Action::Resume { constant: 0 }],
+    };
+    let trap = Stmt::Trap {
+        code: 3,
+        when: ALWAYS,
+    };
+    let mut cases = Vec::new();
+    for in_clif in [false, true] {
+        // 10 * 5 + (1.25 * 2.0) as i64 + 7 = 59; %f0 adds it to 10 and
+        // returns 69 + (1.25 as i64).
+        let returns = host(HostAction::Return { constant: 7 }, None, in_clif);
+        cases.push((program(vec![returns], vec![], 10), Ending::Value(70)));
+        // Tag 2, payloads (10, 18), caught where %f0 calls: 10 * 3 + 10 +
+        // 18 * 7 + 4 = 170, the float 2.25: 172.
+        let throws = HostAction::Throw {
+            tag: 2,
+            when: ALWAYS,
+        };
+        let caught = host(throws, Some(catch_tag2.clone()), in_clif);
+        cases.push((program(vec![caught], vec![], 10), Ending::Value(172)));
+        // Straight to the entry, past %f0's and %main's catch-alls.
+        let to_entry = HostAction::ToEntry {
+            tag: 1,
+            when: ALWAYS,
+        };
+        let uncaught = host(to_entry, Some(catch_all.clone()), in_clif);
+        let exception = Ending::Exception {
+            tag: 1,
+            payloads: [10, 33],
+        };
+        cases.push((program(vec![uncaught], vec![], 10), exception));
+        // %f1 returns 10 + 1; the host function 12, %f0 22 + 1.
+        let reenter = host(HostAction::Reenter { callee: 1 }, None, in_clif);
+        cases.push((
+            program(vec![reenter.clone()], vec![], 10),
+            Ending::Value(23),
+        ));
+        // %f1 traps: the nested entry ends, and the host function sends
+        // the trap to the outer entry as an exception; without a nested
+        // entry the trap itself ends the call.
+        let trapped = if in_clif {
+            Ending::Trap {
+                code: 3,
+                function: "%f1".into(),
+            }
+        } else {
+            Ending::Exception {
+                tag: NESTED_TRAP_TAG,
+                payloads: [3, 1],
+            }
+        };
+        cases.push((program(vec![reenter], vec![trap.clone()], 10), trapped));
+    }
+    for (program, expected) in cases {
+        assert_eq!(oracle::expected(&program), expected, "{program:?}");
+        let machine = Box::new(NativeMachine::new().unwrap());
+        let actual = harness::execute(&program, isa.as_ref(), machine);
+        assert_eq!(actual, expected, "{}", clif::print(&program));
+    }
+}
+
+/// The generator reaches what only host functions do: outcomes of a
+/// `ToEntry` and of a trap in a nested entry, and values computed through
+/// nested entries.
+#[test]
+fn generated_host_functions_reach_their_outcomes() {
+    let mut to_entry = 0;
+    let mut nested_trap = 0;
+    let mut reentered_values = 0;
+    // The oracle alone: quick under qemu-user too.
+    for seed in 0..300 {
+        let program = from_seed(seed);
+        let reenters = program
+            .hosts()
+            .iter()
+            .any(|(a, _)| matches!(a, HostAction::Reenter { .. }));
+        match oracle::expected(&program) {
+            Ending::Exception { tag, .. } if tag == NESTED_TRAP_TAG => nested_trap += 1,
+            Ending::Exception { tag, payloads } if payloads[1] == u64::from(tag + 32) => {
+                to_entry += 1
+            }
+            Ending::Value(_) if reenters => reentered_values += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        to_entry >= 3 && nested_trap >= 1 && reentered_values >= 10,
+        "{to_entry} {nested_trap} {reentered_values}"
+    );
 }
