@@ -31,8 +31,9 @@ Runs the Cranelift filetests in PATH (files, or directories searched for
 otherwise. CRANELIFT_TEST_BLESS=1 rewrites `precise-output` expectations.
 
 Files run in worker processes: a run line that crashes or hangs fails its
-file, at that line, and the file's other targets and the other files go on. Results are printed as files
-finish, in file order.
+file, at that line, and the file's other targets and the other files go on.
+Results are printed as files finish, in file order; control characters a
+file's lines hold are printed as escapes (\\u{0}).
 
   -v, --verbose   print each file with its time, and every test's verdict
   -j N            run N workers at once (default: number of CPUs)

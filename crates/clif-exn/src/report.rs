@@ -299,7 +299,7 @@ impl Observer for Printer {
         }
         self.clear_progress();
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
+        let _ = out.write_all(printable(&text).as_bytes());
         let _ = out.flush();
     }
 
@@ -358,9 +358,44 @@ fn place(running: &RunningInfo) -> String {
     place
 }
 
+/// `text` with the control characters other than newline and tab that a
+/// file's own lines, echoed in a report (a diff, a run line, an error),
+/// may hold written as escapes (`\u{0}`), so that they reach the terminal
+/// as text.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let shown = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    if text.chars().all(shown) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if shown(c) {
+                c.to_string()
+            } else {
+                c.escape_unicode().to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Indent every line of a message.
 fn indent(text: &str) -> String {
     text.lines()
         .map(|l| format!("    {l}\n"))
         .collect::<String>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("a\tb\nc"), "a\tb\nc");
+        assert_eq!(
+            printable("mov\0q\r\x1b[2J é"),
+            "mov\\u{0}q\\u{d}\\u{1b}[2J é"
+        );
+    }
 }
