@@ -9,10 +9,11 @@
 //! (and then returning `payload0 * 1_000_003 + payload1`).
 //!
 //! A [`Stmt::Host`] calls a host function `%hN` (numbered in
-//! [`Program::host_actions`] order), `system_v` with the same signature,
+//! [`Program::hosts`] order), `system_v` with the same signature,
 //! which returns, throws into the JIT frames, ends the entry it was called
 //! under ([`HostAction`]), or calls back into the program through a nested
-//! entry.
+//! entry — or a CLIF function that stands in for it, which a `test run`
+//! file can hold.
 
 use arbitrary::{Result, Unstructured};
 
