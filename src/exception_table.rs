@@ -340,8 +340,10 @@ fn decode(tag: u32, word: u32) -> Handler {
 }
 
 /// Bytes an [`ExceptionTable`]'s call-site table allocates, by part (the
-/// `Box` headers of its columns aside); the function table beside it is
-/// not counted.
+/// `Vec` headers of its columns aside); the function table beside it is
+/// not counted. A table built at once ([`ExceptionTable::new`]) allocates
+/// what it holds; one grown by [`ExceptionTable::merge`] may hold spare
+/// capacity, counted here.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableBytes {
     /// Call sites with handlers stored.
@@ -353,7 +355,8 @@ pub struct TableBytes {
     pub site_columns: usize,
     /// The handler columns: tag and word (2 × `u32` per row).
     pub handler_columns: usize,
-    /// The return-address index: two `u32` slots per site.
+    /// The return-address index: two `u32` slots per site (up to three
+    /// after merges).
     pub index: usize,
 }
 
@@ -370,24 +373,24 @@ impl TableBytes {
 pub struct ExceptionTable {
     functions: Vec<FunctionEntry>,
     /// `functions[i].start`: the column the lookup by pc searches.
-    starts: Box<[u64]>,
+    starts: Vec<u64>,
     /// Per call site with handlers, sorted by (function, return offset):
     /// the function's index,
-    site_function: Box<[u32]>,
+    site_function: Vec<u32>,
     /// the return offset in the function,
-    site_return: Box<[u32]>,
+    site_return: Vec<u32>,
     /// the frame offset (`NO_FRAME_OFFSET` for none),
-    site_frame: Box<[u32]>,
+    site_frame: Vec<u32>,
     /// and the end (exclusive) of its handler rows, which start where the
     /// previous site's end.
-    site_end: Box<[u32]>,
+    site_end: Vec<u32>,
     /// Handler rows: tag column,
-    row_tag: Box<[u32]>,
+    row_tag: Vec<u32>,
     /// and word column (handler offset or context marker).
-    row_word: Box<[u32]>,
+    row_word: Vec<u32>,
     /// Return address → site: site index + 1 (0: an empty slot); twice as
     /// many slots as sites, linear probing.
-    index: Box<[u32]>,
+    index: Vec<u32>,
     /// For each of a walk's first [`WALK_HINTS`] frames, the function the
     /// last walk had to search for there: where the next walk looks first
     /// (hints, always checked against the pc: throws from one place walk
@@ -504,27 +507,39 @@ impl ExceptionTable {
         for &fi in &site_function {
             functions[fi as usize].has_handler_sites = true;
         }
+        let exact = |mut column: Vec<u32>| {
+            column.shrink_to_fit();
+            column
+        };
         let mut table = ExceptionTable {
             starts: functions.iter().map(|f| f.start).collect(),
             functions,
-            site_function: site_function.into(),
-            site_return: site_return.into(),
-            site_frame: site_frame.into(),
-            site_end: site_end.into(),
-            row_tag: row_tag.into(),
-            row_word: row_word.into(),
-            index: Box::default(),
+            site_function: exact(site_function),
+            site_return: exact(site_return),
+            site_frame: exact(site_frame),
+            site_end: exact(site_end),
+            row_tag: exact(row_tag),
+            row_word: exact(row_word),
+            index: Vec::new(),
             walk_hints: Default::default(),
         };
-        table.index = table.build_index()?;
+        table.index = table.build_index(2 * table.site_function.len())?;
         Ok(table)
     }
 
     /// The return-address index over the sites.
-    fn build_index(&self) -> Result<Box<[u32]>, Error> {
-        let sites = self.site_function.len();
-        let mut index = vec![0u32; 2 * sites].into_boxed_slice();
-        for site in 0..sites {
+    /// The return-address index over the sites, `slots` long (at least
+    /// twice the sites: probes stay short).
+    fn build_index(&self, slots: usize) -> Result<Vec<u32>, Error> {
+        let mut index = vec![0u32; slots];
+        self.index_sites(&mut index, 0..self.site_function.len())?;
+        Ok(index)
+    }
+
+    /// Enter `sites` into `index` (which holds none of them and has room:
+    /// at most half its slots full afterwards).
+    fn index_sites(&self, index: &mut [u32], sites: std::ops::Range<usize>) -> Result<(), Error> {
+        for site in sites {
             let pc = self.site_pc(site);
             let mut i = slot(pc, index.len());
             while index[i] != 0 {
@@ -541,7 +556,7 @@ impl ExceptionTable {
             }
             index[i] = site as u32 + 1;
         }
-        Ok(index)
+        Ok(())
     }
 
     /// The absolute return address of site `site`.
@@ -667,6 +682,9 @@ impl ExceptionTable {
             *self = self.merged(other)?;
             return Ok(());
         };
+        if at == self.functions.len() {
+            return self.append(other);
+        }
         let n = u32::try_from(other.functions.len()).map_err(|_| too_many("functions"))?;
         let at_u32 = u32::try_from(at).map_err(|_| too_many("functions"))?;
         // This table's sites before the splice keep their function indices,
@@ -683,7 +701,7 @@ impl ExceptionTable {
             column.extend_from_slice(&mine[..split]);
             column.extend(theirs.iter().map(|&x| x + shift_theirs));
             column.extend(mine[split..].iter().map(|&x| x + shift_mine));
-            column.into_boxed_slice()
+            column
         };
         let rows_split = rows_before as usize;
         let splice_rows = |mine: &[u32], theirs: &[u32]| {
@@ -691,7 +709,7 @@ impl ExceptionTable {
             column.extend_from_slice(&mine[..rows_split]);
             column.extend_from_slice(theirs);
             column.extend_from_slice(&mine[rows_split..]);
-            column.into_boxed_slice()
+            column
         };
         let total_rows = self.row_tag.len() + other.row_tag.len();
         let total_sites = self.site_function.len() + other.site_function.len();
@@ -714,10 +732,10 @@ impl ExceptionTable {
             site_end: splice_u32(&self.site_end, &other.site_end, other_rows, rows_before),
             row_tag: splice_rows(&self.row_tag, &other.row_tag),
             row_word: splice_rows(&self.row_word, &other.row_word),
-            index: Box::default(),
+            index: Vec::new(),
             walk_hints: Default::default(),
         };
-        match table.build_index() {
+        match table.build_index(2 * table.site_function.len()) {
             Ok(index) => {
                 table.index = index;
                 *self = table;
@@ -736,6 +754,65 @@ impl ExceptionTable {
         }
     }
 
+    /// [`ExceptionTable::merge`] of `other`, whose functions all lie after
+    /// this table's (as the code of a new region at a higher address does),
+    /// in place: its columns are appended and its sites entered into the
+    /// index, which grows by half again when it would be over half full, so
+    /// that a module finalized one function at a time pays for each
+    /// function once, not for the whole table each time.
+    fn append(&mut self, other: &ExceptionTable) -> Result<(), Error> {
+        let at = self.functions.len();
+        let (sites, rows) = (self.site_function.len(), self.row_tag.len());
+        let total_sites = sites + other.site_function.len();
+        if u32::try_from(rows + other.row_tag.len()).is_err() {
+            return Err(too_many("handler rows"));
+        }
+        if total_sites >= u32::MAX as usize {
+            return Err(too_many("call sites"));
+        }
+        u32::try_from(at + other.functions.len()).map_err(|_| too_many("functions"))?;
+        let at_u32 = at as u32;
+        let rows_u32 = rows as u32;
+        self.functions.extend(other.functions.iter().cloned());
+        self.starts.extend_from_slice(&other.starts);
+        self.site_function
+            .extend(other.site_function.iter().map(|&f| f + at_u32));
+        self.site_return.extend_from_slice(&other.site_return);
+        self.site_frame.extend_from_slice(&other.site_frame);
+        self.site_end
+            .extend(other.site_end.iter().map(|&end| end + rows_u32));
+        self.row_tag.extend_from_slice(&other.row_tag);
+        self.row_word.extend_from_slice(&other.row_word);
+        let indexed = if 2 * total_sites <= self.index.len() {
+            let mut index = std::mem::take(&mut self.index);
+            let entered = self.index_sites(&mut index, sites..total_sites);
+            self.index = index;
+            entered
+        } else {
+            self.build_index(3 * total_sites)
+                .map(|index| self.index = index)
+        };
+        if let Err(e) = indexed {
+            // Not expected (the functions do not overlap); put the table
+            // back as it was.
+            self.functions.truncate(at);
+            self.starts.truncate(at);
+            for column in [
+                &mut self.site_function,
+                &mut self.site_return,
+                &mut self.site_frame,
+                &mut self.site_end,
+            ] {
+                column.truncate(sites);
+            }
+            self.row_tag.truncate(rows);
+            self.row_word.truncate(rows);
+            self.index = self.build_index(2 * sites)?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Where `other`'s functions go as one block among this table's: the
     /// index of the first of this table's functions after them, when none
     /// of them is here already and no function of this table lies between
@@ -751,16 +828,16 @@ impl ExceptionTable {
 
     /// What the call-site table allocates (see [`TableBytes`]).
     pub fn bytes(&self) -> TableBytes {
-        use std::mem::size_of_val;
+        let bytes = |column: &Vec<u32>| column.capacity() * std::mem::size_of::<u32>();
         TableBytes {
             sites: self.site_function.len(),
             rows: self.row_tag.len(),
-            site_columns: size_of_val(&*self.site_function)
-                + size_of_val(&*self.site_return)
-                + size_of_val(&*self.site_frame)
-                + size_of_val(&*self.site_end),
-            handler_columns: size_of_val(&*self.row_tag) + size_of_val(&*self.row_word),
-            index: size_of_val(&*self.index),
+            site_columns: bytes(&self.site_function)
+                + bytes(&self.site_return)
+                + bytes(&self.site_frame)
+                + bytes(&self.site_end),
+            handler_columns: bytes(&self.row_tag) + bytes(&self.row_word),
+            index: bytes(&self.index),
         }
     }
 }
@@ -1157,7 +1234,17 @@ mod tests {
             |range: std::ops::Range<usize>| ExceptionTable::new(all[range].to_vec()).unwrap();
         let same = |merged: &ExceptionTable, label: &str| {
             assert_eq!(merged.functions().len(), 20, "{label}");
-            assert_eq!(merged.bytes(), whole.bytes(), "{label}");
+            // The same sites and rows (an appended table may hold spare
+            // capacity, and its index more slots).
+            let (bytes, exact) = (merged.bytes(), whole.bytes());
+            assert_eq!(
+                (bytes.sites, bytes.rows),
+                (exact.sites, exact.rows),
+                "{label}"
+            );
+            assert!(bytes.total() >= exact.total(), "{label}");
+            assert!(merged.index.len() >= 2 * bytes.sites, "{label}");
+            assert_eq!(merged.starts, whole.starts, "{label}");
             for i in 0..20 {
                 let sites = |t: &ExceptionTable| {
                     t.call_sites(i)
@@ -1199,6 +1286,19 @@ mod tests {
         let mut overlapping = table(0..12);
         merge(&mut overlapping, table(8..20), false);
         same(&overlapping, "overlapping");
+        // One function at a time, each after the others: appended in
+        // place, the index growing by half again when half full.
+        let mut appended = table(0..1);
+        let mut growths = 0;
+        for i in 1..20 {
+            let slots = appended.index.len();
+            merge(&mut appended, table(i..i + 1), true);
+            growths += usize::from(appended.index.len() != slots);
+            let sites = appended.site_function.len();
+            assert!(appended.index.len() <= 3 * sites.max(1), "{i}");
+        }
+        same(&appended, "appended");
+        assert!(growths < 10, "{growths} index rebuilds for 20 functions");
     }
 
     #[test]
