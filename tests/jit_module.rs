@@ -677,3 +677,66 @@ fn huge_entity_numbers_in_clif_are_errors_not_aborts() {
     m.finalize().unwrap();
     assert_eq!(m.call("f", &[]), Ok(vec![DataValue::I64(7)]));
 }
+
+/// The code of a module finalized a function at a time lies in ascending
+/// order (each region after the last: the exception table appends), and
+/// handlers keep being found across every finalize: `%f{i}` `try_call`s
+/// `%f{i - 1}` with a handler for tag `i` only, so an exception thrown
+/// from the innermost with tag `k` is caught `k` levels up, however many
+/// functions (and call sites) were added after the one that catches it.
+#[test]
+fn functions_finalized_one_at_a_time_ascend_and_their_handlers_are_found() {
+    let mut m = jit();
+    let throw = "fn0 = %__cranelift_throw(i64, i64, i64, i32, i64, i64)";
+    m.define_clif(&format!(
+        "function %f0(i64) -> i64 tail {{
+    {throw}
+block0(v0: i64):
+    v1 = get_frame_pointer.i64
+    v2 = get_return_address.i64
+    v3 = iconst.i64 0
+    v4 = ireduce.i32 v0
+    call fn0(v3, v1, v2, v4, v0, v3)
+    trap user1
+}}"
+    ))
+    .unwrap();
+    m.finalize().unwrap();
+    const LEVELS: i64 = 60;
+    let mut starts = Vec::new();
+    for i in 1..=LEVELS {
+        m.define_clif(&format!(
+            "function %f{i}(i64) -> i64 tail {{
+    sig0 = (i64) -> i64 tail
+    fn0 = %f{prev} sig0
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ tag{i}: block2(exn0, exn1) ]
+block1(v1: i64):
+    return v1
+block2(v2: i64, v3: i64):
+    v4 = iconst.i64 {caught}
+    v5 = iadd v2, v4
+    return v5
+}}",
+            prev = i - 1,
+            caught = 1000 * i,
+        ))
+        .unwrap();
+        m.finalize().unwrap();
+        let id = m.get_name(&format!("f{i}")).unwrap();
+        let cranelift_exn::cranelift_module::FuncOrDataId::Func(id) = id else {
+            panic!("f{i} is a function")
+        };
+        starts.push(m.get_finalized_function(id).unwrap());
+    }
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:x?}");
+    let top = format!("f{LEVELS}");
+    for tag in [1, 2, 17, LEVELS - 1, LEVELS] {
+        // Caught by %f{tag}, which adds 1000 * tag to payload0 (the tag).
+        assert_eq!(call1(&m, &top, tag), Ok(tag + 1000 * tag), "tag {tag}");
+    }
+    assert!(matches!(
+        call1(&m, &top, LEVELS + 1),
+        Err(CallError::Exception { tag, .. }) if tag == LEVELS as u32 + 1
+    ));
+}

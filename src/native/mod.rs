@@ -45,7 +45,11 @@ use crate::trampoline::BufferWord;
 /// handler installed before.
 pub struct NativeMachine {
     arch: Arch,
+    /// Code memory, sorted by address.
     regions: Vec<Region>,
+    /// Where code and data regions come from; it unmaps them when the
+    /// machine is dropped, when nothing runs there any more.
+    space: region::JitSpace,
     /// Data memory ([`Machine::allocate_data`]), never executable.
     data: Vec<Region>,
 }
@@ -118,22 +122,13 @@ impl NativeMachine {
         Ok(NativeMachine {
             arch,
             regions: Vec::new(),
+            space: region::JitSpace::default(),
             data: Vec::new(),
         })
     }
 
     fn region(&mut self, base: u64) -> Option<&mut Region> {
-        self.regions.iter_mut().find(|r| r.addr as u64 == base)
-    }
-}
-
-impl Drop for NativeMachine {
-    fn drop(&mut self) {
-        for r in self.regions.iter().chain(&self.data) {
-            // SAFETY: each region was mapped by us with this length; nothing
-            // runs in it once the machine is dropped.
-            unsafe { libc::munmap(r.addr, r.len) };
-        }
+        region::starting_at(&mut self.regions, base)
     }
 }
 
@@ -143,9 +138,9 @@ impl Machine for NativeMachine {
     }
 
     fn allocate_code(&mut self, size: usize) -> Result<u64, Error> {
-        let region = Region::map(size)?;
+        let region = self.space.allocate(size)?;
         let addr = region.addr as u64;
-        self.regions.push(region);
+        region::insert_sorted(&mut self.regions, region);
         Ok(addr)
     }
 
@@ -203,7 +198,7 @@ impl Machine for NativeMachine {
                 message: format!("data alignment {align} (at most the page size is supported)"),
             });
         }
-        let mut region = Region::map(size)?;
+        let mut region = self.space.allocate(size)?;
         // A data region's whole mapping is usable.
         region.size = region.len;
         let addr = region.addr as u64;
