@@ -163,6 +163,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             .declare_function(decl_name(&key), Linkage::Export, &func.signature)
             .map_err(|e| Error::Signature(format!("{key}: {e}")))?
             .0;
+        self.declared_keys.saw_function(id);
         if self.is_defined(&key) {
             return Err(Error::Compile {
                 function: key,
@@ -171,17 +172,26 @@ impl<M: ?Sized + Machine> JitModule<M> {
         }
         let calls = called(&func, &|s| s.to_string());
         let compiled = compile_function(self.isa.as_ref(), func)?;
-        self.pending.push(PendingFunction { compiled, calls });
+        self.add_pending(PendingFunction { compiled, calls });
         Ok(id)
     }
 
     /// Whether `key` is a loaded or pending function, data object or host
     /// function.
     fn is_defined(&self, key: &str) -> bool {
-        self.symbols.contains_key(key)
-            || self.pending.iter().any(|p| p.compiled.name == key)
-            || self.pending_data.iter().any(|d| d.key == key)
-            || self.hosts.iter().any(|h| h.name == key)
+        self.defined.contains(key) || self.symbols.contains_key(key)
+    }
+
+    /// Add a function defined here to those waiting for the next finalize.
+    fn add_pending(&mut self, function: PendingFunction) {
+        self.defined.insert(function.compiled.name.clone());
+        self.pending.push(function);
+    }
+
+    /// Add a host function (its glue loads at the next finalize).
+    fn add_host(&mut self, host: HostImport<M>) {
+        self.defined.insert(host.name.clone());
+        self.hosts.push(host);
     }
 
     /// Define a host function JIT code calls as `name` with `signature`.
@@ -213,7 +223,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
                 message: "defined twice".into(),
             });
         }
-        self.hosts.push(import);
+        self.add_host(import);
         Ok(())
     }
 
@@ -568,7 +578,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
         }
         for (name, call, op) in wanted {
             let signature = call.signature(self.isa.default_call_conv(), ir::types::I64);
-            self.hosts.push(HostImport {
+            self.add_host(HostImport {
                 name,
                 signature,
                 func: Arc::new(move |_, args| {
@@ -587,22 +597,22 @@ impl<M: ?Sized + Machine> JitModule<M> {
     /// finalizes one function at a time quadratic in its size).
     fn index_new_declarations(&mut self) {
         let index = &mut self.declared_keys;
-        for (id, _) in self.declarations.get_functions().skip(index.functions) {
+        // By id: `skip` on the declarations' iterators steps through every
+        // earlier one (a cost per finalize that grew with the module).
+        let functions = index.declared_functions;
+        for id in (index.functions..functions).map(|i| FuncId::from_u32(i as u32)) {
             index
                 .keys
                 .insert(func_key(&self.declarations, id), FuncOrDataId::Func(id));
-            index.functions += 1;
         }
-        for (id, _) in self
-            .declarations
-            .get_data_objects()
-            .skip(index.data_objects)
-        {
+        index.functions = functions;
+        let data_objects = index.declared_data_objects;
+        for id in (index.data_objects..data_objects).map(|i| DataId::from_u32(i as u32)) {
             index
                 .keys
                 .insert(data_key(&self.declarations, id), FuncOrDataId::Data(id));
-            index.data_objects += 1;
         }
+        index.data_objects = data_objects;
     }
 
     /// The declaration whose key is `key`, and whether it is to be defined
@@ -708,7 +718,9 @@ impl<M: ?Sized + Machine> JitModule<M> {
                     // Declared to be defined in this module (not an
                     // import): a reference to it waits.
                     let declared_here = self.declared(s).is_some_and(|(_, here)| here);
-                    let pending_elsewhere = self.pending.iter().any(|p| p.compiled.name == s);
+                    // (Defined, and none of the above: a function that
+                    // waits itself.)
+                    let pending_elsewhere = self.defined.contains(s);
                     if declared_here || pending_elsewhere {
                         deferred.push(i);
                         break;
@@ -825,11 +837,14 @@ impl<M: ?Sized + Machine> cranelift_module::Module for JitModule<M> {
         let (id, _) = self
             .declarations
             .declare_function(name, linkage, signature)?;
+        self.declared_keys.saw_function(id);
         Ok(id)
     }
 
     fn declare_anonymous_function(&mut self, signature: &ir::Signature) -> ModuleResult<FuncId> {
-        self.declarations.declare_anonymous_function(signature)
+        let id = self.declarations.declare_anonymous_function(signature)?;
+        self.declared_keys.saw_function(id);
+        Ok(id)
     }
 
     fn declare_data(
@@ -850,6 +865,7 @@ impl<M: ?Sized + Machine> cranelift_module::Module for JitModule<M> {
         let (id, _) = self
             .declarations
             .declare_data(name, linkage, writable, tls)?;
+        self.declared_keys.saw_data_object(id);
         Ok(id)
     }
 
@@ -859,7 +875,9 @@ impl<M: ?Sized + Machine> cranelift_module::Module for JitModule<M> {
                 "thread-local data objects are not supported by this JIT",
             ));
         }
-        self.declarations.declare_anonymous_data(writable, tls)
+        let id = self.declarations.declare_anonymous_data(writable, tls)?;
+        self.declared_keys.saw_data_object(id);
+        Ok(id)
     }
 
     fn define_function_with_control_plane(
@@ -893,7 +911,7 @@ impl<M: ?Sized + Machine> cranelift_module::Module for JitModule<M> {
                 *s = module_key(declarations, s);
             }
         }
-        self.pending.push(PendingFunction { compiled, calls });
+        self.add_pending(PendingFunction { compiled, calls });
         Ok(())
     }
 
@@ -944,6 +962,7 @@ impl<M: ?Sized + Machine> cranelift_module::Module for JitModule<M> {
             relocs.push((r.offset, target, r.addend));
         }
         let writable = decl.writable;
+        self.defined.insert(key.clone());
         self.pending_data.push(PendingData {
             id,
             key,

@@ -13,7 +13,7 @@ use cranelift_codegen::ir;
 use cranelift_codegen::ir::TrapCode;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_module::{FuncId, ModuleDeclarations};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::Error;
 use crate::exception_table::ExceptionTable;
@@ -476,7 +476,12 @@ pub struct ModuleBuilder {
     isa: OwnedTargetIsa,
     functions: Vec<ir::Function>,
     declared: Vec<(String, ir::Signature)>,
+    /// `declared` by symbol.
+    declared_index: FxHashMap<String, usize>,
     hosts: Vec<HostImport>,
+    /// The symbols of `functions` and `hosts`: a definition looks its
+    /// name up here (scanning them made defining n functions O(n²)).
+    defined: FxHashSet<String>,
 }
 
 /// `name` as a CLIF symbol: `%name` unless it already is one (`%x`, `u0:1`).
@@ -524,7 +529,9 @@ impl ModuleBuilder {
             isa,
             functions: Vec::new(),
             declared: Vec::new(),
+            declared_index: FxHashMap::default(),
             hosts: Vec::new(),
+            defined: FxHashSet::default(),
         }
     }
 
@@ -541,14 +548,18 @@ impl ModuleBuilder {
         signature: ir::Signature,
     ) -> Result<String, Error> {
         let symbol = symbol_name(name);
-        if let Some((_, existing)) = self.declared.iter().find(|(n, _)| *n == symbol)
+        if let Some((_, existing)) = self.declared_index.get(&symbol).map(|&i| &self.declared[i])
             && *existing != signature
         {
             return Err(Error::Signature(format!(
                 "{symbol} is declared as {existing}, not {signature}"
             )));
         }
-        self.declared.push((symbol.clone(), signature));
+        if !self.declared_index.contains_key(&symbol) {
+            self.declared_index
+                .insert(symbol.clone(), self.declared.len());
+            self.declared.push((symbol.clone(), signature));
+        }
         Ok(symbol)
     }
 
@@ -562,7 +573,7 @@ impl ModuleBuilder {
                 message: "defined twice".into(),
             });
         }
-        if let Some((_, declared)) = self.declared.iter().find(|(n, _)| *n == symbol)
+        if let Some((_, declared)) = self.declared_index.get(&symbol).map(|&i| &self.declared[i])
             && *declared != func.signature
         {
             return Err(Error::Signature(format!(
@@ -570,6 +581,7 @@ impl ModuleBuilder {
                 func.signature
             )));
         }
+        self.defined.insert(symbol);
         self.functions.push(func);
         Ok(())
     }
@@ -601,6 +613,7 @@ impl ModuleBuilder {
                 message: "defined twice".into(),
             });
         }
+        self.defined.insert(symbol.clone());
         self.hosts.push(HostImport {
             name: symbol.clone(),
             signature,
@@ -610,8 +623,7 @@ impl ModuleBuilder {
     }
 
     fn is_defined(&self, symbol: &str) -> bool {
-        self.functions.iter().any(|f| f.name.to_string() == symbol)
-            || self.hosts.iter().any(|h| h.name == symbol)
+        self.defined.contains(symbol)
     }
 
     /// Compile, link and load everything on `machine`.
@@ -663,6 +675,10 @@ pub struct JitModule<M: ?Sized + Machine = dyn Machine> {
     /// Resolvers of names no definition provides (like
     /// `JITBuilder::symbol_lookup_fn`).
     pub(crate) lookups: Vec<SymbolLookup>,
+    /// The key of every function, data object and host function defined,
+    /// pending or loaded (definitions are never taken back): what a new
+    /// definition is checked against, in one lookup.
+    pub(crate) defined: FxHashSet<String>,
     /// Functions defined but not loaded yet.
     pub(crate) pending: Vec<PendingFunction>,
     /// Data objects defined but not loaded yet.
@@ -702,6 +718,23 @@ pub(crate) struct DeclarationIndex {
     pub(crate) functions: usize,
     /// How many data object declarations are in `keys`.
     pub(crate) data_objects: usize,
+    /// How many functions are declared (one more than the highest id the
+    /// module's declaring methods returned).
+    pub(crate) declared_functions: usize,
+    /// How many data objects are declared (likewise).
+    pub(crate) declared_data_objects: usize,
+}
+
+impl DeclarationIndex {
+    /// A declaring method returned function `id`.
+    pub(crate) fn saw_function(&mut self, id: cranelift_module::FuncId) {
+        self.declared_functions = self.declared_functions.max(id.as_u32() as usize + 1);
+    }
+
+    /// A declaring method returned data object `id`.
+    pub(crate) fn saw_data_object(&mut self, id: cranelift_module::DataId) {
+        self.declared_data_objects = self.declared_data_objects.max(id.as_u32() as usize + 1);
+    }
 }
 
 /// A resolver of symbol names to addresses.
@@ -816,6 +849,7 @@ impl<M: ?Sized + Machine> JitModule<M> {
             signatures: FxHashMap::default(),
             foreign_signatures: HashMap::new(),
             lookups: Vec::new(),
+            defined: FxHashSet::default(),
             pending: Vec::new(),
             pending_data: Vec::new(),
             data_objects: HashMap::new(),
