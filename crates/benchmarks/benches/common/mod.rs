@@ -16,12 +16,21 @@ pub fn config(samples: usize) -> Criterion {
 }
 
 /// `main` for a benchmark binary that runs `$target` with
-/// [`config`]`($samples)`.
+/// [`config`]`($samples)`, measuring for `$measurement` instead of two
+/// seconds when given.
 macro_rules! bench_main {
     ($target:ident, $samples:expr) => {
         criterion::criterion_group! {
             name = benches;
             config = common::config($samples);
+            targets = $target
+        }
+        criterion::criterion_main!(benches);
+    };
+    ($target:ident, $samples:expr, $measurement:expr) => {
+        criterion::criterion_group! {
+            name = benches;
+            config = common::config($samples).measurement_time($measurement);
             targets = $target
         }
         criterion::criterion_main!(benches);

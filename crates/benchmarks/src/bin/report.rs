@@ -646,6 +646,30 @@ fn markdown(m: &Medians, tables: &[(PathBuf, Result<TableSizes, String>)]) -> St
         );
     }
 
+    let f = |n: &str| get(m, "finalize", &format!("one_function_into_{n}"), "");
+    let _ = writeln!(s, "\n{}", text("finalize_intro", &[]));
+    for (n, label) in [("1000", "1,000 functions"), ("100000", "100,000 functions")] {
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} |",
+            ns(f(n)),
+            x(ratio(f(n), f("1000")))
+        );
+    }
+    let growth = ratio(f("100000"), f("1000"));
+    let verdict = match growth {
+        Some(r) if r <= 1.25 => format!(
+            "The cost does not grow with the module ({} at a hundred times the size).",
+            x(Some(r))
+        ),
+        Some(r) => format!(
+            "The cost grows with the module: {} at a hundred times the size.",
+            x(Some(r))
+        ),
+        None => "Not measured in this run.".to_string(),
+    };
+    let _ = writeln!(s, "\n{}", text("finalize_after", &[("verdict", verdict)]));
+
     let tr = |f: &str| tr(m, f);
     let _ = writeln!(s, "\n{}", text("trap_intro", &[]));
     for (label, kind) in [
