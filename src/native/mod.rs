@@ -50,7 +50,8 @@ pub struct NativeMachine {
     /// Where code and data regions come from; it unmaps them when the
     /// machine is dropped, when nothing runs there any more.
     space: region::JitSpace,
-    /// Data memory ([`Machine::allocate_data`]), never executable.
+    /// Data memory ([`Machine::allocate_data`]), never executable, sorted
+    /// by address.
     data: Vec<Region>,
 }
 
@@ -202,19 +203,15 @@ impl Machine for NativeMachine {
         // A data region's whole mapping is usable.
         region.size = region.len;
         let addr = region.addr as u64;
-        self.data.push(region);
+        region::insert_sorted(&mut self.data, region);
         Ok(addr)
     }
 
     fn install_data(&mut self, base: u64, bytes: &[u8], writable: bool) -> Result<(), Error> {
-        let region = self
-            .data
-            .iter()
-            .find(|r| r.addr as u64 == base)
-            .ok_or_else(|| Error::Memory {
-                address: base,
-                message: "not a region from allocate_data".into(),
-            })?;
+        let region = region::starting_at(&mut self.data, base).ok_or_else(|| Error::Memory {
+            address: base,
+            message: "not a region from allocate_data".into(),
+        })?;
         if bytes.len() > region.len {
             return Err(Error::Memory {
                 address: base,
