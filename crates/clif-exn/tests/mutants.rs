@@ -6,6 +6,14 @@
 //! The mutants come from this repository's `filetests/` by a fixed seed:
 //! lines deleted, duplicated and swapped, numbers replaced by boundary
 //! values, words replaced by other words of the file, bytes inserted.
+//! For a longer campaign, the environment sets another corpus (a relative
+//! path is the repository root's), count and seed:
+//!
+//! ```text
+//! CRANELIFT_EXN_MUTANT_SOURCES=../shared/upstream-filetests/filetests \
+//! CRANELIFT_EXN_MUTANTS=5000 CRANELIFT_EXN_MUTANT_SEED=7 \
+//!     cargo test --release -p clif-exn --test mutants
+//! ```
 
 mod common;
 
@@ -13,8 +21,21 @@ use std::path::Path;
 
 use common::{clif_exn_test, repo, stderr, stdout};
 
-/// The mutants made and run.
+/// The mutants made and run (`CRANELIFT_EXN_MUTANTS` sets another count).
 const MUTANTS: usize = 400;
+
+/// The seed (`CRANELIFT_EXN_MUTANT_SEED` sets another).
+const SEED: u64 = 0x5eed;
+
+/// `name` from the environment, parsed, or `default`.
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value} is not a number")),
+        Err(_) => default,
+    }
+}
 
 /// Numbers that reach limits: sign, width, entity counts.
 const NUMBERS: &[&str] = &[
@@ -119,7 +140,7 @@ fn mutate(lines: &mut Vec<String>, rng: &mut Rng) {
 
 fn clif_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .collect();
     entries.sort();
@@ -143,14 +164,20 @@ fn in_registry_crate(location: &str) -> bool {
 
 #[test]
 fn mutated_filetests_are_reported_without_panics_of_ours() {
+    // A relative path is the repository root's (tests run in the crate's
+    // directory).
+    let corpus = repo().join(
+        std::env::var_os("CRANELIFT_EXN_MUTANT_SOURCES").unwrap_or_else(|| "filetests".into()),
+    );
+    let mutants = setting("CRANELIFT_EXN_MUTANTS", MUTANTS);
     let mut sources = Vec::new();
-    clif_files(&repo().join("filetests"), &mut sources);
-    assert!(sources.len() >= 20, "{sources:?}");
+    clif_files(&corpus, &mut sources);
+    assert!(sources.len() >= 20, "{}: {sources:?}", corpus.display());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mutants");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut rng = Rng(0x5eed);
-    for n in 0..MUTANTS {
+    let mut rng = Rng(setting("CRANELIFT_EXN_MUTANT_SEED", SEED));
+    for n in 0..mutants {
         let source = &sources[rng.below(sources.len())];
         let text = std::fs::read_to_string(source).unwrap();
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -158,7 +185,7 @@ fn mutated_filetests_are_reported_without_panics_of_ours() {
             mutate(&mut lines, &mut rng);
         }
         let name = source.file_stem().unwrap().to_string_lossy();
-        let path = dir.join(format!("{n:03}-{name}.clif"));
+        let path = dir.join(format!("{n:05}-{name}.clif"));
         std::fs::write(path, lines.join("\n") + "\n").unwrap();
     }
     // And one whose failing expectation holds control characters.
@@ -175,7 +202,7 @@ fn mutated_filetests_are_reported_without_panics_of_ours() {
         output.status
     );
     assert!(
-        text.contains(&format!("{} files: ", MUTANTS + 1)),
+        text.contains(&format!("{} files: ", mutants + 1)),
         "every mutant reported once:\n{text}"
     );
     // The mutants' control characters, echoed, come out as escapes.
