@@ -16,12 +16,14 @@ usage: clif-exn fuzz [--seed N] [--count K] [--isa A,B,...] [--emulators E,...]
 
 Generates K programs (from seeds N, N+1, ...) that call, try_call, throw,
 rethrow, catch and trap, and call host functions that return, throw, end
-the entry or call back in; runs each on every ISA (natively on the host, in
+the entry or call back in, some loaded a function per finalize; runs each
+on every ISA (natively on the host, in
 the emulator otherwise) and compares the outcome with an oracle that
 interprets the program's description without Cranelift. A mismatch is
 minimized and written to DIR as a `test run` file that `clif-exn test`
 reproduces (as a .txt description with the command that replays it when
-the mismatch needs a host function, which a test file cannot define).
+the mismatch needs a host function or the incremental load, which a test
+file cannot express).
 
   --seed N        first seed (default 0)
   --count K       number of programs (default 1000)

@@ -38,8 +38,10 @@ pub fn execute(program: &Program, isa: &dyn TargetIsa, machine: Box<dyn Machine>
     }
 }
 
-/// The module of `functions` and of the program's host functions.
-fn load(
+/// The module of `functions` (the program's CLIF, parsed) and of the
+/// program's host functions, loaded at once or a function per finalize as
+/// [`Program::incremental`] says.
+pub fn load(
     program: &Program,
     isa: &dyn TargetIsa,
     machine: Box<dyn Machine>,
@@ -58,11 +60,42 @@ fn load(
             host_function(m, action, args)
         })?;
     }
-    for function in functions {
-        module.define_ir_function(function)?;
+    if !program.incremental {
+        for function in functions {
+            module.define_ir_function(function)?;
+        }
+        module.finalize()?;
+        return Ok(module);
     }
-    module.finalize()?;
-    Ok(module)
+    // Every function declared first, so that one defined before its callees
+    // waits for them; then each defined and finalized on its own, callees
+    // first (the reverse of the printed order: stand-ins, %f{n-1} … %f0,
+    // %main).
+    for function in &functions {
+        let name = function.name.to_string();
+        let name = name.strip_prefix('%').unwrap_or(&name);
+        cranelift_exn::cranelift_module::Module::declare_function(
+            &mut module,
+            name,
+            cranelift_exn::cranelift_module::Linkage::Export,
+            &function.signature,
+        )
+        .map_err(|e| cranelift_exn::Error::Compile {
+            function: name.to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    for function in functions.into_iter().rev() {
+        module.define_ir_function(function)?;
+        module.finalize()?;
+    }
+    match module.waiting().first() {
+        None => Ok(module),
+        Some((function, symbol)) => Err(cranelift_exn::Error::Compile {
+            function: function.clone(),
+            message: format!("still waits for {symbol} after the last finalize"),
+        }),
+    }
 }
 
 /// What the host function of `action` does with `args` (see

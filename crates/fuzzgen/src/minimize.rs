@@ -5,7 +5,8 @@ use crate::program::{Function, Handlers, HostAction, Program, Stmt};
 /// The smallest program reachable from `program` by removing functions,
 /// statements and handler entries, turning try_calls into plain calls and
 /// indirect calls into direct ones, host functions into ones that return
-/// and into CLIF functions, and shortening loops, for which
+/// and into CLIF functions, an incremental load into one finalize, and
+/// shortening loops, for which
 /// `still_fails` stays true. `still_fails(program)` must be true.
 pub fn minimize(program: &Program, mut still_fails: impl FnMut(&Program) -> bool) -> Program {
     let mut best = program.clone();
@@ -63,6 +64,7 @@ fn size(program: &Program) -> usize {
         .map(|f| 1 + body(&f.body))
         .sum::<usize>()
         + usize::from(!program.main_catches)
+        + usize::from(program.incremental)
 }
 
 fn handlers_size(handlers: &Handlers) -> usize {
@@ -84,6 +86,11 @@ fn candidates(program: &Program) -> Vec<Program> {
     if !program.main_catches {
         let mut p = program.clone();
         p.main_catches = true;
+        out.push(p);
+    }
+    if program.incremental {
+        let mut p = program.clone();
+        p.incremental = false;
         out.push(p);
     }
     for (fi, function) in program.functions.iter().enumerate() {

@@ -80,6 +80,10 @@ pub struct Program {
     pub main_catches: bool,
     /// The argument `%main` is called with.
     pub argument: i64,
+    /// Whether the module is loaded a function at a time (every function
+    /// declared, then each defined and finalized on its own, callees first,
+    /// host stand-ins before all), rather than with one finalize.
+    pub incremental: bool,
 }
 
 /// A callee's calling convention.
@@ -311,6 +315,7 @@ pub fn from_seed(seed: u64) -> Program {
         }],
         main_catches: true,
         argument: 0,
+        incremental: false,
     })
 }
 
@@ -346,6 +351,7 @@ pub fn generate(u: &mut Unstructured) -> Result<Program> {
         functions,
         main_catches: u.ratio(3, 4)?,
         argument: u.int_in_range(-20..=20)?,
+        incremental: u.ratio(1, 3)?,
     })
 }
 

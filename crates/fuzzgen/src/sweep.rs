@@ -213,9 +213,10 @@ fn shrink(
 
 /// Write `mismatch` as `DIR/seed-N-ARCH.clif`, a `test run` file; returns
 /// the path. A program that still calls host functions (the minimizer
-/// turns every one it can into CLIF) cannot be a test file: it is written
-/// as `seed-N-ARCH.txt`, the same text with the host functions described
-/// and the command that replays its seed.
+/// turns every one it can into CLIF) or is still loaded a function per
+/// finalize cannot be a faithful test file: it is written as
+/// `seed-N-ARCH.txt`, the same text with what it needs described and the
+/// command that replays its seed.
 pub fn write_reproduction(dir: &Path, mismatch: &Mismatch) -> Result<PathBuf, Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Machine(format!("creating {}: {e}", dir.display())))?;
@@ -244,13 +245,24 @@ pub fn write_reproduction(dir: &Path, mismatch: &Mismatch) -> Result<PathBuf, Er
     if !hosts.is_empty() {
         comment.push_str(&format!(
             "\nNot a test file: it calls host functions (see `HostAction` in \
-             crates/fuzzgen/src/program.rs), which only the fuzzer defines:\n{}\n\
-             Replay the unminimized program with \
-             `clif-exn fuzz --seed {seed} --count 1 --isa {arch}`.",
+             crates/fuzzgen/src/program.rs), which only the fuzzer defines:\n{}",
             hosts.join("\n")
         ));
     }
-    let extension = if hosts.is_empty() { "clif" } else { "txt" };
+    if mismatch.program.incremental {
+        comment.push_str(
+            "\nNot a test file: the fuzzer loaded it a function per finalize \
+             (callees first), a test file loads it at once.",
+        );
+    }
+    let faithful = hosts.is_empty() && !mismatch.program.incremental;
+    if !faithful {
+        comment.push_str(&format!(
+            "\nReplay the unminimized program with \
+             `clif-exn fuzz --seed {seed} --count 1 --isa {arch}`."
+        ));
+    }
+    let extension = if faithful { "clif" } else { "txt" };
     let name = match mismatch.seed {
         Some(seed) => format!("seed-{seed}-{slug}.{extension}"),
         None => format!("mismatch-{slug}.{extension}"),

@@ -1,5 +1,6 @@
 //! Generated programs on the host CPU agree with the oracle.
 
+use cranelift_exn::codegen::data_value::DataValue;
 use cranelift_exn::compile::default_isa;
 use cranelift_exn::isa::Arch;
 use cranelift_exn::native::NativeMachine;
@@ -134,6 +135,7 @@ fn program(body: Vec<Stmt>, callee: Vec<Stmt>, argument: i64) -> Program {
         functions: vec![function(body), function(callee)],
         main_catches: true,
         argument,
+        incremental: false,
     }
 }
 
@@ -211,12 +213,48 @@ fn host_functions_end_as_worked_out_by_hand() {
         };
         cases.push((program(vec![reenter], vec![trap.clone()], 10), trapped));
     }
-    for (program, expected) in cases {
+    for (mut program, expected) in cases {
         assert_eq!(oracle::expected(&program), expected, "{program:?}");
-        let machine = Box::new(NativeMachine::new().unwrap());
-        let actual = harness::execute(&program, isa.as_ref(), machine);
-        assert_eq!(actual, expected, "{}", clif::print(&program));
+        for incremental in [false, true] {
+            program.incremental = incremental;
+            let machine = Box::new(NativeMachine::new().unwrap());
+            let actual = harness::execute(&program, isa.as_ref(), machine);
+            assert_eq!(actual, expected, "{incremental}: {}", clif::print(&program));
+        }
     }
+}
+
+/// An incremental load finalizes each function on its own, callees first:
+/// as many images as CLIF functions, and nothing left waiting.
+#[test]
+fn an_incremental_load_finalizes_each_function_on_its_own() {
+    let Some(arch) = Arch::host() else { return };
+    let isa = default_isa(arch).unwrap();
+    let calls = |callee| Stmt::Call {
+        callee,
+        indirect: false,
+        handlers: None,
+        handler_address: None,
+    };
+    let throws = HostAction::Throw {
+        tag: 1,
+        when: ALWAYS,
+    };
+    let mut program = program(vec![calls(1), host(throws, None, true)], vec![], 3);
+    program.incremental = true;
+    let text = clif::print(&program);
+    let functions = cranelift_exn::reader::parse_functions(&text).unwrap();
+    assert_eq!(functions.len(), 4, "%main, %f0, %f1, %h0");
+    let machine = Box::new(NativeMachine::new().unwrap());
+    let module = harness::load(&program, isa.as_ref(), machine, functions).unwrap();
+    assert_eq!(module.images().len(), 4);
+    assert!(module.waiting().is_empty());
+    // %f1 returns 3 + 1; %h0 throws tag 1 with (7, 17), which %main
+    // catches: 7 * 1_000_003 + 17.
+    let expected = 7 * 1_000_003 + 17;
+    assert_eq!(oracle::expected(&program), Ending::Value(expected));
+    let value = module.call("main", &[DataValue::I64(program.argument)]);
+    assert_eq!(value, Ok(vec![DataValue::I64(expected)]));
 }
 
 /// The generator reaches what only host functions do: outcomes of a
