@@ -10,7 +10,7 @@
 //! path is the repository root's), count and seed:
 //!
 //! ```text
-//! CRANELIFT_EXN_MUTANT_SOURCES=../shared/upstream-filetests/filetests \
+//! CRANELIFT_EXN_MUTANT_SOURCES=/path/to/wasmtime/cranelift/filetests/filetests \
 //! CRANELIFT_EXN_MUTANTS=5000 CRANELIFT_EXN_MUTANT_SEED=7 \
 //!     cargo test --release -p clif-exn --test mutants
 //! ```
