@@ -112,21 +112,27 @@ struct Emitter<'p> {
     float: String,
 }
 
-impl Emitter<'_> {
-    /// The CLIF of `%f{index}`, whose host statements call `%h{hosts}`,
-    /// `%h{hosts + 1}`, ... (`hosts` is advanced past them).
-    fn function(program: &Program, index: usize, function: &Function, hosts: &mut usize) -> String {
-        let first_host = *hosts;
-        let mut e = Emitter {
+impl<'p> Emitter<'p> {
+    /// An emitter at the start of a `(i64, f64)` function's entry block
+    /// (`v0`, `v1`), whose first host statement calls `%h{next_host}`.
+    fn new(program: &'p Program, next_host: usize) -> Emitter<'p> {
+        Emitter {
             program,
-            next_host: first_host,
+            next_host,
             out: String::new(),
             values: 2,
             blocks: 1,
             block: "block0".into(),
             acc: "v0".into(),
             float: "v1".into(),
-        };
+        }
+    }
+
+    /// The CLIF of `%f{index}`, whose host statements call `%h{hosts}`,
+    /// `%h{hosts + 1}`, ... (`hosts` is advanced past them).
+    fn function(program: &Program, index: usize, function: &Function, hosts: &mut usize) -> String {
+        let first_host = *hosts;
+        let mut e = Emitter::new(program, first_host);
         e.body(&function.body);
         let fi = e.value();
         let r = e.value();
@@ -160,16 +166,7 @@ impl Emitter<'_> {
     /// `%h{n}` as a CLIF function doing what the host function of `action`
     /// does; for `Reenter`, a plain call (see [`Stmt::Host`]).
     fn host_in_clif(program: &Program, n: usize, action: HostAction) -> String {
-        let mut e = Emitter {
-            program,
-            next_host: 0,
-            out: String::new(),
-            values: 2,
-            blocks: 1,
-            block: "block0".into(),
-            acc: "v0".into(),
-            float: "v1".into(),
-        };
+        let mut e = Emitter::new(program, 0);
         let mut preamble = String::from(
             "    sig0 = (i64, i64, i64, i32, i64, i64) system_v
     fn0 = %__cranelift_throw sig0
